@@ -1,0 +1,1 @@
+"""Paxtor: CP cluster-wide locks and singleton processes for gevent."""

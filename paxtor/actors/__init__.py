@@ -1,0 +1,1 @@
+"""An OTP-like runtime on gevent: processes, links, monitors, gen_server, supervisors."""

@@ -1,0 +1,1 @@
+"""PaxosKV: a leaderless per-key Basic Paxos (CASPaxos) key-value store."""
