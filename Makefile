@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m paxtor demo
+	$(BIN)/python examples/supervised_tree.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

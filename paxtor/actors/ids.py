@@ -29,13 +29,17 @@ class _Id:
         self.node = node
         self.incarnation = incarnation
         self.serial = serial
-        self._hash = hash((type(self).__name__, node, incarnation, serial))
+        self._hash = 0  # computed on first use: most refs are never hashed
+
 
     def _key(self) -> tuple[str, int, int]:
         return (self.node, self.incarnation, self.serial)
 
     def __hash__(self) -> int:
-        return self._hash
+        h = self._hash
+        if not h:
+            h = self._hash = hash((type(self).__name__, self.node, self.incarnation, self.serial)) or 1
+        return h
 
     def __eq__(self, other: Any) -> bool:
         if self is other:

@@ -1,0 +1,198 @@
+"""A process mailbox: a FIFO with Erlang's selective receive.
+
+The hot path of the runtime: `put` appends to a deque and, only if the owner
+is blocked, schedules one wake-up on the hub; `receive` pops or parks the
+owner greenlet with a bare hub switch (no gevent Queue, no Waiter objects).
+
+Selective receive (`match=`) scans from the head; a message that does not
+match is moved aside (in order) and put back in front when the receive ends,
+so unmatched messages keep their place. While one receive waits, a wake-up
+scans only the messages that arrived since its last scan.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Iterator
+
+from paxtor.actors.messages import ReceiveTimeout
+
+__all__ = ["Mailbox"]
+
+
+class Mailbox:
+    """The message queue of one process; only its owner greenlet receives.
+
+    `interrupt`: an exception to raise in the owner at its current or next
+    receive (used to end adopted greenlets that cannot be killed by a throw).
+    `hub`: the gevent hub the owner parks on.
+    """
+
+    __slots__ = (
+        "_queue",
+        "_saved",
+        "_greenlet",
+        "hub",
+        "_run_callback",
+        "_waiting",
+        "_wake_pending",
+        "_timed_out",
+        "_timer",
+        "_timer_after",
+        "interrupt",
+    )
+
+    def __init__(self, owner: Any, hub: Any) -> None:
+        self._queue: deque[Any] = deque()
+        self._saved: list[Any] = []
+        self._greenlet = owner
+        self.hub = hub
+        self._run_callback = hub.loop.run_callback
+        self._waiting = False
+        self._wake_pending = False
+        self._timed_out = False
+        self._timer: Any = None  # kept for reuse: most receives repeat one timeout
+        self._timer_after = 0.0
+        self.interrupt: BaseException | None = None
+
+    # -- senders' side ---------------------------------------------------
+
+    def put(self, msg: Any) -> None:
+        """Enqueue `msg`; never blocks, never switches."""
+        self._queue.append(msg)
+        if self._waiting and not self._wake_pending:
+            self._wake_pending = True
+            self._run_callback(self._wake)
+
+    def wake(self) -> None:
+        """Wake the owner if it is parked in `receive` (it re-checks its state)."""
+        if self._waiting and not self._wake_pending:
+            self._wake_pending = True
+            self.hub.loop.run_callback(self._wake)
+
+    def _wake(self) -> None:
+        # Runs in the hub. `_waiting` is true only while the owner is parked
+        # in `_park`, so switching into it is safe; otherwise this is stale.
+        self._wake_pending = False
+        if self._waiting:
+            self._greenlet.switch()
+
+    def _on_timeout(self) -> None:
+        self._timed_out = True
+        if self._waiting:
+            self._greenlet.switch()
+
+    # -- owner's side ----------------------------------------------------
+
+    def _park(self) -> None:
+        self._waiting = True
+        try:
+            self.hub.switch()
+        finally:
+            self._waiting = False
+
+    def _raise_interrupt(self) -> None:
+        exc = self.interrupt
+        self.interrupt = None
+        assert exc is not None
+        raise exc
+
+    def receive(self, match: Callable[[Any], bool] | None = None, timeout: float | None = None) -> Any:
+        """Take the oldest message (matching `match`, if given).
+
+        `timeout=None` waits forever, `0` only looks, else seconds; then
+        `ReceiveTimeout`. Must run in the owner greenlet.
+        """
+        if self.interrupt is not None:
+            self._raise_interrupt()
+        if match is not None:
+            return self._receive_matching(match, timeout)
+        queue = self._queue
+        if queue:
+            return queue.popleft()
+        if timeout is not None:
+            return self._receive_any_timed(timeout)
+        while not queue:
+            self._park()
+            if self.interrupt is not None:
+                self._raise_interrupt()
+        return queue.popleft()
+
+    def _start_timer(self, timeout: float) -> Any:
+        self._timed_out = False
+        timer = self._timer
+        if timer is None or self._timer_after != timeout:
+            if timer is not None:
+                timer.close()
+            timer = self._timer = self.hub.loop.timer(timeout)
+            self._timer_after = timeout
+        timer.start(self._on_timeout)
+        return timer
+
+    def _receive_any_timed(self, timeout: float) -> Any:
+        queue = self._queue
+        if timeout <= 0:
+            raise ReceiveTimeout(timeout)
+        timer = self._start_timer(timeout)
+        try:
+            while not queue:
+                if self._timed_out:
+                    raise ReceiveTimeout(timeout)
+                self._park()
+                if self.interrupt is not None:
+                    self._raise_interrupt()
+            return queue.popleft()
+        finally:
+            timer.stop()
+
+    def _receive_matching(self, match: Callable[[Any], bool], timeout: float | None) -> Any:
+        queue = self._queue
+        saved = self._saved
+        if saved:
+            raise RuntimeError("receive() called from inside a receive match predicate")
+        timer = None
+        try:
+            while True:
+                while queue:
+                    msg = queue.popleft()
+                    try:
+                        hit = match(msg)
+                    except BaseException:
+                        saved.append(msg)
+                        raise
+                    if hit:
+                        return msg
+                    saved.append(msg)
+                if timeout is not None:
+                    if timer is None:
+                        if timeout <= 0:
+                            raise ReceiveTimeout(timeout)
+                        timer = self._start_timer(timeout)
+                    elif self._timed_out:
+                        raise ReceiveTimeout(timeout)
+                self._park()
+                if self.interrupt is not None:
+                    self._raise_interrupt()
+        finally:
+            if saved:
+                queue.extendleft(reversed(saved))
+                saved.clear()
+            if timer is not None:
+                timer.stop()
+
+    def remove_if(self, pred: Callable[[Any], bool]) -> int:
+        """Drop every queued message for which `pred` is true; return how many."""
+        queue = self._queue
+        kept = [m for m in queue if not pred(m)]
+        removed = len(queue) - len(kept)
+        if removed:
+            queue.clear()
+            queue.extend(kept)
+        return removed
+
+    def __len__(self) -> int:
+        return len(self._queue) + len(self._saved)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Queued messages, oldest first (a snapshot, for inspection)."""
+        return iter(list(self._saved) + list(self._queue))
