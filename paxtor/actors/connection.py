@@ -1,0 +1,829 @@
+"""The gevent driver of one node-to-node TCP connection, and its listener.
+
+A `Connection` owns one connected socket (optionally TLS). Its life:
+
+  handshaking  TCP connect (initiator), TLS handshake (if configured), then
+               the cookie handshake (`paxtor.actors.handshake`), all under
+               one deadline, `handshake_timeout`: a peer that never finishes
+               (slow-loris) is dropped when it passes. Frames are limited to
+               `MAX_HANDSHAKE_FRAME` until the peer has authenticated.
+  up           `on_up(conn)` runs; a reader greenlet decodes frames and calls
+               `on_message(conn, msg)` for each, in order; a writer greenlet
+               writes everything `send()` queued during one hub loop turn
+               with ONE ``sendall``; a heartbeat greenlet sends an empty
+               frame every `heartbeat_interval` and declares the peer dead
+               after `heartbeat_timeout` without a byte from it (even if TCP
+               stays open), or when a write has been stuck that long
+               (counted in ticks, so a stall of our own hub is not blamed
+               on the peer).
+  closed       `close(reason)` ran exactly once: greenlets stopped, socket
+               closed, unsent frames discarded, `on_close(conn, reason)`
+               called, and the event logged (``handshake_failed`` if the
+               peer never authenticated, else ``connection_closed``).
+
+Anything wrong on the wire (malformed frame, oversized frame, unknown ext
+type or wire type, bad handshake) closes that connection with a logged reason
+and touches nothing else. Callbacks run in the connection's greenlets and
+must not block (hand work to a queue/mailbox); an exception in `on_message`
+closes the connection (a message lost silently would break ordering).
+
+Messages `send()` queues before the handshake completes are written once it
+does. `send()` never blocks; a sender that may outrun the network should
+check `busy` and call `wait_drained()` (Erlang's busy dist port).
+
+Fault injection (`paxtor.actors.faults`) is off unless `config.faults` is set.
+
+Typical use by the distribution layer (one config, one listener per node):
+
+    config = ConnectionConfig("node1", incarnation, resolve_cookie(cookie))
+    listener = Listener(config, host="127.0.0.1", port=base_port + 1,
+                        on_message=route, on_close=lost, on_up=joined).start()
+    conn = Connection.connect(config, "127.0.0.1", base_port + 2,
+                              expected_peer="node2",
+                              on_message=route, on_close=lost, on_up=joined)
+    conn.send(("link", from_pid, to_pid))   # any value `wire.encode` accepts
+
+`on_close` runs for every Connection exactly once, including those that never
+got up (``conn.peer is None``; e.g. a failed connect, to retry later). Two
+nodes connecting to each other at the same time get two connections: keep one
+by a deterministic rule (e.g. the one the smaller name initiated), refusing
+the other with `config.admit` or closing it in `on_up`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as _stdsocket
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.socket
+import gevent.ssl
+import structlog
+from gevent.hub import Waiter
+
+from paxtor.actors.faults import FaultInjector, LinkFaults
+from paxtor.actors.framing import MAX_FRAME_SIZE, FrameDecoder, FrameError, frame, frame_header
+from paxtor.actors.handshake import (
+    MAX_HANDSHAKE_FRAME,
+    Acceptor,
+    Challenge,
+    HandshakeFailed,
+    HandshakeMessage,
+    Hello,
+    Initiator,
+    Peer,
+    pack_message,
+    unpack_message,
+)
+from paxtor.actors.wire import WireError, decode, encode
+
+__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener"]
+
+log = structlog.get_logger(__name__)
+
+OnMessage = Callable[["Connection", Any], None]
+OnClose = Callable[["Connection", str], None]
+OnUp = Callable[["Connection"], None]
+
+_HEARTBEAT = frame(b"")
+_HANDSHAKING = "handshaking"
+_UP = "up"
+_CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """What a node needs to open and accept connections (one per node)."""
+
+    name: str
+    incarnation: int
+    cookie: bytes
+    handshake_timeout: float = 5.0
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+    max_frame_size: int = MAX_FRAME_SIZE
+    busy_limit: int = 8 * 2**20
+    """Bytes queued for writing above which `Connection.busy` is true."""
+    recv_size: int = 256 * 2**10
+    server_ssl_context: ssl.SSLContext | None = None
+    client_ssl_context: ssl.SSLContext | None = None
+    faults: FaultInjector | None = None
+    random_bytes: Callable[[int], bytes] = os.urandom
+    admit: Callable[[str, int], str | None] | None = None
+    """Acceptor only: may refuse an authenticated peer (returns a reason)."""
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must exceed heartbeat_interval")
+        if not self.cookie:
+            raise ValueError("empty cookie")
+
+
+@dataclass
+class ConnectionStats:
+    """Counters, for tests and benchmarks."""
+
+    frames_sent: int = 0
+    frames_received: int = 0
+    writes: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    frames_dropped: int = 0
+    """Data frames lost to fault injection (either direction)."""
+
+
+class Connection:
+    """One node-to-node connection; create with `connect()` or via `Listener`."""
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        *,
+        role: str,
+        on_message: OnMessage,
+        on_close: OnClose,
+        on_up: OnUp | None = None,
+        sock: Any = None,
+        address: tuple[str, int] | None = None,
+        expected_peer: str | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        if role not in ("initiator", "acceptor"):
+            raise ValueError(f"bad role {role!r}")
+        self.config = config
+        self.role = role
+        self.address = address
+        self.expected_peer = expected_peer
+        self.peer: Peer | None = None
+        self.close_reason: str | None = None
+        self.stats = ConnectionStats()
+        self.faults: LinkFaults | None = None
+        self._server_hostname = server_hostname
+        self._on_message = on_message
+        self._on_close = on_close
+        self._on_up = on_up
+        self._sock = sock
+        self._state = _HANDSHAKING
+        self._decoder = FrameDecoder(MAX_HANDSHAKE_FRAME)
+        self._early_frames: list[bytes] = []  # data frames that came with the last handshake frame
+        self._early_error: FrameError | None = None
+        self._claimed_peer: str | None = expected_peer
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._delayed: deque[tuple[float, bytes, bytes]] = deque()
+        self._flush_scheduled = False
+        self._writer_waiter: Waiter | None = None
+        self._writer_busy = False  # the writer greenlet owns the socket's write side
+        self._handoff: bytes | memoryview | None = None
+        self._nonblocking_send: Callable[..., int] | None = None
+        self._received_chunks = 0  # bumped per recv (not when blocked): a sign of life
+        self._writes_done = 0
+        self._writing = False
+        self._loop = gevent.get_hub().loop
+        self._up_event = gevent.event.Event()
+        self._closed_event = gevent.event.Event()
+        self._drained = gevent.event.Event()
+        self._drained.set()
+        self._main: gevent.Greenlet | None = None
+        self._writer: gevent.Greenlet | None = None
+        self._heartbeat: gevent.Greenlet | None = None
+        self._delayer: gevent.Greenlet | None = None
+
+    # ---------------------------------------------------------------- public
+
+    @classmethod
+    def connect(
+        cls,
+        config: ConnectionConfig,
+        host: str,
+        port: int,
+        *,
+        on_message: OnMessage,
+        on_close: OnClose,
+        on_up: OnUp | None = None,
+        expected_peer: str | None = None,
+        server_hostname: str | None = None,
+    ) -> Connection:
+        """Start connecting to (host, port); returns at once.
+
+        `on_up` runs when the peer has authenticated; on any failure
+        `on_close` runs instead. `expected_peer` makes the handshake fail if
+        another node answers. `server_hostname` is for TLS (default `host`).
+        """
+        conn = cls(
+            config,
+            role="initiator",
+            on_message=on_message,
+            on_close=on_close,
+            on_up=on_up,
+            address=(host, port),
+            expected_peer=expected_peer,
+            server_hostname=server_hostname or host,
+        )
+        conn.start()
+        return conn
+
+    def start(self) -> None:
+        """Run the connection in its own greenlets (called by connect/Listener)."""
+        if self._main is not None:
+            raise RuntimeError("connection already started")
+        self._main = gevent.spawn(self._run)
+
+    @property
+    def state(self) -> str:
+        """``"handshaking"``, ``"up"`` or ``"closed"``."""
+        return self._state
+
+    @property
+    def is_up(self) -> bool:
+        return self._state is _UP
+
+    @property
+    def peer_name(self) -> str | None:
+        """The authenticated peer's node name (None before authentication)."""
+        return self.peer.name if self.peer is not None else None
+
+    @property
+    def busy(self) -> bool:
+        """More than `config.busy_limit` bytes wait to be written."""
+        return self._out_bytes > self.config.busy_limit
+
+    def send(self, message: Any) -> None:
+        """Queue one message; it is written at the end of this loop turn.
+
+        Encodes now, so an unencodable message raises TypeError here (and a
+        message over the frame limit ValueError). Never blocks. A message
+        sent on a closed connection is dropped (`on_close` has said so).
+        """
+        payload = encode(message)
+        size = len(payload)
+        if size > self.config.max_frame_size:
+            raise ValueError(
+                f"message of {size} bytes exceeds the frame limit of {self.config.max_frame_size}"
+            )
+        if self._state is _CLOSED:
+            return
+        self.stats.frames_sent += 1
+        faults = self.faults
+        if faults is not None:
+            self._enqueue_with_faults(frame_header(size), payload, faults, heartbeat=False)
+            return
+        self._out.append(frame_header(size))
+        self._out.append(payload)
+        self._out_bytes += size + 4
+        if not self._flush_scheduled and self._state is _UP:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    def close(self, reason: str = "closed") -> None:
+        """Close now (idempotent): unsent frames are dropped, on_close runs."""
+        self._close(reason, requested=True)
+
+    def wait_up(self, timeout: float | None = None) -> bool:
+        """Block until the handshake is done or failed; True if up."""
+        gevent.wait([self._up_event, self._closed_event], timeout=timeout, count=1)
+        return self._state is _UP
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until closed; True if closed."""
+        return self._closed_event.wait(timeout)
+
+    def wait_drained(self, timeout: float | None = None) -> bool:
+        """Block until the write queue is below `busy_limit` (or closed)."""
+        while self.busy and self._state is not _CLOSED:
+            self._drained.clear()
+            if not self._drained.wait(timeout):
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.config.name}->{self._label()} {self.role} {self._state}>"
+
+    # ------------------------------------------------------------ handshake
+
+    def _label(self) -> str:
+        if self.peer is not None:
+            return self.peer.name
+        if self._claimed_peer is not None:
+            return f"{self._claimed_peer}?"
+        return f"{self.address[0]}:{self.address[1]}" if self.address else "?"
+
+    def _run(self) -> None:
+        try:
+            if self._handshake():
+                self._read_loop()
+        except gevent.GreenletExit:
+            raise
+        except BaseException as exc:  # a bug here must not escape into the hub
+            log.exception("connection_error", local=self.config.name, peer=self._label())
+            self._close(f"internal_error: {exc!r}")
+
+    def _handshake(self) -> bool:
+        deadline = gevent.Timeout(self.config.handshake_timeout)
+        deadline.start()
+        try:
+            if self._sock is None:
+                self._sock = self._open_socket()
+            else:
+                _set_nodelay(self._sock)
+            self._sock = self._secure(self._sock)
+            peer = self._authenticate()
+        except gevent.Timeout as exc:
+            if exc is not deadline:
+                raise
+            self._close(f"handshake_timeout: not done within {self.config.handshake_timeout}s")
+            return False
+        except HandshakeFailed as exc:
+            self._close(exc.reason)
+            return False
+        except FrameError as exc:
+            self._close(f"malformed: {exc}")
+            return False
+        except ssl.SSLError as exc:
+            self._close(f"tls_failed: {exc}")
+            return False
+        except OSError as exc:
+            where = "connect_failed" if self._sock is None else "socket_error"
+            self._close(f"{where}: {exc}")
+            return False
+        finally:
+            deadline.close()
+        self._become_up(peer)
+        return self._state is _UP
+
+    def _open_socket(self) -> Any:
+        assert self.address is not None
+        sock = gevent.socket.create_connection(self.address)
+        _set_nodelay(sock)
+        return sock
+
+    def _secure(self, sock: Any) -> Any:
+        server = self.role == "acceptor"
+        context = self.config.server_ssl_context if server else self.config.client_ssl_context
+        if context is None:
+            return sock
+        secured = gevent.ssl.SSLSocket(
+            sock=sock,
+            server_side=server,
+            server_hostname=None if server else self._server_hostname,
+            do_handshake_on_connect=False,
+            _context=context,
+        )
+        secured.do_handshake()
+        return secured
+
+    def _authenticate(self) -> Peer:
+        """Run the handshake machine over the socket; returns the peer."""
+        config = self.config
+        machine: Initiator | Acceptor
+        if self.role == "initiator":
+            machine = Initiator(
+                cookie=config.cookie,
+                name=config.name,
+                incarnation=config.incarnation,
+                random_bytes=config.random_bytes,
+                expected_peer=self.expected_peer,
+            )
+            if self.expected_peer is not None:
+                self._resolve_faults(self.expected_peer)
+            self._send_handshake(machine.start().send)
+        else:
+            machine = Acceptor(
+                cookie=config.cookie,
+                name=config.name,
+                incarnation=config.incarnation,
+                random_bytes=config.random_bytes,
+                admit=config.admit,
+            )
+        decoder = self._decoder
+        while True:
+            data = self._sock.recv(MAX_HANDSHAKE_FRAME)
+            if not data:
+                raise HandshakeFailed("peer_closed: during the handshake")
+            self.stats.bytes_received += len(data)
+            frames = decoder.feed(data, max_frames=1)
+            while frames:
+                message = unpack_message(frames[0])
+                if isinstance(message, (Hello, Challenge)):
+                    self._claimed_peer = message.name
+                    self._resolve_faults(message.name)
+                if self.faults is not None and self.faults.block_in:
+                    frames = decoder.feed(max_frames=1)
+                    continue
+                step = machine.receive(message)
+                failed = isinstance(step.outcome, HandshakeFailed)
+                self._send_handshake(step.send, best_effort=failed)
+                if failed:
+                    raise step.outcome  # type: ignore[misc]
+                if isinstance(step.outcome, Peer):
+                    decoder.max_frame_size = config.max_frame_size
+                    try:
+                        self._early_frames = decoder.feed()
+                    except FrameError as exc:
+                        self._early_frames = exc.frames
+                        self._early_error = exc
+                    return step.outcome
+                frames = decoder.feed(max_frames=1)
+
+    def _send_handshake(self, messages: list[HandshakeMessage], *, best_effort: bool = False) -> None:
+        if not messages or (self.faults is not None and self.faults.block_out):
+            return
+        data = b"".join(frame(pack_message(m)) for m in messages)
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            if not best_effort:
+                raise
+        self.stats.bytes_sent += len(data)
+
+    def _resolve_faults(self, peer: str) -> None:
+        injector = self.config.faults
+        if injector is not None:
+            self.faults = injector.link(self.config.name, peer)
+
+    def _become_up(self, peer: Peer) -> None:
+        self.peer = peer
+        self._resolve_faults(peer.name)
+        self._state = _UP
+        if not isinstance(self._sock, gevent.ssl.SSLSocket):
+            self._nonblocking_send = self._sock.send  # gevent: send(data, flags, timeout)
+        self._writer = gevent.spawn(self._write_loop)
+        self._heartbeat = gevent.spawn(self._heartbeat_loop)
+        log.debug("connection_up", local=self.config.name, peer=peer.name, role=self.role)
+        self._up_event.set()
+        if self._on_up is not None:
+            try:
+                self._on_up(self)
+            except Exception as exc:
+                log.exception("on_up_failed", local=self.config.name, peer=peer.name)
+                self._close(f"on_up_failed: {exc!r}")
+                return
+        if self._out and not self._flush_scheduled and self._state is _UP:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    # --------------------------------------------------------------- reading
+
+    def _read_loop(self) -> None:
+        if self._early_frames and not self._deliver(self._early_frames):
+            return
+        if self._early_error is not None:
+            self._close(f"frame_error: {self._early_error}")
+            return
+        sock = self._sock
+        recv = sock.recv
+        feed = self._decoder.feed
+        size = self.config.recv_size
+        stats = self.stats
+        # After a short read the kernel buffer is most likely empty: wait for
+        # readability first instead of a recv that fails with EAGAIN (a
+        # syscall plus an exception per message). Not for TLS, whose
+        # decrypted bytes may be buffered while the socket is not readable.
+        readable = None if isinstance(sock, gevent.ssl.SSLSocket) else self._loop.io(sock.fileno(), 1)
+        hub_wait = gevent.get_hub().wait
+        drained = False
+        try:
+            while True:
+                if drained and readable is not None:
+                    hub_wait(readable)
+                try:
+                    data = recv(size)
+                except OSError as exc:
+                    self._close(f"recv_failed: {exc}")
+                    return
+                drained = len(data) < size
+                if not self._received(data, feed, stats):
+                    return
+        finally:
+            if readable is not None:
+                readable.close()
+
+    def _received(self, data: bytes, feed: Callable[[bytes], list[bytes]], stats: ConnectionStats) -> bool:
+        """Handle one chunk from the socket; False once the connection is closed."""
+        if not data:
+            self._close("peer_closed")
+            return False
+        stats.bytes_received += len(data)
+        faults = self.faults
+        if faults is None or not faults.block_in:
+            self._received_chunks += 1
+        try:
+            frames = feed(data)
+        except FrameError as exc:
+            if self._deliver(exc.frames):
+                self._close(f"frame_error: {exc}")
+            return False
+        return not frames or self._deliver(frames)
+
+    def _deliver(self, frames: list[bytes]) -> bool:
+        """Decode and hand over frames in order; False once the connection closed."""
+        on_message = self._on_message
+        faults = self.faults
+        self.stats.frames_received += len(frames)
+        for payload in frames:
+            if not payload:  # heartbeat
+                continue
+            if faults is not None and faults.drops_incoming():
+                self.stats.frames_dropped += 1
+                continue
+            try:
+                message = decode(payload)
+            except WireError as exc:
+                self._close(f"malformed_frame: {exc}")
+                return False
+            try:
+                on_message(self, message)
+            except Exception as exc:
+                log.exception("on_message_failed", local=self.config.name, peer=self._label())
+                self._close(f"on_message_failed: {exc!r}")
+                return False
+            if self._state is _CLOSED:
+                return False
+        return True
+
+    # --------------------------------------------------------------- writing
+
+    def _enqueue_with_faults(self, header: bytes, payload: bytes, faults: LinkFaults, *, heartbeat: bool) -> None:
+        if faults.block_out or (not heartbeat and faults.drops_outgoing()):
+            self.stats.frames_dropped += not heartbeat
+            return
+        if faults.delay_out > 0.0 or self._delayed:
+            self._delayed.append((self._loop.now() + faults.delay_out, header, payload))
+            if self._delayer is None or self._delayer.dead:
+                self._delayer = gevent.spawn(self._delay_loop)
+            return
+        self._push(header, payload)
+
+    def _push(self, header: bytes, payload: bytes) -> None:
+        self._out.append(header)
+        self._out.append(payload)
+        self._out_bytes += len(header) + len(payload)
+        if not self._flush_scheduled and self._state is _UP:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    def _flush(self) -> None:
+        """Hub callback at the end of a loop turn: write what the turn queued.
+
+        It runs in the hub, so it only tries a non-blocking send; what the
+        kernel does not take at once (and every TLS write) goes to the writer
+        greenlet, which owns the write side until it has caught up. The fast
+        path saves two greenlet switches per batch.
+        """
+        self._flush_scheduled = False
+        out = self._out
+        if not out or self._writer_busy or self._state is not _UP:
+            return  # a busy writer takes `out` itself when it is done
+        data: bytes | memoryview = b"".join(out)
+        out.clear()
+        self.stats.writes += 1
+        send = self._nonblocking_send
+        if send is not None:
+            try:
+                sent = send(data, 0, 0.0)
+            except OSError:  # EAGAIN, or an error the writer will meet and report
+                sent = 0
+            self._wrote(sent)
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+        self._writer_busy = True
+        self._handoff = data
+        waiter = self._writer_waiter
+        if waiter is not None:
+            self._writer_waiter = None
+            waiter.switch(None)
+
+    def _wrote(self, size: int) -> None:
+        self.stats.bytes_sent += size
+        self._out_bytes -= size
+        if self._out_bytes <= self.config.busy_limit and not self._drained.is_set():
+            self._drained.set()
+
+    def _write_loop(self) -> None:
+        """The slow path: blocking writes of what `_flush` could not send at once."""
+        out = self._out
+        sendall = self._sock.sendall
+        try:
+            while True:
+                data = self._handoff
+                if data is None:
+                    self._writer_waiter = waiter = Waiter()
+                    waiter.get()
+                    continue
+                self._handoff = None
+                while data is not None:
+                    self._writing = True
+                    sendall(data)
+                    self._writing = False
+                    self._writes_done += 1
+                    self._wrote(len(data))
+                    data = None
+                    if out:
+                        data = b"".join(out)
+                        out.clear()
+                        self.stats.writes += 1
+                self._writer_busy = False
+        except OSError as exc:
+            self._close(f"send_failed: {exc}")
+
+    def _delay_loop(self) -> None:
+        delayed = self._delayed
+        while delayed:
+            due, header, payload = delayed[0]
+            wait = due - self._loop.now()
+            if wait > 0:
+                gevent.sleep(wait)
+                continue
+            delayed.popleft()
+            self._push(header, payload)
+
+    def _heartbeat_loop(self) -> None:
+        """Tick every interval; the peer is dead after `timeout` worth of silent ticks.
+
+        Silence is counted in ticks, not by clock: if our own hub was blocked
+        (a long computation), the late tick counts once instead of making a
+        live peer look silent for the whole stall.
+        """
+        interval = self.config.heartbeat_interval
+        limit = max(1, round(self.config.heartbeat_timeout / interval))
+        silent_ticks = stalled_ticks = 0
+        last_received = self._received_chunks
+        last_writes = self._writes_done
+        while self._state is _UP:
+            gevent.sleep(interval)
+            silent_ticks = silent_ticks + 1 if self._received_chunks == last_received else 0
+            last_received = self._received_chunks
+            stuck = self._writing and self._writes_done == last_writes
+            stalled_ticks = stalled_ticks + 1 if stuck else 0
+            last_writes = self._writes_done
+            if silent_ticks >= limit:
+                self._close(f"heartbeat_timeout: nothing received for {silent_ticks} ticks of {interval}s")
+                return
+            if stalled_ticks >= limit:
+                self._close(f"send_stalled: a write blocked for {stalled_ticks} ticks of {interval}s")
+                return
+            faults = self.faults
+            if faults is None:
+                self._push(_HEARTBEAT, b"")
+            else:
+                self._enqueue_with_faults(_HEARTBEAT, b"", faults, heartbeat=True)
+
+    # --------------------------------------------------------------- closing
+
+    def _close(self, reason: str, *, requested: bool = False) -> None:
+        if self._state is _CLOSED:
+            return
+        was_up = self._state is _UP
+        self._state = _CLOSED
+        self.close_reason = reason
+        if not was_up:
+            log.warning("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
+        elif requested:
+            log.info("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
+        else:
+            log.warning("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
+        current = gevent.getcurrent()
+        for greenlet in (self._main, self._writer, self._heartbeat, self._delayer):
+            if greenlet is not None and greenlet is not current and not greenlet.dead:
+                greenlet.kill(block=False)
+        self._out.clear()
+        self._out_bytes = 0
+        self._delayed.clear()
+        self._writer_waiter = None
+        self._handoff = None
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._drained.set()
+        self._closed_event.set()
+        try:
+            self._on_close(self, reason)
+        except Exception:
+            log.exception("on_close_failed", local=self.config.name, peer=self._label())
+
+
+def _set_nodelay(sock: Any) -> None:
+    """We batch per loop turn ourselves; Nagle would only add latency."""
+    try:
+        sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
+class Listener:
+    """Accepts connections on (host, port); each becomes an acceptor Connection.
+
+    `port=0` binds a free port; read the bound one from `.port`. Callbacks are
+    passed to every accepted Connection (``on_close`` also runs for peers
+    that fail the handshake; their ``conn.peer`` is None). At most
+    `max_pending_handshakes` unauthenticated connections are held at once;
+    more are closed on arrival.
+    """
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        *,
+        on_message: OnMessage,
+        on_close: OnClose,
+        on_up: OnUp | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        backlog: int = 128,
+        max_pending_handshakes: int = 64,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self._requested_port = port
+        self._backlog = backlog
+        self._max_pending = max_pending_handshakes
+        self._on_message = on_message
+        self._on_close = on_close
+        self._on_up = on_up
+        self._sock: Any = None
+        self._acceptor: gevent.Greenlet | None = None
+        self._stopped = False
+        self.connections: set[Connection] = set()
+        """Live connections accepted here (handshaking or up)."""
+
+    def start(self) -> Listener:
+        """Bind, listen and start accepting; returns self."""
+        sock = gevent.socket.socket(_stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
+        try:
+            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self._requested_port))
+            sock.listen(self._backlog)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._acceptor = gevent.spawn(self._accept_loop)
+        log.debug("listener_started", local=self.config.name, host=self.host, port=self.port)
+        return self
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self._sock.getsockname()[1]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._sock.getsockname()[:2]
+
+    def stop(self, *, close_connections: bool = True, reason: str = "listener_stopped") -> None:
+        """Stop accepting; by default also close the connections accepted here."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._acceptor is not None:
+            self._acceptor.kill(block=False)
+        if self._sock is not None:
+            self._sock.close()
+        if close_connections:
+            for conn in list(self.connections):
+                conn.close(reason)
+
+    def _pending(self) -> int:
+        return sum(1 for c in self.connections if c.state == _HANDSHAKING)
+
+    def _accept_loop(self) -> None:
+        while not self._stopped:
+            try:
+                sock, address = self._sock.accept()
+            except OSError as exc:
+                if self._stopped:
+                    return
+                log.warning("accept_failed", local=self.config.name, error=str(exc))
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    gevent.sleep(0.1)  # out of descriptors: back off instead of spinning
+                continue
+            if self._pending() >= self._max_pending:
+                log.warning("handshake_refused", local=self.config.name, peer=f"{address[0]}:{address[1]}",
+                            reason="too many pending handshakes")
+                sock.close()
+                continue
+            conn = Connection(
+                self.config,
+                role="acceptor",
+                on_message=self._on_message,
+                on_close=self._closed,
+                on_up=self._on_up,
+                sock=sock,
+                address=address[:2],
+            )
+            self.connections.add(conn)
+            conn.start()
+
+    def _closed(self, conn: Connection, reason: str) -> None:
+        self.connections.discard(conn)
+        self._on_close(conn, reason)
