@@ -1,0 +1,222 @@
+"""The pure Paxos acceptor of one node, and the messages of a round.
+
+Contract for the driver (the acceptor process):
+
+- For every message received from node N (incarnation i), whatever it is,
+  call ``acceptor.heard(N, i, now)`` first: the lease veto depends on it.
+- ``on_prepare(msg)`` and ``on_accept(msg, now)`` return ``(reply, record)``.
+  ``record`` is None or a `KeyRecord`: the key's complete new state. The
+  driver must append it to the durable log and fsync it (group commit is fine)
+  BEFORE sending ``reply`` or any later reply; replies may be batched but
+  never overtake an unsynced record. A reply with ``record=None`` changes
+  nothing durable but may still depend on a pending record, so it waits in
+  the same batch.
+- ``on_heartbeat(N, i, hb, now)`` returns a `HeartbeatAck` to send at once
+  (heartbeat state is volatile by design).
+- On restart, rebuild with ``Acceptor(identity, silence, records=log)`` where
+  ``log`` is every record ever synced, in order (the last one per key wins),
+  or a snapshot of `Acceptor.records`. A fresh `SilenceTracker` started at
+  the restart time is required and safe. An acceptor that lost its records
+  must not vote (amnesia breaks Paxos).
+
+Rules: promise a ballot >= every ballot promised so far; accept a ballot >=
+the promise, unless the register carries a `LeaseFence` the `SilenceTracker`
+vetoes. An accept may ask for a promise of ``next_ballot`` in the same step
+(CASPaxos 1-RTT): the proposer that wrote a key last may then skip phase 1.
+Refusing (Nack) never harms safety.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from paxtor.actors.wire import wire_type
+from paxtor.paxos.ballot import Ballot, NodeId
+from paxtor.paxos.lease import Heartbeat, HeartbeatAck, SilenceTracker
+from paxtor.paxos.register import Register
+
+__all__ = [
+    "Accept",
+    "Accepted",
+    "Acceptor",
+    "KeyRecord",
+    "Nack",
+    "Prepare",
+    "Promise",
+    "NACK_BALLOT",
+    "NACK_LEASE_VETO",
+]
+
+NACK_BALLOT = "ballot"
+NACK_LEASE_VETO = "lease_veto"
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Phase 1a."""
+
+    bucket: str
+    key: Hashable
+    ballot: Ballot
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """Phase 1b: the acceptor promised ``ballot`` and reports what it accepted last."""
+
+    bucket: str
+    key: Hashable
+    ballot: Ballot
+    accepted_ballot: Ballot
+    accepted: Register
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Phase 2a; ``next_ballot`` asks for a promise of the proposer's next ballot (1-RTT)."""
+
+    bucket: str
+    key: Hashable
+    ballot: Ballot
+    register: Register
+    next_ballot: Ballot | None = None
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Phase 2b; ``promised_next``: the acceptor also promised the requested next ballot."""
+
+    bucket: str
+    key: Hashable
+    ballot: Ballot
+    promised_next: bool
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """Refusal of ``ballot``: a higher ballot was promised, or the lease veto applies."""
+
+    bucket: str
+    key: Hashable
+    ballot: Ballot
+    promised: Ballot
+    reason: str = NACK_BALLOT
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """The durable state of one key at one acceptor (a log record and a snapshot row)."""
+
+    bucket: str
+    key: Hashable
+    promised: Ballot
+    accepted_ballot: Ballot
+    accepted: Register
+
+
+class Acceptor:
+    """All (bucket, key) registers one voter holds; pure, see the module docstring."""
+
+    def __init__(
+        self,
+        identity: NodeId,
+        silence: SilenceTracker,
+        records: Iterable[KeyRecord] = (),
+        epoch_floors: Mapping[str, int] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.silence = silence
+        self._keys: dict[tuple[str, Hashable], KeyRecord] = {}
+        self._floors: dict[str, int] = dict(epoch_floors or {})
+        for record in records:
+            self._keys[(record.bucket, record.key)] = record
+
+    # -- inspection / snapshots -------------------------------------------
+
+    def state(self, bucket: str, key: Hashable) -> KeyRecord:
+        """The key's current state (a never-seen key is empty at the bucket's epoch floor)."""
+        record = self._keys.get((bucket, key))
+        if record is None:
+            return KeyRecord(
+                bucket, key, Ballot.ZERO, Ballot.ZERO, Register.empty(self.epoch_floor(bucket))
+            )
+        return record
+
+    def records(self) -> list[KeyRecord]:
+        """A snapshot of every key (for log compaction), in first-touched order."""
+        return list(self._keys.values())
+
+    def epoch_floor(self, bucket: str) -> int:
+        """The highest epoch of any tombstone ever collected in ``bucket`` (0 if none).
+
+        Tombstone collection is not implemented; a collector must raise the
+        floor first (and persist it) so that epochs keep growing.
+        """
+        return self._floors.get(bucket, 0)
+
+    # -- liveness of peers --------------------------------------------------
+
+    def heard(self, node: str, incarnation: int, now: float) -> None:
+        """Feed every message from any node here (the lease veto depends on it)."""
+        self.silence.heard(node, incarnation, now)
+
+    def on_heartbeat(self, node: str, incarnation: int, hb: Heartbeat, now: float) -> HeartbeatAck:
+        self.silence.heard(node, incarnation, now)
+        return HeartbeatAck(hb.seq, self.identity, self.silence.fence_generation(node))
+
+    # -- Paxos ----------------------------------------------------------------
+
+    def on_prepare(self, msg: Prepare) -> tuple[Promise | Nack, KeyRecord | None]:
+        state = self.state(msg.bucket, msg.key)
+        if msg.ballot < state.promised:
+            return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
+        record = None
+        if msg.ballot != state.promised:
+            record = self._put(replace(state, promised=msg.ballot))
+        reply = Promise(msg.bucket, msg.key, msg.ballot, state.accepted_ballot, state.accepted)
+        return reply, record
+
+    def on_accept(self, msg: Accept, now: float) -> tuple[Accepted | Nack, KeyRecord | None]:
+        state = self.state(msg.bucket, msg.key)
+        if msg.ballot < state.promised:
+            return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
+        if msg.ballot == state.accepted_ballot and state.accepted_ballot != Ballot.ZERO:
+            if msg.register != state.accepted:  # one ballot, two values: a broken proposer
+                return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
+            # a duplicate: already accepted, nothing new to persist
+            promised_next = msg.next_ballot is not None and state.promised == msg.next_ballot
+            return Accepted(msg.bucket, msg.key, msg.ballot, promised_next), None
+        if self._lease_veto(msg.register, now):
+            return (
+                Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO),
+                None,
+            )
+        for fence in msg.register.lease_fences:
+            if not self.silence.superseded(fence.node, fence.incarnation):
+                self.silence.record_release(fence.node)
+        promised = msg.ballot
+        if msg.next_ballot is not None and msg.next_ballot > promised:
+            promised = msg.next_ballot
+        record = self._put(
+            replace(state, promised=promised, accepted_ballot=msg.ballot, accepted=msg.register)
+        )
+        reply = Accepted(msg.bucket, msg.key, msg.ballot, msg.next_ballot is not None)
+        return reply, record
+
+    def _lease_veto(self, register: Register, now: float) -> bool:
+        """True if ``register`` releases a tenure whose owner may still hold its lease."""
+        return any(
+            not self.silence.may_release_noconnection(f.node, f.incarnation, now)
+            for f in register.lease_fences
+        )
+
+    def _put(self, record: KeyRecord) -> KeyRecord:
+        self._keys[(record.bucket, record.key)] = record
+        return record

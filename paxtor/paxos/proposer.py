@@ -1,0 +1,406 @@
+"""One Paxos round as a pure state machine, and the per-node `ProposerState`.
+
+Contract for the driver (the proposer process):
+
+1. ``round = state.new_round(bucket, key, change, voters, quorum, ...)``;
+   ``step = round.start()``; send each ``(voter, msg)`` of ``step.send``.
+   A release round passes ``ended=EndedBinding(epoch, binding, reason)``
+   (with ``change=release_if_bound(ended, policy)``). A voter passes
+   ``known_promised=`` its own acceptor's promise for the key, so that a
+   stale 1-RTT cache is not tried. For a claim, note the lease term
+   (``LeaseClock.term_at``) when the round starts: grant the ownership only
+   if the chosen register binds the pid and the term is unchanged at decision.
+2. Feed replies: ``on_promise/on_accepted/on_nack(voter, msg)``, where
+   ``voter`` is the sending node's name; and ``on_timeout()`` when the round's
+   deadline passes. Each returns a `Step`: messages to send, and at most once
+   a `Decision`. Replies may be duplicated, late, reordered or for another
+   ballot: the round counts each voter once, and only replies for its own
+   ballot.
+3. Hand the decision back with ``state.on_decision(round, decision)`` (ballot
+   fast-forward and the 1-RTT cache), then act on it:
+
+   - ``CHOSEN``: ``decision.register`` is the key's new state (use
+     ``.visible()`` for clients).
+   - ``CONFLICT`` (a higher ballot was promised) or ``VETOED`` (acceptors
+     refused a release while the owner's lease may hold): retry with a new
+     round after ``decision.retry_after`` seconds. The backoff is
+     ``Backoff.delay(attempt, draw)``; the driver supplies the random
+     ``draw`` in [0, 1) and the ``attempt`` number, so nothing here is hidden.
+     On VETOED, look at ``decision.proposed.lease_fences``: a fence whose
+     binding is a pid of THIS node incarnation that is not a live, granted
+     owner here (a waiter handed the key while this node was cut off, or a
+     pid already dead) must be released by this node with a real reason
+     (kill the waiter first, e.g. ``"lease_expired"``). Only the owner's
+     node can vouch for that, and until it does, every round on the key
+     carries the fence and is vetoed by acceptors that still hear the node.
+   - ``NO_QUORUM``: no quorum answered before the timeout (``NoQuorum``).
+   - ``REJECTED``: the change function raised or broke the register rules
+     (``decision.error``); nothing was sent.
+
+   ``decision.maybe_applied`` is True when a failed round had already sent
+   accepts: its value may still be chosen later (a later round may adopt it),
+   so retrying a non-idempotent change may apply it twice.
+
+Quorum is a majority of the CONFIGURED voters, never of the connected ones.
+The round applies ``change`` to the register accepted with the highest ballot
+among a quorum of promises; if a quorum reports that same ballot, the value
+is known chosen and a read (change returns it unchanged) skips phase 2.
+The core keeps ``Register.lease_fences`` itself: it adds a fence when ``ended``
+is a noconnection release that ends the base's tenure, drops the base's fences
+once the base is known chosen, and drops the fence of a tenure that ``ended``
+says really ended (a reason other than noconnection).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import Union
+
+from paxtor.paxos.acceptor import NACK_BALLOT, Accept, Accepted, Nack, Prepare, Promise
+from paxtor.paxos.ballot import Ballot, NodeId
+from paxtor.paxos.register import (
+    ChangeFunction,
+    ChangeRejected,
+    EndedBinding,
+    LeaseFence,
+    Register,
+    check_transition,
+    tenure_ended,
+)
+
+__all__ = [
+    "CHOSEN",
+    "CONFLICT",
+    "NO_QUORUM",
+    "REJECTED",
+    "VETOED",
+    "Backoff",
+    "Decision",
+    "Proposer",
+    "ProposerState",
+    "Step",
+    "majority",
+]
+
+CHOSEN = "chosen"
+CONFLICT = "conflict"
+VETOED = "vetoed"
+NO_QUORUM = "no_quorum"
+REJECTED = "rejected"
+
+Message = Union[Prepare, Accept]
+
+
+def majority(voters: Sequence[str]) -> int:
+    """The quorum size for a configured voter set."""
+    return len(voters) // 2 + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Randomized exponential backoff ("full jitter"): the draw is an input, not hidden."""
+
+    base: float = 0.01
+    cap: float = 1.0
+    veto: float = 0.5  # after a lease veto: the owner's lease will not lapse much sooner
+
+    def delay(self, attempt: int, draw: float) -> float:
+        if not 0.0 <= draw <= 1.0:
+            raise ValueError(f"draw must be in [0, 1], got {draw!r}")
+        return draw * min(self.cap, self.base * (2.0 ** min(attempt, 62)))
+
+    def veto_delay(self, draw: float) -> float:
+        """The wait after a VETOED round: half to all of ``veto``."""
+        if not 0.0 <= draw <= 1.0:
+            raise ValueError(f"draw must be in [0, 1], got {draw!r}")
+        return self.veto * (0.5 + 0.5 * draw)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """How a round ended."""
+
+    outcome: str
+    ballot: Ballot
+    register: Register | None = None  # CHOSEN: the key's new state
+    highest_seen: Ballot = Ballot.ZERO  # the highest ballot any acceptor reported
+    maybe_applied: bool = False  # failed after sending accepts: may still be chosen
+    retry_after: float | None = None  # CONFLICT / VETOED: wait this long, then retry
+    error: str | None = None  # REJECTED: what the change function did wrong
+    next_ballot: Ballot | None = None  # CHOSEN: a quorum promised it (1-RTT next time)
+    proposed: Register | None = None  # what phase 2 sent, if it started (see VETOED)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == CHOSEN
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What a round wants done after an event."""
+
+    send: tuple[tuple[str, Message], ...] = ()
+    decision: Decision | None = None
+
+
+_PREPARE, _ACCEPT, _DONE = "prepare", "accept", "done"
+
+
+class Proposer:
+    """One round on one key with one ballot (pure; see the module docstring)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        key: Hashable,
+        change: ChangeFunction,
+        ballot: Ballot,
+        voters: Sequence[str],
+        quorum: int,
+        *,
+        ended: EndedBinding | None = None,
+        cached: Register | None = None,
+        next_ballot: Ballot | None = None,
+        attempt: int = 0,
+        backoff_draw: float = 0.0,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.voters: tuple[str, ...] = tuple(voters)
+        if len(set(self.voters)) != len(self.voters):
+            raise ValueError(f"duplicate voters: {self.voters!r}")
+        if not len(self.voters) // 2 < quorum <= len(self.voters):
+            raise ValueError(f"quorum {quorum} is not a majority of {len(self.voters)} voters")
+        if next_ballot is not None and next_ballot <= ballot:
+            raise ValueError("next_ballot must be above ballot")
+        self.bucket = bucket
+        self.key = key
+        self.change = change
+        self.ballot = ballot
+        self.quorum = quorum
+        self.ended = ended
+        self.cached = cached
+        self.next_ballot = next_ballot
+        self.attempt = attempt
+        self.backoff_draw = backoff_draw
+        self.backoff = backoff
+        self.phase = _PREPARE
+        self.proposed: Register | None = None
+        self.decision: Decision | None = None
+        self._promises: dict[str, Promise] = {}
+        self._accepted: dict[str, bool] = {}  # voter -> promised_next
+        self._nacks: dict[str, Nack] = {}
+        self._highest = ballot
+
+    # -- events ---------------------------------------------------------------
+
+    def start(self) -> Step:
+        """Phase 1 to every voter, or straight to phase 2 with a cached 1-RTT promise."""
+        if self.cached is not None:
+            # chosen once, but maybe not the latest: phase 2 must still win a quorum
+            return self._propose(self.cached, base_chosen=True, may_skip=False)
+        msg = Prepare(self.bucket, self.key, self.ballot)
+        return Step(tuple((v, msg) for v in self.voters))
+
+    def on_promise(self, voter: str, msg: Promise) -> Step:
+        if self.phase != _PREPARE or not self._counts(voter, msg) or voter in self._promises:
+            return Step()
+        self._promises[voter] = msg
+        self._nacks.pop(voter, None)
+        if len(self._promises) < self.quorum:
+            return Step()
+        base, base_chosen = self._base()
+        return self._propose(base, base_chosen)
+
+    def on_accepted(self, voter: str, msg: Accepted) -> Step:
+        if self.phase != _ACCEPT or not self._for_me(voter, msg) or voter in self._accepted:
+            return Step()
+        self._accepted[voter] = msg.promised_next
+        self._nacks.pop(voter, None)
+        if len(self._accepted) < self.quorum:
+            return Step()
+        promised_next = sum(self._accepted.values()) >= self.quorum
+        return self._decide(
+            CHOSEN,
+            register=self.proposed,
+            next_ballot=self.next_ballot if promised_next else None,
+        )
+
+    def on_nack(self, voter: str, msg: Nack) -> Step:
+        if self.phase == _DONE or not self._for_me(voter, msg):
+            return Step()
+        if voter in (self._promises if self.phase == _PREPARE else self._accepted):
+            return Step()  # a late duplicate after this voter already said yes
+        self._nacks[voter] = msg
+        if msg.promised > self._highest:
+            self._highest = msg.promised
+        if len(self._nacks) <= len(self.voters) - self.quorum:
+            return Step()
+        if any(n.reason == NACK_BALLOT for n in self._nacks.values()):
+            retry = self.backoff.delay(self.attempt, self.backoff_draw)
+            return self._decide(CONFLICT, retry_after=retry)
+        return self._decide(VETOED, retry_after=self.backoff.veto_delay(self.backoff_draw))
+
+    def on_timeout(self) -> Step:
+        """The driver's deadline for this round passed."""
+        if self.phase == _DONE:
+            return Step()
+        return self._decide(NO_QUORUM)
+
+    # -- internals --------------------------------------------------------------
+
+    def _for_me(self, voter: str, msg: Accepted | Nack | Promise) -> bool:
+        return voter in self.voters and msg.ballot == self.ballot
+
+    def _counts(self, voter: str, msg: Promise) -> bool:
+        """Whether a promise counts toward this round's quorum (only for its own ballot)."""
+        return self._for_me(voter, msg)
+
+    def _base(self) -> tuple[Register, bool]:
+        """The register accepted with the highest ballot, and whether a quorum reported it."""
+        best: Promise | None = None
+        for p in self._promises.values():
+            if best is None or (p.accepted_ballot, p.accepted.epoch) > (
+                best.accepted_ballot,
+                best.accepted.epoch,
+            ):
+                best = p
+        assert best is not None
+        top = best.accepted_ballot
+        same = sum(1 for p in self._promises.values() if p.accepted_ballot == top)
+        return best.accepted, top != Ballot.ZERO and same >= self.quorum
+
+    def _propose(self, base: Register, base_chosen: bool, may_skip: bool = True) -> Step:
+        try:
+            new = self.change(base)
+            check_transition(base, new, self.ended)
+        except ChangeRejected as exc:
+            return self._decide(REJECTED, error=str(exc))
+        except Exception as exc:  # a change function is user code: report, don't crash
+            return self._decide(REJECTED, error=f"change function raised {exc!r}")
+        new = self._with_fences(base, new, base_chosen)
+        if may_skip and base_chosen and new == base:
+            return self._decide(CHOSEN, register=base)  # a read of a value a quorum holds
+        self.proposed = new
+        self.phase = _ACCEPT
+        self._nacks.clear()
+        msg = Accept(self.bucket, self.key, self.ballot, new, self.next_ballot)
+        return Step(tuple((v, msg) for v in self.voters))
+
+    def _with_fences(self, base: Register, new: Register, base_chosen: bool) -> Register:
+        fences = () if base_chosen else base.lease_fences
+        ended = self.ended
+        if ended is not None and ended.is_noconnection:
+            owned = ended.binding.owner_node is not None
+            if owned and tenure_ended(base, new) and base.binding is not None:
+                fences = (*fences, LeaseFence(base.epoch, base.binding))
+        elif ended is not None:
+            fences = tuple(f for f in fences if not f.matches(ended))
+        return new if new.lease_fences == fences else replace(new, lease_fences=fences)
+
+    def _decide(self, outcome: str, **fields: object) -> Step:
+        self.phase = _DONE
+        decision = Decision(
+            outcome,
+            self.ballot,
+            highest_seen=self._highest,
+            maybe_applied=self.proposed is not None and outcome != CHOSEN,
+            proposed=self.proposed,
+            **fields,  # type: ignore[arg-type]
+        )
+        self.decision = decision
+        return Step(decision=decision)
+
+
+class ProposerState:
+    """Per-node proposer memory: the ballot counter and the 1-RTT cache per key.
+
+    Volatile: a restarted node starts afresh with a new incarnation in its
+    identity, so its ballots cannot collide with those of its earlier life.
+    """
+
+    def __init__(
+        self,
+        identity: NodeId,
+        *,
+        one_rtt: bool = True,
+        max_cached: int = 4096,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.identity = identity
+        self.one_rtt = one_rtt
+        self.max_cached = max_cached
+        self.backoff = backoff
+        self._counter = 0
+        self._cache: OrderedDict[tuple[str, Hashable], tuple[Ballot, Register]] = OrderedDict()
+
+    def fresh_ballot(self) -> Ballot:
+        """A ballot above every ballot issued or observed by this node."""
+        self._counter += 1
+        return Ballot(self._counter, self.identity)
+
+    def observe(self, ballot: Ballot) -> None:
+        """Fast-forward past a ballot heard of (so the next round can win)."""
+        if ballot.counter > self._counter:
+            self._counter = ballot.counter
+
+    def cached(self, bucket: str, key: Hashable) -> Register | None:
+        entry = self._cache.get((bucket, key))
+        return entry[1] if entry is not None else None
+
+    def new_round(
+        self,
+        bucket: str,
+        key: Hashable,
+        change: ChangeFunction,
+        voters: Sequence[str],
+        quorum: int,
+        *,
+        ended: EndedBinding | None = None,
+        attempt: int = 0,
+        backoff_draw: float = 0.0,
+        known_promised: Ballot | None = None,
+        proposer_class: type[Proposer] = Proposer,
+    ) -> Proposer:
+        """A round for ``key``: 1-RTT if this node wrote it last and nobody interfered since.
+
+        ``known_promised``: the highest ballot this node knows to be promised
+        for the key (a voter passes its own acceptor's promise); a cached
+        1-RTT ballot below it is stale, so the round starts with phase 1
+        instead of an accept that would be refused.
+        """
+        entry = self._cache.pop((bucket, key), None)
+        if entry is not None and known_promised is not None and entry[0] < known_promised:
+            entry = None
+        if entry is not None:
+            ballot, cached = entry
+        else:
+            ballot, cached = self.fresh_ballot(), None
+        next_ballot = self.fresh_ballot() if self.one_rtt else None
+        return proposer_class(
+            bucket,
+            key,
+            change,
+            ballot,
+            voters,
+            quorum,
+            ended=ended,
+            cached=cached,
+            next_ballot=next_ballot,
+            attempt=attempt,
+            backoff_draw=backoff_draw,
+            backoff=self.backoff,
+        )
+
+    def on_decision(self, round_: Proposer, decision: Decision) -> None:
+        """Learn from a finished round: ballots seen, and the 1-RTT promise if granted."""
+        self.observe(decision.highest_seen)
+        slot = (round_.bucket, round_.key)
+        if decision.ok and decision.next_ballot is not None and decision.register is not None:
+            self._cache[slot] = (decision.next_ballot, decision.register)
+            self._cache.move_to_end(slot)
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.pop(slot, None)

@@ -1,0 +1,152 @@
+"""Invariant checkers fed by the simulator as it runs; each collects violations as text.
+
+- `BallotChecker`: no two different registers accepted for one ballot of one key.
+- `ChosenChecker`: omniscient view of what is chosen (a quorum of DURABLE
+  accepts of one ballot); along each key's chosen values in ballot order the
+  epoch never decreases, one epoch never has two owners, and an unbound
+  value never changes within an epoch.
+- `OwnerChecker`: at most one live owner per key at any virtual instant. An
+  owner is live from the moment its node grants it (its claim was chosen and
+  the node's lease held in one term since the round started) until it exits,
+  is killed (lease lost, node crash) or its node is paused (a frozen process
+  does nothing; what it could do after waking is what fencing tokens are for,
+  and the node kills it first thing if its lease ran out meanwhile).
+- `LivenessChecker`: after the final heal (plus a settle time), every client
+  request completes within a bound, and every lock waiter is eventually served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from paxtor.actors.ids import Pid
+from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.register import Register
+
+__all__ = ["BallotChecker", "ChosenChecker", "LivenessChecker", "OwnerChecker"]
+
+Slot = tuple[str, Hashable]  # (bucket, key)
+
+
+class BallotChecker:
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self._values: dict[tuple[str, Hashable, Ballot], Register] = {}
+
+    def was_accepted(self, bucket: str, key: Hashable, ballot: Ballot | None) -> bool:
+        """Whether any acceptor ever accepted ``ballot`` for the key."""
+        return ballot is not None and (bucket, key, ballot) in self._values
+
+    def accepted(self, voter: str, bucket: str, key: Hashable, ballot: Ballot, reg: Register) -> None:
+        slot = (bucket, key, ballot)
+        known = self._values.setdefault(slot, reg)
+        if known != reg:
+            self.violations.append(
+                f"two values accepted for {bucket}/{key} at {ballot!r}: {known!r} and {reg!r} ({voter})"
+            )
+
+
+@dataclass
+class _Chosen:
+    ballot: Ballot
+    register: Register
+    at: float
+
+
+class ChosenChecker:
+    def __init__(self, quorum: int) -> None:
+        self.quorum = quorum
+        self.violations: list[str] = []
+        self._votes: dict[tuple[str, Hashable, Ballot], list[str]] = {}
+        self.chosen: dict[Slot, list[_Chosen]] = {}
+
+    def durable_accept(
+        self, voter: str, bucket: str, key: Hashable, ballot: Ballot, reg: Register, now: float
+    ) -> None:
+        votes = self._votes.setdefault((bucket, key, ballot), [])
+        if voter in votes:
+            return
+        votes.append(voter)
+        if len(votes) == self.quorum:
+            self.chosen.setdefault((bucket, key), []).append(_Chosen(ballot, reg, now))
+
+    def finish(self) -> None:
+        for (bucket, key), items in self.chosen.items():
+            items = sorted(items, key=lambda c: c.ballot)
+            for prev, cur in zip(items, items[1:]):
+                problem = _epoch_problem(prev.register, cur.register)
+                if problem:
+                    self.violations.append(
+                        f"{bucket}/{key}: chosen {prev.register.visible()!r} at {prev.ballot!r} then "
+                        f"{cur.register.visible()!r} at {cur.ballot!r}: {problem}"
+                    )
+
+
+def _epoch_problem(a: Register, b: Register) -> str | None:
+    if b.epoch < a.epoch:
+        return "epoch went backwards"
+    if b.epoch == a.epoch and a.filled and b.filled:
+        if a.binding != b.binding:
+            return "two owners with one epoch"
+        if a.binding is None and a.value != b.value:
+            return "two values with one epoch"
+    return None
+
+
+class OwnerChecker:
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self._live: dict[Slot, dict[Pid, tuple[int, float]]] = {}
+        self.grants = 0
+
+    def start(self, slot: Slot, pid: Pid, epoch: int, now: float) -> None:
+        live = self._live.setdefault(slot, {})
+        for other, (other_epoch, since) in live.items():
+            if other != pid:
+                self.violations.append(
+                    f"{slot[0]}/{slot[1]}: {pid!r} (epoch {epoch}) became live at {now:.4f} "
+                    f"while {other!r} (epoch {other_epoch}) is live since {since:.4f}"
+                )
+        live[pid] = (epoch, now)
+        self.grants += 1
+
+    def stop(self, slot: Slot, pid: Pid) -> None:
+        self._live.get(slot, {}).pop(pid, None)
+
+
+class LivenessChecker:
+    def __init__(self, start: float, bound: float) -> None:
+        self.start = start  # requests invoked (or still open) after this must finish in time
+        self.bound = bound
+        self.violations: list[str] = []
+        self._open: dict[int, tuple[str, float, str]] = {}
+        self._ids = 0
+
+    def invoked(self, what: str, node: str, now: float) -> int:
+        self._ids += 1
+        self._open[self._ids] = (what, now, node)
+        return self._ids
+
+    def completed(self, ident: int, now: float) -> None:
+        entry = self._open.pop(ident, None)
+        if entry is None:
+            return
+        what, invoked, node = entry
+        began = max(invoked, self.start)
+        if now - began > self.bound:
+            self.violations.append(
+                f"{what} on {node} took {now - invoked:.3f}s (invoked {invoked:.3f}, "
+                f"bound {self.bound}s after {self.start:.3f})"
+            )
+
+    def abandoned(self, ident: int) -> None:
+        """A request whose process died (crash): it owes no answer."""
+        self._open.pop(ident, None)
+
+    def finish(self, now: float) -> None:
+        for what, invoked, node in self._open.values():
+            if now - max(invoked, self.start) > self.bound:
+                self.violations.append(
+                    f"{what} on {node} invoked at {invoked:.3f} never completed (end {now:.3f})"
+                )

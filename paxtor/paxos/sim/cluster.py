@@ -1,0 +1,720 @@
+"""A simulated cluster: N nodes, each an Acceptor + ProposerState + LeaseClock, driven
+the way the real driver must drive them, over the simulated network.
+
+`SimNode` is a model of the production driver's duties, written against the
+pure cores exactly as their docstrings ask:
+
+- acceptor replies wait for a group-committed "fsync" (``fsync_delay``); a
+  crash loses the unsynced records AND their replies, and a restart rebuilds
+  the acceptor from the synced log (``forget_on_restart`` models amnesia);
+- every received message feeds the acceptor's silence tracker and the node's
+  failure detector; heartbeats go to every voter each ``heartbeat_every``;
+- when the lease is lost, every local owner is killed (``"lease_expired"``)
+  and its key released; a claim is granted only if the lease held in one
+  term from the start of the round that chose it;
+- an owner's node releases its key when the owner exits; a node that sees a
+  key bound to a pid on a node it suspects (or on a dead incarnation)
+  proposes a release for ``"noconnection"``, which acceptors veto until the
+  owner's lease must have run out; a node whose round is vetoed because of
+  a fence on one of its own pids that it never granted vouches for it (kills
+  the waiter, releases the tenure for a real reason), or the key stays stuck.
+
+Time: the event queue runs in virtual *real* time; each node reads its own
+monotonic clock ``offset + rate * t`` and sets timers in it. A crash loses
+everything but the synced log; a pause freezes the node (its clock runs on,
+its events wait), and on resuming it checks its lease before anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import struct
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from paxtor.actors.ids import Pid
+from paxtor.paxos.acceptor import Accept, Accepted, KeyRecord, Nack, Prepare, Promise
+from paxtor.paxos.lease import (
+    Heartbeat,
+    HeartbeatAck,
+    LeaseEvent,
+    LeaseLost,
+    SilenceTracker,
+    silence_threshold,
+)
+from paxtor.paxos.proposer import (
+    REJECTED,
+    VETOED,
+    Backoff,
+    Decision,
+    Proposer,
+    ProposerState,
+    majority,
+)
+from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
+from paxtor.paxos.sim.checkers import BallotChecker, ChosenChecker, LivenessChecker, OwnerChecker
+from paxtor.paxos.sim.faults import FaultPlan, plan_faults
+from paxtor.paxos.sim.model import change_for
+from paxtor.paxos.sim.mutations import Mutations
+from paxtor.paxos.sim.network import EventQueue, Network
+
+__all__ = ["Cluster", "HandoffNotice", "Op", "SimConfig", "SimNode"]
+
+Slot = tuple[str, Hashable]
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Protocol parameters and run shape, in virtual seconds (lease = 1 unit by default)."""
+
+    lease: float = 1.0
+    heartbeat_every: float = 0.3
+    max_drift: float = 1.0  # the clock-rate bound the lease arithmetic assumes
+    clock_spread: float | None = None  # the bound clocks actually obey (None: = max_drift)
+    margin: float = 0.05
+    fd_timeout: float = 0.6  # a node suspects a peer silent this long (local clock)
+    round_timeout: float = 0.3
+    fsync_delay: float = 0.002
+    fault_time: float = 10.0  # faults happen in [0, fault_time), then the final heal
+    tail: float = 12.0  # run this long after the heal
+    settle: float = 2.0  # after the heal, liveness bounds start counting from here
+    op_bound: float = 4.0  # every request must complete this soon after settle
+    kv_keys: int = 2
+    lock_keys: int = 2
+    hold_max: float = 1.0  # a granted lock is held up to this many leases (owner's clock)
+    faults: tuple[str, ...] | None = None  # None: swarm (a random subset per seed)
+    backoff: Backoff = Backoff(base=0.01, cap=0.2, veto=1.0)
+    linearizability_budget: int = 5000  # explored configurations per key before "undecided"
+
+    @property
+    def spread(self) -> float:
+        return self.max_drift if self.clock_spread is None else self.clock_spread
+
+    @property
+    def silence(self) -> float:
+        return silence_threshold(self.lease, self.max_drift, self.margin)
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffNotice:
+    """Sim-only: "the lock on this key was handed to one of your processes"."""
+
+    bucket: str
+    key: Hashable
+
+
+@dataclass(eq=False)
+class Op:
+    """One client request, run as rounds until chosen (a new history entry per maybe-applied try)."""
+
+    bucket: str
+    key: Hashable
+    input: tuple[Any, ...]
+    process: Hashable
+    on_done: Callable[[Op, Register], None] | None = None
+    grant_pid: Pid | None = None  # a claim: grant ownership to this pid if the result binds it
+    needs_lease: bool = False
+    keep_going: Callable[[], bool] | None = None
+    change: ChangeFunction = field(init=False)
+    ended: EndedBinding | None = field(init=False)
+    attempt: int = 0
+    round: Proposer | None = None
+    term: int | None = None
+    history: list[Any] | None = None
+    request: int = 0
+
+    def __post_init__(self) -> None:
+        self.change, self.ended = change_for(self.input)
+
+    @property
+    def slot(self) -> Slot:
+        return (self.bucket, self.key)
+
+
+@dataclass
+class Owner:
+    slot: Slot
+    epoch: int
+    binding: Binding
+
+
+class SimNode:
+    """One node incarnation after another; see the module docstring."""
+
+    def __init__(self, sim: Cluster, name: str, voter: bool, rate: float, offset: float) -> None:
+        self.sim = sim
+        self.name = name
+        self.voter = voter
+        self.rate = rate
+        self.offset = offset
+        self.incarnation = 0
+        self.alive = False
+        self.paused = False
+        self.durable: dict[Slot, KeyRecord] = {}  # the synced log, compacted (last record wins)
+
+    # -- clock and timers ---------------------------------------------------------
+
+    def local(self) -> float:
+        return self.offset + self.rate * self.sim.q.now
+
+    def timer(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` after ``delay`` seconds of this node's clock, in this incarnation only."""
+        self.sim.q.after(delay / self.rate, self._fire, self.incarnation, fn, args)
+
+    def _fire(self, incarnation: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if incarnation != self.incarnation or not self.alive:
+            return
+        if self.paused:
+            self.deferred.append((fn, args))
+            return
+        fn(*args)
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def boot(self) -> None:
+        sim = self.sim
+        self.incarnation += 1
+        self.alive = True
+        self.paused = False
+        self.ident = (self.name, self.incarnation)
+        now = self.local()
+        if self.voter:
+            if sim.mutations.forget_on_restart:
+                self.durable = {}
+            silence = SilenceTracker(sim.config.silence, started_at=now)
+            acceptor_class = sim.mutations.acceptor_class()
+            self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()))
+        self.pending: list[tuple[str, Any, KeyRecord | None, Accept | None]] = []
+        self.flush_armed = False
+        self.proposer = ProposerState(self.ident, backoff=sim.config.backoff)
+        self.lease = sim.mutations.lease_class()(sim.voters, sim.quorum, sim.config.lease)
+        self.lease_timer_armed = False
+        self.last_heard: dict[str, float] = {}
+        self.known_incarnation: dict[str, int] = {}
+        self.booted_at = now
+        self.active: dict[int, Op] = {}  # submitted requests not yet done, by request id
+        self.rounds: dict[int, Op] = {}
+        self.by_key: dict[Slot, list[int]] = {}
+        self.round_seq = 0
+        self.procs: dict[Pid, Any] = {}
+        self.owners: dict[Pid, Owner] = {}
+        self.reaping: dict[tuple[Slot, int], bool] = {}
+        self.serial = 0
+        self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self.heartbeat()
+        sim.workload.node_started(self)
+
+    def crash(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self.paused = False
+        for pid, owner in self.owners.items():
+            self.sim.owner_checker.stop(owner.slot, pid)
+        for op in self.active.values():  # in flight or waiting to retry: maybe applied
+            self.sim.close_history(op, None)
+            self.sim.liveness.abandoned(op.request)
+        self.active.clear()
+        self.sim.workload.node_crashed(self)
+
+    def pause(self, length: float) -> None:
+        if not self.alive or self.paused:
+            return
+        self.paused = True
+        for pid, owner in self.owners.items():
+            self.sim.owner_checker.stop(owner.slot, pid)
+        self.sim.q.after(length, self.resume, self.incarnation)
+
+    def resume(self, incarnation: int) -> None:
+        if incarnation != self.incarnation or not self.alive:
+            return
+        self.paused = False
+        self.sim.count("pauses")
+        self.lease_events(self.lease.poll(self.local()))  # before anything else
+        for pid, owner in self.owners.items():
+            self.sim.owner_checker.start(owner.slot, pid, owner.epoch, self.sim.q.now)
+        deferred, self.deferred = self.deferred, []
+        for fn, args in deferred:
+            if not self.alive or self.paused:
+                break
+            fn(*args)
+
+    # -- network -----------------------------------------------------------------
+
+    def send(self, dst: str, msg: Any) -> None:
+        self.sim.transmit(self.name, self.incarnation, dst, msg)
+
+    def deliver(self, src: str, src_incarnation: int, msg: Any) -> None:
+        if not self.alive:
+            return
+        if self.paused:
+            self.deferred.append((self.receive, (src, src_incarnation, msg)))
+            return
+        self.receive(src, src_incarnation, msg)
+
+    def receive(self, src: str, src_incarnation: int, msg: Any) -> None:
+        now = self.local()
+        self.last_heard[src] = now
+        if src_incarnation > self.known_incarnation.get(src, 0):
+            self.known_incarnation[src] = src_incarnation
+        if self.voter:
+            self.acceptor.heard(src, src_incarnation, now)
+        kind = type(msg)
+        if kind is Prepare:
+            reply, record = self.acceptor.on_prepare(msg)
+            self.reply(src, reply, record, None)
+        elif kind is Accept:
+            reply, record = self.acceptor.on_accept(msg, now)
+            accepted = msg if type(reply) is Accepted else None
+            if accepted is not None:
+                self.sim.ballots.accepted(self.name, msg.bucket, msg.key, msg.ballot, msg.register)
+            self.reply(src, reply, record, accepted)
+        elif kind is Heartbeat:
+            self.send(src, self.acceptor.on_heartbeat(src, src_incarnation, msg, now))
+        elif kind is HeartbeatAck:
+            self.lease_events(self.lease.on_ack(src, msg, now))
+        elif kind is Promise or kind is Accepted or kind is Nack:
+            self.route(src, msg)
+        elif kind is HandoffNotice:
+            self.sim.workload.handoff_notice(self, msg)
+
+    def reply(self, dst: str, reply: Any, record: KeyRecord | None, accepted: Accept | None) -> None:
+        """Send an acceptor reply once everything it may depend on is synced (group commit)."""
+        if record is None and not self.pending:
+            self.send(dst, reply)
+            return
+        self.pending.append((dst, reply, record, accepted))
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.timer(self.sim.config.fsync_delay, self.flush)
+
+    def flush(self) -> None:
+        self.flush_armed = False
+        batch, self.pending = self.pending, []
+        chosen = self.sim.chosen
+        for _, _, record, accepted in batch:
+            if record is not None:
+                self.durable[(record.bucket, record.key)] = record
+            if accepted is not None:
+                chosen.durable_accept(
+                    self.name,
+                    accepted.bucket,
+                    accepted.key,
+                    accepted.ballot,
+                    accepted.register,
+                    self.sim.q.now,
+                )
+        for dst, reply, _, _ in batch:
+            self.send(dst, reply)
+
+    # -- leases and failure detection ------------------------------------------------
+
+    def heartbeat(self) -> None:
+        hb = self.lease.send_heartbeat(self.local())
+        for voter in self.sim.voters:
+            self.send(voter, hb)
+        self.timer(self.sim.config.heartbeat_every, self.heartbeat)
+
+    def lease_events(self, events: list[LeaseEvent]) -> None:
+        for event in events:
+            if isinstance(event, LeaseLost):
+                self.sim.count("lease_lost_" + event.reason)
+                for pid in list(self.owners):
+                    self.kill(pid, "lease_expired")
+        if not self.lease_timer_armed and self.lease.expires_at is not None:
+            self.lease_timer_armed = True
+            self.timer(max(0.0, self.lease.expires_at - self.local()), self.lease_timer)
+
+    def lease_timer(self) -> None:
+        self.lease_timer_armed = False
+        expires = self.lease.expires_at
+        now = self.local()
+        if expires is not None and now < expires and expires - now < 1e-9:
+            now = expires  # float rounding of the timer
+        self.lease_events(self.lease.poll(now))
+
+    def suspects(self, node: str) -> bool:
+        if node == self.name:
+            return False
+        heard = self.last_heard.get(node, self.booted_at)
+        return self.local() - heard > self.sim.config.fd_timeout
+
+    def superseded(self, pid: Pid) -> bool:
+        """``pid`` belongs to an incarnation of its node that has since restarted."""
+        if pid.node == self.name:
+            return pid.incarnation < self.incarnation
+        return pid.incarnation < self.known_incarnation.get(pid.node, 0)
+
+    # -- rounds ----------------------------------------------------------------------
+
+    def submit(self, op: Op) -> None:
+        sim = self.sim
+        if op.request == 0:
+            op.request = sim.liveness.invoked(str(op.input[0]), self.name, sim.q.now)
+        self.active[op.request] = op
+        self.start_round(op)
+
+    def start_round(self, op: Op) -> None:
+        sim = self.sim
+        if op.keep_going is not None and not op.keep_going():
+            self.give_up(op)
+            return
+        now = self.local()
+        term = self.lease.term_at(now)
+        if op.needs_lease and term is None:
+            self.timer(0.1 * sim.config.lease, self.start_round, op)  # grant nothing without a lease
+            return
+        if op.history is None:
+            op.history = sim.open_history(op)
+        rnd = self.proposer.new_round(
+            op.bucket,
+            op.key,
+            op.change,
+            sim.voters,
+            sim.quorum,
+            ended=op.ended,
+            attempt=op.attempt,
+            backoff_draw=sim.rng.random(),
+            known_promised=self.acceptor.state(op.bucket, op.key).promised if self.voter else None,
+            proposer_class=sim.mutations.proposer_class(op.ended is not None),
+        )
+        op.round = rnd
+        op.term = term
+        self.round_seq += 1
+        rid = self.round_seq
+        self.rounds[rid] = op
+        self.by_key.setdefault(op.slot, []).append(rid)
+        self.timer(sim.config.round_timeout, self.round_timeout, rid)
+        self.step(rid, rnd.start())
+
+    def step(self, rid: int, step: Any) -> None:
+        for voter, msg in step.send:
+            self.send(voter, msg)
+        if step.decision is not None:
+            self.decided(rid, step.decision)
+
+    def route(self, src: str, msg: Promise | Accepted | Nack) -> None:
+        rids = self.by_key.get((msg.bucket, msg.key))
+        if not rids:
+            return
+        for rid in list(rids):
+            op = self.rounds.get(rid)
+            if op is None or op.round is None:
+                continue
+            kind = type(msg)
+            if kind is Promise:
+                step = op.round.on_promise(src, msg)  # type: ignore[arg-type]
+            elif kind is Accepted:
+                step = op.round.on_accepted(src, msg)  # type: ignore[arg-type]
+            else:
+                step = op.round.on_nack(src, msg)  # type: ignore[arg-type]
+            self.step(rid, step)
+
+    def round_timeout(self, rid: int) -> None:
+        op = self.rounds.get(rid)
+        if op is not None and op.round is not None:
+            self.step(rid, op.round.on_timeout())
+
+    def decided(self, rid: int, decision: Decision) -> None:
+        sim = self.sim
+        op = self.rounds.pop(rid)
+        rids = self.by_key[op.slot]
+        rids.remove(rid)
+        if not rids:
+            del self.by_key[op.slot]
+        assert op.round is not None
+        self.proposer.on_decision(op.round, decision)
+        sim.count(decision.outcome)
+        if op.round.cached is not None:
+            sim.count("one_rtt_" + decision.outcome)
+        if decision.outcome == REJECTED:
+            sim.violations.append(f"{self.name}: change rejected for {op.input!r}: {decision.error}")
+            self.give_up(op)
+            return
+        if decision.ok:
+            assert decision.register is not None
+            register = decision.register.visible()
+            sim.close_history(op, register)
+            sim.liveness.completed(op.request, sim.q.now)
+            del self.active[op.request]
+            if op.grant_pid is not None:
+                self.grant(op, register)
+            if op.ended is not None:
+                self.notify_handoff(op, register)
+            if op.on_done is not None:
+                op.on_done(op, register)
+            return
+        if decision.maybe_applied:
+            sim.close_history(op, None)
+        if decision.outcome == VETOED and decision.proposed is not None:
+            self.vouch(op.slot, decision.proposed)
+        op.attempt += 1
+        delay = decision.retry_after
+        if delay is None:
+            delay = sim.config.backoff.delay(op.attempt, sim.rng.random())
+        self.timer(delay, self.start_round, op)
+
+    def give_up(self, op: Op) -> None:
+        self.sim.close_history(op, None)
+        self.sim.liveness.abandoned(op.request)
+        self.active.pop(op.request, None)
+
+    # -- processes and ownership -----------------------------------------------------
+
+    def spawn(self, proc: Any) -> Pid:
+        self.serial += 1
+        pid = Pid(self.name, self.incarnation, self.serial)
+        self.procs[pid] = proc
+        return pid
+
+    def grant(self, op: Op, register: Register) -> None:
+        pid = op.grant_pid
+        assert pid is not None
+        binding = register.binding
+        if binding is None or binding.pid != pid or pid in self.owners:
+            return
+        if pid not in self.procs:
+            self.release(op.slot, register.epoch, binding, "noproc")
+            return
+        if op.term is not None and self.lease.term_at(self.local()) == op.term:
+            self.owners[pid] = Owner(op.slot, register.epoch, binding)
+            self.sim.owner_checker.start(op.slot, pid, register.epoch, self.sim.q.now)
+            self.sim.workload.granted(self, pid)
+        else:
+            self.release(op.slot, register.epoch, binding, "lease_expired")
+            self.kill(pid, "lease_expired")
+
+    def kill(self, pid: Pid, reason: str) -> None:
+        """``pid`` exits with ``reason``; if it owned a key, release it (this node saw it die)."""
+        owner = self.owners.pop(pid, None)
+        if owner is not None:
+            self.sim.owner_checker.stop(owner.slot, pid)
+            self.release(owner.slot, owner.epoch, owner.binding, reason)
+        proc = self.procs.pop(pid, None)
+        if proc is not None:
+            self.sim.workload.proc_exited(self, pid, proc, reason)
+
+    def release(self, slot: Slot, epoch: int, binding: Binding, reason: str) -> None:
+        self.serial += 1
+        op = Op(
+            slot[0],
+            slot[1],
+            ("release", epoch, binding, reason),
+            process=("release", self.name, self.incarnation, self.serial),
+        )
+        self.submit(op)
+
+    def reap(self, slot: Slot, register: Register) -> None:
+        """Release a binding whose owner this node believes gone (noconnection, vetoed)."""
+        binding = register.binding
+        if binding is None or binding.pid is None:
+            return
+        pid = binding.pid
+        if not (self.superseded(pid) or self.suspects(pid.node)):
+            return
+        mark = (slot, register.epoch)
+        if mark in self.reaping:
+            return
+        self.reaping[mark] = True
+
+        def still_gone() -> bool:
+            if self.superseded(pid) or self.suspects(pid.node):
+                return True
+            del self.reaping[mark]
+            return False
+
+        self.serial += 1
+        op = Op(
+            slot[0],
+            slot[1],
+            ("release", register.epoch, binding, "noconnection"),
+            process=("reap", self.name, self.incarnation, self.serial),
+            keep_going=still_gone,
+        )
+        op.on_done = lambda _op, _reg: self.reaping.pop(mark, None)
+        self.submit(op)
+
+    def vouch(self, slot: Slot, proposed: Register) -> None:
+        """End, for a real reason, fenced tenures of this node's pids that it never granted.
+
+        A vetoed round carries a noconnection release of a tenure bound to one
+        of our pids that is not a live owner here (a waiter handed the key
+        while we were cut off): only we can vouch for it, so kill the waiter
+        and release the tenure, or every round on the key stays vetoed.
+        """
+        for fence in proposed.lease_fences:
+            pid = fence.binding.pid
+            if pid is None or pid.node != self.name or pid.incarnation != self.incarnation:
+                continue
+            owner = self.owners.get(pid)
+            if owner is not None and owner.slot == slot and owner.epoch == fence.epoch:
+                continue  # a live owner of that very tenure: the veto is right
+            mark = (slot, fence.epoch)
+            if mark in self.reaping:
+                continue
+            self.reaping[mark] = True
+            if owner is None:
+                # a waiter: a claim round still in flight could otherwise grant it
+                # the tenure we are about to end
+                self.kill(pid, "lease_expired")
+            self.release(slot, fence.epoch, fence.binding, "lease_expired")
+
+    def notify_handoff(self, op: Op, register: Register) -> None:
+        binding = register.binding
+        if binding is not None and binding.pid is not None and op.ended is not None:
+            if register.epoch == op.ended.epoch + 1:
+                self.send(binding.pid.node, HandoffNotice(op.bucket, op.key))
+
+
+class Cluster:
+    """One seed's world: fault plan, network, nodes, workload and checkers."""
+
+    def __init__(
+        self,
+        seed: int,
+        config: SimConfig = SimConfig(),
+        mutations: Mutations = Mutations(),
+    ) -> None:
+        from paxtor.paxos.sim.workload import Workload  # workload drives nodes: import late
+
+        self.seed = seed
+        self.config = config
+        self.mutations = mutations
+        self.rng = random.Random(seed)
+        self.plan: FaultPlan = plan_faults(
+            self.rng,
+            lease=config.lease,
+            fault_time=config.fault_time,
+            clock_spread=config.spread,
+            kinds=config.faults,
+        )
+        self.voters = self.plan.voters
+        self.quorum = majority(self.voters)
+        self.q = EventQueue()
+        self.net = Network(self.rng, self.plan.net)
+        self.end = config.fault_time + config.tail
+        self.violations: list[str] = []
+        self.ballots = BallotChecker()
+        self.chosen = ChosenChecker(self.quorum)
+        self.owner_checker = OwnerChecker()
+        self.liveness = LivenessChecker(config.fault_time + config.settle, config.op_bound)
+        self.history: list[list[Any]] = []
+        self.messages = 0
+        self.events = 0
+        self.stats: dict[str, int] = {}
+        self._trace = hashlib.blake2b(digest_size=16)
+        self.nodes = {
+            name: SimNode(
+                self,
+                name,
+                name in self.voters,
+                self.plan.clock_rates[name],
+                self.plan.clock_offsets[name],
+            )
+            for name in self.plan.nodes
+        }
+        self.workload = Workload(self)
+        self._schedule_faults()
+
+    # -- faults ------------------------------------------------------------------------
+
+    def _schedule_faults(self) -> None:
+        q = self.q
+        for node in self.nodes.values():
+            q.at(0.0, node.boot)
+        for start, end, name, blocked in self.plan.partitions:
+            q.at(start, self.net.partition, name, blocked)
+            q.at(end, self.net.heal)
+        for name, at, down in self.plan.crashes:
+            q.at(at, self._crash, name, down)
+        for name, at, length in self.plan.pauses:
+            q.at(at, self.nodes[name].pause, length)
+        q.at(self.plan.heal_at, self._final_heal)
+
+    def count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+    def _crash(self, name: str, down: float) -> None:
+        node = self.nodes[name]
+        if node.alive:
+            node.crash()
+            self.q.after(down, node.boot)
+
+    def _final_heal(self) -> None:
+        self.net.heal()
+        self.net.faults = self.plan.calm
+
+    # -- messages ------------------------------------------------------------------------
+
+    def transmit(self, src: str, src_incarnation: int, dst: str, msg: Any) -> None:
+        self.messages += 1
+        for delay in self.net.delays(src, dst):
+            self.q.after(delay, self._deliver, src, src_incarnation, dst, msg)
+
+    def _deliver(self, src: str, src_incarnation: int, dst: str, msg: Any) -> None:
+        if src != dst and self.net.is_blocked(src, dst):
+            return
+        self.nodes[dst].deliver(src, src_incarnation, msg)
+
+    # -- history ---------------------------------------------------------------------------
+
+    def open_history(self, op: Op) -> list[Any]:
+        # process, key, input, output, invoke, complete, ballot of its accepts
+        entry = [op.process, op.slot, op.input, None, self.q.now, None, None]
+        self.history.append(entry)
+        return entry
+
+    def close_history(self, op: Op, output: Register | None) -> None:
+        """Complete ``op``'s current history entry (``output`` None: maybe applied)."""
+        entry = op.history
+        if entry is None:
+            return
+        op.history = None
+        if output is not None:
+            entry[3] = output
+            entry[5] = self.q.now
+        elif op.round is not None and op.round.proposed is not None:
+            entry[6] = op.round.ballot  # the only round of this entry that sent accepts
+
+    def client_history(self) -> list[tuple[Any, ...]]:
+        """The history for the linearizability check, minus requests that provably did nothing.
+
+        A request that failed is "maybe applied" only if some acceptor accepted
+        its round's ballot: a value no acceptor ever accepted cannot be chosen
+        or adopted. The simulator sees every accept, so it can drop the rest
+        (which keeps the search small); a real client could not.
+        """
+        out = []
+        for process, slot, op_input, output, invoke, complete, ballot in self.history:
+            if complete is None and not self.ballots.was_accepted(slot[0], slot[1], ballot):
+                continue
+            out.append((process, slot, op_input, output, invoke, complete))
+        return out
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        q = self.q
+        trace = self._trace
+        pack = struct.Struct("<d").pack
+        end = self.end
+        events = 0
+        while True:
+            item = q.pop()
+            if item is None or item[0] > end:
+                break
+            when, fn, args = item
+            events += 1
+            trace.update(pack(when))
+            trace.update(fn.__name__.encode())
+            fn(*args)
+        self.events = events
+        self.q.now = end
+
+    def trace_hash(self) -> str:
+        final = self._trace.copy()
+        for entry in self.history:
+            final.update(repr(entry).encode())
+        return final.hexdigest()

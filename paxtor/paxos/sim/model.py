@@ -1,0 +1,106 @@
+"""The simulated workload's operations as change functions, and their sequential model.
+
+Each operation is a hashable *input* tuple. `change_for(input)` gives the
+change function (and release justification) the cluster runs for it, and
+`RegisterModel` applies the same function to a plain sequential register, so
+the linearizability check asks exactly: does the replicated system behave as
+if these change functions ran one at a time on one register?
+
+Inputs:
+  ("put", v)                         put_if_empty(v)
+  ("get",)                           identity (a linearizable read)
+  ("delete",)                        empty an unbound value (no-op otherwise)
+  ("claim", pid)                     lock-style claim: take it if empty, else queue pid
+  ("release", epoch, binding, why)   release_if_bound, handing off to the first waiter
+Outputs are the visible register after the operation (`Register.visible`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+from paxtor.actors.ids import Pid
+from paxtor.paxos.register import (
+    Binding,
+    ChangeFunction,
+    EndedBinding,
+    Register,
+    check_transition,
+    identity,
+    put_if_empty,
+    release_if_bound,
+)
+
+__all__ = ["RegisterModel", "change_for", "claim_or_queue", "delete_unbound", "fifo_handoff"]
+
+
+def delete_unbound(register: Register) -> Register:
+    """Empty a value that no binding protects (a plain PaxosKV delete)."""
+    if register.filled and register.binding is None:
+        return register.release()
+    return register
+
+
+def claim_or_queue(pid: Pid) -> ChangeFunction:
+    """A lock claim: empty -> owned by ``pid``; held by another -> ``pid`` joins the queue.
+
+    The value of a lock register is its FIFO tuple of waiting pids, the way
+    the lock layer queues waiters in the register itself.
+    """
+
+    def change(register: Register) -> Register:
+        if register.is_empty:
+            return register.claim((), pid=pid)
+        binding = register.binding
+        if binding is not None and binding.pid == pid:
+            return register
+        waiters = register.value
+        if pid in waiters:
+            return register
+        return register.with_value((*waiters, pid))
+
+    return change
+
+
+def fifo_handoff(register: Register, ended: EndedBinding) -> Register:
+    """Release policy: hand the lock to the first waiter in the same round, else empty it."""
+    waiters = register.value
+    if waiters:
+        return register.handoff(tuple(waiters[1:]), pid=waiters[0])
+    return register.release()
+
+
+def change_for(op: tuple[Any, ...]) -> tuple[ChangeFunction, EndedBinding | None]:
+    """The change function and release justification of one workload input."""
+    kind = op[0]
+    if kind == "put":
+        return put_if_empty(op[1]), None
+    if kind == "get":
+        return identity, None
+    if kind == "delete":
+        return delete_unbound, None
+    if kind == "claim":
+        return claim_or_queue(op[1]), None
+    if kind == "release":
+        ended = EndedBinding(op[1], op[2], op[3])
+        return release_if_bound(ended, fifo_handoff), ended
+    raise ValueError(f"unknown operation {op!r}")
+
+
+class RegisterModel:
+    """The sequential specification: one register, the change functions applied in order."""
+
+    def init(self) -> Hashable:
+        return Register.empty()
+
+    def step(self, state: Register, input: tuple[Any, ...]) -> tuple[Hashable, Any]:
+        change, ended = change_for(input)
+        new = change(state)
+        check_transition(state, new, ended)
+        new = new.visible()
+        return new, new
+
+
+def release_input(epoch: int, binding: Binding, reason: str) -> tuple[Any, ...]:
+    return ("release", epoch, binding, reason)

@@ -1,0 +1,90 @@
+"""Deliberate bugs (negative controls): the simulator must catch each of them.
+
+They live here, as subclasses, never in the production classes. A
+`Mutations` value switches them on for a run; ``python -m paxtor.paxos.sim
+--mutation NAME`` runs seeds with one on.
+
+- ``forget_on_restart``: a restarted acceptor comes back empty (amnesia).
+- ``naive_delete``: a release empties whatever tenure the key holds now,
+  instead of "if still bound to X" (its justification is forged to match).
+- ``wrong_ballot_promise``: the proposer counts promises made for any ballot,
+  e.g. a late promise from one of its earlier rounds on the key.
+- ``no_lease_veto``: acceptors accept noconnection releases at once.
+- ``no_heartbeat_fence``: owners ignore the fence generation in heartbeat
+  acks (an acceptor that voted a release can then still extend a lease with
+  a heartbeat that was in flight during its silence window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from paxtor.paxos.acceptor import Acceptor, Promise
+from paxtor.paxos.lease import HeartbeatAck, LeaseClock
+from paxtor.paxos.proposer import Proposer, Step
+from paxtor.paxos.register import EndedBinding, Register
+from paxtor.paxos.sim.model import fifo_handoff
+
+__all__ = ["MUTATIONS", "Mutations"]
+
+
+@dataclass(frozen=True)
+class Mutations:
+    forget_on_restart: bool = False
+    naive_delete: bool = False
+    wrong_ballot_promise: bool = False
+    no_lease_veto: bool = False
+    no_heartbeat_fence: bool = False
+
+    @classmethod
+    def only(cls, name: str | None) -> Mutations:
+        if not name:
+            return cls()
+        if name not in MUTATIONS:
+            raise ValueError(f"unknown mutation {name!r}; known: {', '.join(MUTATIONS)}")
+        return cls(**{name: True})
+
+    def active(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self) if getattr(self, f.name))
+
+    def acceptor_class(self) -> type[Acceptor]:
+        return NoVetoAcceptor if self.no_lease_veto else Acceptor
+
+    def lease_class(self) -> type[LeaseClock]:
+        return UnfencedLeaseClock if self.no_heartbeat_fence else LeaseClock
+
+    def proposer_class(self, release: bool) -> type[Proposer]:
+        if self.wrong_ballot_promise:
+            return AnyBallotProposer
+        if self.naive_delete and release:
+            return NaiveDeleteProposer
+        return Proposer
+
+
+MUTATIONS = tuple(f.name for f in fields(Mutations))
+
+
+class NoVetoAcceptor(Acceptor):
+    def _lease_veto(self, register: Register, now: float) -> bool:
+        return False
+
+
+class UnfencedLeaseClock(LeaseClock):
+    def _fence_check(self, voter: str, ack: HeartbeatAck) -> str:
+        return "ok"
+
+
+class AnyBallotProposer(Proposer):
+    def _counts(self, voter: str, msg: Promise) -> bool:
+        return voter in self.voters
+
+
+class NaiveDeleteProposer(Proposer):
+    """Releases whatever tenure the key holds, forging the justification to match."""
+
+    def _propose(self, base: Register, base_chosen: bool, may_skip: bool = True) -> Step:
+        if base.filled and base.binding is not None and self.ended is not None:
+            self.ended = EndedBinding(base.epoch, base.binding, self.ended.reason)
+            forged = self.ended
+            self.change = lambda r: fifo_handoff(r, forged)
+        return super()._propose(base, base_chosen, may_skip)

@@ -1,0 +1,645 @@
+"""The durable acceptor log: an append-only record log with group commit.
+
+An acceptor must persist each promise/accept BEFORE it replies, or a restart
+could make it vote twice (Paxos amnesia). This module stores opaque `bytes`
+records for it (the caller encodes them) and tells it when they are durable.
+
+- Group commit: `append` only buffers. One writer greenlet writes the whole
+  pending batch and runs `fsync` in the hub's threadpool, then fires the
+  callbacks of every record in that batch, in append order. Many keys'
+  promises share one fsync, and the hub keeps serving messages meanwhile.
+- Fail-stop: if a write or fsync fails (ENOSPC, EIO), no callback of the
+  failed batch or any later one fires, the log logs `acceptor_log_failed` and
+  every further `append` raises `AcceptorLogFailed`. An acceptor that cannot
+  persist must stop voting. A failed fsync is never retried: after one the
+  kernel may already have dropped the dirty pages.
+- Replay (`open` then `records()`): the snapshot, then the segments after it.
+  A torn tail of the LAST segment (a bad or partial frame with nothing valid
+  after it: the crash cut the last batch, whose callbacks never fired) is cut
+  off, logged as `acceptor_log_truncated`, and never replayed. A bad frame
+  FOLLOWED by valid ones is different: those later records were written after
+  it and may have been acknowledged, and a replay that skipped the bad one
+  could forget a promise the acceptor made, so `open` refuses with
+  `AcceptorLogCorrupt` and leaves the files as they are for an operator. (The
+  one case where this is over-cautious: a power cut that persisted a later
+  page of the very last batch but not an earlier one.)
+- Compaction (`compact`): appends from then on go to a new segment <g> while,
+  in the background, the caller's snapshot is written to a temp file, fsync'd,
+  renamed to snapshot <g>, the directory fsync'd, and the older files deleted.
+  A crash at any point leaves a directory that replays to the same records.
+  When to compact is the caller's call (it holds the state to snapshot);
+  `should_compact` offers the usual heuristic.
+- `durability="memory"`: nothing touches the disk; callbacks fire on the next
+  loop turn. For tests only: a voter restarted with it has forgotten its
+  promises (`memory_durability_unsafe_on_restart` is logged at every open).
+
+The file format is pure and lives in `log_format.py`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import gevent
+import gevent.event
+import structlog
+
+from paxtor.paxos.log_format import (
+    HEADER_SIZE,
+    KIND_SEGMENT,
+    KIND_SNAPSHOT,
+    TMP_SUFFIX,
+    FileHeader,
+    LogCorrupt,
+    ParsedFile,
+    encode_header,
+    encode_record,
+    parse_file,
+    plan_layout,
+    segment_name,
+    snapshot_name,
+)
+
+__all__ = [
+    "AcceptorLog",
+    "AcceptorLogClosed",
+    "AcceptorLogCorrupt",
+    "AcceptorLogError",
+    "AcceptorLogFailed",
+    "Durability",
+    "Ticket",
+]
+
+log = structlog.get_logger(__name__)
+
+Durability = Literal["fsync", "memory"]
+_LOCK_FILE = "LOCK"
+
+
+class AcceptorLogError(Exception):
+    """Base of the acceptor log's errors."""
+
+
+class AcceptorLogCorrupt(AcceptorLogError):
+    """The files on disk cannot be replayed without losing acknowledged records."""
+
+
+class AcceptorLogFailed(AcceptorLogError):
+    """A write or fsync failed: nothing more is durable, the acceptor must stop voting."""
+
+
+class AcceptorLogClosed(AcceptorLogError):
+    """The log was closed."""
+
+
+class _Completion:
+    """Something the writer or the compactor finishes, successfully or not."""
+
+    __slots__ = ("event", "error")
+
+    def __init__(self) -> None:
+        self.event = gevent.event.Event()
+        self.error: BaseException | None = None
+
+    def complete(self) -> None:
+        self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.event.set()
+
+
+class _Batch(_Completion):
+    """Records appended between two writes: they share one write and one fsync."""
+
+    __slots__ = ("frames", "callbacks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[bytes] = []
+        self.callbacks: list[Callable[[], None] | None] = []
+
+
+class _Rotation(_Completion):
+    """A marker in the write queue: later appends go to a new segment."""
+
+    __slots__ = ("generation",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+
+
+class Ticket:
+    """The durability of one append (or the completion of one compaction)."""
+
+    __slots__ = ("_completion",)
+
+    def __init__(self, completion: _Completion) -> None:
+        self._completion = completion
+
+    @property
+    def done(self) -> bool:
+        """True once durable, or failed."""
+        return self._completion.event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block this greenlet until durable: True; False on timeout.
+
+        Raises `AcceptorLogFailed` if the log failed before making it durable.
+        """
+        if not self._completion.event.wait(timeout):
+            return False
+        if self._completion.error is not None:
+            raise self._completion.error
+        return True
+
+
+@dataclass
+class _Recovered:
+    records: list[bytes]
+    generation: int  # the active segment
+    fd: int  # open for appending to it
+    segment_bytes: dict[int, int]  # record bytes per live segment
+    snapshot_bytes: int
+
+
+class AcceptorLog:
+    """An append-only log of opaque records with group commit; see the module docstring.
+
+    Use `AcceptorLog.open(...)`. All methods are for greenlets of the hub that
+    opened it. `fsync`, `write` and `step_hook` are fault-injection points:
+    tests pass a failing fsync, or a hook that copies the directory after each
+    compaction step as a crash would leave it.
+    """
+
+    def __init__(
+        self,
+        *,
+        durability: Durability,
+        directory: Path | None,
+        recovered: _Recovered | None,
+        lock_fd: int | None,
+        fsync: Callable[[int], None],
+        write: Callable[[int, memoryview], int],
+        on_failure: Callable[[AcceptorLogFailed], None] | None,
+        step_hook: Callable[[str], None] | None,
+    ) -> None:
+        self.durability: Durability = durability
+        self.directory = directory
+        self.fsync_count = 0  # fsyncs of appended records (one per batch)
+        self._fsync = fsync
+        self._write = write
+        self._on_failure = on_failure
+        self._step_hook = step_hook
+        self._lock_fd = lock_fd
+        self._records: list[bytes] = recovered.records if recovered else []
+        self._generation = recovered.generation if recovered else 0
+        self._fd = recovered.fd if recovered else None
+        self._segment_bytes = recovered.segment_bytes if recovered else {}
+        self._snapshot_bytes = recovered.snapshot_bytes if recovered else 0
+        self._queue: deque[_Batch | _Rotation] = deque()
+        self._failure: AcceptorLogFailed | None = None
+        self._closing = False
+        self._closed = False
+        self._compaction: gevent.Greenlet | None = None
+        self._hub = gevent.get_hub()
+        self._wakeup = gevent.event.Event()
+        self._writer = gevent.spawn(self._run_writer)
+
+    # --- opening and replay -------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str] | None,
+        durability: Durability = "fsync",
+        *,
+        fsync: Callable[[int], None] = os.fsync,
+        write: Callable[[int, memoryview], int] = os.write,
+        on_failure: Callable[[AcceptorLogFailed], None] | None = None,
+        step_hook: Callable[[str], None] | None = None,
+    ) -> AcceptorLog:
+        """Open (creating if needed) the log in `directory` and replay it.
+
+        Blocks the hub while it reads: call it before the node serves. Raises
+        `AcceptorLogCorrupt` rather than replay a damaged log, and
+        `AcceptorLogError` if another log holds the directory.
+        """
+        if durability not in ("fsync", "memory"):
+            raise ValueError(f"durability must be 'fsync' or 'memory', got {durability!r}")
+        options = dict(fsync=fsync, write=write, on_failure=on_failure, step_hook=step_hook)
+        if durability == "memory":
+            log.warning(
+                "memory_durability_unsafe_on_restart",
+                detail="acceptor state is not persisted: if this voter restarts it forgets "
+                "its promises and may break consensus",
+            )
+            return cls(durability="memory", directory=None, recovered=None, lock_fd=None, **options)
+        if directory is None:
+            raise ValueError("durability='fsync' needs a directory")
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock_directory(path)
+        try:
+            recovered = _recover(path, fsync)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        log.info(
+            "acceptor_log_opened",
+            directory=str(path),
+            records=len(recovered.records),
+            segment=recovered.generation,
+        )
+        return cls(durability="fsync", directory=path, recovered=recovered, lock_fd=lock_fd, **options)
+
+    def records(self) -> Iterator[bytes]:
+        """The records replayed at open, in append order (later appends not included)."""
+        return iter(self._records)
+
+    # --- appending ----------------------------------------------------------
+
+    def append(self, record: bytes, on_durable: Callable[[], None] | None = None) -> Ticket:
+        """Queue `record`; `on_durable` runs (in the writer greenlet) once it is on disk.
+
+        Callbacks fire in append order and must not block. Raises
+        `AcceptorLogFailed` after a write failure, `AcceptorLogClosed` after
+        `close`, `TypeError`/`ValueError` for a non-bytes or oversized record.
+        """
+        self._check_usable()
+        if not isinstance(record, (bytes, bytearray, memoryview)):
+            raise TypeError(f"records are bytes, got {type(record).__name__}")
+        frame = encode_record(bytes(record))
+        batch = self._open_batch()
+        batch.frames.append(frame)
+        batch.callbacks.append(on_durable)
+        self._wakeup.set()
+        return Ticket(batch)
+
+    def _open_batch(self) -> _Batch:
+        last = self._queue[-1] if self._queue else None
+        if isinstance(last, _Batch):
+            return last
+        batch = _Batch()
+        self._queue.append(batch)
+        return batch
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise AcceptorLogFailed(str(self._failure)) from self._failure.__cause__
+        if self._closing:
+            raise AcceptorLogClosed("the acceptor log is closed")
+
+    @property
+    def failure(self) -> AcceptorLogFailed | None:
+        """Why the log stopped accepting appends, or None while it is healthy."""
+        return self._failure
+
+    # --- the writer ---------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        """Commit queued batches one by one until closed or failed."""
+        try:
+            while True:
+                while not self._queue:
+                    if self._closing:
+                        return
+                    self._wakeup.clear()
+                    self._wakeup.wait()
+                item = self._queue.popleft()
+                try:
+                    if isinstance(item, _Rotation):
+                        self._rotate(item)
+                    else:
+                        self._commit(item)
+                except Exception as error:  # a write, fsync or file creation failed
+                    self._enter_failed(error, item)
+                    return
+                if isinstance(item, _Batch):
+                    _fire_callbacks(item)
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _commit(self, batch: _Batch) -> None:
+        if self.durability == "fsync" and batch.frames:
+            data = b"".join(batch.frames)
+            self._hub.threadpool.apply(self._write_and_sync, (self._fd, data))
+            self.fsync_count += 1
+            self._segment_bytes[self._generation] += len(data)
+        batch.complete()
+
+    def _write_and_sync(self, fd: int, data: bytes) -> None:
+        """In a threadpool thread: write all of `data`, then fsync."""
+        view = memoryview(data)
+        while view:
+            written = self._write(fd, view)
+            if written <= 0:
+                raise OSError(errno.EIO, f"write returned {written}")
+            view = view[written:]
+        self._fsync(fd)
+
+    def _rotate(self, rotation: _Rotation) -> None:
+        """Start segment <g+1> (durably) for every later append."""
+        if self.durability == "fsync":
+            generation = self._generation + 1
+            fd = self._hub.threadpool.apply(_create_segment, (self.directory, generation, self._fsync))
+            os.close(self._fd)
+            self._fd, self._generation = fd, generation
+            self._segment_bytes[generation] = 0
+            self._step("segment_rotated")
+        rotation.generation = self._generation
+        rotation.complete()
+
+    def _enter_failed(self, error: Exception, item: _Batch | _Rotation) -> None:
+        failure = AcceptorLogFailed(f"acceptor log write failed, nothing more is durable: {error!r}")
+        failure.__cause__ = error
+        self._failure = failure
+        log.error("acceptor_log_failed", directory=str(self.directory), error=repr(error))
+        item.fail(failure)
+        while self._queue:
+            self._queue.popleft().fail(failure)
+        if self._on_failure is not None:
+            try:
+                self._on_failure(failure)
+            except Exception:
+                log.exception("acceptor_log_failure_callback_failed")
+
+    # --- compaction ---------------------------------------------------------
+
+    @property
+    def compacting(self) -> bool:
+        return self._compaction is not None
+
+    @property
+    def log_bytes(self) -> int:
+        """Bytes of records in the segments a replay reads after the snapshot."""
+        return sum(self._segment_bytes.values())
+
+    @property
+    def snapshot_bytes(self) -> int:
+        return self._snapshot_bytes
+
+    def should_compact(self, *, ratio: float = 4.0, min_log_bytes: int = 1 << 20) -> bool:
+        """The usual heuristic: the log outgrew `ratio` snapshots (and a floor)."""
+        return (
+            self.durability == "fsync"
+            and not self.compacting
+            and self.log_bytes >= min_log_bytes
+            and self.log_bytes > ratio * self._snapshot_bytes
+        )
+
+    def compact(self, snapshot: Iterable[bytes]) -> Ticket:
+        """Replace everything appended so far by `snapshot`, in the background.
+
+        `snapshot` must be the caller's full state as of now, as records whose
+        replay rebuilds it; it is consumed before this returns. Appends made
+        after this call land in a new segment and are replayed after it. The
+        ticket completes when the old files are gone; a failed compaction
+        logs `acceptor_log_compaction_failed`, fails the ticket and leaves the
+        log as it was (still healthy).
+        """
+        self._check_usable()
+        if self._compaction is not None:
+            raise AcceptorLogError("a compaction is already running")
+        frames = []
+        for record in snapshot:
+            if not isinstance(record, (bytes, bytearray, memoryview)):
+                raise TypeError(f"records are bytes, got {type(record).__name__}")
+            frames.append(encode_record(bytes(record)))
+        done = _Completion()
+        if self.durability == "memory":
+            done.complete()
+            return Ticket(done)
+        rotation = _Rotation()
+        self._queue.append(rotation)
+        self._wakeup.set()
+        self._compaction = gevent.spawn(self._run_compaction, frames, rotation, done)
+        return Ticket(done)
+
+    def _run_compaction(self, frames: list[bytes], rotation: _Rotation, done: _Completion) -> None:
+        try:
+            rotation.event.wait()
+            if rotation.error is not None:
+                raise rotation.error
+            generation = rotation.generation
+            size = self._hub.threadpool.apply(self._install_snapshot, (frames, generation))
+        except Exception as error:
+            log.error("acceptor_log_compaction_failed", directory=str(self.directory), error=repr(error))
+            failure = AcceptorLogError(f"compaction failed: {error!r}")
+            failure.__cause__ = error
+            done.fail(failure)
+        else:
+            for old in [gen for gen in self._segment_bytes if gen < generation]:
+                del self._segment_bytes[old]
+            self._snapshot_bytes = size
+            log.info("acceptor_log_compacted", generation=generation, records=len(frames), snapshot_bytes=size)
+            done.complete()
+        finally:
+            self._compaction = None
+
+    def _install_snapshot(self, frames: list[bytes], generation: int) -> int:
+        """In a threadpool thread: write, fsync, rename, fsync dir, then delete older files."""
+        directory = self.directory
+        final = directory / snapshot_name(generation)
+        temp = directory / (snapshot_name(generation) + TMP_SUFFIX)
+        header = encode_header(FileHeader(KIND_SNAPSHOT, generation, len(frames)))
+        data = header + b"".join(frames)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                self._write_and_sync(fd, data)
+            finally:
+                os.close(fd)
+            self._step("snapshot_written")
+            os.replace(temp, final)
+            self._step("snapshot_renamed")
+            _fsync_directory(directory, self._fsync)
+            self._step("snapshot_installed")
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        for name in plan_layout(os.listdir(directory)).obsolete:
+            (directory / name).unlink(missing_ok=True)
+            self._step(f"removed {name}")
+        _fsync_directory(directory, self._fsync)
+        self._step("compaction_done")
+        return len(data)
+
+    def _step(self, name: str) -> None:
+        if self._step_hook is not None:
+            self._step_hook(name)
+
+    # --- closing ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Make everything appended so far durable (callbacks fire), then stop.
+
+        Waits for a running compaction. Must not be called from an
+        `on_durable` callback (it would wait for itself).
+        """
+        if self._closed:
+            return
+        if gevent.getcurrent() is self._writer:
+            raise AcceptorLogError("close() called from an on_durable callback")
+        self._closing = True
+        self._wakeup.set()
+        self._writer.join()
+        if self._compaction is not None:
+            self._compaction.join()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._closed = True
+        log.info("acceptor_log_closed", directory=str(self.directory))
+
+    def __enter__(self) -> AcceptorLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _fire_callbacks(batch: _Batch) -> None:
+    """Run a durable batch's callbacks in append order; one failing does not stop the rest."""
+    for callback in batch.callbacks:
+        if callback is None:
+            continue
+        try:
+            callback()
+        except Exception:
+            log.exception("acceptor_log_callback_failed")
+
+
+# --- files ------------------------------------------------------------------
+
+
+def _lock_directory(directory: Path) -> int:
+    """Hold an exclusive lock on the directory: two logs on one directory would corrupt it."""
+    fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AcceptorLogError(f"{directory} is in use by another acceptor log") from None
+    return fd
+
+
+def _fsync_directory(directory: Path, fsync: Callable[[int], None]) -> None:
+    """Make renames, creations and deletions in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_segment(directory: Path, generation: int, fsync: Callable[[int], None]) -> int:
+    """Create segment <generation> with its header, durably; return it open for appending."""
+    fd = os.open(directory / segment_name(generation), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+    try:
+        header = encode_header(FileHeader(KIND_SEGMENT, generation))
+        if os.write(fd, header) != len(header):
+            raise OSError(errno.EIO, "short write of a segment header")
+        fsync(fd)
+        _fsync_directory(directory, fsync)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _parse(path: Path, **checks: object) -> tuple[ParsedFile, int]:
+    data = path.read_bytes()
+    try:
+        return parse_file(data, **checks), len(data)
+    except LogCorrupt as error:
+        raise AcceptorLogCorrupt(
+            f"{path}: {error}. Refusing to start: replaying around it could forget "
+            "acknowledged promises. Restore the directory or retire this voter."
+        ) from error
+
+
+def _recover(directory: Path, fsync: Callable[[int], None]) -> _Recovered:
+    """Read and check every live file first; only then cut a torn tail and clean up."""
+    try:
+        layout = plan_layout(os.listdir(directory))
+    except LogCorrupt as error:
+        raise AcceptorLogCorrupt(f"{directory}: {error}. Refusing to start.") from error
+    records: list[bytes] = []
+    snapshot_bytes = 0
+    if layout.snapshot is not None:
+        parsed, snapshot_bytes = _parse(
+            directory / snapshot_name(layout.snapshot),
+            kind=KIND_SNAPSHOT,
+            generation=layout.snapshot,
+            tail_may_be_torn=False,
+        )
+        records.extend(parsed.records)
+    segment_bytes: dict[int, int] = {}
+    last: tuple[int, ParsedFile, int] | None = None
+    for generation in layout.segments:
+        parsed, size = _parse(
+            directory / segment_name(generation),
+            kind=KIND_SEGMENT,
+            generation=generation,
+            tail_may_be_torn=generation == layout.segments[-1],
+        )
+        records.extend(parsed.records)
+        segment_bytes[generation] = max(parsed.good_end - HEADER_SIZE, 0)
+        last = (generation, parsed, size)
+
+    for name in layout.temporaries + layout.obsolete:
+        (directory / name).unlink(missing_ok=True)
+        log.info("acceptor_log_leftover_removed", file=str(directory / name))
+    fd = _reopen_last_segment(directory, last, fsync)
+    if fd is None:
+        generation = layout.snapshot or 1
+        if last is not None:
+            generation = last[0]
+            del segment_bytes[generation]
+        fd = _create_segment(directory, generation, fsync)
+        segment_bytes[generation] = 0
+    else:
+        generation = last[0]
+    _fsync_directory(directory, fsync)
+    return _Recovered(records, generation, fd, segment_bytes, snapshot_bytes)
+
+
+def _reopen_last_segment(
+    directory: Path, last: tuple[int, ParsedFile, int] | None, fsync: Callable[[int], None]
+) -> int | None:
+    """Cut the last segment's torn tail and open it for appending; None if it must be recreated."""
+    if last is None:
+        return None
+    generation, parsed, size = last
+    path = directory / segment_name(generation)
+    if parsed.torn is not None:
+        log.warning(
+            "acceptor_log_truncated",
+            file=str(path),
+            offset=parsed.good_end,
+            dropped_bytes=size - parsed.good_end,
+            reason=parsed.torn,
+        )
+    if parsed.header is None:  # torn while being created: holds nothing
+        path.unlink()
+        return None
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        if parsed.torn is not None:
+            os.ftruncate(fd, parsed.good_end)
+            fsync(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

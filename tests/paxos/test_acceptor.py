@@ -1,0 +1,204 @@
+"""The pure acceptor: promises, accepts, durability records, the lease veto, 1-RTT."""
+
+from __future__ import annotations
+
+import pytest
+
+from paxtor.actors.ids import Pid
+from paxtor.actors.wire import decode, encode
+from paxtor.paxos.acceptor import (
+    NACK_BALLOT,
+    NACK_LEASE_VETO,
+    Accept,
+    Accepted,
+    Acceptor,
+    KeyRecord,
+    Nack,
+    Prepare,
+    Promise,
+)
+from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.lease import Heartbeat, SilenceTracker, silence_threshold
+from paxtor.paxos.register import Binding, LeaseFence, Register
+
+B, K = "default", "key"
+A1, A2, A3 = (Ballot(1, ("n1", 1)), Ballot(2, ("n2", 1)), Ballot(3, ("n1", 1)))
+THRESHOLD = silence_threshold(1.0, 1.0, 0.25)  # 4.25, exact in binary
+OWNER = Pid("n2", 4, 7)
+FENCED = Register(epoch=1, lease_fences=(LeaseFence(1, Binding(pid=OWNER)),))
+
+
+def acceptor(now: float = 0.0, records: list[KeyRecord] | None = None) -> Acceptor:
+    return Acceptor(("n1", 1), SilenceTracker(THRESHOLD, started_at=now), records or [])
+
+
+@pytest.mark.parametrize(
+    ("promised_first", "then", "reply_type", "persisted"),
+    [
+        (None, A1, Promise, True),  # fresh key
+        (A1, A2, Promise, True),  # higher ballot
+        (A2, A2, Promise, False),  # the same ballot again (a duplicate): nothing new
+        (A2, A1, Nack, False),  # lower ballot refused
+    ],
+)
+def test_prepare(promised_first: Ballot | None, then: Ballot, reply_type: type, persisted: bool) -> None:
+    acc = acceptor()
+    if promised_first is not None:
+        acc.on_prepare(Prepare(B, K, promised_first))
+    reply, record = acc.on_prepare(Prepare(B, K, then))
+    assert type(reply) is reply_type
+    assert (record is not None) == persisted
+    if isinstance(reply, Nack):
+        assert reply.promised == promised_first and reply.reason == NACK_BALLOT
+        assert acc.state(B, K).promised == promised_first  # a refusal changes nothing
+
+
+def test_promise_reports_the_last_accepted_value() -> None:
+    acc = acceptor()
+    v = Register.empty().claim("v")
+    acc.on_prepare(Prepare(B, K, A1))
+    acc.on_accept(Accept(B, K, A1, v), now=0.0)
+    reply, _ = acc.on_prepare(Prepare(B, K, A2))
+    assert reply == Promise(B, K, A2, A1, v)
+
+
+@pytest.mark.parametrize(
+    ("promised", "accept_at", "ok"),
+    [
+        (None, A1, True),
+        (A1, A1, True),  # the ballot it promised
+        (A1, A2, True),  # a higher one, without phase 1 here (another quorum promised)
+        (A2, A1, False),
+    ],
+)
+def test_accept(promised: Ballot | None, accept_at: Ballot, ok: bool) -> None:
+    acc = acceptor()
+    if promised is not None:
+        acc.on_prepare(Prepare(B, K, promised))
+    v = Register.empty().claim("v")
+    reply, record = acc.on_accept(Accept(B, K, accept_at, v), now=0.0)
+    if ok:
+        assert reply == Accepted(B, K, accept_at, False)
+        assert record == KeyRecord(B, K, accept_at, accept_at, v)
+    else:
+        assert isinstance(reply, Nack) and record is None
+        assert acc.state(B, K).accepted == Register.empty()
+
+
+def test_duplicate_accept_is_idempotent_and_a_second_value_is_refused() -> None:
+    acc = acceptor()
+    v = Register.empty().claim("v")
+    acc.on_accept(Accept(B, K, A1, v), now=0.0)
+    reply, record = acc.on_accept(Accept(B, K, A1, v), now=0.0)
+    assert isinstance(reply, Accepted) and record is None
+    other = Register.empty().claim("w")
+    reply, record = acc.on_accept(Accept(B, K, A1, other), now=0.0)
+    assert isinstance(reply, Nack) and record is None
+    assert acc.state(B, K).accepted == v
+
+
+def test_accept_can_carry_the_promise_of_the_next_ballot() -> None:
+    """CASPaxos 1-RTT: the proposer's next ballot is promised in the same step."""
+    acc = acceptor()
+    v = Register.empty().claim("v")
+    reply, record = acc.on_accept(Accept(B, K, A1, v, next_ballot=A3), now=0.0)
+    assert reply == Accepted(B, K, A1, True)
+    assert record is not None and record.promised == A3
+    # a ballot between the two is now refused: no one can sneak in before A3
+    assert isinstance(acc.on_prepare(Prepare(B, K, A2))[0], Nack)
+    # the proposer skips phase 1 with A3
+    reply, _ = acc.on_accept(Accept(B, K, A3, v.with_value("w")), now=0.0)
+    assert isinstance(reply, Accepted)
+
+
+def test_records_rebuild_the_same_acceptor() -> None:
+    """What a restarted acceptor replays from its log (last record per key wins)."""
+    acc = acceptor()
+    log: list[KeyRecord] = []
+    v = Register.empty().claim("v")
+    for step in (
+        acc.on_prepare(Prepare(B, K, A1)),
+        acc.on_accept(Accept(B, K, A1, v), now=0.0),
+        acc.on_prepare(Prepare(B, "other", A2)),
+        acc.on_prepare(Prepare(B, K, A3)),
+    ):
+        if step[1] is not None:
+            log.append(decode(encode(step[1])))  # records travel as wire bytes
+    restarted = acceptor(records=log)
+    assert restarted.records() == acc.records()
+    assert restarted.state(B, K) == KeyRecord(B, K, A3, A1, v)
+    assert isinstance(restarted.on_prepare(Prepare(B, K, A2))[0], Nack)
+
+
+def test_unknown_keys_start_at_the_bucket_epoch_floor() -> None:
+    acc = Acceptor(("n1", 1), SilenceTracker(THRESHOLD, 0.0), epoch_floors={"locks": 41})
+    assert acc.epoch_floor("locks") == 41 and acc.epoch_floor(B) == 0
+    reply, _ = acc.on_prepare(Prepare("locks", "k", A1))
+    assert isinstance(reply, Promise) and reply.accepted == Register.empty(41)
+    assert reply.accepted_ballot == Ballot.ZERO
+
+
+# -- the lease veto ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("heard_at", "now", "vetoed"),
+    [
+        (None, 1.0, True),  # never heard since start at 0: the start counts as heard
+        (None, THRESHOLD, False),
+        (5.0, 5.0 + THRESHOLD - 0.01, True),
+        (5.0, 5.0 + THRESHOLD, False),
+    ],
+)
+def test_noconnection_release_waits_for_silence(heard_at: float | None, now: float, vetoed: bool) -> None:
+    acc = acceptor(now=0.0)
+    if heard_at is not None:
+        acc.heard("n2", 4, heard_at)
+    reply, record = acc.on_accept(Accept(B, K, A1, FENCED), now=now)
+    if vetoed:
+        assert reply == Nack(B, K, A1, Ballot.ZERO, NACK_LEASE_VETO) and record is None
+        assert acc.silence.fence_generation("n2") == 0
+    else:
+        assert isinstance(reply, Accepted) and record is not None
+        assert acc.silence.fence_generation("n2") == 1  # the owner's next ack will say so
+
+
+def test_release_of_an_older_incarnation_is_accepted_at_once() -> None:
+    acc = acceptor(now=0.0)
+    acc.heard("n2", 5, 1.0)  # n2 restarted: incarnation 4 is dead
+    reply, _ = acc.on_accept(Accept(B, K, A1, FENCED), now=1.0)
+    assert isinstance(reply, Accepted)
+    assert acc.silence.fence_generation("n2") == 0  # nothing to fence: the owner is gone
+
+
+def test_registers_without_fences_are_never_vetoed() -> None:
+    acc = acceptor(now=0.0)
+    acc.heard("n2", 4, 1.0)
+    released = Register.empty(1)  # a release for a real reason carries no fence
+    assert isinstance(acc.on_accept(Accept(B, K, A1, released), now=1.0)[0], Accepted)
+
+
+def test_heartbeat_ack_carries_the_fence_generation() -> None:
+    acc = acceptor(now=0.0)
+    assert acc.on_heartbeat("n2", 4, Heartbeat(1), now=0.5).fence == 0
+    acc.on_accept(Accept(B, K, A1, FENCED), now=0.5 + THRESHOLD)
+    ack = acc.on_heartbeat("n2", 4, Heartbeat(2), now=0.6 + THRESHOLD)
+    assert (ack.seq, ack.voter, ack.fence) == (2, ("n1", 1), 1)
+
+
+def test_restarted_acceptor_vetoes_until_the_full_threshold() -> None:
+    """Its tracker is volatile: restarting at t=100 counts as having heard everyone at 100."""
+    restarted = acceptor(now=100.0)
+    assert isinstance(restarted.on_accept(Accept(B, K, A1, FENCED), now=101.0)[0], Nack)
+    assert isinstance(restarted.on_accept(Accept(B, K, A1, FENCED), now=100.0 + THRESHOLD)[0], Accepted)
+
+
+def test_messages_travel_on_the_wire() -> None:
+    for msg in (
+        Prepare(B, ("tuple", 1), A1),
+        Promise(B, K, A2, A1, Register.empty().claim("v")),
+        Accept(B, K, A1, FENCED, A3),
+        Accepted(B, K, A1, True),
+        Nack(B, K, A1, A2, NACK_LEASE_VETO),
+    ):
+        assert decode(encode(msg)) == msg
