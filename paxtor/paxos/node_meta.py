@@ -34,6 +34,7 @@ from paxtor.paxos.log_format import (
     encode_record,
     parse_file,
 )
+from paxtor.paxos.storage import fsync_directory, make_directory_durably
 
 __all__ = ["META_FILE", "NodeMeta", "NodeMetaCorrupt"]
 
@@ -73,7 +74,7 @@ class NodeMeta:
         if data_dir is None:
             raise ValueError("durability='fsync' needs a data directory")
         directory = Path(data_dir)
-        directory.mkdir(parents=True, exist_ok=True)
+        make_directory_durably(directory, fsync)
         path = directory / META_FILE
         previous = _read_incarnation(path)
         incarnation = previous + 1
@@ -117,8 +118,4 @@ def _write_atomically(path: Path, data: bytes, fsync: Callable[[int], None]) -> 
     finally:
         os.close(fd)
     os.replace(temp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(path.parent, fsync)

@@ -75,6 +75,8 @@ __all__ = [
     "AcceptorLogFailed",
     "Durability",
     "Ticket",
+    "fsync_directory",
+    "make_directory_durably",
 ]
 
 log = structlog.get_logger(__name__)
@@ -246,7 +248,7 @@ class AcceptorLog:
         if directory is None:
             raise ValueError("durability='fsync' needs a directory")
         path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
+        make_directory_durably(path, fsync)
         lock_fd = _lock_directory(path)
         try:
             recovered = _recover(path, fsync)
@@ -463,7 +465,7 @@ class AcceptorLog:
             self._step("snapshot_written")
             os.replace(temp, final)
             self._step("snapshot_renamed")
-            _fsync_directory(directory, self._fsync)
+            fsync_directory(directory, self._fsync)
             self._step("snapshot_installed")
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -471,7 +473,7 @@ class AcceptorLog:
         for name in plan_layout(os.listdir(directory)).obsolete:
             (directory / name).unlink(missing_ok=True)
             self._step(f"removed {name}")
-        _fsync_directory(directory, self._fsync)
+        fsync_directory(directory, self._fsync)
         self._step("compaction_done")
         return len(data)
 
@@ -534,13 +536,34 @@ def _lock_directory(directory: Path) -> int:
     return fd
 
 
-def _fsync_directory(directory: Path, fsync: Callable[[int], None]) -> None:
+def fsync_directory(directory: Path, fsync: Callable[[int], None] = os.fsync) -> None:
     """Make renames, creations and deletions in `directory` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_directory_durably(directory: Path, fsync: Callable[[int], None] = os.fsync) -> None:
+    """`mkdir -p`, fsyncing the parent of every directory it creates.
+
+    Without it a crash soon after the first start could lose the directory
+    entry itself, and with it every promise made since: amnesia.
+    """
+    missing = []
+    path = directory.absolute()
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        fsync_directory(path.parent, fsync)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is not a directory")
 
 
 def _create_segment(directory: Path, generation: int, fsync: Callable[[int], None]) -> int:
@@ -551,7 +574,7 @@ def _create_segment(directory: Path, generation: int, fsync: Callable[[int], Non
         if os.write(fd, header) != len(header):
             raise OSError(errno.EIO, "short write of a segment header")
         fsync(fd)
-        _fsync_directory(directory, fsync)
+        fsync_directory(directory, fsync)
     except BaseException:
         os.close(fd)
         raise
@@ -611,7 +634,7 @@ def _recover(directory: Path, fsync: Callable[[int], None]) -> _Recovered:
         segment_bytes[generation] = 0
     else:
         generation = last[0]
-    _fsync_directory(directory, fsync)
+    fsync_directory(directory, fsync)
     return _Recovered(records, generation, fd, segment_bytes, snapshot_bytes)
 
 

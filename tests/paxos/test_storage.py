@@ -6,6 +6,8 @@ import errno
 import os
 import shutil
 import threading
+import time
+import zlib
 from pathlib import Path
 
 import gevent
@@ -56,6 +58,14 @@ def only_segment(directory: Path) -> Path:
 
 def events(logs, name):
     return [entry for entry in logs if entry["event"] == name]
+
+
+def wait_for_thread(flag: threading.Event, timeout: float = 10.0) -> None:
+    """Poll (yielding to the hub) until a pool thread sets `flag`: a thread cannot wake a greenlet."""
+    deadline = time.monotonic() + timeout
+    while not flag.is_set():
+        assert time.monotonic() < deadline, "the pool thread never got there"
+        gevent.sleep(0.001)
 
 
 # --- the pure format --------------------------------------------------------
@@ -172,8 +182,7 @@ def test_hub_keeps_running_during_fsync_and_next_batch_waits_for_its_own(tmp_pat
     alog = AcceptorLog.open(tmp_path, fsync=fsync)
     blocking = True
     first = alog.append(b"first", lambda: trace.append("first"))
-    while not in_fsync.is_set():  # the writer reaches fsync in a pool thread
-        gevent.sleep(0.001)
+    wait_for_thread(in_fsync)  # the writer's batch is in fsync, in a pool thread
     # The hub is free: this greenlet runs and appends while the fsync is in flight.
     second = alog.append(b"second", lambda: trace.append("second"))
     gevent.sleep(0)
@@ -210,6 +219,19 @@ def test_bad_records_are_refused_and_lose_nothing(tmp_path, monkeypatch):
 def test_short_writes_are_completed(tmp_path):
     fill(tmp_path, RECORDS, write=lambda fd, data: os.write(fd, data[:7]))
     assert replay(tmp_path) == RECORDS
+
+
+def test_new_directories_are_made_durable_up_to_an_existing_parent(tmp_path):
+    synced = []
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        os.fsync(fd)
+
+    AcceptorLog.open(tmp_path / "a" / "b", fsync=fsync).close()
+    NodeMeta.open(tmp_path / "c" / "d", fsync=fsync)
+    for parent in (tmp_path, tmp_path / "a", tmp_path / "c"):
+        assert str(parent) in synced
 
 
 def test_directory_is_locked_against_a_second_log(tmp_path):
@@ -307,7 +329,7 @@ def test_unknown_format_version_is_refused(tmp_path):
     data = bytearray(segment.read_bytes())
     body = bytes(data[:28])
     body = body[:8] + (99).to_bytes(2, "little") + body[10:]
-    data[:32] = body + __import__("zlib").crc32(body).to_bytes(4, "little")
+    data[:32] = body + zlib.crc32(body).to_bytes(4, "little")
     segment.write_bytes(bytes(data))
     with pytest.raises(AcceptorLogCorrupt, match="unsupported log format version 99"):
         AcceptorLog.open(tmp_path)
@@ -354,10 +376,12 @@ def test_write_failure_fires_no_callback_and_fails_the_log(tmp_path, broken):
 
 def test_appends_queued_behind_a_failed_batch_fail_too(tmp_path):
     release = threading.Event()
+    in_fsync = threading.Event()
     armed = False
 
     def fsync(fd):
         if armed:
+            in_fsync.set()
             assert release.wait(10)
             raise OSError(errno.EIO, "I/O error")
         os.fsync(fd)
@@ -366,7 +390,7 @@ def test_appends_queued_behind_a_failed_batch_fail_too(tmp_path):
     alog = AcceptorLog.open(tmp_path, fsync=fsync)
     armed = True
     first = alog.append(b"first", lambda: fired.append(1))
-    gevent.sleep(0.01)  # let the writer take the first batch into its fsync
+    wait_for_thread(in_fsync)
     second = alog.append(b"second", lambda: fired.append(2))
     release.set()
     for ticket in (first, second):

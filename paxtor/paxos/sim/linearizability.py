@@ -180,10 +180,10 @@ class _Frame:
     the configuration it was taken from has failed as a whole.
     """
 
-    __slots__ = ("candidates", "position", "state", "w", "rel", "used", "forced", "parent", "depth")
+    __slots__ = ("choices", "position", "state", "w", "rel", "used", "forced", "parent", "depth")
 
-    def __init__(self, candidates, position, state, w, rel, used, forced, parent):  # noqa: ANN001
-        self.candidates = candidates
+    def __init__(self, choices, position, state, w, rel, used, forced, parent):  # noqa: ANN001
+        self.choices = choices
         self.position = position
         self.state = state
         self.w = w
@@ -197,7 +197,7 @@ class _Frame:
         indices = []
         frame: _Frame | None = self
         while frame is not None:
-            indices.append(frame.candidates[frame.position].index)
+            indices.append(frame.choices.entries[frame.position].index)
             frame = frame.parent
         return tuple(reversed(indices))
 
@@ -276,27 +276,37 @@ def _unlift(entry: _Entry) -> None:
     _relink(entry)
 
 
-def _candidates(head: _Entry, pending_head: _Entry) -> list[_Entry]:
-    """The calls that may be linearized next, in the order they are tried.
+class _Choices:
+    """The calls that may be linearized next from one configuration, in trial order.
 
     Completed calls before the first return (read-only ones first, since one
-    that fits settles the configuration), then the pending calls invoked by
-    that return; otherwise in invocation order. (Trying ops by response time
-    instead explored about twice as many configurations on random histories.)
+    that fits settles the configuration), in invocation order. The pending
+    calls invoked by that return are added only once those are exhausted
+    (`extend_with_pending`): timed-out ops are optional and usually useless,
+    so most configurations never look at them. (Trying ops by response time
+    instead of invocation explored about twice as many configurations on
+    random histories.)
     """
-    read_only: list[_Entry] = []
-    others: list[_Entry] = []
-    entry = head.next
-    while entry.is_call:
-        (read_only if entry.read_only else others).append(entry)
-        entry = entry.next
-    deadline = entry.time
-    ordered = read_only + others
-    entry = pending_head.next
-    while entry is not None and entry.time <= deadline:
-        ordered.append(entry)
-        entry = entry.next
-    return ordered
+
+    __slots__ = ("entries", "deadline", "exhausted")
+
+    def __init__(self, head: _Entry) -> None:
+        read_only: list[_Entry] = []
+        others: list[_Entry] = []
+        entry = head.next
+        while entry.is_call:
+            (read_only if entry.read_only else others).append(entry)
+            entry = entry.next
+        self.entries = read_only + others
+        self.deadline = entry.time
+        self.exhausted = False  # True once the pending calls were added (or ruled out)
+
+    def extend_with_pending(self, pending_head: _Entry) -> None:
+        self.exhausted = True
+        entry = pending_head.next
+        while entry is not None and entry.time <= self.deadline:
+            self.entries.append(entry)
+            entry = entry.next
 
 
 def _ordinals(ops: Sequence[Operation], *, pending: bool) -> dict[int, int]:
@@ -308,7 +318,7 @@ def _ordinals(ops: Sequence[Operation], *, pending: bool) -> dict[int, int]:
 def _check_key(ops: Sequence[Operation], model: Model, max_states: int) -> _KeyVerdict:
     """Lowe's WGL search on one key's operations, sorted by invocation time.
 
-    Depth-first: take the first candidate (see `_candidates`) whose model
+    Depth-first: take the first candidate (see `_Choices`) whose model
     output matches and whose configuration is new, lift it, repeat; when no
     candidate works, undo the last choice and try the one after it. Success
     when every completed op is linearized. Refinements over the textbook
@@ -335,24 +345,31 @@ def _check_key(ops: Sequence[Operation], model: Model, max_states: int) -> _KeyV
     top: _Frame | None = None
     best: _Frame | None = None
     best_state = state
-    candidates = _candidates(head, pending_head) if remaining else []
+    choices = _Choices(head) if remaining else None
     position = 0
     while remaining:
-        if position == len(candidates):  # every candidate failed: backtrack
+        if position == len(choices.entries):
+            if not choices.exhausted:
+                choices.extend_with_pending(pending_head)
+                continue
+            # Every candidate failed: backtrack.
             if top is None:
                 return _verdict(False, False, best, best_state, explored)
             if best is None or top.depth > best.depth:
                 best, best_state = top, state
-            candidates, position, state = top.candidates, top.position, top.state
+            choices, position, state = top.choices, top.position, top.state
             w, rel, used = top.w, top.rel, top.used
-            entry = candidates[position]
+            entry = choices.entries[position]
             _unlift(entry)
             if not entry.pending:
                 remaining += 1
-            position = len(candidates) if top.forced else position + 1
+            position += 1
+            if top.forced:  # a read-only op that fit failed: so has this configuration
+                choices.exhausted = True
+                position = len(choices.entries)
             top = top.parent
             continue
-        entry = candidates[position]
+        entry = choices.entries[position]
         op = ops[entry.index]
         new_state, expected = model.step(state, op.input)
         if entry.pending:
@@ -365,22 +382,24 @@ def _check_key(ops: Sequence[Operation], model: Model, max_states: int) -> _KeyV
             position += 1
             continue
         if not _remember(cache, (new_w, new_rel, new_state), new_used):
-            # Explored and failed before; for a read-only op that fits, so has this configuration.
-            position = len(candidates) if entry.read_only else position + 1
+            position += 1
+            if entry.read_only:  # it fit and failed before: so does this configuration
+                choices.exhausted = True
+                position = len(choices.entries)
             continue
         explored += 1
         if explored > max_states:
             if top is not None and (best is None or top.depth > best.depth):
                 best, best_state = top, state
             return _verdict(False, True, best, best_state, explored)
-        top = _Frame(candidates, position, state, w, rel, used, entry.read_only, top)
+        top = _Frame(choices, position, state, w, rel, used, entry.read_only, top)
         state, w, rel, used = new_state, new_w, new_rel, new_used
         _lift(entry)
         if not entry.pending:
             remaining -= 1
             if not remaining:
                 break
-        candidates = _candidates(head, pending_head)
+        choices = _Choices(head)
         position = 0
     return _verdict(True, False, top, state, explored)
 

@@ -101,6 +101,10 @@ class RegisterModel:
         new = new.visible()
         return new, new
 
+    def is_read_only(self, input: tuple[Any, ...], output: Any) -> bool:
+        """A get never changes the register: the checker places it without backtracking."""
+        return input[0] == "get"
+
 
 def release_input(epoch: int, binding: Binding, reason: str) -> tuple[Any, ...]:
     return ("release", epoch, binding, reason)
