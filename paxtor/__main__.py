@@ -1,12 +1,10 @@
-"""`python -m paxtor ...`: the command line."""
+"""`python -m paxtor ...`: the command line (see `paxtor.cli`)."""
+
 import sys
 
+from paxtor.cli import main
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    sys.stderr.write("usage: python -m paxtor {node,demo} ...\n")
-    return 2
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

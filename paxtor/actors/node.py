@@ -490,6 +490,21 @@ class LocalNode:
             if proc is not None:
                 proc.monitored_by.pop(ref, None)
 
+    def end_monitor(self, watcher: Pid, ref: Ref) -> bool:
+        """The remote side ended monitor `ref` of local `watcher` (a call's
+        reply ends it, like OTP's ``reply_demonitor`` alias): forget it here
+        too, sending nothing. True if the watcher still held it."""
+        proc = self.lookup(watcher)
+        if proc is None:
+            return False
+        target = proc.monitors.pop(ref, _MISSING)
+        if target is _MISSING:
+            return False
+        edges = self._peers.get(_node_of(target))
+        if edges is not None:
+            edges.monitors_out.pop(ref, None)
+        return True
+
     def peer_edges(self, node_name: str) -> tuple[int, int, int]:
         """(links, monitors held here, monitors held there) across to
         `node_name`: for the distribution layer's diagnostics and tests."""

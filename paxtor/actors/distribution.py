@@ -1,0 +1,483 @@
+"""Distributed nodes: a `LocalNode` plus a listener and one connection per
+peer node (a full mesh, no gossip), as Erlang distribution.
+
+`start_distributed(name, ...)` starts one; several may live in one OS
+process (each with its own listener and connections). Its `NodeTransport`
+(`paxtor.actors.transport`) is the node's ``remote``: signals for remote
+pids go out as frames, in call order, on the peer's one connection
+(`paxtor.actors.peers` keeps it). Frames received are applied here with the
+node's ``deliver_*`` methods, after checking that they concern a process of
+this node and one of the sending node (a peer cannot relay or speak for a
+third node).
+
+When a peer's connection closes (or its heartbeat falls silent although
+TCP stays open), ``on_node_down(peer)`` fires every link and monitor across
+it with "noconnection", once; ``node_down`` is logged with the reason and
+`NodeDown` sent to processes that called `monitor_nodes`. A peer that
+comes back with a new incarnation is a new node: pids of its old
+incarnation are dead (messages dropped, link/monitor -> "noproc").
+
+Remote spawn names the function ``"module:qualname"``
+(`paxtor.actors.function_ref`); this side starts the process and answers
+with its pid before the process runs.
+
+The module-level `node()`, `nodes()`, `connect()`, `disconnect()`,
+`monitor_nodes()` act for the current node, like Erlang's BIFs.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gevent
+import structlog
+from gevent.hub import get_hub
+from greenlet import getcurrent
+
+from paxtor.actors.connection import Connection, ConnectionConfig
+from paxtor.actors.cookie import resolve_cookie
+from paxtor.actors.discovery import dial_targets, listen_port, node_number
+from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, spawn_reply_frame
+from paxtor.actors.faults import FaultInjector
+from paxtor.actors.function_ref import FunctionRefError, resolve_function_ref
+from paxtor.actors.handshake import validate_node_name
+from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.messages import NotDistributed, fast_frozen_init
+from paxtor.actors.node import DEFAULT_NODE_NAME, LocalNode, current_node, get_node
+from paxtor.actors.peers import NODE_STOPPING, PeerConnections
+from paxtor.actors.primitives import current_process
+from paxtor.actors.transport import NodeTransport, NodeUnreachable, RemoteSpawnError
+from paxtor.actors.wire import wire_type
+
+__all__ = [
+    "DistributedNode",
+    "NodeTransport",
+    "NodeUp",
+    "NodeDown",
+    "NodeUnreachable",
+    "RemoteSpawnError",
+    "start_distributed",
+    "distributed_node",
+    "all_distributed",
+    "stop_all_distributed",
+    "node",
+    "nodes",
+    "connect",
+    "disconnect",
+    "monitor_nodes",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Every running distributed node of this OS process, by name.
+_running: dict[str, DistributedNode] = {}
+#: Last incarnation handed out per node name in this OS process.
+_last_incarnation: dict[str, int] = {}
+#: Incarnations count milliseconds from here, so a restart gets a larger one.
+_INCARNATION_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+@wire_type(name="paxtor:NodeUp")
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class NodeUp:
+    """Node `node` (in its `incarnation`) is connected (Erlang's ``{nodeup, Node}``)."""
+
+    node: str
+    incarnation: int
+
+
+@wire_type(name="paxtor:NodeDown")
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class NodeDown:
+    """The connection to node `node` is lost, for `reason` (``{nodedown, Node}``)."""
+
+    node: str
+    reason: str
+
+
+class DistributedNode:
+    """A LocalNode connected to its peers; made by `start_distributed`."""
+
+    def __init__(
+        self,
+        local: LocalNode,
+        config: ConnectionConfig,
+        *,
+        host: str,
+        port: int,
+        base_port: int,
+        cluster_size: int,
+        seeds: Iterable[Any],
+        reconnect_min: float,
+        reconnect_max: float,
+    ) -> None:
+        self.local = local
+        self.name = local.name
+        self.incarnation = local.incarnation
+        self.host = host
+        self.base_port = base_port
+        self.cluster_size = cluster_size
+        self.running = True
+        self._node_watchers: dict[Pid, None] = {}
+        #: the frames that are not signals for the LocalNode
+        self._control: dict[str, Callable[..., None]] = {
+            "spawn": self._on_spawn,
+            "spawn_reply": self._on_spawn_reply,
+            "goodbye": self._on_goodbye,
+        }
+        targets = dial_targets(
+            self.name,
+            (host, port) if port else None,
+            host=host,
+            base_port=base_port,
+            cluster_size=cluster_size,
+            seeds=seeds,
+        )
+        self.peers = PeerConnections(
+            config,
+            targets=targets,
+            on_message=self._frame_handler(),
+            on_up=self._peer_up,
+            on_down=self._peer_down,
+            on_attempt_over=self._attempt_over,
+            host=host,
+            port=port,
+            reconnect_min=reconnect_min,
+            reconnect_max=reconnect_max,
+            address_of=self._numbered_address,
+        )
+        self.config = self.peers.config
+        self.transport = NodeTransport(self, self.peers.up)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<DistributedNode {self.name}.{self.incarnation} {self.host}:{self.port} {state}>"
+
+    def _start(self) -> None:
+        self.local.remote = self.transport
+        self.peers.start()
+        _running[self.name] = self
+        log.info("distribution_started", node=self.name, incarnation=self.incarnation, host=self.host, port=self.port)
+
+    # -- queries -------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port this node listens on."""
+        return self.peers.port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def nodes(self) -> list[str]:
+        """The connected peers, sorted (Erlang's ``nodes()``)."""
+        return sorted(self.peers.up)
+
+    def peer_incarnation(self, name: str) -> int | None:
+        """The incarnation of connected peer `name`, or None."""
+        conn = self.peers.up.get(name)
+        return conn.peer.incarnation if conn is not None and conn.peer is not None else None
+
+    def _numbered_address(self, name: str) -> tuple[str, int] | None:
+        number = node_number(name)
+        if number is None:
+            return None
+        return (self.host, self.base_port + number)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def connect(self, name: str, timeout: float | None = 5.0) -> bool:
+        """Connect to node `name` if not connected (a target, a seed, or a
+        ``nodeN`` found by number); True once connected."""
+        if name == self.name:
+            return True
+        if not self.running:
+            return False
+        return self.peers.connect(name, timeout)
+
+    def disconnect(self, name: str) -> bool:
+        """Drop the connection to `name` (links and monitors across it fire
+        "noconnection"); a numbered or seed peer is connected again later."""
+        return self.peers.disconnect(name)
+
+    def wait_for_nodes(self, names: Iterable[str], timeout: float | None = None) -> bool:
+        """Block until every node of `names` is connected; False on timeout."""
+        wanted = [n for n in names if n != self.name]
+        up = self.peers.up
+        return self.peers.wait_until(lambda: all(n in up for n in wanted), timeout)
+
+    def monitor_nodes(self, pid: Pid, flag: bool = True) -> None:
+        """Subscribe local process `pid` to `NodeUp` / `NodeDown` messages
+        (Erlang's net_kernel:monitor_nodes); `flag=False` unsubscribes."""
+        if not self.local.is_local(pid):
+            raise ValueError(f"monitor_nodes takes a process of node {self.name!r}, got {pid!r}")
+        if flag:
+            self._node_watchers[pid] = None
+        else:
+            self._node_watchers.pop(pid, None)
+
+    def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a new process of this node; return its result."""
+        return self.local.run(fn, *args, timeout=timeout, **kwargs)
+
+    def stop(self, linger: float = 1.0) -> None:
+        """Stop the node: its processes exit ("shutdown", signalled to their
+        remote links and monitors), each peer gets a `Goodbye` after those
+        signals and closes its end; after `linger` seconds at most, every
+        connection left is closed. Idempotent."""
+        if not self.running:
+            return
+        self.running = False
+        if _running.get(self.name) is self:
+            del _running[self.name]
+        self.peers.stop_dialing()
+        self.local.stop()  # a process of this node calling stop() is killed at its next switch
+        goodbye = goodbye_frame(NODE_STOPPING)
+        for conn in list(self.peers.up.values()):
+            self.transport.send_frame(conn, goodbye)
+        closer = gevent.spawn(self._close_connections, linger)
+        if getcurrent() is not get_hub():
+            closer.join()
+
+    def _close_connections(self, linger: float) -> None:
+        self.peers.wait_until(lambda: not self.peers.up, linger)
+        self.peers.close_all(NODE_STOPPING)
+        log.info("distribution_stopped", node=self.name, incarnation=self.incarnation)
+
+    # -- peers up and down ------------------------------------------------------------
+
+    def _peer_up(self, conn: Connection) -> None:
+        peer = conn.peer
+        assert peer is not None
+        self.transport.release_held(conn)  # before anything else is sent on it
+        log.info("node_up", node=self.name, peer=peer.name, peer_incarnation=peer.incarnation, initiated_by=self.name if conn.role == "initiator" else peer.name)
+        self._tell_watchers(NodeUp(peer.name, peer.incarnation))
+
+    def _peer_down(self, name: str, incarnation: int, reason: str) -> None:
+        expected = not self.running or reason == NODE_STOPPING or reason.startswith("peer_stopping")
+        level = log.info if expected else log.warning
+        level("node_down", node=self.name, peer=name, peer_incarnation=incarnation, reason=reason)
+        self.local.on_node_down(name)
+        self.transport.node_lost(name)
+        self._tell_watchers(NodeDown(name, reason))
+
+    def _attempt_over(self) -> None:
+        """A connection attempt ended: signals held for a node that is still
+        neither up nor being reached are dropped; the links and monitors
+        made while waiting for it fire "noconnection"."""
+        peers = self.peers
+        for name in self.transport.held_for():
+            if name not in peers.up and not peers.reaching(name):
+                dropped = self.transport.drop_held(name)
+                log.debug("node_unreachable", node=self.name, peer=name, frames_dropped=dropped)
+                self.local.on_node_down(name)
+                self.transport.node_lost(name)
+
+    def _tell_watchers(self, event: NodeUp | NodeDown) -> None:
+        local = self.local
+        for pid in list(self._node_watchers):
+            if local.lookup(pid) is None:
+                del self._node_watchers[pid]  # it died: forget it
+            else:
+                local.deliver_message(pid, event)
+
+    # -- frames from peers --------------------------------------------------------------
+
+    def _frame_handler(self) -> Callable[[Connection, Any], None]:
+        """The connections' on_message: apply each frame from a peer (in its
+        reader greenlet). A frame that is not one of ours raises
+        ProtocolError, which closes that connection."""
+        here, local = self.name, self.local
+        control_ops = self._control
+
+        def on_message(conn: Connection, frame: Any) -> None:
+            control = apply_frame(frame, conn.peer.name, here, local)  # type: ignore[union-attr]
+            if control is not None:
+                op, args = control
+                control_ops[op](conn, *args)
+
+        return on_message
+
+    def _on_spawn(
+        self, conn: Connection, request: int, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        link: Pid | None, monitor: tuple[Pid, Ref] | None,
+    ) -> None:
+        error = None
+        fn: Any = None
+        if not self.local.running:
+            error = "node is stopping"
+        else:
+            try:
+                fn = resolve_function_ref(function)
+            except FunctionRefError as exc:
+                error = str(exc)
+        if error is not None:
+            log.warning("remote_spawn_refused", node=self.name, peer=conn.peer_name, function=function[:200], reason=error)
+            self.transport.send_frame(conn, spawn_reply_frame(self.name, request, None, error))
+            return
+        proc = self.local.spawn(fn, args, kwargs, link=link, monitor=monitor)
+        # Queued before the new process runs (it starts next loop turn), so the
+        # reply precedes any signal of the new process on this connection.
+        self.transport.send_frame(conn, spawn_reply_frame(self.name, request, proc.pid, None))
+
+    def _on_spawn_reply(self, conn: Connection, request: int, pid: Pid | None, error: str | None) -> None:
+        self.transport.spawn_replied(request, pid, error)
+
+    def _on_goodbye(self, conn: Connection, reason: str) -> None:
+        conn.close(f"peer_stopping: {reason}")
+
+
+# -- starting ------------------------------------------------------------------------------
+
+
+def _new_incarnation(name: str, given: int | None) -> int:
+    """Milliseconds since 2024 (so a restarted node, even in another OS
+    process, gets a larger one), and never one this process used before."""
+    if given is not None:
+        if not isinstance(given, int) or isinstance(given, bool) or given < 0:
+            raise ValueError(f"incarnation must be an int >= 0, got {given!r}")
+        incarnation = given
+    else:
+        incarnation = max(time.time_ns() // 1_000_000 - _INCARNATION_EPOCH_MS, _last_incarnation.get(name, 0) + 1)
+    _last_incarnation[name] = max(incarnation, _last_incarnation.get(name, 0))
+    return incarnation
+
+
+def _ssl_contexts(ssl_context: Any) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    if ssl_context is None:
+        return None, None
+    if isinstance(ssl_context, ssl.SSLContext):
+        return ssl_context, ssl_context
+    if isinstance(ssl_context, tuple) and len(ssl_context) == 2 and all(isinstance(c, ssl.SSLContext) for c in ssl_context):
+        return ssl_context[0], ssl_context[1]
+    raise TypeError("ssl_context is an ssl.SSLContext (both ends) or a (server_context, client_context) pair")
+
+
+def start_distributed(
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    base_port: int = 4370,
+    cluster_size: int = 0,
+    seeds: Iterable[str | tuple[str, int]] = (),
+    cookie: str | bytes | None = None,
+    ssl_context: ssl.SSLContext | tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
+    incarnation: int | None = None,
+    heartbeat_interval: float = 1.0,
+    heartbeat_timeout: float = 5.0,
+    handshake_timeout: float = 5.0,
+    reconnect_min: float = 0.1,
+    reconnect_max: float = 5.0,
+    faults: FaultInjector | None = None,
+) -> DistributedNode:
+    """Start node `name` in this OS process, listening and connected to its peers.
+
+    `name` is unique in the cluster. ``nodeN`` listens on ``base_port + N``
+    unless `port` is given (other names listen on `port`, default any free
+    one); it dials ``node1 .. node<cluster_size>`` on `host` and every seed
+    (``"host:port"``) and keeps them connected (capped backoff between
+    attempts). `cookie` defaults as in `paxtor.actors.cookie`. `ssl_context`
+    is one context for both ends or a (server, client) pair. `faults` is a
+    `FaultInjector` for tests. Raises OSError if the port is taken.
+    """
+    problem = validate_node_name(name)
+    if problem is not None or name == DEFAULT_NODE_NAME:
+        raise ValueError(f"bad node name {name!r}: {problem or 'reserved for the non-distributed node'}")
+    if get_node(name) is not None:
+        raise ValueError(f"node {name!r} is already running in this OS process")
+    listen = listen_port(name, base_port, port)
+    server_ctx, client_ctx = _ssl_contexts(ssl_context)
+    config = ConnectionConfig(
+        name,
+        _new_incarnation(name, incarnation),
+        resolve_cookie(cookie),
+        handshake_timeout=handshake_timeout,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_timeout=heartbeat_timeout,
+        server_ssl_context=server_ctx,
+        client_ssl_context=client_ctx,
+        faults=faults,
+    )
+    local = LocalNode.start(name, config.incarnation)
+    try:
+        dist = DistributedNode(
+            local,
+            config,
+            host=host,
+            port=listen,
+            base_port=base_port,
+            cluster_size=cluster_size,
+            seeds=seeds,
+            reconnect_min=reconnect_min,
+            reconnect_max=reconnect_max,
+        )
+        dist._start()
+    except BaseException:
+        local.remote = None
+        local.stop()
+        raise
+    return dist
+
+
+# -- the current node's view (Erlang's BIFs) --------------------------------------------------
+
+
+def distributed_node(of: LocalNode | str | None = None) -> DistributedNode | None:
+    """The distribution of node `of` (a LocalNode or a name; default the
+    current node), or None if it is not distributed."""
+    local = get_node(of) if isinstance(of, str) else (of or current_node())
+    remote = local.remote if local is not None else None
+    return remote.dist if isinstance(remote, NodeTransport) else None
+
+
+def all_distributed() -> list[DistributedNode]:
+    """Every running distributed node of this OS process, in start order."""
+    return list(_running.values())
+
+
+def stop_all_distributed() -> None:
+    """Stop every distributed node of this OS process."""
+    for dist in list(_running.values()):
+        dist.stop()
+
+
+def node() -> str:
+    """The name of the current node (Erlang's ``node()``)."""
+    return current_node().name
+
+
+def nodes() -> list[str]:
+    """The peers the current node is connected to (Erlang's ``nodes()``)."""
+    dist = distributed_node()
+    return dist.nodes() if dist is not None else []
+
+
+def connect(name: str, timeout: float | None = 5.0) -> bool:
+    """Connect the current node to `name` (Erlang's ``net_kernel:connect_node``)."""
+    dist = distributed_node()
+    return dist.connect(name, timeout) if dist is not None else False
+
+
+def disconnect(name: str) -> bool:
+    """Drop the current node's connection to `name` (``erlang:disconnect_node``)."""
+    dist = distributed_node()
+    return dist.disconnect(name) if dist is not None else False
+
+
+def monitor_nodes(flag: bool = True) -> None:
+    """Subscribe the current process to `NodeUp` / `NodeDown` messages of
+    its node (``net_kernel:monitor_nodes``); `flag=False` unsubscribes."""
+    me = current_process()
+    dist = distributed_node(me.node)
+    if dist is None:
+        raise NotDistributed(f"monitor_nodes needs a distributed node; {me.node.name!r} is not one")
+    dist.monitor_nodes(me.pid, flag)
+

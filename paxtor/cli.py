@@ -1,0 +1,284 @@
+"""`python -m paxtor node _|N [...]` and `python -m paxtor demo`.
+
+`node` starts a Paxtor node, connects it to the numbered peers on this host
+(and any seeds), and opens an interactive Python shell that runs on the
+gevent hub: the shell is the main greenlet, reading stdin in a worker
+thread, so the node's processes keep running while you type. The shell
+greenlet is a process of the node (`receive`, `call` and `self_pid` work
+there); an exit signal ends that process and the next call starts a new
+one, as Erlang's shell does. Ctrl-D (or `quit()`) stops the node.
+`--no-shell` runs headless until SIGTERM/SIGINT, then stops cleanly (exit 0).
+
+Bad flags and a port in use are one-line errors with exit status 2.
+Logging (structlog) is configured here only: key=value, or JSON with `--log-json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import code
+import errno
+import logging
+import signal
+import sys
+from typing import Any, NoReturn, TextIO
+
+import gevent
+import gevent.event
+import structlog
+from greenlet import getcurrent
+
+__all__ = ["main", "build_parser", "configure_logging"]
+
+PROG = "paxtor"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), so scripts see what went wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _node_name(text: str) -> str:
+    if text == "_":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return f"node{int(text)}"
+    if text.startswith("node") and text[4:].isdigit() and int(text[4:]) >= 1:
+        return f"node{int(text[4:])}"
+    raise argparse.ArgumentTypeError(f"a node is '_' (the next free number) or a number N >= 1, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Paxtor: CP locks and singleton processes on gevent.")
+    commands = parser.add_subparsers(dest="command", metavar="{node,demo}", parser_class=_Parser)
+    node = commands.add_parser("node", help="start a node (and a shell)", description=__doc__.split("\n\n")[1])
+    node.add_argument("name", type=_node_name, metavar="_|N", help="'_' for the next free number, or N for nodeN")
+    node.add_argument("--cluster-size", type=int, default=3, help="voters are node1..nodeN (default 3)")
+    node.add_argument("--host", default="127.0.0.1", help="address to listen on and find numbered peers at")
+    node.add_argument("--base-port", type=int, default=4370, help="nodeN listens on base-port + N (default 4370)")
+    node.add_argument("--seeds", action="append", default=[], metavar="HOST:PORT[,...]", help="more peers to connect to")
+    node.add_argument("--cookie", default=None, help="shared secret (default: $PAXTOR_COOKIE, else ~/.paxtor.cookie)")
+    node.add_argument("--data-dir", default=None, help="where durable state lives (default ./paxtor-data)")
+    node.add_argument("--durability", choices=("fsync", "memory"), default="fsync")
+    node.add_argument("--client", action="store_true", help="join without voting")
+    node.add_argument("--no-shell", action="store_true", help="run headless until SIGTERM/SIGINT")
+    node.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
+    node.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    node.add_argument("--heartbeat-interval", type=_positive, default=1.0, metavar="SECONDS")
+    node.add_argument("--heartbeat-timeout", type=_positive, default=5.0, metavar="SECONDS",
+                      help="a peer silent this long is down (default 5)")
+    node.add_argument("--handshake-timeout", type=_positive, default=5.0, metavar="SECONDS")
+    node.add_argument("--reconnect-max", type=_positive, default=5.0, metavar="SECONDS",
+                      help="longest wait between attempts to reach a lost peer")
+    commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
+    return parser
+
+
+def configure_logging(json_output: bool = False, level: str = "info", stream: TextIO | None = None) -> None:
+    """structlog to `stream` (stderr): one key=value (or JSON) line per event."""
+    renderer: Any
+    if json_output:
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.processors.LogfmtRenderer(key_order=["timestamp", "level", "event"], drop_missing=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "node":
+        return run_node(args)
+    if args.command == "demo":
+        sys.stderr.write(f"{PROG} demo: not yet: needs PaxosKV\n")
+        return 2
+    sys.stderr.write(f"usage: {PROG} {{node,demo}} ... (see {PROG} --help)\n")
+    return 2
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"{PROG} node: error: {message}\n")
+    return 2
+
+
+def run_node(args: argparse.Namespace) -> int:
+    from paxtor.actors.cookie import CookieError
+    from paxtor.node import start_node
+
+    configure_logging(args.log_json, args.log_level)
+    seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
+    try:
+        node = start_node(
+            args.name,
+            cluster_size=args.cluster_size,
+            host=args.host,
+            base_port=args.base_port,
+            seeds=seeds,
+            cookie=args.cookie,
+            data_dir=args.data_dir,
+            durability=args.durability,
+            voter=not args.client,
+            heartbeat_interval=args.heartbeat_interval,
+            heartbeat_timeout=args.heartbeat_timeout,
+            handshake_timeout=args.handshake_timeout,
+            reconnect_max=args.reconnect_max,
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            if args.name == "_":
+                return _fail(f"no free node port on {args.host} from {args.base_port + 1}")
+            port = args.base_port + int(args.name[4:])
+            return _fail(f"port {port} on {args.host} is in use (is {args.name} already running?)")
+        return _fail(f"cannot listen on {args.host}: {exc.strerror or exc}")
+    except (ValueError, TypeError, CookieError) as exc:
+        return _fail(str(exc))
+    if args.no_shell:
+        return _run_headless(node)
+    return _run_shell(node)
+
+
+def _run_headless(node: Any) -> int:
+    stop = gevent.event.Event()
+    handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]
+    try:
+        stop.wait()
+    finally:
+        structlog.get_logger(__name__).info("node_stopping", node=node.name, reason="signal")
+        node.stop()
+        for handler in handlers:
+            handler.cancel()
+    return 0
+
+
+# -- the shell ------------------------------------------------------------------------------
+
+
+class _LineReader:
+    """Reads stdin lines in the hub's threadpool, so the hub keeps running.
+
+    One read at a time: a read interrupted in the greenlet (Ctrl-C) stays
+    pending in its thread and the next `readline` takes its result.
+    """
+
+    def __init__(self, stdin: TextIO, stdout: TextIO) -> None:
+        self._stdin = stdin
+        self._stdout = stdout
+        self._pending: Any = None
+        self._editing = stdin.isatty() and stdout.isatty()
+        if self._editing:
+            try:
+                import readline  # noqa: F401 - line editing and history for input()
+            except ImportError:
+                pass
+
+    def _read_interactive(self, prompt: str) -> str:
+        try:
+            return input(prompt) + "\n"
+        except EOFError:
+            return ""
+
+    def readline(self, prompt: str) -> str:
+        if self._pending is None:
+            pool = gevent.get_hub().threadpool
+            if self._editing:
+                self._pending = pool.spawn(self._read_interactive, prompt)
+            else:
+                self._stdout.write(prompt)
+                self._stdout.flush()
+                self._pending = pool.spawn(self._stdin.readline)
+        line = self._pending.get()
+        self._pending = None
+        return line
+
+
+class HubConsole(code.InteractiveConsole):
+    """An InteractiveConsole whose input never blocks the gevent hub."""
+
+    def __init__(self, namespace: dict[str, Any], reader: _LineReader) -> None:
+        super().__init__(namespace, filename="<paxtor>")
+        self._reader = reader
+
+    def raw_input(self, prompt: str = "") -> str:
+        line = self._reader.readline(prompt)
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+
+def shell_namespace(node: Any) -> dict[str, Any]:
+    """What the shell starts with: `paxtor`, `actors` and its public names,
+    `gevent`, the node (`this_node`) and Erlang's node(), nodes(), connect()."""
+    import paxtor
+    import paxtor.actors as actors
+    from paxtor.actors import distribution
+
+    namespace: dict[str, Any] = {"__name__": "__console__", "__doc__": None}
+    namespace.update({name: getattr(actors, name) for name in actors.__all__})
+    namespace.update(
+        paxtor=paxtor,
+        actors=actors,
+        gevent=gevent,
+        this_node=node,
+        node=distribution.node,
+        nodes=distribution.nodes,
+        connect=distribution.connect,
+        monitor_nodes=distribution.monitor_nodes,
+    )
+    return namespace
+
+
+def _run_shell(node: Any, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    from paxtor.actors import self_pid
+
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    main_greenlet = getcurrent()
+    loop = gevent.get_hub().loop
+    why = ["shell_exit"]
+
+    def terminate() -> None:  # SIGTERM: leave the shell wherever it is
+        why[0] = "signal"
+        loop.run_callback(main_greenlet.throw, SystemExit(0))
+
+    handler = gevent.signal_handler(signal.SIGTERM, terminate)
+    me = self_pid()  # the shell is a process of the node from now on
+    role = "voter" if node.voter else "client"
+    banner = (
+        f"paxtor node {node.name} ({role}) on {node.dist.host}:{node.dist.port}, shell process {me!r}\n"
+        f"voters node1..node{node.cluster_size}; connected: {', '.join(node.nodes()) or 'none yet'}\n"
+        "preloaded: paxtor, actors and its names (spawn, send, receive, call, ...), gevent,\n"
+        "node(), nodes(), connect(name), this_node. Ctrl-D or quit() stops the node."
+    )
+    console = HubConsole(shell_namespace(node), _LineReader(stdin, stdout))
+    try:
+        console.interact(banner=banner, exitmsg="")
+    except SystemExit:
+        pass
+    finally:
+        handler.cancel()
+        structlog.get_logger(__name__).info("node_stopping", node=node.name, reason=why[0])
+        node.stop()
+    return 0

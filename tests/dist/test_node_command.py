@@ -1,0 +1,408 @@
+"""`python -m paxtor node` as real OS processes: three headless nodes on a
+free block of ports, watched by a distributed node inside the test (the
+"tester"), which dials them by number. Kill -9, SIGSTOP/SIGCONT, restart,
+SIGTERM, hostile input, CLI errors, and the interactive shell on the hub.
+
+Subprocesses are gevent.subprocess ones (waiting on them or reading their
+pipes never blocks the hub the tester runs on) and are killed by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.socket
+import gevent.subprocess
+import pytest
+
+from paxtor.actors import Down, Exit, call, link, monitor, receive, register, self_pid, send, spawn, trap_exits
+from paxtor.actors.distribution import DistributedNode, NodeDown, NodeUp, monitor_nodes, start_distributed
+from paxtor.actors.framing import frame
+from paxtor.actors.ids import Pid
+from paxtor.actors.transport import RemoteSpawnError
+
+from . import remote_helpers as rh
+from .conftest import WAIT, free_port_block
+
+pytestmark = pytest.mark.subprocess
+
+REPO = Path(__file__).resolve().parents[2]
+TIMING = dict(heartbeat_interval=0.2, heartbeat_timeout=1.5, handshake_timeout=1.0, reconnect_max=0.3)
+NODE_FLAGS = [
+    "--cluster-size", "3", "--durability", "memory", "--log-json",
+    "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1.5",
+    "--handshake-timeout", "1", "--reconnect-max", "0.3",
+]
+NODES = ["node1", "node2", "node3"]
+
+
+def _env(cookie: str) -> dict[str, str]:
+    # tests/ on the path: remote spawns name functions of dist.remote_helpers
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), PAXTOR_COOKIE=cookie)
+
+
+class NodeProcess:
+    """One `python -m paxtor node N` OS process, logging JSON to a file."""
+
+    def __init__(self, number: int, base: int, cookie: str, workdir: Path, *extra: str, shell: bool = False) -> None:
+        self.number = number
+        self.name = f"node{number}"
+        self.log_path = workdir / f"{self.name}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        args = [sys.executable, "-m", "paxtor", "node", str(number), "--base-port", str(base), *NODE_FLAGS, *extra]
+        if not shell:
+            args.append("--no-shell")
+        self.proc = gevent.subprocess.Popen(
+            args,
+            cwd=workdir,
+            env=_env(cookie),
+            stdin=gevent.subprocess.PIPE if shell else gevent.subprocess.DEVNULL,
+            stdout=gevent.subprocess.PIPE if shell else self._log,
+            stderr=self._log,
+            text=shell,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = WAIT) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def wait_for_log(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
+        """Only for what nothing in the test can be told of: another OS
+        process's log lines (poll with a deadline)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events():
+                if predicate(event):
+                    return event
+            assert time.monotonic() < deadline, f"log event not seen in {self.log_path}"
+            gevent.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process must run to die cleanly
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=WAIT)
+        self._log.close()
+
+
+class Cluster:
+    """node1..node3 as OS processes on one free block of ports."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.base = free_port_block(6)
+        self.cookie = f"cookie-{random.getrandbits(64):x}"
+        self.workdir = workdir
+        self.nodes: dict[str, NodeProcess] = {}
+        self.extra: list[NodeProcess] = []
+        for number in (1, 2, 3):
+            self.start(number)
+
+    def start(self, number: int, *extra: str, shell: bool = False) -> NodeProcess:
+        node = NodeProcess(number, self.base, self.cookie, self.workdir, *extra, shell=shell)
+        if number <= 3 and not shell:
+            self.nodes[node.name] = node
+        else:
+            self.extra.append(node)
+        return node
+
+    def ensure_running(self) -> None:
+        """Restart any of node1..node3 an earlier test left dead or stopped."""
+        for name, node in list(self.nodes.items()):
+            if node.proc.poll() is not None:
+                node.kill()
+                self.start(node.number)
+
+    def close(self) -> None:
+        for node in [*self.nodes.values(), *self.extra]:
+            node.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def tester(cluster: Cluster) -> DistributedNode:
+    """A node in this OS process that dials node1..node3 by number; the test
+    body is one of its processes, subscribed to NodeUp/NodeDown."""
+    cluster.ensure_running()
+    dist = start_distributed("tester", port=0, base_port=cluster.base, cluster_size=3, cookie=cluster.cookie, **TIMING)
+    assert dist.wait_for_nodes(NODES, 30), dist.nodes()
+    assert self_pid().node == "tester"
+    monitor_nodes()
+    return dist
+
+
+def node_event(kind: type, name: str, timeout: float = WAIT) -> Any:
+    return receive(lambda m: isinstance(m, kind) and m.node == name, timeout=timeout)
+
+
+def run_cli(*args: str, cookie: str = "x", timeout: float = 30) -> tuple[int, str]:
+    proc = gevent.subprocess.Popen(
+        [sys.executable, "-m", "paxtor", *args], env=_env(cookie),
+        stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.PIPE, text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err + out
+
+
+# -- the mesh ---------------------------------------------------------------------------------
+
+
+def test_three_node_processes_form_a_mesh(cluster, tester):
+    me = self_pid()
+    for name in NODES:
+        others = [n for n in NODES if n != name]
+        spawn(rh.report_mesh, me, others, 20.0, node=name)  # a real remote spawn
+    reports = sorted(receive(lambda m: m[0] == "mesh", timeout=30) for _ in NODES)
+    for (_, name, meshed, peers), expected in zip(reports, NODES):
+        assert name == expected and meshed
+        assert {n for n in NODES if n != name} | {"tester"} <= set(peers)
+    event = cluster.nodes["node1"].wait_for_log(lambda e: e.get("event") == "node_up" and e.get("peer") == "node2")
+    assert event["level"] == "info" and event["node"] == "node1"
+
+
+def test_remote_spawn_and_calls_into_a_node_process(cluster, tester, tmp_path):
+    spawn(rh.start_echo_server_and_report, self_pid(), "echo", node="node2")
+    kind, server = receive(lambda m: m[0] == "server", timeout=WAIT)
+    assert server.node == "node2" and server.incarnation == tester.peer_incarnation("node2")
+    assert call(server, ("a", 1)) == ("echo", ("a", 1))
+    assert call(("echo", "node2"), "by name") == ("echo", "by name")
+    # importable here, not there: a clear error in the caller; node2 lives on
+    (tmp_path / "only_in_the_test.py").write_text("def hello():\n    return 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import only_in_the_test
+
+        with pytest.raises(RemoteSpawnError, match="cannot import module 'only_in_the_test'"):
+            spawn(only_in_the_test.hello, node="node2")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("only_in_the_test", None)
+    assert call(server, "still there") == ("echo", "still there")
+
+
+# -- failures of a node ---------------------------------------------------------------------------
+
+
+def test_kill_9_fires_noconnection_and_a_restarted_node_is_a_new_node(cluster, tester):
+    trap_exits(True)
+    old_incarnation = tester.peer_incarnation("node3")
+    pid = spawn(rh.waiter, node="node3")
+    link(pid)
+    ref = monitor(pid)
+    cluster.nodes["node3"].signal(signal.SIGKILL)
+    down = node_event(NodeDown, "node3")
+    assert down.reason  # peer_closed / recv_failed: the kernel closed its sockets
+    assert receive(lambda m: isinstance(m, Exit), timeout=WAIT) == Exit(pid, "noconnection")
+    assert receive(lambda m: isinstance(m, Down), timeout=WAIT) == Down(ref, pid, "noconnection")
+
+    cluster.nodes["node3"].kill()
+    cluster.start(3)
+    up = node_event(NodeUp, "node3", timeout=30)
+    assert up.incarnation > old_incarnation
+    ref = monitor(pid)  # a pid of the old incarnation: dead
+    assert receive(lambda m: isinstance(m, Down), timeout=WAIT) == Down(ref, pid, "noproc")
+
+
+def test_sigstop_is_declared_down_by_heartbeat_and_sigcont_reconnects(cluster, tester):
+    incarnation = tester.peer_incarnation("node2")
+    node2 = cluster.nodes["node2"]
+    node2.signal(signal.SIGSTOP)
+    try:
+        down = node_event(NodeDown, "node2")
+        assert down.reason.startswith("heartbeat_timeout")  # TCP open, the process silent
+    finally:
+        node2.signal(signal.SIGCONT)
+    up = node_event(NodeUp, "node2", timeout=30)
+    assert up.incarnation == incarnation  # the same node, back
+    spawn(rh.report_node, self_pid(), node="node2")
+    assert receive(lambda m: m[0] == "ran_on", timeout=WAIT)[1] == "node2"
+
+
+def test_sigterm_stops_a_node_cleanly_with_exit_0(cluster, tester):
+    node5 = cluster.start(5, "--client", "--seeds", f"127.0.0.1:{tester.port}")
+    up = node_event(NodeUp, "node5", timeout=30)
+    node5.signal(signal.SIGTERM)
+    assert node5.wait() == 0
+    down = node_event(NodeDown, "node5")
+    assert down.reason.startswith("peer_stopping")
+    events = [e.get("event") for e in node5.events()]
+    assert "node_stopping" in events and "distribution_stopped" in events
+    assert up.incarnation > 0
+
+
+# -- hostile input -----------------------------------------------------------------------------------
+
+
+def test_hostile_input_leaves_a_node_up_and_serving(cluster, tester):
+    port = cluster.base + 1
+    rng = random.Random(7)
+
+    def closed_by_node(sock: Any, timeout: float = WAIT) -> bool:
+        with gevent.Timeout(timeout):
+            try:
+                while sock.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+        return True
+
+    junk = gevent.socket.create_connection(("127.0.0.1", port))
+    junk.sendall(rng.randbytes(4096))
+    oversized = gevent.socket.create_connection(("127.0.0.1", port))
+    oversized.sendall(b"\xff\xff\xff\xff" + b"x" * 100)
+    half = gevent.socket.create_connection(("127.0.0.1", port))
+    half.sendall(frame(b"a" * 100)[:50])
+    half.close()
+    loris = gevent.socket.create_connection(("127.0.0.1", port))
+    started = time.monotonic()
+    loris.sendall(frame(b"h" * 200)[:4])  # announces a 200-byte handshake frame...
+
+    def drip() -> None:  # ...and sends it one byte at a time
+        try:
+            while True:
+                loris.send(b"h")
+                gevent.sleep(0.2)
+        except OSError:
+            pass
+
+    dripper = gevent.spawn(drip)
+    try:
+        assert closed_by_node(junk) and closed_by_node(oversized)
+        assert closed_by_node(loris)
+        assert time.monotonic() - started >= 0.9  # dropped at its handshake deadline
+    finally:
+        dripper.kill()
+        for sock in (junk, oversized, loris):
+            sock.close()
+    assert cluster.nodes["node1"].proc.poll() is None
+    assert "node1" in tester.nodes()
+    spawn(rh.start_echo_server_and_report, self_pid(), None, node="node1")
+    server = receive(lambda m: m[0] == "server", timeout=WAIT)[1]
+    assert call(server, "fine") == ("echo", "fine")
+    failures = [e for e in cluster.nodes["node1"].events() if e.get("event") == "handshake_failed"]
+    reasons = " ".join(e.get("reason", "") for e in failures)
+    assert "malformed" in reasons or "frame" in reasons
+    assert "handshake_timeout" in reasons
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+
+def test_a_port_in_use_is_a_one_line_error(cluster, tester):
+    status, output = run_cli("node", "1", "--no-shell", "--base-port", str(cluster.base), *NODE_FLAGS,
+                             cookie=cluster.cookie)
+    assert status == 2
+    assert output.strip().splitlines() == [f"paxtor node: error: port {cluster.base + 1} on 127.0.0.1 is in use "
+                                           "(is node1 already running?)"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["node", "1", "--bogus"], "unrecognized arguments: --bogus"),
+        (["node", "one"], "a node is '_'"),
+        (["node", "1", "--durability", "paper"], "invalid choice: 'paper'"),
+        (["node", "1", "--heartbeat-timeout", "-1"], "must be > 0"),
+        (["node", "4", "--no-shell", "--cluster-size", "3", "--base-port", "1"], "cannot vote"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(args, message):
+    status, output = run_cli(*args)
+    assert status == 2
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], output
+
+
+def test_demo_says_it_is_not_there_yet():
+    status, output = run_cli("demo")
+    assert status == 2 and "not yet: needs PaxosKV" in output
+
+
+# -- the shell ------------------------------------------------------------------------------------------
+
+
+def read_until(stream: Any, pattern: str, timeout: float = 30) -> re.Match[str]:
+    seen = ""
+    with gevent.Timeout(timeout, AssertionError(f"{pattern!r} not in shell output: {seen!r}")):
+        while True:
+            line = stream.readline()
+            assert line, f"shell output ended before {pattern!r}: {seen!r}"
+            seen += line
+            found = re.search(pattern, line)
+            if found:
+                return found
+
+
+def test_the_shell_runs_on_the_hub_while_it_waits_for_input(cluster, tester):
+    register("sink", self_pid())
+    shell = cluster.start(4, "--client", "--seeds", f"127.0.0.1:{tester.port}", shell=True)
+    try:
+        node_event(NodeUp, "node4", timeout=30)
+        stdin, stdout = shell.proc.stdin, shell.proc.stdout
+        stdin.write("print('pid:', self_pid(), node(), sorted(nodes()))\n")
+        stdin.flush()
+        found = read_until(stdout, r"pid: <node4\.(\d+)\.(\d+)> node4 \[(.*)\]")
+        shell_pid = Pid("node4", int(found.group(1)), int(found.group(2)))
+        assert "'tester'" in found.group(3)
+        # a background process: it must keep running while the shell waits for input
+        stdin.write("ticker = spawn(lambda: [send(('sink', 'tester'), ('tick', i)) or gevent.sleep(0.05) for i in range(40)])\n")
+        stdin.flush()
+        ticks = [receive(lambda m: isinstance(m, tuple) and m[0] == "tick", timeout=WAIT)[1] for _ in range(10)]
+        assert ticks == list(range(10))
+        # the shell is a process: it receives
+        send(shell_pid, "hello shell")
+        stdin.write("print('got', receive(timeout=10))\n")
+        stdin.flush()
+        read_until(stdout, r"got hello shell")
+        stdin.close()  # EOF: the shell stops the node and exits 0
+        assert shell.wait() == 0
+        node_event(NodeDown, "node4")
+    finally:
+        shell.kill()
+
+
+def test_sigterm_ends_the_shell_and_stops_the_node_with_exit_0(cluster, tester):
+    shell = cluster.start(6, "--client", "--seeds", f"127.0.0.1:{tester.port}", shell=True)
+    try:
+        node_event(NodeUp, "node6", timeout=30)
+        shell.signal(signal.SIGTERM)  # while the shell waits for input
+        assert shell.wait() == 0
+        assert node_event(NodeDown, "node6").reason.startswith("peer_stopping")
+        stopping = [e for e in shell.events() if e.get("event") == "node_stopping"]
+        assert [e["reason"] for e in stopping] == ["signal"]
+    finally:
+        shell.kill()

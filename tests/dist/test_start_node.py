@@ -1,0 +1,68 @@
+"""`paxtor.start_node`: the top-level node (distribution + the node's root
+supervisor), its settings, and picking the lowest free number."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+import paxtor
+from paxtor.actors import Supervisor, self_pid
+from paxtor.actors.distribution import all_distributed
+from paxtor.actors.distribution import node as node_name
+
+from .conftest import COOKIE, WAIT, free_port_block
+
+FAST = dict(cookie=COOKIE, heartbeat_interval=0.1, heartbeat_timeout=1.0, handshake_timeout=1.0, reconnect_max=0.3)
+
+
+def test_start_node_picks_the_lowest_free_number_and_runs_functions_there(tmp_path: Path):
+    base = free_port_block(4)
+    with socket.socket() as taken:  # someone else's port: node1 is skipped
+        taken.bind(("127.0.0.1", base + 1))
+        taken.listen()
+        a = paxtor.start_node("_", base_port=base, durability="memory", **FAST)
+        b = paxtor.start_node(None, base_port=base, data_dir=tmp_path, **FAST)
+    assert (a.name, b.name) == ("node2", "node3")
+    assert a.voter and b.voter and a.voters == ("node1", "node2", "node3")
+    assert a.data_dir is None and a.durability == "memory"
+    assert b.data_dir == tmp_path.resolve() / "node3" and b.data_dir.is_dir()  # fsync: created
+    assert a.dist.wait_for_nodes(["node3"], WAIT)
+    assert b.run(node_name) == "node3"
+    assert b.run(lambda x, y=0: x + y, 1, y=2) == 3
+    with pytest.raises(ZeroDivisionError):
+        a.run(lambda: 1 / 0)
+    # the root supervisor is up, with the (empty for now) node services
+    assert a.run(Supervisor.which_children, "paxtor_node_sup") == []
+    c = paxtor.start_node("_", base_port=base, durability="memory", **FAST)  # node1 is free again
+    assert c.name == "node1"
+    d = paxtor.start_node("_", base_port=base, cluster_size=3, durability="memory", **FAST)
+    assert d.name == "node4" and not d.voter  # past the voters: it joins as a client
+    for node in (a, b, c, d):
+        node.stop()
+    assert not a.running
+
+
+def test_start_node_validates_its_settings(tmp_path: Path):
+    with pytest.raises(ValueError, match="durability"):
+        paxtor.start_node("node1", durability="paper")
+    with pytest.raises(ValueError, match="cluster_size"):
+        paxtor.start_node("node1", cluster_size=0)
+    with pytest.raises(TypeError, match="voter"):
+        paxtor.start_node("node1", voter="yes")
+    with pytest.raises(ValueError, match="cannot vote"):
+        paxtor.start_node("node5", cluster_size=3)
+    (tmp_path / "node1").write_text("")  # where node1's directory would go
+    with pytest.raises(ValueError, match="not a directory"):
+        paxtor.start_node(1, base_port=free_port_block(1), data_dir=tmp_path, durability="fsync", **FAST)
+    assert all_distributed() == []  # nothing left running
+
+
+def test_a_client_node_by_number():
+    base = free_port_block(5)
+    node = paxtor.start_node(5, base_port=base, voter=False, durability="memory", **FAST)
+    assert node.name == "node5" and not node.voter
+    assert node.run(self_pid).node == "node5"
+    assert repr(node).startswith("<paxtor.Node node5 client")
