@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/supervised_tree.py
+	$(BIN)/python -m paxtor demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

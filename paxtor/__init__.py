@@ -1,5 +1,25 @@
 """Paxtor: CP cluster-wide locks and singleton processes for gevent."""
 
+from paxtor.fence import Fence, StaleToken
+from paxtor.lock import LockNotHeld, lock, locked, try_lock, unlock
+from paxtor.name import SingletonStartError, name, registered, whereis
 from paxtor.node import Node, start_node
+from paxtor.paxos import NoQuorum, wait_for_quorum
 
-__all__ = ["Node", "start_node"]
+__all__ = [
+    "Node",
+    "start_node",
+    "wait_for_quorum",
+    "lock",
+    "try_lock",
+    "unlock",
+    "locked",
+    "name",
+    "whereis",
+    "registered",
+    "Fence",
+    "StaleToken",
+    "LockNotHeld",
+    "SingletonStartError",
+    "NoQuorum",
+]

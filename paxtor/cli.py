@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "node":
         return run_node(args)
     if args.command == "demo":
-        sys.stderr.write(f"{PROG} demo: not yet: needs PaxosKV\n")
-        return 2
+        from paxtor.demo import run_demo
+
+        configure_logging(level="error")
+        return run_demo()
     sys.stderr.write(f"usage: {PROG} {{node,demo}} ... (see {PROG} --help)\n")
     return 2
 

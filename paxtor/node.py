@@ -5,6 +5,7 @@ node` and applications call (DESIGN section 4)."""
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from paxtor.actors.distribution import DistributedNode, start_distributed
 from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send
+from paxtor.paxos.services import PaxosConfig, PaxosNode, node_incarnation, paxos_supervisor_spec
 
 __all__ = ["Node", "start_node", "DURABILITY_MODES", "node_services", "MAX_AUTO_NUMBER"]
 
@@ -31,12 +33,13 @@ ROOT_SUPERVISOR = "paxtor_node_sup"
 def node_services(node: Node) -> list[Any]:
     """The child specs started under the node's root supervisor, in order.
 
-    HOOK: the PaxosKV services (acceptor, proposers, lease keeper, Paxtor's
-    name/lock servers) are added here when they exist; they read the node's
-    settings from `node` (`data_dir`, `durability`, `voter`,
-    `cluster_size`, `voters`). Empty for now: the node is distribution only.
+    PaxosKV's supervisor (`paxtor.paxos.services`: membership, acceptor,
+    lease keeper, proposer, binding watcher) first; the Paxtor layer's
+    services (lock agent, singleton server: they propose rounds) after it.
     """
-    return []
+    from paxtor.services import paxtor_services  # the services import this module's users
+
+    return [paxos_supervisor_spec(node.paxos), *paxtor_services(node)]
 
 
 class Node:
@@ -50,6 +53,7 @@ class Node:
         data_dir: Path | None,
         durability: str,
         voter: bool,
+        paxos: dict[str, Any] | None = None,
     ) -> None:
         self.dist = dist
         self.name = dist.name
@@ -59,6 +63,9 @@ class Node:
         self.voter = voter
         self.root_supervisor: Any = None
         self._root: Any = None
+        config = PaxosConfig(voters=self.voters, voter=voter, durability=durability, data_dir=data_dir, **(paxos or {}))
+        #: this node's PaxosKV state (its acceptor log is open while the node runs)
+        self.paxos = PaxosNode(config, dist.local)
 
     def __repr__(self) -> str:
         role = "voter" if self.voter else "client"
@@ -85,6 +92,7 @@ class Node:
     def stop(self) -> None:
         """Stop the services, the processes and the connections of this node."""
         self.dist.stop()
+        self.paxos.close()  # the acceptor log: flushed, unlocked
 
     def _start_services(self) -> None:
         """Start the root supervisor (owned by a root process that lives as
@@ -146,6 +154,7 @@ def start_node(
     data_dir: str | Path | None = None,
     durability: str = "fsync",
     voter: bool = True,
+    paxos: dict[str, Any] | None = None,
     **distribution: Any,
 ) -> Node:
     """Start a Paxtor node in this OS process and connect it to its peers.
@@ -156,6 +165,9 @@ def start_node(
     as a client (not voting) — an explicit name must then say
     ``voter=False``. `durability` is "fsync" (acceptor state in
     `data_dir`/<name>, default ``./paxtor-data``) or "memory" (tests).
+    `paxos` overrides PaxosKV settings (`paxtor.paxos.PaxosConfig`: lease,
+    margin, max_drift, timeout, ...). A durable node's incarnation comes
+    from ``node.meta`` in its data directory (it grows at every start).
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
     heartbeat_timeout, handshake_timeout, ssl_context, faults, ...).
     """
@@ -163,7 +175,7 @@ def start_node(
     options = dict(host=host, base_port=base_port, cluster_size=cluster_size, seeds=tuple(seeds), cookie=cookie)
     options.update(distribution)
     if name is None or name == "_":
-        dist = _start_lowest_free(options)
+        dist = _start_lowest_free(options, data_dir, durability)
         number = node_number(dist.name)
         if voter and number is not None and number > cluster_size:
             log.warning("joined_as_client", node=dist.name, reason=f"the voters node1..node{cluster_size} are running")
@@ -176,7 +188,9 @@ def start_node(
             raise ValueError(
                 f"{name!r} cannot vote: the voters are node1..node{cluster_size} (pass voter=False to join as a client)"
             )
-        dist = start_distributed(name, **options)  # type: ignore[arg-type]
+        incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
+        dist = start_distributed(name, incarnation=incarnation, **options)  # type: ignore[arg-type]
+    node = None
     try:
         node = Node(
             dist,
@@ -184,24 +198,46 @@ def start_node(
             data_dir=_resolve_data_dir(data_dir, dist.name, durability),
             durability=durability,
             voter=voter,
+            paxos=paxos,
         )
         node._start_services()
     except BaseException:
         dist.stop()
+        if node is not None:
+            node.paxos.close()
         raise
     log.info("node_started", node=node.name, voter=voter, durability=durability, port=dist.port)
     return node
 
 
-def _start_lowest_free(options: dict[str, Any]) -> DistributedNode:
-    """`start_distributed` for node1, node2, ...: the first whose port binds."""
+def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) -> DistributedNode:
+    """`start_distributed` for node1, node2, ...: the first whose port binds.
+
+    The port is probed before the node's incarnation is taken from its data
+    directory, so a running node's ``node.meta`` is never touched.
+    """
     for number in range(1, MAX_AUTO_NUMBER + 1):
         name = numbered_name(number)
         if get_node(name) is not None:
             continue  # running in this OS process
+        if not _port_free(options["host"], options["base_port"] + number):
+            continue
         try:
-            return start_distributed(name, **options)
+            incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
+            return start_distributed(name, incarnation=incarnation, **options)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
     raise OSError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether `port` can be bound now, as the listener binds it (a probe: the real
+    bind may still lose a race, which `start_distributed` reports as EADDRINUSE)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

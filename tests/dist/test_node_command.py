@@ -347,11 +347,6 @@ def test_bad_flags_are_one_line_errors(args, message):
     assert len(lines) == 1 and message in lines[0], output
 
 
-def test_demo_says_it_is_not_there_yet():
-    status, output = run_cli("demo")
-    assert status == 2 and "not yet: needs PaxosKV" in output
-
-
 # -- the shell ------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,223 @@
+"""The node's lock agent: who holds or waits for a lock here, their wake-ups, and cleaning up.
+
+One `LockAgent` runs on every Paxtor node (see `paxtor.services`). Its
+`LockTable` is what `paxtor.lock` consults without a message round trip:
+which locks each local process holds (reentrancy, `unlock`) and which request
+each local process is waiting on.
+
+- Wake-ups (`LockWake`) for local processes come here and are handed on
+  (`LockGranted`) only to a process still waiting for that request. A
+  process that holds the lock already (it learned so from its own round) is
+  not bothered; one that gave up (timed out) has the lock released again,
+  so it passes on.
+- The agent monitors every local process in the table. When a waiter dies,
+  its request is withdrawn from the queue (and released, if the lock had
+  reached it): a dead waiter never blocks a lock. A dead *owner*'s tenure
+  is released by PaxosKV's binding machinery (``hold`` enrolled it).
+- When a peer node goes down a wake-up may be lost with it: every local
+  waiter is told to re-read its lock (`Recheck`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import structlog
+
+from paxtor.actors import ChildSpec, Down, GenServer, Pid, Ref, monitor, self_pid, send, spawn
+from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
+from paxtor.actors.messages import NotDistributed
+from paxtor.actors.node import LocalNode, current_node
+from paxtor.actors.primitives import is_alive
+from paxtor.lock_home import LockRouting, run_op
+from paxtor.lock_messages import LOCK_AGENT, RECHECK, LockGranted, LockWake
+from paxtor.lock_register import grant_of, owner_of
+from paxtor.rounds import Deadline
+
+__all__ = ["LockAgent", "LockTable", "lock_table", "withdraw_request", "ABANDONED"]
+
+log = structlog.get_logger(__name__)
+
+#: Backoff bounds of a withdrawal retried while the cluster has no quorum.
+RETRY_MIN, RETRY_MAX = 0.05, 2.0
+#: One withdrawal attempt's deadline before the next try.
+RETRY_ATTEMPT = 10.0
+#: Why a request is withdrawn when the waiter is alive but gave up.
+ABANDONED = "abandoned"
+
+_tables: weakref.WeakKeyDictionary[LocalNode, LockTable] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    pid: Pid
+
+
+@dataclass(frozen=True, slots=True)
+class _Withdraw:
+    pid: Pid
+    key: bytes
+    ref: Ref
+    reason: Any
+
+
+class LockTable:
+    """What the node's processes hold and wait for (read and written by `paxtor.lock`)."""
+
+    __slots__ = ("agent", "owned", "waiting", "watched", "routing", "__weakref__")
+
+    def __init__(self, agent: Pid) -> None:
+        self.agent = agent
+        #: pid -> {lock key -> token} of the locks each local process holds
+        self.owned: dict[Pid, dict[bytes, int]] = {}
+        #: pid -> (lock key, request ref) a local process is waiting on
+        self.waiting: dict[Pid, tuple[bytes, Ref]] = {}
+        #: pids the agent monitors (so `watch` sends one message per process)
+        self.watched: set[Pid] = set()
+        #: which keys go to their home, and where homes are (`paxtor.lock_home`)
+        self.routing = LockRouting()
+
+    def watch(self, pid: Pid) -> None:
+        if pid not in self.watched:
+            self.watched.add(pid)
+            send(self.agent, _Watch(pid))
+
+    def token(self, pid: Pid, key: bytes) -> int | None:
+        held = self.owned.get(pid)
+        return held.get(key) if held else None
+
+    def record_owner(self, pid: Pid, key: bytes, token: int) -> None:
+        self.watch(pid)
+        self.owned.setdefault(pid, {})[key] = token
+
+    def forget_owner(self, pid: Pid, key: bytes) -> None:
+        held = self.owned.get(pid)
+        if held is not None:
+            held.pop(key, None)
+
+    def start_waiting(self, pid: Pid, key: bytes, ref: Ref) -> None:
+        self.watch(pid)
+        self.waiting[pid] = (key, ref)
+
+    def stop_waiting(self, pid: Pid) -> None:
+        self.waiting.pop(pid, None)
+
+    def withdraw_later(self, pid: Pid, key: bytes, ref: Ref) -> None:
+        """Have the agent withdraw a request its live waiter gave up on (no quorum now)."""
+        send(self.agent, _Withdraw(pid, key, ref, ABANDONED))
+
+
+def lock_table(node: LocalNode | None = None) -> LockTable:
+    """The lock table of `node` (the current node by default)."""
+    node = node or current_node()
+    table = _tables.get(node)
+    if table is None:
+        raise RuntimeError(
+            f"Paxtor's lock service is not running on node {node.name!r}: "
+            "start the node with paxtor.start_node (it starts the services)"
+        )
+    return table
+
+
+def withdraw_request(pid: Pid, key: bytes, ref: Ref | None, reason: Any, deadline: Deadline) -> None:
+    """Take request ``(pid, ref)`` out of the queue; if it had already won the lock, release it.
+
+    `reason` justifies the release (the waiter's exit reason, or that it gave up).
+    """
+    routing = lock_table().routing
+    reg = run_op(key, ("withdraw", pid, ref), deadline, routing)
+    if owner_of(reg) == pid and (ref is None or grant_of(reg) == ref):
+        run_op(key, ("release", reg.epoch, pid, reason), deadline, routing)
+
+
+def _withdraw_until_done(pid: Pid, key: bytes, ref: Ref, reason: Any) -> None:
+    """Body of a process that keeps trying `withdraw_request` (capped backoff)."""
+    delay = RETRY_MIN
+    while True:
+        try:
+            withdraw_request(pid, key, ref, reason, Deadline(RETRY_ATTEMPT))
+            return
+        except TimeoutError:
+            log.info("lock_withdraw_retry", pid=repr(pid), delay=delay)
+        gevent.sleep(delay)
+        delay = min(RETRY_MAX, delay * 2)
+
+
+def _exit_reason_word(reason: Any) -> Any:
+    """A compact exit reason for the register (exceptions become their class name)."""
+    if reason is None or isinstance(reason, (str, int)):
+        return reason
+    if isinstance(reason, tuple) and all(isinstance(x, (str, int)) for x in reason):
+        return reason
+    return type(reason).__name__
+
+
+class LockAgent(GenServer):
+    """The node's lock agent (see the module docstring); registered as `LOCK_AGENT`."""
+
+    @classmethod
+    def child_spec(cls, arg: Any = None) -> ChildSpec:
+        return ChildSpec(cls, start=(cls.start_link, ()))
+
+    @classmethod
+    def start_link(cls, *args: Any, name: Any = LOCK_AGENT) -> Pid:  # type: ignore[override]
+        return super().start_link(*args, name=name)
+
+    def init(self) -> None:
+        self.node = current_node()
+        self.table = LockTable(self_pid())
+        self.monitors: dict[Ref, Pid] = {}
+        _tables[self.node] = self.table
+        try:
+            monitor_nodes(True)
+        except NotDistributed:
+            pass  # a node without peers loses no wake-ups
+
+    def handle_info(self, msg: Any) -> None:
+        cls = msg.__class__
+        if cls is LockWake:
+            self._wake(msg)
+        elif cls is _Watch:
+            self.monitors[monitor(msg.pid)] = msg.pid
+        elif cls is Down:
+            self._process_down(msg)
+        elif cls is _Withdraw:
+            spawn(_withdraw_until_done, msg.pid, msg.key, msg.ref, msg.reason)
+        elif cls is NodeDown:
+            for pid in list(self.table.waiting):
+                send(pid, RECHECK)
+        elif cls is NodeUp:
+            pass
+        else:
+            super().handle_info(msg)
+
+    def _wake(self, wake: LockWake) -> None:
+        pid, table = wake.pid, self.table
+        if table.waiting.get(pid) == (wake.key, wake.ref):
+            send(pid, LockGranted(wake.key, wake.epoch, wake.ref))
+        elif table.token(pid, wake.key) == wake.epoch:
+            pass  # it knows: its own round told it
+        elif self.node.is_local(pid) and is_alive(pid):
+            # it gave up on that request: the lock must not stay with it
+            spawn(_withdraw_until_done, pid, wake.key, wake.ref, ABANDONED)
+        # a dead waiter's request is withdrawn by its Down
+
+    def _process_down(self, msg: Down) -> None:
+        pid = self.monitors.pop(msg.ref, None)
+        if pid is None:
+            return
+        table = self.table
+        table.watched.discard(pid)
+        table.owned.pop(pid, None)
+        request = table.waiting.pop(pid, None)
+        if request is not None:
+            key, ref = request
+            log.debug("lock_waiter_down", pid=repr(pid), reason=repr(msg.reason))
+            spawn(_withdraw_until_done, pid, key, ref, _exit_reason_word(msg.reason))
+
+    def terminate(self, reason: Any) -> None:
+        if _tables.get(self.node) is self.table:
+            del _tables[self.node]

@@ -1,0 +1,319 @@
+"""The home of a lock: the one node that proposes every round on its key.
+
+PaxosKV is leaderless: any node may propose on any key. On a contended lock
+that is a problem. Rounds from several nodes on one key duel (each new ballot
+preempts the other's), and the node that wrote the key last keeps winning
+(its next round skips phase 1) while a request that lost a few times backs
+off ever longer: waiters on other nodes would never even reach the FIFO
+queue. So once a node has seen a lock contended (a round's result had
+waiters, or a round of its own could not land), it sends its operations on
+that key, as plain data (`lock_register.Op`), to the `LockHome` of the
+key's home node (rendezvous hashing over the nodes it sees), which proposes
+them. Uncontended keys are proposed where the caller runs: no extra hop.
+With one proposer per key, rounds do not conflict, the one-round-trip path
+is the rule, and the requests that arrive while a round is in flight are
+applied together in the next one (a batch: any number of queue changes and
+at most one release), in arrival order.
+
+Only liveness depends on this. If nodes disagree on the home (while the
+membership changes) or the home cannot be reached, rounds come from more
+than one node, or from the caller's node itself: Paxos keeps them safe.
+
+After a batch whose release handed the lock on, the home sends `LockWake`
+to the new owner's node agent (`paxtor.lock_agent`), unless the new owner's
+own request was in that batch: its reply says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from paxtor import paxos
+from paxtor.actors import ChildSpec, Exit, GenServer, NoReply, Pid, call, reply, self_pid, send, spawn_link, trap_exits
+from paxtor.actors.distribution import distributed_node
+from paxtor.actors.gen_server import Caller
+from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout
+from paxtor.actors.node import current_node
+from paxtor.lock_messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
+from paxtor.lock_register import Op, batch_change, grant_of, ops_of_pid, owner_of, waiters_of
+from paxtor.paxos.register import Register
+from paxtor.paxos.timers import TimerHandle, send_after
+from paxtor.placement import rendezvous_order
+from paxtor.rounds import QUORUM_WAIT, Deadline
+
+__all__ = ["LockHome", "LockRouting", "run_op", "apply_batch", "wake_new_owner"]
+
+log = structlog.get_logger(__name__)
+
+#: Added to a round's own timeout for the call that carries it.
+CALL_SLACK = 5.0
+#: A round's timeout when the caller has no deadline (PaxosKV's default).
+DEFAULT_ROUND_TIMEOUT = 5.0
+#: How long a round proposed here may take before the key counts as contended
+#: (a round that cannot land is dueling with other proposers: it goes home).
+LOCAL_ATTEMPT = 0.05
+#: How long a request to queue behind a held lock may wait to share the release's round.
+ENQUEUE_DELAY = 0.002
+#: A key seen with waiters stays routed to its home this long after.
+HOT_TTL = 5.0
+#: Past this many remembered hot keys, the expired ones are dropped.
+HOT_KEYS_MAX = 1024
+#: A peer that answered "no lock home here" is not chosen as a home for this long.
+HOMELESS_TTL = 30.0
+
+
+class LockRouting:
+    """A node's memory for routing lock rounds: which keys are contended, and
+    which peers have no lock home (not Paxtor nodes: never chosen as a home)."""
+
+    __slots__ = ("hot", "homeless")
+
+    def __init__(self) -> None:
+        self.hot: dict[bytes, float] = {}  # key -> until when it counts as contended
+        self.homeless: dict[str, float] = {}  # node -> until when it is skipped
+
+    def is_hot(self, key: bytes) -> bool:
+        until = self.hot.get(key)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self.hot[key]
+        return False
+
+    def mark_hot(self, key: bytes) -> None:
+        now = time.monotonic()
+        if len(self.hot) >= HOT_KEYS_MAX:
+            for stale in [k for k, until in self.hot.items() if until <= now]:
+                del self.hot[stale]
+        self.hot[key] = now + HOT_TTL
+
+    def home_of(self, key: bytes) -> str:
+        """The node whose `LockHome` proposes the rounds of lock `key`."""
+        here = current_node().name
+        dist = distributed_node()
+        now = time.monotonic()
+        peers = [n for n in (dist.nodes() if dist is not None else ()) if self.homeless.get(n, 0.0) <= now]
+        return rendezvous_order(key, [here, *peers])[0]
+
+    def mark_homeless(self, node: str) -> None:
+        self.homeless[node] = time.monotonic() + HOMELESS_TTL
+
+
+def run_op(key: bytes, op: Op, deadline: Deadline, routing: LockRouting) -> Register:
+    """Apply `op` to lock `key`; the chosen register.
+
+    A key this node has seen contended lately (a result with waiters, or a
+    round here that could not land within `LOCAL_ATTEMPT`) goes to its home;
+    any other is proposed here, which costs no extra hop (one client alone
+    on a key is the common case, and it cannot duel with itself). Waits for
+    a quorum and tries again across `NoQuorum` until `deadline` (then
+    `TimeoutError`).
+    """
+    while True:
+        if deadline.expired():
+            raise TimeoutError("no quorum for the lock before the deadline")
+        round_timeout = deadline.cap(DEFAULT_ROUND_TIMEOUT)
+        if routing.is_hot(key):
+            outcome = _at_home(key, op, round_timeout, routing)
+        else:
+            outcome = apply_batch(key, [op], min(round_timeout, LOCAL_ATTEMPT))
+            if outcome[0] == "ok":
+                wake_after_batch(key, [op], outcome[1])
+            elif outcome[0] == "no_quorum":
+                routing.mark_hot(key)  # most likely dueling with the home's rounds: join them
+                continue
+        kind = outcome[0]
+        if kind == "ok":
+            if waiters_of(outcome[1]):
+                routing.mark_hot(key)
+            return outcome[1]
+        if kind == "no_quorum":
+            try:
+                paxos.wait_for_quorum(timeout=deadline.cap(QUORUM_WAIT))
+            except paxos.NoQuorum:
+                pass
+            continue
+        raise outcome[1]
+
+
+def _at_home(key: bytes, op: Op, round_timeout: float, routing: LockRouting) -> tuple:
+    """`op` applied by the key's home (batched there); proposed here if the home is unreachable."""
+    home = routing.home_of(key)
+    try:
+        return call((LOCK_HOME, home), (key, op, round_timeout), timeout=round_timeout + CALL_SLACK)
+    except CallTimeout:
+        return ("no_quorum", "the lock's home did not answer in time")
+    except CallError as exc:
+        if exc.reason not in (NOPROC, NOCONNECTION):
+            raise
+        log.info("lock_home_unreachable", home=home, reason=exc.reason)
+        if exc.reason == NOPROC:
+            routing.mark_homeless(home)
+    outcome = apply_batch(key, [op], round_timeout)
+    if outcome[0] == "ok":
+        wake_after_batch(key, [op], outcome[1])
+    return outcome
+
+
+def apply_batch(key: bytes, ops: list[Op], timeout: float | None) -> tuple:
+    """One round applying `ops` to lock `key`: ``("ok", register)``, ``("no_quorum", why)``
+    or ``("error", exception)``."""
+    try:
+        change, ended = batch_change(ops)
+        return ("ok", paxos.propose(key, change, bucket=LOCKS_BUCKET, timeout=timeout, ended=ended))
+    except paxos.NoQuorum as exc:
+        return ("no_quorum", str(exc))
+    except Exception as exc:  # noqa: BLE001 - the caller's error (a bad op, a foreign value)
+        return ("error", exc)
+
+
+def wake_after_batch(key: bytes, ops: list[Op], chosen: Register) -> None:
+    """After a batch with a release: wake the new owner, unless its own request was in the batch."""
+    released = [op for op in ops if op[0] == "release"]
+    if not released or chosen.epoch != released[0][1] + 1:
+        return  # no release here, or it changed nothing
+    owner = owner_of(chosen)
+    if owner is None or owner == released[0][2]:
+        return
+    grant = grant_of(chosen)
+    if not ops_of_pid(ops, owner, grant):
+        send_wake(LockWake(owner, key, chosen.epoch, grant))
+
+
+def wake_new_owner(bucket: str, key: Any, chosen: Register) -> None:
+    """The locks bucket's `on_release` (a binding ended, e.g. an owner died): wake the new owner."""
+    owner = owner_of(chosen)
+    if owner is not None:
+        send_wake(LockWake(owner, key, chosen.epoch, grant_of(chosen)))
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchDone:
+    key: bytes
+    worker: Pid
+    outcome: tuple
+
+
+def _batch_worker(home: Pid, key: bytes, ops: list[Op], timeout: float | None) -> None:
+    outcome = apply_batch(key, ops, timeout)
+    if outcome[0] == "ok":
+        wake_after_batch(key, ops, outcome[1])
+    send(home, _BatchDone(key, self_pid(), outcome))
+
+
+@dataclass(frozen=True, slots=True)
+class _StartDeferred:
+    key: bytes
+
+
+@dataclass
+class _KeyState:
+    waiting: list[tuple[Caller, Op, float | None]] = field(default_factory=list)
+    running: list[Caller] | None = None
+    worker: Pid | None = None
+    owner: Pid | None = None  # as the last batch left it
+    timer: TimerHandle | None = None
+
+
+class LockHome(GenServer):
+    """Proposes the rounds of the locks homed on this node, batching them per key.
+
+    A batch starts as soon as the previous round of its key is over, with one
+    exception: requests to queue up behind a lock that is held are not
+    urgent (their callers will wait anyway), so they wait up to
+    `ENQUEUE_DELAY` for the owner's release and ride in its round. On a busy
+    lock that halves the rounds per handoff.
+    """
+
+    @classmethod
+    def child_spec(cls, arg: Any = None) -> ChildSpec:
+        return ChildSpec(cls, start=(cls.start_link, ()))
+
+    @classmethod
+    def start_link(cls, *args: Any, name: Any = LOCK_HOME) -> Pid:  # type: ignore[override]
+        return super().start_link(*args, name=name)
+
+    def init(self) -> None:
+        trap_exits(True)
+        self.node = current_node()
+        self.me = self_pid()
+        self.keys: dict[bytes, _KeyState] = {}
+
+    def handle_call(self, request: Any, caller: Caller) -> Any:
+        key, op, timeout = request
+        if not isinstance(key, bytes) or not isinstance(op, tuple) or not op:
+            raise ValueError(f"not a lock round request: {request!r}")
+        state = self.keys.get(key)
+        if state is None:
+            state = self.keys[key] = _KeyState()
+        state.waiting.append((caller, op, timeout))
+        self._next(key, state)
+        return NoReply
+
+    def _next(self, key: bytes, state: _KeyState) -> None:
+        """Start the next batch of `key` now, or soon if it can wait for a release."""
+        if state.running is not None or not state.waiting:
+            return
+        owner = state.owner
+        if owner is not None and all(op[0] == "acquire" and op[1] != owner for _, op, _ in state.waiting):
+            if state.timer is None:
+                state.timer = send_after(self.node, self.me, ENQUEUE_DELAY, _StartDeferred(key))
+            return
+        self._start(key, state)
+
+    def _start(self, key: bytes, state: _KeyState) -> None:
+        """Start the next batch: everything waiting, up to (and with) the first release."""
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        batch: list[tuple[Caller, Op, float | None]] = []
+        rest: list[tuple[Caller, Op, float | None]] = []
+        released = False
+        for item in state.waiting:
+            if item[1][0] == "release":
+                if released:
+                    rest.append(item)
+                    continue
+                released = True
+            (rest if rest else batch).append(item)
+        state.waiting = rest
+        timeouts = [t for _, _, t in batch if t is not None]
+        timeout = min(timeouts) if timeouts else None
+        state.running = [caller for caller, _, _ in batch]
+        state.worker = spawn_link(_batch_worker, self.me, key, [op for _, op, _ in batch], timeout)
+
+    def handle_info(self, msg: Any) -> None:
+        cls = msg.__class__
+        if cls is _BatchDone:
+            self._done(msg.key, msg.worker, msg.outcome)
+        elif cls is _StartDeferred:
+            state = self.keys.get(msg.key)
+            if state is not None:
+                state.timer = None
+                if state.running is None and state.waiting:
+                    self._start(msg.key, state)
+        elif cls is Exit:
+            if msg.reason != "normal":
+                for key, state in list(self.keys.items()):
+                    if state.worker == msg.pid:
+                        self._done(key, msg.pid, ("error", RuntimeError(f"lock round crashed: {msg.reason!r}")))
+        else:
+            super().handle_info(msg)
+
+    def _done(self, key: bytes, worker: Pid, outcome: tuple) -> None:
+        state = self.keys.get(key)
+        if state is None or state.worker != worker or state.running is None:
+            return
+        for caller in state.running:
+            reply(caller, outcome)
+        state.running = state.worker = None
+        state.owner = owner_of(outcome[1]) if outcome[0] == "ok" else None
+        if state.waiting:
+            self._next(key, state)
+        elif state.owner is None:
+            del self.keys[key]  # a free lock: nothing to remember

@@ -1,0 +1,405 @@
+"""The node's name server: the per-node cache of singleton pids, lookups, and starts.
+
+One `NameServer` runs on every Paxtor node (see `paxtor.services`), registered
+as `NAME_SERVER`. Two jobs:
+
+- *Lookups for local callers.* The `NameCache` (key -> pid) is read by
+  `paxtor.name` without any message, so a steady-state call through a name
+  costs about what a call to the pid costs. A miss becomes one `Resolve`
+  call here; concurrent misses for one key share one resolver process,
+  which reads the key (a linearizable round) and, if it is free, asks the
+  key's home node to start it. Every cached pid is monitored: its Down
+  evicts it, and remembers it dead, so a pid known dead is never returned
+  again (its stale binding is released instead).
+- *Starts for any node.* A `Start` request (from a resolver anywhere) starts
+  a keeper (`paxtor.singleton_keeper`) under this node's singleton
+  supervisor, unless one is already starting the key here, and answers
+  every requester with the keeper's outcome.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import structlog
+
+from paxtor.actors import ChildSpec, Down, GenServer, NoReply, Pid, ReceiveTimeout, Ref, call, demonitor, monitor, receive
+from paxtor.actors import reply, self_pid, send, spawn_link, trap_exits
+from paxtor.actors.distribution import distributed_node
+from paxtor.actors.dynamic_supervisor import start_child
+from paxtor.actors.gen_server import Caller
+from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout, Exit
+from paxtor.actors.node import LocalNode, current_node
+from paxtor.actors.primitives import is_alive
+from paxtor.actors.wire import wire_type
+from paxtor.name_register import ended_binding, running_pid, starting_keeper
+from paxtor.paxos.register import empty_released, identity, release_if_bound
+from paxtor.placement import rendezvous_order
+from paxtor.rounds import Deadline, end_tenure, propose
+from paxtor.singleton_keeper import NAMES_BUCKET, AwaitStart, KeeperReport, Started, keeper_child_spec
+
+__all__ = [
+    "NAME_SERVER",
+    "SINGLETON_SUPERVISOR",
+    "NameServer",
+    "NameCache",
+    "Resolve",
+    "Start",
+    "SingletonStartError",
+    "name_cache",
+    "RESOLVE_TIMEOUT",
+]
+
+log = structlog.get_logger(__name__)
+
+NAME_SERVER = "paxtor_names"
+SINGLETON_SUPERVISOR = "paxtor_singletons"
+#: How long a lookup may take to find or start a singleton before it fails.
+RESOLVE_TIMEOUT = 30.0
+#: Longest single wait for a node to start a singleton (a slow ``init``).
+START_CALL_TIMEOUT = 15.0
+#: How many dead pids a node remembers (to refuse them after their Down).
+DEAD_MEMORY = 4096
+#: Backoff bounds between looks at a key whose state cannot move yet.
+BACKOFF_MIN, BACKOFF_MAX = 0.02, 1.0
+#: A stale binding whose node is unreachable is released once that node's lease
+#: must have run out; one attempt waits at most this long before looking again.
+STALE_RELEASE_TIMEOUT = 2.0
+
+_caches: weakref.WeakKeyDictionary[LocalNode, NameCache] = weakref.WeakKeyDictionary()
+
+
+class SingletonStartError(Exception):
+    """The singleton's child could not be started (its claim on the key was released)."""
+
+    def __init__(self, key: Any, reason: Any) -> None:
+        super().__init__(f"the singleton {key!r} failed to start: {reason!r}")
+        self.key = key
+        self.reason = reason
+
+
+@wire_type(name="paxtor:StartSingleton")
+@dataclass(frozen=True, slots=True)
+class Start:
+    """To a key's home node: start a keeper for `key` (``start``/``args``: the child spec)."""
+
+    key: bytes
+    start: str
+    args: tuple
+    user_key: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """From a local caller: the pid of `key`, started from `name` (a SingletonName) if needed."""
+
+    key: bytes
+    name: Any  # SingletonName, or None for a lookup that starts nothing
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    key: bytes
+    resolver: Pid
+    outcome: tuple
+
+
+class NameCache:
+    """key -> pid of the singletons this node has looked up (read without messages)."""
+
+    __slots__ = ("server", "pids", "dead", "hosted", "__weakref__")
+
+    def __init__(self, server: Pid) -> None:
+        self.server = server
+        self.pids: dict[bytes, Pid] = {}
+        #: recently dead pids -> exit reason (bounded)
+        self.dead: OrderedDict[Pid, Any] = OrderedDict()
+        #: singletons whose keeper runs here: key -> (user key, child pid)
+        self.hosted: dict[bytes, tuple[Any, Pid]] = {}
+
+    def remember_dead(self, pid: Pid, reason: Any) -> None:
+        self.dead[pid] = reason
+        while len(self.dead) > DEAD_MEMORY:
+            self.dead.popitem(last=False)
+
+
+def name_cache(node: LocalNode | None = None) -> NameCache:
+    """The name cache of `node` (default: the current node)."""
+    node = node or current_node()
+    cache = _caches.get(node)
+    if cache is None:
+        raise RuntimeError(
+            f"Paxtor's name service is not running on node {node.name!r}: "
+            "start the node with paxtor.start_node (it starts the services)"
+        )
+    return cache
+
+
+class NameServer(GenServer):
+    """See the module docstring."""
+
+    @classmethod
+    def child_spec(cls, arg: Any = None) -> ChildSpec:
+        return ChildSpec(cls, start=(cls.start_link, ()))
+
+    @classmethod
+    def start_link(cls, *args: Any, name: Any = NAME_SERVER) -> Pid:  # type: ignore[override]
+        return super().start_link(*args, name=name)
+
+    def init(self) -> None:
+        trap_exits(True)
+        self.node = current_node()
+        self.cache = NameCache(self_pid())
+        _caches[self.node] = self.cache
+        self.watching: dict[Ref, tuple[bytes, Pid]] = {}  # monitors of cached pids
+        self.watched: dict[Pid, Ref] = {}
+        self.resolving: dict[bytes, tuple[Pid, list[Caller], Any]] = {}  # resolver, callers, name
+        self.starting: dict[bytes, tuple[Pid, list[Caller], Any]] = {}  # keeper, callers, user key
+        self.keepers: dict[Pid, bytes] = {}
+
+    # -- requests ---------------------------------------------------------------
+
+    def handle_call(self, request: Any, caller: Caller) -> Any:
+        cls = request.__class__
+        if cls is Resolve:
+            return self._resolve(request, caller)
+        if cls is Start:
+            return self._start(request, caller)
+        raise ValueError(f"unknown request {request!r}")
+
+    def _resolve(self, request: Resolve, caller: Caller) -> Any:
+        pid = self.cache.pids.get(request.key)
+        if pid is not None and _known_death(pid) is None:
+            return ("ok", pid)
+        pending = self.resolving.get(request.key)
+        if pending is not None and (request.name is None or pending[2] is not None):
+            pending[1].append(caller)
+            return NoReply
+        resolver = spawn_link(resolver_main, self_pid(), request.key, request.name)
+        waiting = pending[1] if pending is not None else []
+        waiting.append(caller)
+        self.resolving[request.key] = (resolver, waiting, request.name)
+        return NoReply
+
+    def _start(self, request: Start, caller: Caller) -> Any:
+        pending = self.starting.get(request.key)
+        if pending is not None:
+            pending[1].append(caller)
+            return NoReply
+        spec = keeper_child_spec(request.key, request.start, request.args, request.user_key, self_pid())
+        try:
+            keeper = start_child(SINGLETON_SUPERVISOR, spec)
+        except Exception as exc:  # noqa: BLE001 - the supervisor refused: the caller's error
+            return ("error", exc)
+        assert keeper is not None
+        monitor(keeper)
+        self.keepers[keeper] = request.key
+        self.starting[request.key] = (keeper, [caller], request.user_key)
+        return NoReply
+
+    # -- messages ---------------------------------------------------------------------
+
+    def handle_info(self, msg: Any) -> None:
+        cls = msg.__class__
+        if cls is _Resolved:
+            self._resolved(msg)
+        elif cls is KeeperReport:
+            self._keeper_report(msg)
+        elif cls is Down:
+            self._down(msg)
+        elif cls is Exit:
+            self._resolver_exit(msg)
+        else:
+            super().handle_info(msg)
+
+    def _resolved(self, msg: _Resolved) -> None:
+        pending = self.resolving.get(msg.key)
+        if pending is None or pending[0] != msg.resolver:
+            return
+        del self.resolving[msg.key]
+        outcome = msg.outcome
+        if outcome[0] == "ok" and outcome[1] is not None:
+            self._cache(msg.key, outcome[1])
+        for caller in pending[1]:
+            reply(caller, outcome)
+
+    def _resolver_exit(self, msg: Exit) -> None:
+        for key, (resolver, callers, _) in list(self.resolving.items()):
+            if resolver == msg.pid:
+                if msg.reason == "normal":
+                    return  # its _Resolved is already handled (sent before it exited)
+                del self.resolving[key]
+                for caller in callers:
+                    reply(caller, ("error", RuntimeError(f"singleton lookup crashed: {msg.reason!r}")))
+                return
+
+    def _keeper_report(self, msg: KeeperReport) -> None:
+        pending = self.starting.pop(msg.key, None)
+        if pending is None or pending[0] != msg.keeper:
+            if pending is not None:
+                self.starting[msg.key] = pending
+            return
+        outcome = msg.outcome
+        if outcome[0] == "ok":
+            child = outcome[1]
+            self.cache.hosted[msg.key] = (pending[2], child)  # until the child's Down
+            self._cache(msg.key, child)
+        for caller in pending[1]:
+            reply(caller, outcome)
+
+    def _down(self, msg: Down) -> None:
+        watched = self.watching.pop(msg.ref, None)
+        if watched is not None:
+            key, pid = watched
+            self.watched.pop(pid, None)
+            self.cache.remember_dead(pid, msg.reason)
+            if self.cache.pids.get(key) == pid:
+                del self.cache.pids[key]
+            hosted = self.cache.hosted.get(key)
+            if hosted is not None and hosted[1] == pid:
+                del self.cache.hosted[key]
+            return
+        key = self.keepers.pop(msg.pid, None)  # a keeper ended
+        if key is not None:
+            pending = self.starting.get(key)
+            if pending is not None and pending[0] == msg.pid:
+                del self.starting[key]  # it died before reporting: let the callers look again
+                for caller in pending[1]:
+                    reply(caller, ("retry", f"keeper exited: {msg.reason!r}"))
+
+    def _cache(self, key: bytes, pid: Pid) -> None:
+        self.cache.pids[key] = pid
+        if pid not in self.watched:
+            ref = monitor(pid)
+            self.watched[pid] = ref
+            self.watching[ref] = (key, pid)
+
+    def terminate(self, reason: Any) -> None:
+        if _caches.get(self.node) is self.cache:
+            del _caches[self.node]
+
+
+# -- the resolver: find a key's pid, starting it if needed --------------------------------
+
+
+def resolver_main(server: Pid, key: bytes, name: Any) -> None:
+    """Body of a resolver process: report ``("ok", pid or None)`` or ``("error", exc)``."""
+    try:
+        outcome: tuple = ("ok", resolve_key(key, name, Deadline(RESOLVE_TIMEOUT)))
+    except TimeoutError as exc:
+        outcome = ("error", TimeoutError(f"singleton {_describe(name, key)}: {exc or 'timed out'}"))
+    except SingletonStartError as exc:
+        outcome = ("error", exc)
+    send(server, _Resolved(key, self_pid(), outcome))
+
+
+def _describe(name: Any, key: bytes) -> str:
+    return repr(name.key) if name is not None else key.hex()
+
+
+def resolve_key(key: bytes, name: Any, deadline: Deadline) -> Pid | None:
+    """The live pid bound to `key`; if the key is free, have its home node start
+    it from `name` (None: start nothing, return None)."""
+    backoff = BACKOFF_MIN
+    while True:
+        reg = propose(NAMES_BUCKET, key, identity, deadline)
+        pid = running_pid(reg)
+        if pid is not None:
+            reason = _known_death(pid)
+            if reason is None:
+                return pid
+            _release_stale(key, reg.epoch, pid, reason, deadline)
+            continue
+        keeper = starting_keeper(reg)
+        if keeper is not None:
+            if not _await_keeper(keeper, deadline):
+                gevent.sleep(deadline.cap(backoff))
+                backoff = min(BACKOFF_MAX, backoff * 2)
+            continue
+        if name is None:
+            return None
+        outcome = _ask_home_to_start(key, name, deadline)
+        if outcome[0] == "ok":
+            return outcome[1]
+        if outcome[0] == "error":
+            raise SingletonStartError(name.key, outcome[1])
+        gevent.sleep(deadline.cap(backoff))  # taken or lost meanwhile: look again
+        backoff = min(BACKOFF_MAX, backoff * 2)
+
+
+def _known_death(pid: Pid) -> Any:
+    """Why `pid` is known dead here (None if it may be alive)."""
+    node = current_node()
+    if pid.node == node.name:
+        return None if is_alive(pid) else NOPROC
+    cache = _caches.get(node)
+    reason = cache.dead.get(pid) if cache is not None else None
+    if reason == NOCONNECTION and _connected(pid.node):
+        del cache.dead[pid]  # type: ignore[union-attr]  # its node is back: it may live
+        return None
+    return reason
+
+
+def _connected(node_name: str) -> bool:
+    dist = distributed_node()
+    return dist is not None and node_name in dist.nodes()
+
+
+def _release_stale(key: bytes, epoch: int, pid: Pid, reason: Any, deadline: Deadline) -> None:
+    """End a binding to a pid known dead (PaxosKV's binding watchers do it too; rounds are idempotent).
+
+    For "noconnection" the acceptors refuse until the owner's lease must have
+    run out; this waits a little at a time and lets the caller look again.
+    """
+    ended = ended_binding(epoch, pid, reason)
+    attempt = Deadline(deadline.cap(STALE_RELEASE_TIMEOUT))
+    try:
+        end_tenure(NAMES_BUCKET, key, release_if_bound(ended, empty_released), ended, attempt)
+    except TimeoutError:
+        if deadline.expired():
+            raise
+
+
+def _await_keeper(keeper: Pid, deadline: Deadline) -> bool:
+    """Wait until `keeper` has handed the key to its child, or has exited.
+
+    False if it could not be asked (its node is unreachable): look again later.
+    """
+    ref = monitor(keeper)
+    send(keeper, AwaitStart(self_pid(), ref))
+    try:
+        msg = receive(
+            lambda m: (m.__class__ is Started and m.tag == ref) or (m.__class__ is Down and m.ref == ref),
+            timeout=deadline.remaining(),
+        )
+    except ReceiveTimeout:
+        demonitor(ref, flush=True)
+        raise TimeoutError("a singleton start elsewhere took too long") from None
+    demonitor(ref, flush=True)
+    return not (msg.__class__ is Down and msg.reason == NOCONNECTION)
+
+
+def _nodes_here() -> list[str]:
+    here = current_node().name
+    dist = distributed_node()
+    return [here, *(dist.nodes() if dist is not None else ())]
+
+
+def _ask_home_to_start(key: bytes, name: Any, deadline: Deadline) -> tuple:
+    """Ask the key's home node (rendezvous hashing) to start it; the next ones if it cannot answer."""
+    request = Start(key, name.start, name.args, name.key)
+    for node in rendezvous_order(key, _nodes_here()):
+        try:
+            return call((NAME_SERVER, node), request, timeout=deadline.cap(START_CALL_TIMEOUT))
+        except CallTimeout:
+            return ("retry", "start timed out")
+        except CallError as exc:
+            if exc.reason in (NOPROC, NOCONNECTION):
+                log.info("singleton_home_unavailable", node=node, reason=exc.reason)
+                continue
+            raise
+    return ("retry", "no node could start it")

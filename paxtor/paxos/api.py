@@ -1,0 +1,222 @@
+"""The PaxosKV API (DESIGN section 4, PAXOS_API.md): called from any process of a node.
+
+Every function acts on the CURRENT node (the node of the calling process):
+it asks that node's PaxosKV processes (by their registered names), so it
+works from any process or adopted greenlet, and raises `NotRunning` on a
+node where PaxosKV is not started. Keys are any hashable value the wire can
+carry (str, int, bytes, tuples of them, pids...); values are any value the
+wire can carry. Both are checked before anything is sent.
+
+Linearizable by default: `get`, `pid_of`, `node_of`, `epoch_of` run an
+identity round; ``stale=True`` reads the local acceptor instead (a voter's
+latest accepted value, possibly not yet chosen; on a client node, a round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+from paxtor.actors import call, whereis
+from paxtor.actors.ids import Pid
+from paxtor.actors.messages import CallError, CallTimeout
+from paxtor.actors.node import current_node
+from paxtor.actors.wire import encode
+from paxtor.paxos.acceptor import KeyRecord
+from paxtor.paxos.bucket import DEFAULT_BUCKET, check_bucket_name
+from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, PROPOSER_NAME
+from paxtor.paxos.errors import NoQuorum, NotRunning
+from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register, identity, put_if_empty
+
+__all__ = [
+    "put",
+    "get",
+    "pid_of",
+    "node_of",
+    "epoch_of",
+    "propose",
+    "lease_term",
+    "hold",
+    "wait_for_quorum",
+]
+
+_MISSING: Any = object()
+#: Added to a request's own timeout for the call that carries it (the proposer always answers by then).
+_CALL_SLACK = 5.0
+_DEFAULT_CALL_TIMEOUT = 60.0
+
+
+def _call(name: str, request: Any, timeout: float | None) -> Any:
+    try:
+        return call(name, request, timeout=timeout)
+    except CallTimeout:
+        raise
+    except CallError as exc:
+        if exc.reason == "noproc":
+            raise NotRunning(f"PaxosKV is not running on node {current_node().name!r}") from None
+        raise
+
+
+def _check_key(key: Any) -> None:
+    try:
+        hash(key)
+    except TypeError:
+        raise TypeError(f"a PaxosKV key must be hashable (use a tuple, not a list), got {key!r}") from None
+    try:
+        encode(key)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"a PaxosKV key must be a value the wire can carry: {exc}") from None
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
+
+
+def _run(request: ProposeRequest) -> Register:
+    call_timeout = (_DEFAULT_CALL_TIMEOUT if request.timeout is None else request.timeout) + _CALL_SLACK
+    register, error = _call(PROPOSER_NAME, request, call_timeout)
+    if error is not None:
+        raise error
+    return register.visible()
+
+
+def propose(
+    key: Hashable,
+    change: ChangeFunction,
+    *,
+    bucket: str = DEFAULT_BUCKET,
+    timeout: float | None = None,
+    ended: EndedBinding | None = None,
+) -> Register:
+    """One linearizable round applying ``change: Register -> Register``; the chosen `Register`.
+
+    Retries conflicts and lease vetoes until ``timeout`` (default 5 s), then
+    raises `NoQuorum`. A change that raises, or breaks the register rules,
+    raises its error (`ChangeRejected` for the rules) and nothing is sent.
+    A release round passes ``ended`` (the `EndedBinding` it ends). The
+    change may run more than once (retries, and every attempt re-reads), so
+    make it a pure function of the register.
+    """
+    check_bucket_name(bucket)
+    _check_key(key)
+    _check_timeout(timeout)
+    if not callable(change):
+        raise TypeError(f"change must be a function Register -> Register, got {change!r}")
+    if ended is not None and not isinstance(ended, EndedBinding):
+        raise TypeError(f"ended must be an EndedBinding, got {ended!r}")
+    return _run(ProposeRequest(bucket, key, change, timeout, ended=ended))
+
+
+def put(
+    key: Hashable,
+    value: Any,
+    *,
+    pid: Pid | None = None,
+    node: str | None = None,
+    parent: Hashable | None = None,
+    until: int | None = None,
+    bucket: str = DEFAULT_BUCKET,
+    timeout: float | None = None,
+) -> Any:
+    """If ``key`` is empty, set it to ``value`` (bound as given); else keep it. The chosen value.
+
+    The value lives until its binding ends: ``pid`` exits, ``node`` goes
+    down, the ``parent`` key (same bucket) is released, or wall-clock
+    ``until`` (ms) passes. Bound to a pid of this node, it is also held
+    under this node's lease: a lease loss kills the pid ("lease_expired").
+    """
+    check_bucket_name(bucket)
+    _check_key(key)
+    _check_timeout(timeout)
+    if parent is not None:
+        _check_key(parent)
+    binding = None
+    if pid is not None or node is not None or parent is not None or until is not None:
+        binding = Binding(pid, node, parent, until)
+    try:
+        encode(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"a PaxosKV value must be a value the wire can carry: {exc}") from None
+    here = current_node()
+    claims_local = pid is not None and pid.node == here.name and pid.incarnation == here.incarnation
+    request = ProposeRequest(
+        bucket, key, put_if_empty(value, binding), timeout, claims_local=claims_local, checked=True
+    )
+    return _run(request).value
+
+
+def _read(key: Hashable, bucket: str, stale: bool, timeout: float | None) -> Register:
+    check_bucket_name(bucket)
+    _check_key(key)
+    _check_timeout(timeout)
+    if stale and whereis(ACCEPTOR_NAME) is not None:
+        record: KeyRecord = _call(ACCEPTOR_NAME, ("read", bucket, key), _DEFAULT_CALL_TIMEOUT)
+        return record.accepted.visible()
+    return _run(ProposeRequest(bucket, key, identity, timeout, checked=True))
+
+
+def get(
+    key: Hashable,
+    *,
+    bucket: str = DEFAULT_BUCKET,
+    default: Any = _MISSING,
+    stale: bool = False,
+    timeout: float | None = None,
+) -> Any:
+    """The key's value; ``default`` (else KeyError) if it is empty."""
+    register = _read(key, bucket, stale, timeout)
+    if register.is_empty:
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+    return register.value
+
+
+def pid_of(key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False, timeout: float | None = None) -> Pid | None:
+    """The pid the key's value is bound to, or None."""
+    register = _read(key, bucket, stale, timeout)
+    return register.binding.pid if register.filled and register.binding is not None else None
+
+
+def node_of(key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False, timeout: float | None = None) -> str | None:
+    """The node the key's value is bound to (its pid's node, or its ``node``), or None."""
+    register = _read(key, bucket, stale, timeout)
+    return register.binding.owner_node if register.filled and register.binding is not None else None
+
+
+def epoch_of(key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False, timeout: float | None = None) -> int:
+    """The key's fencing token: its current (or last) tenure's epoch; 0 if never set."""
+    return _read(key, bucket, stale, timeout).epoch
+
+
+def lease_term() -> int | None:
+    """The current node's lease term if its lease is valid now, else None."""
+    return _call(LEASE_KEEPER_NAME, ("term",), _DEFAULT_CALL_TIMEOUT)
+
+
+def hold(pid: Pid, bucket: str, key: Hashable, epoch: int, term: int | None) -> bool:
+    """Record that local ``pid`` owns ``bucket``/``key`` at ``epoch``, granted in lease ``term``.
+
+    False (and nothing recorded) if ``term`` is not the current valid term,
+    or ``pid`` is not a live process of this node. A lease loss kills every
+    held pid with reason "lease_expired".
+    """
+    if not isinstance(pid, Pid):
+        raise TypeError(f"hold() takes a Pid, got {pid!r}")
+    check_bucket_name(bucket)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+    here = current_node()
+    if pid.node != here.name or pid.incarnation != here.incarnation:
+        raise ValueError(f"hold() takes a pid of this node ({here.name}), got {pid!r}")
+    return _call(LEASE_KEEPER_NAME, ("hold", pid, bucket, key, epoch, term), _DEFAULT_CALL_TIMEOUT)
+
+
+def wait_for_quorum(timeout: float | None = 10) -> None:
+    """Block until this node holds a valid lease (a quorum of voters answers it); NoQuorum on timeout."""
+    _check_timeout(timeout)
+    call_timeout = None if timeout is None else timeout + _CALL_SLACK
+    if not _call(LEASE_KEEPER_NAME, ("wait_valid", timeout), call_timeout):
+        raise NoQuorum(f"no quorum of voters within {timeout} s")

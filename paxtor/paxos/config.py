@@ -1,0 +1,102 @@
+"""The settings of one node's PaxosKV: voters, lease timing, round timing, storage.
+
+One frozen value, checked at construction, handed to every PaxosKV process of
+the node. The lease numbers are the safety model's (`paxtor.paxos.lease`):
+an acceptor vetoes a "noconnection" release until it has heard nothing from
+the owner's node for ``lease * (1 + max_drift)**2 + margin`` (`silence`).
+Defaults suit a LAN or loopback; tests shorten them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from paxtor.paxos.lease import silence_threshold
+from paxtor.paxos.proposer import majority
+
+__all__ = ["PaxosConfig", "numbered_voters"]
+
+
+def numbered_voters(cluster_size: int) -> tuple[str, ...]:
+    """The default voter set: ``node1 .. node<cluster_size>``."""
+    if not isinstance(cluster_size, int) or isinstance(cluster_size, bool) or cluster_size < 1:
+        raise ValueError(f"cluster_size must be an int >= 1, got {cluster_size!r}")
+    return tuple(f"node{i}" for i in range(1, cluster_size + 1))
+
+
+def _positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PaxosConfig:
+    """How one node takes part in PaxosKV.
+
+    ``voters``: the configured voter names (quorum is a majority of THESE,
+    never of the connected nodes). ``voter``: whether this node votes (it
+    must then be one of ``voters``). ``lease``/``margin``/``max_drift``: the
+    safety model. ``heartbeat_interval``: how often the lease is renewed
+    (default lease/4). ``timeout``: default time a `put`/`get`/`propose`
+    may take before `NoQuorum`. ``attempt_timeout``: one round's wait for
+    replies before it is retried. ``release_stagger``: how long a node that
+    is not first in line waits before it proposes a release itself.
+    ``thrifty_after``: a phase is first sent to a quorum only; the other
+    voters get it after this long without a decision (None: always all).
+    ``bucket_grace``: how long after start a node waits for a bucket to be
+    started before releasing in it with the default policy.
+    """
+
+    voters: tuple[str, ...]
+    voter: bool = True
+    durability: str = "fsync"
+    data_dir: Path | None = None
+    lease: float = 3.0
+    margin: float = 0.5
+    max_drift: float = 0.05
+    heartbeat_interval: float | None = None
+    timeout: float = 5.0
+    attempt_timeout: float = 1.0
+    release_stagger: float = 0.25
+    bucket_grace: float = 2.0
+    one_rtt: bool = True
+    thrifty_after: float | None = 0.01
+    compact_ratio: float = 4.0
+    compact_min_bytes: int = 1 << 20
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        voters = tuple(self.voters)
+        if not voters or not all(isinstance(v, str) and v for v in voters):
+            raise ValueError(f"voters must be a non-empty list of node names, got {self.voters!r}")
+        if len(set(voters)) != len(voters):
+            raise ValueError(f"duplicate voters: {voters!r}")
+        object.__setattr__(self, "voters", voters)
+        if self.durability not in ("fsync", "memory"):
+            raise ValueError(f"durability must be 'fsync' or 'memory', got {self.durability!r}")
+        if self.durability == "fsync" and self.voter and self.data_dir is None:
+            raise ValueError("a durable voter needs a data_dir")
+        for name in ("lease", "timeout", "attempt_timeout", "release_stagger", "compact_ratio"):
+            _positive(name, getattr(self, name))
+        if self.thrifty_after is not None:
+            _positive("thrifty_after", self.thrifty_after)
+        if self.heartbeat_interval is None:
+            object.__setattr__(self, "heartbeat_interval", self.lease / 4)
+        _positive("heartbeat_interval", self.heartbeat_interval)  # type: ignore[arg-type]
+        if self.heartbeat_interval >= self.lease:  # type: ignore[operator]
+            raise ValueError("heartbeat_interval must be shorter than the lease")
+        if self.margin < 0 or self.max_drift < 0 or self.bucket_grace < 0:
+            raise ValueError("margin, max_drift and bucket_grace must be >= 0")
+
+    @property
+    def quorum(self) -> int:
+        return majority(self.voters)
+
+    @property
+    def silence(self) -> float:
+        """How long an acceptor must hear nothing from a node to release its bindings."""
+        return silence_threshold(self.lease, self.max_drift, self.margin)
+
+    def is_voter(self, node_name: str) -> bool:
+        return node_name in self.voters

@@ -1,0 +1,227 @@
+"""The lease keeper: this node's lease with the voters, and the local owners it protects.
+
+Every ``heartbeat_interval`` it sends a `Heartbeat` to every voter's acceptor
+(which acks at once) and feeds the acks to the pure `LeaseClock`
+(`paxtor.paxos.lease`); a timer at the lease's expiry polls it. Each
+continuous stretch of validity is a *term*.
+
+``holds`` records which local pids own which tenures (``hold``), each
+granted within a term. When the lease is lost (it ran out, or an ack
+revealed a fence: some voter released one of our bindings for
+"noconnection"), every holder is killed with reason ``"lease_expired"`` at
+once, untrappably, and nothing new is granted until the lease is gained
+again. Killing is cooperative (a greenlet dies at its next switch): that is
+what the lease margin and the fencing tokens are for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from typing import Any
+
+import structlog
+
+from paxtor.actors import Down, GenServer, NoReply, monitor, reply
+from paxtor.actors.child_spec import ChildSpec
+from paxtor.actors.gen_server import Caller
+from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.primitives import demonitor, self_pid
+from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, LeaseHeartbeat, Timer
+from paxtor.paxos.lease import HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
+from paxtor.paxos.paxos_node import PaxosNode
+from paxtor.paxos.timers import TimerHandle, send_after
+
+__all__ = ["LeaseKeeper", "LEASE_EXPIRED"]
+
+log = structlog.get_logger(__name__)
+
+LEASE_EXPIRED = "lease_expired"
+
+_HEARTBEAT = "heartbeat"
+_EXPIRY = "expiry"
+_WAIT = "wait"
+
+
+class LeaseKeeper(GenServer):
+    """See the module docstring. Registered as ``paxos_lease`` on every node."""
+
+    @classmethod
+    def child_spec(cls, node: PaxosNode) -> ChildSpec:  # type: ignore[override]
+        return ChildSpec(id=cls, start=(_start, (node,)))
+
+    def init(self, node: PaxosNode) -> None:
+        self.node = node
+        self.clock = node.lease
+        self.me = self_pid()
+        self.deliver_named = node.local.deliver_named
+        self.interval: float = node.config.heartbeat_interval  # type: ignore[assignment]
+        self.monitors: dict[Pid, Ref] = {}
+        self.held_by = node.held_by
+        self.waiters: dict[Ref, Caller] = {}
+        self._expiry: TimerHandle | None = None
+        self._expiry_at: float | None = None
+        # A restarted keeper carries on with the holds and the clock (they live in
+        # PaxosNode): dropping them would leave owners that no lease loss kills.
+        for pid in list(node.holds):
+            proc = node.local.lookup(pid)
+            if proc is not None and proc.alive:
+                self.monitors[pid] = monitor(pid)
+            else:
+                self._forget(pid)
+        self._heartbeat()
+
+    # -- heartbeats and acks --------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        hb = self.clock.send_heartbeat(time.monotonic())
+        msg = LeaseHeartbeat(self.me, hb)
+        for voter in self.node.voters:
+            self.deliver_named(ACCEPTOR_NAME, voter, msg)
+        send_after(self.node.local, self.me, self.interval, Timer(_HEARTBEAT, None))
+
+    def handle_info(self, msg: Any) -> None:
+        cls = msg.__class__
+        if cls is HeartbeatAck:
+            self._events(self.clock.on_ack(msg.voter[0], msg, time.monotonic()))
+        elif cls is Timer:
+            if msg.kind == _HEARTBEAT:
+                self._heartbeat()
+            elif msg.kind == _EXPIRY:
+                self._expiry = self._expiry_at = None
+                self._events(self.clock.poll(time.monotonic()))
+            elif msg.kind == _WAIT:
+                caller = self.waiters.pop(msg.token, None)
+                if caller is not None:
+                    reply(caller, False)
+        elif cls is Down:
+            self._forget(msg.pid)
+
+    def _events(self, events: list[LeaseEvent]) -> None:
+        for event in events:
+            if isinstance(event, LeaseLost):
+                self._lost(event)
+            elif isinstance(event, LeaseGained):
+                log.info("lease_gained", node=self.node.name, term=event.term)
+                waiters, self.waiters = self.waiters, {}
+                for caller in waiters.values():
+                    reply(caller, True)
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        expires_at = self.clock.expires_at
+        if expires_at is None or expires_at == self._expiry_at:
+            return
+        if self._expiry is not None and self._expiry_at is not None and self._expiry_at <= expires_at:
+            return  # the earlier timer fires first and re-arms for the new expiry
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = expires_at
+        self._expiry = send_after(
+            self.node.local, self.me, expires_at - time.monotonic(), Timer(_EXPIRY, None)
+        )
+
+    def _lost(self, event: LeaseLost) -> None:
+        killed = 0
+        local = self.node.local
+        for pid in list(self.node.holds):
+            proc = local.lookup(pid)
+            if proc is not None and proc.alive:
+                proc.kill(LEASE_EXPIRED)  # untrappable: a holder must not outlive the lease
+                killed += 1
+            self._forget(pid)
+        log.warning(
+            "lease_lost",
+            node=self.node.name,
+            term=event.term,
+            reason=event.reason,
+            owners_killed=killed,
+        )
+
+    # -- holds --------------------------------------------------------------------------
+
+    def handle_call(self, request: Any, caller: Caller) -> Any:
+        match request:
+            case ("term",):
+                return self.clock.term_at(time.monotonic())
+            case ("hold", Pid() as pid, str(bucket), key, int(epoch), term):
+                return self._hold(pid, bucket, key, epoch, term)
+            case ("wait_valid", timeout):
+                if self.clock.valid(time.monotonic()):
+                    return True
+                ref = self.node.local.make_ref()
+                self.waiters[ref] = caller
+                if timeout is not None:
+                    send_after(self.node.local, self.me, timeout, Timer(_WAIT, ref))
+                return NoReply
+        return super().handle_call(request, caller)
+
+    def handle_cast(self, msg: Any) -> None:
+        match msg:
+            case ("hold_or_kill", Pid() as pid, str(bucket), key, int(epoch), term):
+                if not self._hold(pid, bucket, key, epoch, term):
+                    self._kill(pid, bucket, key, epoch)
+            case ("tenure_now", str(bucket), key, int(epoch), owner):
+                self._settle(bucket, key, epoch, owner)
+            case _:
+                log.warning("lease_keeper_unexpected_cast", msg=repr(msg)[:200])
+
+    def _hold(self, pid: Pid, bucket: str, key: Hashable, epoch: int, term: Any) -> bool:
+        """Record that local ``pid`` owns tenure ``epoch`` of the key, if ``term`` is still valid."""
+        if not self.node.is_local(pid) or term is None or self.clock.term_at(time.monotonic()) != term:
+            return False
+        proc = self.node.local.lookup(pid)
+        if proc is None or not proc.alive:
+            return False
+        slot = (bucket, key)
+        previous = self.held_by.get(slot)
+        if previous is not None and previous != pid:
+            self._drop(previous, slot)
+        self.node.holds.setdefault(pid, {})[slot] = epoch
+        self.held_by[slot] = pid
+        if pid not in self.monitors:
+            self.monitors[pid] = monitor(pid)
+        return True
+
+    def _kill(self, pid: Pid, bucket: str, key: Hashable, epoch: int) -> None:
+        proc = self.node.local.lookup(pid)
+        if proc is not None and proc.alive:
+            log.warning(
+                "owner_killed_outside_lease",
+                node=self.node.name,
+                pid=repr(pid),
+                bucket=bucket,
+                key=repr(key)[:200],
+                epoch=epoch,
+            )
+            proc.kill(LEASE_EXPIRED)
+
+    def _settle(self, bucket: str, key: Hashable, epoch: int, owner: Pid | None) -> None:
+        """A round chose tenure ``epoch`` owned by ``owner``: drop a holding that is not it."""
+        slot = (bucket, key)
+        pid = self.held_by.get(slot)
+        if pid is not None and (pid != owner or self.node.holds.get(pid, {}).get(slot) != epoch):
+            self._drop(pid, slot)
+
+    def _drop(self, pid: Pid, slot: tuple[str, Hashable]) -> None:
+        held = self.node.holds.get(pid)
+        if held is not None:
+            held.pop(slot, None)
+            if not held:
+                self._forget(pid)
+        if self.held_by.get(slot) == pid:
+            del self.held_by[slot]
+
+    def _forget(self, pid: Pid) -> None:
+        held = self.node.holds.pop(pid, None)
+        if held:
+            for slot in held:
+                if self.held_by.get(slot) == pid:
+                    del self.held_by[slot]
+        ref = self.monitors.pop(pid, None)
+        if ref is not None:
+            demonitor(ref, flush=True)
+
+
+def _start(node: PaxosNode) -> Pid:
+    return LeaseKeeper.start_link(node, name=LEASE_KEEPER_NAME)

@@ -1,0 +1,150 @@
+"""This voter's acceptor with its driver duties: the pure `Acceptor`, its log, its replies.
+
+Duties (from `paxtor.paxos.acceptor`'s contract):
+
+- ``heard(N, i)`` for every message from node N before anything else;
+- a reply goes out only after its record is durable. Records are appended
+  to the node-wide `AcceptorLog` (one fsync per batch for every bucket and
+  key: group commit); the replies of a batch, and any reply produced while a
+  record is pending, wait in append order and go out from the log's
+  callback, so the callers keep running while an fsync is in flight;
+- if the log fails, the acceptor stops voting (it answers nothing more;
+  silence never harms Paxos safety).
+
+Two processes use it, in the one hub thread of the node (a call never
+yields, so calls never interleave): the acceptor process, for rounds of
+other nodes, and this node's own proposer, which skips a message hop for
+its local vote (`handle` answers at once when nothing needs to be synced).
+It also tells the binding watcher about durable accepts of bound registers
+(or of keys it watches): voters watch every binding cluster-wide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import structlog
+
+from paxtor.actors.ids import Pid
+from paxtor.actors.node import LocalNode
+from paxtor.actors.wire import encode
+from paxtor.paxos.acceptor import Accept, Accepted, Acceptor, KeyRecord, Nack, Prepare, Promise
+from paxtor.paxos.envelopes import BINDINGS_NAME, AcceptedNotice
+from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
+from paxtor.paxos.wire_format import pack_reply
+
+__all__ = ["LocalAcceptor"]
+
+log = structlog.get_logger(__name__)
+
+_COMPACT_CHECK_EVERY = 512
+
+Reply = Promise | Accepted | Nack
+
+
+class LocalAcceptor:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        acceptor: Acceptor,
+        acceptor_log: AcceptorLog,
+        local: LocalNode,
+        watched: set[tuple[str, Hashable]],
+        *,
+        compact: Callable[[AcceptorLog], bool] | None = None,
+    ) -> None:
+        self.acceptor = acceptor
+        self.name = local.name
+        self.durable_log = acceptor_log if acceptor_log.durability == "fsync" else None
+        self.failed = acceptor_log.failure is not None
+        self._log = acceptor_log
+        self._deliver = local.deliver_message
+        self._deliver_named = local.deliver_named
+        self._watched = watched
+        self._should_compact = compact or (lambda lg: lg.should_compact())
+        # replies (and notices) waiting for the last appended record to be durable
+        self._tail: list[tuple[Pid | None, Any]] | None = None
+        self._pending = 0
+        self._appends = 0
+
+    def heard(self, node: str, incarnation: int) -> None:
+        self.acceptor.heard(node, incarnation, time.monotonic())
+
+    def handle(self, sender: Pid, msg: Prepare | Accept) -> Reply | None:
+        """Vote on ``msg`` from proposer ``sender``.
+
+        Returns the reply if it may go out now; otherwise None, and the reply
+        is delivered to ``sender`` (flat, `wire_format`) once durable.
+        None also when this acceptor no longer votes.
+        """
+        now = time.monotonic()
+        acceptor = self.acceptor
+        acceptor.heard(sender.node, sender.incarnation, now)
+        if self.failed:
+            return None
+        notice = None
+        if msg.__class__ is Accept:
+            reply, record = acceptor.on_accept(msg, now)  # type: ignore[arg-type]
+            if record is not None:
+                notice = self._notice(record)
+        else:
+            reply, record = acceptor.on_prepare(msg)  # type: ignore[arg-type]
+        durable_log = self.durable_log
+        if durable_log is None:  # memory durability: nothing to wait for
+            if notice is not None:
+                self._deliver_named(BINDINGS_NAME, self.name, notice)
+            return reply
+        if record is None:
+            if not self._pending:
+                return reply
+            self._tail.append((sender, pack_reply(self.name, reply)))  # type: ignore[union-attr]
+            return None
+        waiting: list[tuple[Pid | None, Any]] = [(sender, pack_reply(self.name, reply))]
+        if notice is not None:
+            waiting.append((None, notice))
+        try:
+            durable_log.append(encode(record), lambda: self._durable(waiting))
+        except AcceptorLogError as exc:
+            self._stop_voting(exc)
+            return None
+        self._tail = waiting
+        self._pending += 1
+        self._appends += 1
+        if self._appends % _COMPACT_CHECK_EVERY == 0:
+            self._maybe_compact()
+        return None
+
+    def _durable(self, waiting: list[tuple[Pid | None, Any]]) -> None:
+        """The log's callback (in its writer greenlet): the batch is on disk."""
+        self._pending -= 1
+        if not self._pending:
+            self._tail = None
+        for to, msg in waiting:
+            if to is None:
+                self._deliver_named(BINDINGS_NAME, self.name, msg)
+            else:
+                self._deliver(to, msg)
+
+    def _notice(self, record: KeyRecord) -> AcceptedNotice | None:
+        """A notice for the binding watcher, if this accept concerns a binding."""
+        register = record.accepted
+        if register.binding is not None or (record.bucket, record.key) in self._watched:
+            return AcceptedNotice(record.bucket, record.key, register)
+        return None
+
+    def _stop_voting(self, exc: Exception) -> None:
+        if not self.failed:
+            self.failed = True
+            log.error("acceptor_stopped_voting", node=self.name, error=repr(exc))
+
+    def _maybe_compact(self) -> None:
+        durable_log = self.durable_log
+        if durable_log is None or not self._should_compact(durable_log):
+            return
+        try:
+            durable_log.compact(encode(record) for record in self.acceptor.records())
+        except AcceptorLogError as exc:
+            log.warning("acceptor_compaction_not_started", node=self.name, error=repr(exc))

@@ -1,0 +1,88 @@
+"""Starting PaxosKV on a node: the incarnation, the durable state, and the processes.
+
+What `paxtor.node` (the node's owner) calls, in this order::
+
+    incarnation = node_incarnation(data_dir, durability)   # before distribution starts
+    dist = start_distributed(name, incarnation=incarnation, ...)
+    paxos = PaxosNode(PaxosConfig(...), dist.local)
+    paxos.open()                                          # replays the acceptor log
+    children = paxos_services(paxos)                      # child specs for the root supervisor
+    ...
+    dist.stop(); paxos.close()                            # node stop: flush and unlock the log
+
+The processes run under one supervisor (``paxos_sup``, one_for_one: their
+shared state lives in `PaxosNode`, so a restarted process carries on):
+
+    paxos_membership  quorum_reached / quorum_lost log lines
+    paxos_acceptor    (voters only) the acceptor, replies after fsync
+    paxos_lease       heartbeats, lease terms, holds, lease_expired kills
+    paxos_proposer    rounds
+    paxos_bindings    binding watches and release rounds, buckets
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from paxtor.actors import Supervisor
+from paxtor.actors.child_spec import ChildSpec
+from paxtor.paxos.acceptor_server import AcceptorServer
+from paxtor.paxos.bindings import BindingWatcher
+from paxtor.paxos.config import PaxosConfig, numbered_voters
+from paxtor.paxos.lease_keeper import LeaseKeeper
+from paxtor.paxos.membership import MembershipServer
+from paxtor.paxos.node_meta import NodeMeta
+from paxtor.paxos.paxos_node import PaxosNode
+from paxtor.paxos.proposer_server import ProposerServer
+
+__all__ = [
+    "PaxosConfig",
+    "PaxosNode",
+    "node_incarnation",
+    "paxos_services",
+    "paxos_supervisor_spec",
+    "numbered_voters",
+    "SUPERVISOR_NAME",
+]
+
+SUPERVISOR_NAME = "paxos_sup"
+
+
+def node_incarnation(data_dir: str | os.PathLike[str] | None, durability: str) -> int | None:
+    """This run's incarnation from ``node.meta`` (durable nodes), made durable before returning.
+
+    None with memory durability: the distribution layer's clock-based
+    incarnation is used then. Call it once per start, before the node serves.
+    """
+    if durability != "fsync":
+        return None
+    if data_dir is None:
+        raise ValueError("durability='fsync' needs a data directory")
+    return NodeMeta.open(Path(data_dir), durability).incarnation
+
+
+def paxos_services(node: PaxosNode) -> list[ChildSpec]:
+    """The node's PaxosKV processes, in start order (the acceptor only on voters)."""
+    node.open()
+    children: list[ChildSpec] = [MembershipServer.child_spec(node)]
+    if node.voter:
+        children.append(AcceptorServer.child_spec(node))
+    children += [
+        LeaseKeeper.child_spec(node),
+        ProposerServer.child_spec(node),
+        BindingWatcher.child_spec(node),
+    ]
+    return children
+
+
+def paxos_supervisor_spec(node: PaxosNode) -> ChildSpec:
+    """One child spec for the root supervisor: ``paxos_sup`` over `paxos_services`."""
+    return Supervisor.child_spec(
+        paxos_services(node),
+        id=SUPERVISOR_NAME,
+        strategy="one_for_one",
+        max_restarts=5,
+        max_seconds=10,
+        name=SUPERVISOR_NAME,
+    )

@@ -1,0 +1,119 @@
+"""Patient consensus for the Paxtor layer: rounds retried until a deadline, and lease terms.
+
+Locks and singletons are CP: without a quorum they wait (or time out) rather
+than guess. These helpers turn PaxosKV's `NoQuorum` into "wait for the quorum
+and try again" until the caller's deadline, and fetch the node's current lease
+term, waiting for one when the node has none (a node without a valid lease
+grants nothing new; see the safety rules in PAXOS_API / DESIGN section 2).
+
+Every change the Paxtor layer proposes is idempotent (a retried round whose
+first attempt was chosen after all finds its work done), so retrying a round
+that raised `NoQuorum` is safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from typing import Any
+
+import gevent
+import structlog
+
+from paxtor import paxos
+from paxtor.actors.wire import encode
+from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
+
+__all__ = ["Deadline", "paxos_key", "propose", "lease_term", "end_tenure"]
+
+log = structlog.get_logger(__name__)
+
+#: Longest single wait for a quorum before the deadline is looked at again.
+QUORUM_WAIT = 1.0
+#: When the quorum is back but the lease not yet renewed, look again this often.
+LEASE_RECHECK = 0.01
+
+
+class Deadline:
+    """A point in monotonic time, or none (wait forever)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, timeout: float | None) -> None:
+        if timeout is None:
+            self.at: float | None = None
+            return
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
+        self.at = time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or None without a deadline."""
+        if self.at is None:
+            return None
+        return max(0.0, self.at - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def cap(self, seconds: float) -> float:
+        """`seconds`, or less if the deadline comes sooner."""
+        left = self.remaining()
+        return seconds if left is None else min(seconds, left)
+
+
+def paxos_key(key: Any) -> bytes:
+    """The PaxosKV key of a user key: its wire encoding.
+
+    Any value the wire can carry is a key (tuples, lists, dicts, pids...);
+    equal values encode alike, except dicts, whose item order counts.
+    """
+    try:
+        return encode(key)
+    except TypeError as exc:
+        raise TypeError(f"a Paxtor key must be a value the wire can carry: {exc}") from None
+
+
+def _wait_for_quorum(deadline: Deadline) -> None:
+    try:
+        paxos.wait_for_quorum(timeout=deadline.cap(QUORUM_WAIT))
+    except paxos.NoQuorum:
+        pass
+
+
+def propose(
+    bucket: str,
+    key: Hashable,
+    change: ChangeFunction,
+    deadline: Deadline,
+    *,
+    ended: EndedBinding | None = None,
+) -> Register:
+    """One round applying `change`, retried across `NoQuorum` until `deadline` (TimeoutError)."""
+    extra: dict[str, Any] = {} if ended is None else {"ended": ended}
+    while True:
+        if deadline.expired():
+            raise TimeoutError(f"no quorum for {bucket} before the deadline")
+        try:
+            return paxos.propose(key, change, bucket=bucket, timeout=deadline.remaining(), **extra)
+        except paxos.NoQuorum:
+            log.debug("round_without_quorum", bucket=bucket)
+            _wait_for_quorum(deadline)
+
+
+def lease_term(deadline: Deadline) -> int:
+    """This node's current lease term, waiting (until `deadline`) while it has none."""
+    while True:
+        term = paxos.lease_term()
+        if term is not None:
+            return term
+        if deadline.expired():
+            raise TimeoutError("this node holds no lease (no quorum) and the deadline passed")
+        _wait_for_quorum(deadline)
+        if paxos.lease_term() is None:
+            gevent.sleep(deadline.cap(LEASE_RECHECK))
+
+
+def end_tenure(bucket: str, key: Hashable, change: ChangeFunction, ended: EndedBinding, deadline: Deadline) -> Register:
+    """A release round: `change` (a ``release_if_bound(ended, ...)``) justified by `ended`."""
+    return propose(bucket, key, change, deadline, ended=ended)

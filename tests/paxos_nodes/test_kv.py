@@ -1,0 +1,181 @@
+"""PaxosKV on real nodes in one OS process: put/get/propose across nodes, clients,
+NoQuorum, bad input, and a crashed PaxosKV process recovering."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from paxtor import paxos
+from paxtor.actors import Down, monitor, receive, send, whereis
+from paxtor.actors import exit as exit_
+from paxtor.paxos.register import ChangeRejected, Register
+
+from .conftest import WAIT, Cluster
+
+
+def _ready(*nodes) -> None:
+    for node in nodes:
+        node.run(paxos.wait_for_quorum, WAIT)
+
+
+def test_put_get_from_every_node_with_tuples(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    key, value = ("user", 1, ("nested", 2)), {"name": ("ada", 1815), 3: [1, (2, 3)]}
+    assert nodes[0].run(paxos.put, key, value) == value
+    assert nodes[1].run(paxos.put, key, "another value") == value  # put keeps the first value
+    for node in nodes:
+        got = node.run(paxos.get, key)
+        assert got == value and isinstance(got["name"], tuple)
+        assert node.run(paxos.epoch_of, key) == 1
+        assert node.run(paxos.pid_of, key) is None and node.run(paxos.node_of, key) is None
+    with pytest.raises(KeyError):
+        nodes[2].run(paxos.get, ("missing",))
+    assert nodes[2].run(paxos.get, ("missing",), default="dflt") == "dflt"
+    assert nodes[2].run(paxos.epoch_of, ("missing",)) == 0
+    assert nodes[0].run(paxos.put, key, "x", bucket="other") == "x"  # buckets are namespaces
+    assert nodes[1].run(paxos.get, key) == value
+
+
+def test_concurrent_puts_from_all_nodes_agree(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    jobs = [gevent.spawn(nodes[i % 3].run, paxos.put, ("race", 7), i) for i in range(12)]
+    gevent.joinall(jobs, timeout=WAIT, raise_error=True)
+    results = {job.value for job in jobs}
+    assert len(results) == 1
+    (winner,) = results
+    assert all(node.run(paxos.get, ("race", 7)) == winner for node in nodes)
+
+
+def test_propose_applies_a_change_linearizably(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+
+    def increment(register: Register) -> Register:
+        if register.is_empty:
+            return register.claim(1)
+        return register.with_value(register.value + 1)
+
+    jobs = [gevent.spawn(nodes[i % 3].run, paxos.propose, "counter", increment) for i in range(15)]
+    gevent.joinall(jobs, timeout=WAIT, raise_error=True)
+    seen = sorted(job.value.value for job in jobs)
+    assert seen == list(range(1, 16))  # every increment applied exactly once, in some order
+    assert nodes[2].run(paxos.get, "counter") == 15
+
+
+def test_a_client_node_proposes_but_does_not_vote(cluster: Cluster):
+    voters = cluster.start_all()
+    client = cluster.start(4, voter=False)
+    _ready(*voters, client)
+    assert client.run(paxos.put, "from_client", (1, 2)) == (1, 2)
+    assert voters[1].run(paxos.get, "from_client") == (1, 2)
+    assert client.run(paxos.get, "from_client") == (1, 2)
+    assert client.run(whereis, "paxos_acceptor") is None
+    assert client.run(paxos.get, "from_client", stale=True) == (1, 2)  # no acceptor: a round
+
+
+def test_no_quorum_with_one_voter_writes_nothing(cluster: Cluster):
+    node1 = cluster.start(1)
+    with pytest.raises(paxos.NoQuorum) as info:
+        node1.run(lambda: paxos.put("lonely", "value", timeout=0.5))
+    assert info.value.maybe_applied is False
+    with pytest.raises(paxos.NoQuorum):
+        node1.run(paxos.wait_for_quorum, 0.3)
+    assert node1.run(paxos.get, "lonely", stale=True, default=None) is None  # its own acceptor
+    node2 = cluster.start(2)
+    _ready(node1, node2)
+    assert node2.run(paxos.get, "lonely", default="nothing") == "nothing"
+    assert node1.run(paxos.put, "lonely", "later") == "later"
+
+
+def test_bad_input_is_refused_and_loses_nothing(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    node = nodes[0]
+    assert node.run(paxos.put, "kept", 1) == 1
+    with pytest.raises(TypeError, match="hashable"):
+        node.run(paxos.put, ["a", "list"], 1)
+    with pytest.raises(TypeError, match="wire"):
+        node.run(paxos.put, "k", object())
+    with pytest.raises(TypeError, match="bucket"):
+        node.run(paxos.put, "k", 1, bucket=3)
+
+    def boom(register: Register) -> Register:
+        raise ValueError("no thanks")
+
+    with pytest.raises(ValueError, match="no thanks"):
+        node.run(paxos.propose, "kept", boom)
+
+    def bad_epoch(register: Register) -> Register:
+        return Register(epoch=register.epoch + 5, filled=True, value="x")
+
+    with pytest.raises(ChangeRejected):
+        node.run(paxos.propose, "kept", bad_epoch)
+
+    def unsendable(register: Register) -> Register:
+        return register.with_value(object())
+
+    with pytest.raises(TypeError):
+        node.run(paxos.propose, "kept", unsendable)
+    assert nodes[2].run(paxos.get, "kept") == 1  # nothing was lost
+    assert nodes[2].run(paxos.epoch_of, "kept") == 1
+
+
+def test_a_crashed_proposer_is_restarted_and_the_node_carries_on(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    node = nodes[0]
+    assert node.run(paxos.put, "before", 1) == 1
+
+    def kill_proposer() -> str:
+        pid = whereis("paxos_proposer")
+        ref = monitor(pid)
+        exit_(pid, "kill")
+        down = receive(lambda m: isinstance(m, Down) and m.ref == ref, timeout=WAIT)
+        return down.reason
+
+    assert node.run(kill_proposer) == "killed"
+    assert node.run(paxos.put, "after", 2) == 2  # the supervisor restarted it
+    assert nodes[1].run(paxos.get, "before") == 1
+
+
+def test_a_single_voter_cluster_decides_alone(tmp_path):
+    single = Cluster(tmp_path, cluster_size=1)
+    try:
+        node = single.start(1)
+        _ready(node)
+        assert node.run(paxos.put, "solo", 1) == 1
+        assert node.run(paxos.get, "solo") == 1
+        assert node.run(paxos.lease_term) == 1
+    finally:
+        single.stop_all()
+
+
+def test_buckets_as_child_specs_and_bad_policies(cluster: Cluster):
+    from paxtor.actors import Supervisor, spawn
+
+    from . import helpers
+
+    nodes = cluster.start_all()
+    _ready(*nodes)
+
+    releases = helpers.Releases("sup_bucket")
+
+    def bucket_under_a_supervisor_then_release() -> None:
+        Supervisor.start_link([paxos.Bucket("sup_bucket", helpers.record_reason, releases.hook)])
+        owner = spawn(helpers.park)
+        paxos.put("bound", "v", pid=owner, bucket="sup_bucket")
+        send(owner, ("exit", "bye"))
+
+    releases.start_bucket(nodes[1:])  # every node releases with the same policy
+    nodes[0].run(bucket_under_a_supervisor_then_release)
+    driver, chosen = releases.wait("bound")
+    assert (driver, chosen.value) == ("node1", ("ended", "bye"))
+    assert nodes[2].run(lambda: paxos.get("bound", bucket="sup_bucket")) == ("ended", "bye")
+    with pytest.raises(ValueError, match="module-level"):
+        nodes[0].run(paxos.start_bucket, "bad", lambda register, ended: register)
+    with pytest.raises(ValueError, match="other functions"):
+        nodes[1].run(paxos.start_bucket, "sup_bucket", helpers.empty_policy)
+    nodes[1].run(paxos.start_bucket, "sup_bucket", helpers.record_reason, releases.hook)  # idempotent

@@ -1,0 +1,112 @@
+"""The acceptor's driver duties, with an fsync the test holds: no reply before its
+record (or any earlier pending record) is durable; the hub keeps serving while an
+fsync is in flight; a failed log stops the voting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+
+from paxtor.actors import ReceiveTimeout, receive, self_pid
+from paxtor.actors.node import LocalNode
+from paxtor.paxos.acceptor import Acceptor, Prepare
+from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.lease import SilenceTracker
+from paxtor.paxos.local_acceptor import LocalAcceptor
+from paxtor.paxos.storage import AcceptorLog
+from paxtor.paxos.wire_format import unpack_reply
+
+WAIT = 10.0
+
+
+class HeldFsync:
+    """An fsync that blocks (in the log's worker thread) until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.armed = False  # opening the log (segment headers) syncs freely
+        self.fail = False
+
+    def __call__(self, fd: int) -> None:
+        if not self.armed:
+            return
+        self.entered.set()
+        if not self.release.wait(WAIT):
+            raise OSError("test fsync never released")
+        if self.fail:
+            raise OSError(5, "EIO (injected)")
+
+    def wait_entered(self) -> None:
+        """Poll the worker thread (another OS thread: nothing can signal the hub)."""
+        deadline = time.monotonic() + WAIT
+        while not self.entered.is_set():
+            assert time.monotonic() < deadline, "fsync never started"
+            gevent.sleep(0.001)
+
+
+def _acceptor(tmp_path: Path, fsync: HeldFsync, node: LocalNode) -> tuple[LocalAcceptor, AcceptorLog]:
+    acceptor_log = AcceptorLog.open(tmp_path / "acceptor", "fsync", fsync=fsync)
+    fsync.armed = True  # the appends from now on
+    acceptor = Acceptor(("node1", 1), SilenceTracker(1.0, time.monotonic()))
+    return LocalAcceptor(acceptor, acceptor_log, node, set()), acceptor_log
+
+
+def test_replies_wait_for_their_record_and_for_earlier_pending_ones(tmp_path: Path):
+    node = LocalNode.start("node1", 1)
+    fsync = HeldFsync()
+
+    def body() -> list[Any]:
+        voting, acceptor_log = _acceptor(tmp_path, fsync, node)
+        me = self_pid()
+        b5 = Ballot(5, ("node2", 1))
+        assert voting.handle(me, Prepare("b", "k1", b5)) is None  # a promise to persist
+        fsync.wait_entered()
+        # while that fsync is in flight: the hub serves, another key is voted on...
+        assert voting.handle(me, Prepare("b", "k2", b5)) is None
+        # ...and a refusal that changes nothing still waits behind the pending records
+        assert voting.handle(me, Prepare("b", "k1", Ballot(1, ("node3", 1)))) is None
+        with pytest.raises(ReceiveTimeout):
+            receive(timeout=0.05)  # the fsync is held: nothing may have gone out
+        fsync.release.set()
+        replies = [unpack_reply(receive(timeout=WAIT)) for _ in range(3)]
+        acceptor_log.close()
+        return replies
+
+    replies = node.run(body)
+    assert [(voter, type(msg).__name__, msg.key) for voter, msg in replies] == [
+        ("node1", "Promise", "k1"),
+        ("node1", "Promise", "k2"),
+        ("node1", "Nack", "k1"),
+    ]
+
+
+def test_a_failed_log_stops_the_voting(tmp_path: Path):
+    node = LocalNode.start("node1", 1)
+    fsync = HeldFsync()
+    fsync.fail = True
+    fsync.release.set()
+
+    def body() -> tuple[Any, Any]:
+        voting, acceptor_log = _acceptor(tmp_path, fsync, node)
+        me = self_pid()
+        first = voting.handle(me, Prepare("b", "k1", Ballot(5, ("node2", 1))))
+        deadline = time.monotonic() + WAIT
+        while acceptor_log.failure is None:  # the worker thread fails the batch
+            assert time.monotonic() < deadline
+            gevent.sleep(0.001)
+        second = voting.handle(me, Prepare("b", "k2", Ballot(6, ("node2", 1))))
+        try:
+            receive(timeout=0.05)
+            got = "a reply"
+        except ReceiveTimeout:
+            got = None
+        return (first, second, voting.failed, got)
+
+    first, second, failed, got = node.run(body)
+    assert first is None and second is None and failed and got is None
