@@ -22,7 +22,7 @@ from typing import Any
 import paxtor
 from paxtor.actors import GenServer, call, exit, monitor, receive, self_pid, send, spawn
 from paxtor.cli import configure_logging
-from paxtor.demo import nodes_in_this_process
+from paxtor.testing import nodes_in_this_process
 
 
 class Counter(GenServer):

@@ -32,7 +32,7 @@ import paxtor
 from paxtor.actors import GenServer, Pid, call, receive, self_pid, send, spawn
 from paxtor.actors.messages import CallError
 from paxtor.cli import configure_logging
-from paxtor.demo import nodes_in_this_process
+from paxtor.testing import nodes_in_this_process
 
 QUEUES = ("emails", "invoices", "reports")
 JOBS_PER_PRODUCER = 5

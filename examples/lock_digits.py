@@ -24,7 +24,7 @@ import gevent
 import paxtor
 from paxtor.actors import receive, self_pid, send, spawn
 from paxtor.cli import configure_logging
-from paxtor.demo import nodes_in_this_process
+from paxtor.testing import nodes_in_this_process
 
 KEY = "some key"
 

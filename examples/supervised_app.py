@@ -33,7 +33,7 @@ import gevent
 import paxtor
 from paxtor.actors import ChildSpec, Down, GenServer, Supervisor, call, monitor, self_pid, send
 from paxtor.cli import configure_logging
-from paxtor.demo import nodes_in_this_process
+from paxtor.testing import nodes_in_this_process
 
 # -- the singleton's tree -----------------------------------------------------------------------
 

@@ -18,27 +18,17 @@ Everything it starts is killed by pid and its directory removed at the end,
 also on Ctrl-C or an error. Exit status 0 when every step showed what it
 should, 1 (with the reason) otherwise, 130 on Ctrl-C.
 
-`LocalCluster` (numbered voters as OS processes plus this process as a
-client), `nodes_in_this_process` and `free_base_port` are reused by the
-examples in ``examples/``.
+The cluster itself is `paxtor.testing.LocalCluster`, which the examples
+in ``examples/`` use too.
 This module prints: it is the user-facing main job, not library code.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import random
-import secrets
-import shutil
 import signal
-import socket
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -51,14 +41,11 @@ from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 from paxtor.actors.distribution import nodes as connected_nodes
 from paxtor.actors.messages import CallError
 from paxtor.paxos.membership import quorum_message
+from paxtor.testing import LocalCluster
 
 __all__ = [
     "Counter",
-    "LocalCluster",
-    "NodeProcess",
     "DemoFailed",
-    "free_base_port",
-    "nodes_in_this_process",
     "run_demo",
     "runs_of",
 ]
@@ -70,7 +57,7 @@ LOCK_KEY = "some key"
 STEP_TIMEOUT = 30.0
 #: Settings every demo node gets (the lease and its silence threshold keep
 #: their defaults: 3 s * 1.05**2 + 0.5 s before a dead node's keys are freed).
-NODE_FLAGS = ("--durability", "fsync", "--log-json", "--reconnect-max", "0.5", "--heartbeat-timeout", "3")
+NODE_FLAGS = ("--durability", "fsync", "--reconnect-max", "0.5", "--heartbeat-timeout", "3")
 
 
 class DemoFailed(Exception):
@@ -129,225 +116,6 @@ def wait_for_lock(key: str, out: Pid) -> None:
     token = paxtor.lock(key)
     send(out, ("granted", self_pid(), token))
     receive()
-
-
-# -- a local cluster of OS processes --------------------------------------------------------
-
-
-def free_base_port(numbers: Iterable[int] = range(1, CLUSTER_SIZE + 1), attempts: int = 200) -> int:
-    """A base port B such that B+N is free now for every N in `numbers`."""
-    rng = random.Random()
-    wanted = list(numbers)
-    for _ in range(attempts):
-        base = rng.randrange(10_000, 30_000)
-        sockets = []
-        try:
-            for number in wanted:
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", base + number))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise DemoFailed("no free block of ports on 127.0.0.1")
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec hook that has Linux SIGKILL the child when its parent dies
-    (``prctl(PR_SET_PDEATHSIG)``), so nodes never outlive a demo that was
-    itself killed -9; None elsewhere (then only `close` cleans up)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: the child only calls it
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return hook
-
-
-_DIE_WITH_PARENT = _parent_death_signal()
-
-
-class NodeProcess:
-    """One node in its own OS process, logging (JSON lines) to a file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = gevent.subprocess.Popen(
-                argv, cwd=workdir, env=env, stdin=gevent.subprocess.DEVNULL, stdout=log, stderr=log,
-                preexec_fn=_DIE_WITH_PARENT,
-            )  # fmt: skip
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL by pid (no goodbye to its peers), and reap it."""
-        if self.alive():
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it is still running after `grace` seconds."""
-        if self.alive():
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except gevent.subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
-    def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        """The node's structured log lines so far (those named `event`, if given)."""
-        found = []
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return []
-        for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and (event is None or entry.get("event") == event):
-                found.append(entry)
-        return found
-
-    def tail(self, lines: int = 6, width: int = 200) -> str:
-        """The last log lines, one short line each (JSON lines as ``level event key=value``)."""
-        try:
-            raw = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        shown = []
-        for line in raw:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if isinstance(entry, dict):
-                fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("event", "level", "timestamp", "exception"))
-                line = f"{entry.get('level', '?')} {entry.get('event', '?')} {fields}"
-            shown.append(line if len(line) <= width else line[: width - 3] + "...")
-        return "\n".join(shown)
-
-
-class LocalCluster:
-    """Voters ``node1..nodeN`` as OS processes on this host, and this process as a client.
-
-    Each node gets the same fresh cookie (in its environment, never on a
-    command line), its own data directory under one temporary directory, and
-    the port ``base_port + N``. `close` kills every process it started, by
-    pid, stops the client node and removes the directory; use it as a context
-    manager so that happens on any exit. `pythonpath`: directories the nodes
-    must be able to import from (code that runs on them must be importable
-    there, as in Erlang).
-    """
-
-    def __init__(self, size: int = CLUSTER_SIZE, *, pythonpath: Iterable[str | Path] = (), prefix: str = "paxtor-") -> None:
-        self.size = size
-        self.cookie = secrets.token_hex(16)
-        self.base_port = free_base_port(range(1, size + 1))
-        self.workdir = Path(tempfile.mkdtemp(prefix=prefix))
-        self.processes: dict[str, NodeProcess] = {}
-        self.node: Any = None
-        # the nodes import this very paxtor (run from a temp dir, they might not find a checkout)
-        extra = [*(str(Path(p).resolve()) for p in pythonpath), str(Path(paxtor.__file__).resolve().parents[1])]
-        path = os.pathsep.join(filter(None, [*extra, os.environ.get("PYTHONPATH", "")]))
-        self.env = dict(os.environ, PAXTOR_COOKIE=self.cookie, PYTHONPATH=path, PYTHONUNBUFFERED="1")
-
-    def __enter__(self) -> LocalCluster:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    @property
-    def voters(self) -> list[str]:
-        return [f"node{n}" for n in range(1, self.size + 1)]
-
-    def node_argv(self, number: int) -> list[str]:
-        """The command line of voter `number`: ``python -m paxtor node N --no-shell ...``."""
-        return [
-            sys.executable, "-m", "paxtor", "node", str(number), "--no-shell",
-            "--cluster-size", str(self.size), "--base-port", str(self.base_port),
-            "--data-dir", str(self.workdir / "data"), *NODE_FLAGS,
-        ]  # fmt: skip
-
-    def start(self, number: int, argv: list[str] | None = None) -> NodeProcess:
-        """Start voter `number` (as ``python -m paxtor node``, or as `argv`)."""
-        name = f"node{number}"
-        proc = NodeProcess(name, argv or self.node_argv(number), self.env, self.workdir)
-        self.processes[name] = proc
-        return proc
-
-    def start_all(self) -> list[NodeProcess]:
-        return [self.start(n) for n in range(1, self.size + 1)]
-
-    def join(self, name: str, **options: Any) -> Any:
-        """Start this process's own node, `name`, as a client (it does not vote)."""
-        self.node = paxtor.start_node(
-            name, cluster_size=self.size, base_port=self.base_port, cookie=self.cookie, voter=False,
-            data_dir=self.workdir / "data", reconnect_max=0.5, **options,
-        )  # fmt: skip
-        return self.node
-
-    def kill(self, name: str) -> NodeProcess:
-        proc = self.processes[name]
-        proc.kill()
-        return proc
-
-    def check_running(self) -> None:
-        """Raise `DemoFailed` if a node process has exited (with its last log lines)."""
-        for proc in self.processes.values():
-            if proc.proc.poll() is not None and proc.proc.returncode != -signal.SIGKILL:
-                raise DemoFailed(f"{proc.name} exited with status {proc.proc.returncode}:\n{proc.tail()}")
-
-    def close(self) -> None:
-        try:
-            if self.node is not None:
-                self.node.stop()
-        finally:
-            for proc in self.processes.values():
-                proc.stop(grace=2.0)
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-@contextmanager
-def nodes_in_this_process(size: int = CLUSTER_SIZE, *, wait: float = STEP_TIMEOUT) -> Iterator[list[Any]]:
-    """``node1..node<size>`` started in this OS process (durable, in a temporary
-    directory, on free ports, with a fresh cookie), each with its lease; stopped
-    and removed at the end. The main greenlet runs on node1 (started first)."""
-    base = free_base_port(range(1, size + 1))
-    cookie = secrets.token_hex(16)
-    workdir = Path(tempfile.mkdtemp(prefix="paxtor-example-"))
-    nodes: list[Any] = []
-    try:
-        for number in range(1, size + 1):
-            nodes.append(paxtor.start_node(number, cluster_size=size, base_port=base, cookie=cookie, data_dir=workdir))
-        for node in nodes:
-            node.run(paxtor.wait_for_quorum, wait)
-        yield nodes
-    finally:
-        for node in reversed(nodes):
-            node.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- the demo ---------------------------------------------------------------------------------
@@ -631,7 +399,7 @@ def run_demo(out: Any = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM)
     ]
     try:
-        with LocalCluster(CLUSTER_SIZE, prefix="paxtor-demo-") as cluster:
+        with LocalCluster(CLUSTER_SIZE, flags=NODE_FLAGS, prefix="paxtor-demo-") as cluster:
             clock.say(
                 f"Paxtor demo: {CLUSTER_SIZE} voters on 127.0.0.1 (ports {cluster.base_port + 1}.."
                 f"{cluster.base_port + CLUSTER_SIZE}), durable state in {cluster.workdir}"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from paxtor.demo import DemoFailed, LocalCluster, NodeProcess, runs_of
+from paxtor.demo import runs_of
+from paxtor.testing import LocalCluster, NodeExited, NodeProcess
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -58,7 +59,7 @@ def test_a_node_process_that_exits_fails_the_step_with_its_status() -> None:
     with LocalCluster(1, prefix="paxtor-test-") as cluster:
         proc = cluster.start(1, [sys.executable, "-c", "import sys; print('bye'); sys.exit(3)"])
         proc.proc.wait(timeout=30)
-        with pytest.raises(DemoFailed, match="node1 exited with status 3"):
+        with pytest.raises(NodeExited, match="node1 exited with status 3"):
             cluster.check_running()
 
 

@@ -48,6 +48,7 @@ from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node, monitor_nodes
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.primitives import demonitor, self_pid
+from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.bucket import BucketSpec
 from paxtor.paxos.envelopes import (
     BINDINGS_NAME,
@@ -62,7 +63,6 @@ from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.proposer_server import ProposeRequest
 from paxtor.paxos.register import NOCONNECTION, Binding, EndedBinding, Register, identity, release_if_bound
-from paxtor.paxos.timers import TimerHandle, send_after
 
 __all__ = ["BindingWatcher", "PARENT_RELEASED", "UNTIL_PASSED", "NODE_RESTARTED"]
 

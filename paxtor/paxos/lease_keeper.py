@@ -27,10 +27,10 @@ from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.gen_server import Caller
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.primitives import demonitor, self_pid
+from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, LeaseHeartbeat, Timer
 from paxtor.paxos.lease import HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
 from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.timers import TimerHandle, send_after
 
 __all__ = ["LeaseKeeper", "LEASE_EXPIRED"]
 

@@ -132,11 +132,14 @@ def test_a_wrong_cookie_is_refused_and_logged_and_the_node_serves_others():
         intruder = start_distributed("intruder", port=0, seeds=[seed(n1)], **{**FAST, "cookie": "not-the-cookie"})
         n2 = start_distributed("node2", port=0, seeds=[seed(n1)], **FAST)
         assert n2.wait_for_nodes(["node1"], WAIT)
+        # both sides log the refusal, each in its own time: wait for both
         poll_until(lambda: any(e.get("reason", "").startswith("bad_cookie") and e.get("local") == "node1"
-                               for e in logs))
+                               for e in logs)
+                   and any(e["event"] == "handshake_failed" and e.get("local") == "intruder" for e in logs))
     refused = [e for e in logs if e["event"] == "handshake_failed" and e["local"] == "node1"]
-    assert refused and all(e["reason"].startswith("bad_cookie") for e in refused)
-    assert any(e["event"] == "handshake_failed" and e["local"] == "intruder" for e in logs)
+    # a loaded machine may also time a redial's handshake out; no refusal is ever anything else
+    assert refused and all(e["reason"].startswith(("bad_cookie", "handshake_timeout")) for e in refused)
+    assert any(e["reason"].startswith("bad_cookie") for e in refused)
     assert n1.nodes() == ["node2"] and intruder.nodes() == []
     pid = n2.run(rh.start_echo_server)
     assert call(pid, "served") == ("echo", "served")

@@ -8,7 +8,6 @@ pipes never blocks the hub the tester runs on) and are killed by pid."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -29,9 +28,10 @@ from paxtor.actors.distribution import DistributedNode, NodeDown, NodeUp, monito
 from paxtor.actors.framing import frame
 from paxtor.actors.ids import Pid
 from paxtor.actors.transport import RemoteSpawnError
+from paxtor.testing import LocalCluster, NodeProcess
 
 from . import remote_helpers as rh
-from .conftest import WAIT, free_port_block
+from .conftest import WAIT
 
 pytestmark = pytest.mark.subprocess
 
@@ -50,95 +50,18 @@ def _env(cookie: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), PAXTOR_COOKIE=cookie)
 
 
-class NodeProcess:
-    """One `python -m paxtor node N` OS process, logging JSON to a file."""
-
-    def __init__(self, number: int, base: int, cookie: str, workdir: Path, *extra: str, shell: bool = False) -> None:
-        self.number = number
-        self.name = f"node{number}"
-        self.log_path = workdir / f"{self.name}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        args = [sys.executable, "-m", "paxtor", "node", str(number), "--base-port", str(base), *NODE_FLAGS, *extra]
-        if not shell:
-            args.append("--no-shell")
-        self.proc = gevent.subprocess.Popen(
-            args,
-            cwd=workdir,
-            env=_env(cookie),
-            stdin=gevent.subprocess.PIPE if shell else gevent.subprocess.DEVNULL,
-            stdout=gevent.subprocess.PIPE if shell else self._log,
-            stderr=self._log,
-            text=shell,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def signal(self, sig: int) -> None:
-        os.kill(self.proc.pid, sig)
-
-    def wait(self, timeout: float = WAIT) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def events(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-        return found
-
-    def wait_for_log(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
-        """Only for what nothing in the test can be told of: another OS
-        process's log lines (poll with a deadline)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events():
-                if predicate(event):
-                    return event
-            assert time.monotonic() < deadline, f"log event not seen in {self.log_path}"
-            gevent.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process must run to die cleanly
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=WAIT)
-        self._log.close()
-
-
-class Cluster:
-    """node1..node3 as OS processes on one free block of ports."""
+class Cluster(LocalCluster):
+    """node1..node3 as `python -m paxtor node N` OS processes on one free block of ports."""
 
     def __init__(self, workdir: Path) -> None:
-        self.base = free_port_block(6)
-        self.cookie = f"cookie-{random.getrandbits(64):x}"
-        self.workdir = workdir
-        self.nodes: dict[str, NodeProcess] = {}
-        self.extra: list[NodeProcess] = []
-        for number in (1, 2, 3):
-            self.start(number)
+        super().__init__(3, flags=NODE_FLAGS, pythonpath=[REPO, REPO / "tests"], workdir=workdir)
+        self.base = self.base_port
+        self.start_all()
 
-    def start(self, number: int, *extra: str, shell: bool = False) -> NodeProcess:
-        node = NodeProcess(number, self.base, self.cookie, self.workdir, *extra, shell=shell)
-        if number <= 3 and not shell:
-            self.nodes[node.name] = node
-        else:
-            self.extra.append(node)
-        return node
-
-    def ensure_running(self) -> None:
-        """Restart any of node1..node3 an earlier test left dead or stopped."""
-        for name, node in list(self.nodes.items()):
-            if node.proc.poll() is not None:
-                node.kill()
-                self.start(node.number)
-
-    def close(self) -> None:
-        for node in [*self.nodes.values(), *self.extra]:
-            node.kill()
+    @property
+    def nodes(self) -> dict[str, NodeProcess]:
+        """The voters' processes (the latest of each)."""
+        return {name: self.processes[name] for name in NODES}
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def tester(cluster: Cluster) -> DistributedNode:
     """A node in this OS process that dials node1..node3 by number; the test
     body is one of its processes, subscribed to NodeUp/NodeDown."""
-    cluster.ensure_running()
+    cluster.restart_exited()
     dist = start_distributed("tester", port=0, base_port=cluster.base, cluster_size=3, cookie=cluster.cookie, **TIMING)
     assert dist.wait_for_nodes(NODES, 30), dist.nodes()
     assert self_pid().node == "tester"
@@ -253,7 +176,7 @@ def test_sigstop_is_declared_down_by_heartbeat_and_sigcont_reconnects(cluster, t
 
 
 def test_sigterm_stops_a_node_cleanly_with_exit_0(cluster, tester):
-    node5 = cluster.start(5, "--client", "--seeds", f"127.0.0.1:{tester.port}")
+    node5 = cluster.start(5, extra=["--client", "--seeds", f"127.0.0.1:{tester.port}"])
     up = node_event(NodeUp, "node5", timeout=30)
     node5.signal(signal.SIGTERM)
     assert node5.wait() == 0
@@ -364,7 +287,7 @@ def read_until(stream: Any, pattern: str, timeout: float = 30) -> re.Match[str]:
 
 def test_the_shell_runs_on_the_hub_while_it_waits_for_input(cluster, tester):
     register("sink", self_pid())
-    shell = cluster.start(4, "--client", "--seeds", f"127.0.0.1:{tester.port}", shell=True)
+    shell = cluster.start(4, extra=["--client", "--seeds", f"127.0.0.1:{tester.port}"], shell=True)
     try:
         node_event(NodeUp, "node4", timeout=30)
         stdin, stdout = shell.proc.stdin, shell.proc.stdout
@@ -391,7 +314,7 @@ def test_the_shell_runs_on_the_hub_while_it_waits_for_input(cluster, tester):
 
 
 def test_sigterm_ends_the_shell_and_stops_the_node_with_exit_0(cluster, tester):
-    shell = cluster.start(6, "--client", "--seeds", f"127.0.0.1:{tester.port}", shell=True)
+    shell = cluster.start(6, extra=["--client", "--seeds", f"127.0.0.1:{tester.port}"], shell=True)
     try:
         node_event(NodeUp, "node6", timeout=30)
         shell.signal(signal.SIGTERM)  # while the shell waits for input

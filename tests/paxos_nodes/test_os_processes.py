@@ -7,17 +7,12 @@ for the default lease's silence threshold (3 s * 1.05**2 + 0.5 s)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gevent
-import gevent.subprocess
 import pytest
 
 from paxtor import paxos
@@ -25,71 +20,38 @@ from paxtor.actors import call, receive, self_pid, spawn
 from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 from paxtor.actors.ids import Pid
 from paxtor.actors.messages import CallError
+from paxtor.testing import TEST_DISTRIBUTION, TEST_LEASE, LocalCluster, NodeProcess
 
 from . import helpers
-from .conftest import COOKIE, WAIT, Cluster
+from .conftest import WAIT
 
 pytestmark = pytest.mark.subprocess
 
 REPO = Path(__file__).resolve().parents[2]
 SILENCE = 3.0 * 1.05**2 + 0.5  # the default lease, drift and margin
 LEASE_HEARTBEAT = 3.0 / 4  # the default heartbeat_interval (lease / 4)
-FLAGS = ["--cluster-size", "3", "--durability", "fsync", "--log-json",
+#: on top of `LocalCluster`'s --cluster-size 3 --base-port --data-dir --log-json
+FLAGS = ["--durability", "fsync",
          "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1.0",
          "--handshake-timeout", "1", "--reconnect-max", "0.3"]
 
 
-class NodeProcess:
-    """One durable `python -m paxtor node N --no-shell`, logging JSON to a file."""
-
-    def __init__(self, number: int, base: int, workdir: Path) -> None:
-        self.name = f"node{number}"
-        self.number = number
-        self.log_path = workdir / f"{self.name}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO), str(REPO / "tests")]))
-        env = dict(os.environ, PYTHONPATH=path, PAXTOR_COOKIE=COOKIE)
-        argv = [sys.executable, "-m", "paxtor", "node", str(number), "--no-shell", "--base-port", str(base),
-                "--data-dir", str(workdir / "data"), *FLAGS]
-        self.proc = gevent.subprocess.Popen(argv, cwd=workdir, env=env, stdin=gevent.subprocess.DEVNULL,
-                                            stdout=self._log, stderr=self._log)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=WAIT)
-        self._log.close()
-
-    def events(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-        return found
-
-
-class OsCluster:
-    """node1..node3 as OS processes, and the client node4 in this process."""
+class OsCluster(LocalCluster):
+    """node1..node3 as durable OS processes, and the client node4 in this process
+    (short timings, memory durability: only the voters keep state)."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.local = Cluster(tmp_path)  # its free port block, short timings; only node4 runs here
-        self.base = self.local.base
-        self.procs: dict[str, NodeProcess] = {}
-        for number in (1, 2, 3):
-            self.start(number)
-        self.client = self.local.start(4, voter=False)
+        super().__init__(3, flags=FLAGS, pythonpath=[REPO, REPO / "tests"], workdir=tmp_path)
+        try:
+            self.start_all()
+            self.client = self.join(4, durability="memory", paxos=TEST_LEASE, **TEST_DISTRIBUTION)
+        except BaseException:
+            self.close()
+            raise
 
-    def start(self, number: int) -> NodeProcess:
-        proc = self.procs[f"node{number}"] = NodeProcess(number, self.base, self.tmp_path)
-        return proc
-
-    def close(self) -> None:
-        self.local.stop_all()
-        for proc in self.procs.values():
-            proc.kill()
+    @property
+    def procs(self) -> dict[str, NodeProcess]:
+        return self.processes
 
 
 @pytest.fixture

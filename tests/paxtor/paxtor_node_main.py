@@ -1,27 +1,23 @@
 """A test node as its own OS process: ``python paxtor_node_main.py N BASE_PORT``.
 
-Starts ``node<N>`` as `paxtor_cluster.start_test_node` does, prints "ready"
-once its services run, and serves until it is killed (the subprocess tests
-kill it with SIGKILL)."""
+``node<N>`` by `paxtor.start_node` with the tests' short lease and memory
+durability (`paxtor.testing.start_test_node`; ``python -m paxtor node`` has
+no lease flags), the cookie from ``$PAXTOR_COOKIE``, JSON logs on stderr
+(``node_started`` once its services run); it serves until it is killed."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import gevent
-import structlog
+
+from paxtor.cli import configure_logging
+from paxtor.testing import start_test_node
 
 
 def main() -> None:
-    structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-    )
-    from paxtor_cluster import start_test_node
-
-    start_test_node(int(sys.argv[1]), int(sys.argv[2]))
-    print("ready", flush=True)
+    configure_logging(json_output=True)
+    start_test_node(int(sys.argv[1]), base_port=int(sys.argv[2]))
     gevent.wait()
 
 
