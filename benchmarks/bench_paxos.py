@@ -12,6 +12,9 @@ functions), so what is timed is the API as an application on a voter uses it:
   put fresh       `paxos.put` of a fresh key: phase 1 + phase 2 (2 RTT + fsync)
   put again       `paxos.put` on a key node1 wrote last: the 1-RTT path
   puts/s          8 client processes (round-robin over the 3 nodes), distinct keys
+  one key         8 clients (round-robin over the 3 nodes) incrementing ONE key:
+                  rounds/s and how evenly the clients got through (Jain's index,
+                  1.0 = perfectly even; proposer fairness across nodes)
 
 Targets (ratios to the call rtt of the same run): fresh put <= 3x, the
 1-RTT path <= 1.5x (memory durability). etcd: `benchmarks.baselines` runs a
@@ -134,6 +137,34 @@ def put_client(reply_to: Any, run: str, client: int, start_at: float, seconds: f
     send(reply_to, ("client_done", client, done, errors))
 
 
+def _increment(register: Any) -> Any:
+    if register.filled:
+        return register.with_value(register.value + 1)
+    return register.claim(1)
+
+
+def contend_client(reply_to: Any, run: str, client: int, start_at: float, seconds: float) -> None:
+    """One of the clients on ONE key: increments it during the window; reports its count."""
+    paxos.wait_for_quorum(30)
+    gevent.sleep(max(0.0, start_at - time.time()))
+    end = time.monotonic() + seconds
+    done = errors = 0
+    while time.monotonic() < end:
+        try:
+            paxos.propose((run, "contended"), _increment, timeout=2.0)
+            if time.monotonic() <= end:
+                done += 1
+        except paxos.NoQuorum:
+            errors += 1
+    send(reply_to, ("contend_done", client, done, errors))
+
+
+def jain(counts: list[int]) -> float:
+    """Jain's fairness index: 1.0 when all equal, 1/n when one got everything."""
+    total = sum(counts)
+    return total * total / (len(counts) * sum(c * c for c in counts)) if total else 0.0
+
+
 # -- the harness (this process) -------------------------------------------------------------------
 
 
@@ -217,7 +248,15 @@ def measure(durability: str, ops: int, seconds: float, profile: str | None) -> d
             counts = [receive(lambda m: isinstance(m, tuple) and m[0] == "client_done", timeout=300) for _ in range(CLIENTS)]
             cores = (nodes.cpu_seconds() - cpu_before) / seconds
             done = sum(c[2] for c in counts)
+            start_at = time.time() + 1.0
+            for client in range(CLIENTS):
+                spawn(this.contend_client, self_pid(), run, client, start_at, seconds, node=NODES[client % 3])
+            contended = [receive(lambda m: isinstance(m, tuple) and m[0] == "contend_done", timeout=300) for _ in range(CLIENTS)]
+            contended.sort(key=lambda c: c[1])
             return {
+                "contended_per_s": sum(c[2] for c in contended) / seconds,
+                "contended_counts": [c[2] for c in contended],
+                "contended_errors": sum(c[3] for c in contended),
                 "latency": best,
                 "puts_per_s": done / seconds,
                 "errors": sum(c[3] for c in counts),
@@ -270,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"   puts/s ({CLIENTS} clients, distinct keys): {result['puts_per_s']:8.0f}"
             f"   node CPU {result['server_cores']:.2f} cores   errors: {result['errors']}"
+        )
+        counts = result["contended_counts"]
+        print(
+            f"   one key ({CLIENTS} clients on 3 nodes): {result['contended_per_s']:6.0f} rounds/s"
+            f"   Jain {jain(counts):.3f}   counts {counts}   errors: {result['contended_errors']}"
         )
         if result["profile"]:
             print(result["profile"])

@@ -15,6 +15,9 @@ as Paxtor is meant to be used) and collects their figures by message:
                   (fairness: all within 10% of the mean; Jain's index)
   distinct keys   8 clients spread over the nodes, each on its own key:
                   lock+unlock/s in total
+  rounds          (``--count``) what one uncontended lock+unlock costs on
+                  node1: Paxos rounds, acceptor records and fsyncs there,
+                  local calls (call counts under cProfile, per lock+unlock)
   name call       a client on node1 calls a singleton (hosted on node2)
                   through its name and through its pid, interleaved rounds:
                   the ratio (a name costs no consensus round once cached)
@@ -152,6 +155,63 @@ def uncontended(reply_to: Any, ops: int, warmup: int) -> None:
     send(reply_to, ("uncontended", samples))
 
 
+#: (module suffix, function) whose calls per lock+unlock `--count` reports.
+COUNTED = (
+    ("paxtor/paxos/api.py", "propose"),
+    ("paxtor/paxos/proposer_server.py", "_attempt"),
+    ("paxtor/paxos/local_acceptor.py", "handle"),
+    ("paxtor/paxos/storage.py", "append"),
+    ("paxtor/paxos/storage.py", "_commit"),
+    ("paxtor/actors/gen_server.py", "call"),
+    ("paxtor/actors/gen_server.py", "cast"),
+)
+
+
+def count_calls(reply_to: Any, ops: int) -> None:
+    """Under cProfile (every greenlet of node1): calls per lock+unlock of the COUNTED functions."""
+    import cProfile
+    import pstats
+
+    import paxtor
+    from paxtor.actors import send
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(ops):
+        paxtor.lock("bench-counted")
+        paxtor.unlock("bench-counted")
+    gevent.sleep(0.2)  # let the last round's durable callbacks run
+    profiler.disable()
+    counts = {}
+    for (path, _line, name), (calls, *_rest) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        for suffix, wanted in COUNTED:
+            if name == wanted and path.endswith(suffix):
+                label = f"{suffix.rsplit('/', 1)[1][:-3]}.{name}"
+                counts[label] = counts.get(label, 0.0) + calls / ops
+    send(reply_to, ("counted", counts))
+
+
+def log_counters(reply_to: Any, tag: Any) -> None:
+    """This voter's acceptor: (records appended, fsyncs) so far; group commit is their ratio."""
+    import gc
+
+    from paxtor.actors import send
+    from paxtor.paxos.local_acceptor import LocalAcceptor
+
+    voting = [o for o in gc.get_objects() if isinstance(o, LocalAcceptor)]  # benchmark only: no API for it
+    records = sum(v._appends for v in voting)
+    fsyncs = sum(v.durable_log.fsync_count for v in voting if v.durable_log is not None)
+    send(reply_to, (tag, records, fsyncs))
+
+
+def _log_counters(me: Any) -> list[tuple[int, int]]:
+    from paxtor.actors import spawn
+
+    for node in NODES:
+        spawn(log_counters, me, ("log_counters", node), node=node)
+    return [tuple(_receive_tagged("log_counters")[1:]) for _ in NODES]  # type: ignore[misc]
+
+
 def lock_loop(reply_to: Any, key: Any, seconds: float, start_at: float, tag: Any) -> None:
     """lock+unlock `key` from `start_at` (wall clock) for `seconds`: the count."""
     import paxtor
@@ -240,7 +300,7 @@ def _free_base_port() -> int:
     raise RuntimeError("no free block of ports")
 
 
-def measure(seconds: float, ops: int) -> dict[str, Any]:
+def measure(seconds: float, ops: int, count: bool = False) -> dict[str, Any]:
     """Start the voters, run every workload, stop them; the figures."""
     from paxtor.actors.distribution import start_distributed, stop_all_distributed
 
@@ -251,13 +311,13 @@ def measure(seconds: float, ops: int) -> dict[str, Any]:
             bench = start_distributed("bench", port=0, base_port=base, cluster_size=3, cookie=COOKIE,
                                       heartbeat_interval=1.0, heartbeat_timeout=10.0)
             assert bench.wait_for_nodes(NODES, 30), "the voters did not connect"
-            return bench.run(_workloads, base, seconds, ops, timeout=None)
+            return bench.run(_workloads, base, seconds, ops, count, timeout=None)
         finally:
             stop_all_distributed()
             voters.stop()
 
 
-def _workloads(base: int, seconds: float, ops: int) -> dict[str, Any]:
+def _workloads(base: int, seconds: float, ops: int, count: bool = False) -> dict[str, Any]:
     from paxtor.actors import self_pid, spawn
 
     me = self_pid()
@@ -272,6 +332,9 @@ def _workloads(base: int, seconds: float, ops: int) -> dict[str, Any]:
     p99 = samples[min(len(samples) - 1, max(0, round(0.99 * len(samples)) - 1))]
     results["lock_unlock_median_ms"] = statistics.median(samples) * 1e3
     results["lock_unlock_p99_ms"] = p99 * 1e3
+    if count:
+        spawn(count_calls, me, 200, node="node1")
+        results["per_lock_unlock"] = _receive("counted")[1]
 
     start_at = time.time() + 1.0
     for i in range(CLIENTS):
@@ -286,6 +349,7 @@ def _workloads(base: int, seconds: float, ops: int) -> dict[str, Any]:
     results["contended_max_deviation"] = max(abs(c - mean) / mean for c in counts) if mean else None
     results["contended_jain_fairness"] = sum(counts) ** 2 / (CLIENTS * sum(c * c for c in counts)) if mean else None
 
+    before = _log_counters(me)
     start_at = time.time() + 1.0
     for i in range(CLIENTS):
         spawn(lock_loop, me, ("bench-distinct", i), seconds, start_at, ("distinct", i), node=NODES[i % 3])
@@ -293,6 +357,10 @@ def _workloads(base: int, seconds: float, ops: int) -> dict[str, Any]:
     for _ in range(CLIENTS):
         total += _receive_tagged("distinct")[1]
     results["distinct_lock_unlock_per_s"] = total / seconds
+    after = _log_counters(me)
+    records = sum(a[0] - b[0] for a, b in zip(after, before))
+    fsyncs = sum(a[1] - b[1] for a, b in zip(after, before))
+    results["distinct_records_per_fsync"] = records / fsyncs if fsyncs else None
 
     spawn(home_of, me, [("bench-name", i) for i in range(50)], node="node1")
     homes = _receive("homes")[1]
@@ -336,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput measurement")
     parser.add_argument("--ops", type=int, default=2000, help="lock+unlock pairs timed for the latency")
     parser.add_argument("--no-baselines", action="store_true", help="skip etcd/ZooKeeper")
+    parser.add_argument("--count", action="store_true", help="count rounds, records, fsyncs, calls per lock+unlock")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--node", nargs=3, metavar=("N", "BASE_PORT", "DATA_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -343,14 +412,18 @@ def main(argv: list[str] | None = None) -> int:
         node_main(int(args.node[0]), int(args.node[1]), args.node[2])
         return 0
     _quiet_logs()
-    ours = measure(args.seconds, args.ops)
+    ours = measure(args.seconds, args.ops, args.count)
     print("Paxtor, 3 durable voters (fsync), 127.0.0.1:")
     print(f"  lock+unlock uncontended      median {ours['lock_unlock_median_ms']:.3f} ms   p99 {ours['lock_unlock_p99_ms']:.3f} ms"
           f"   (target: median < 0.6 ms)")
+    if "per_lock_unlock" in ours:
+        counted = "  ".join(f"{name} {n:.2f}" for name, n in sorted(ours["per_lock_unlock"].items()))
+        print(f"  per lock+unlock on node1     {counted}")
     print(f"  one key, {CLIENTS} clients          {ours['contended_handoffs_per_s']:.0f} handoffs/s   counts {ours['contended_counts']}"
           f"   max deviation {100 * ours['contended_max_deviation']:.1f}%   Jain {ours['contended_jain_fairness']:.4f}"
           f"   (target: >= 1000/s, within 10%)")
-    print(f"  distinct keys, {CLIENTS} clients    {ours['distinct_lock_unlock_per_s']:.0f} lock+unlock/s   (target: >= 3000/s)")
+    print(f"  distinct keys, {CLIENTS} clients    {ours['distinct_lock_unlock_per_s']:.0f} lock+unlock/s   (target: >= 3000/s)"
+          f"   acceptor records per fsync {ours['distinct_records_per_fsync'] or 0:.2f}")
     print(f"  call through a name          {ours['name_call_us']:.1f} us vs pid {ours['pid_call_us']:.1f} us"
           f"   ratio {ours['name_over_pid']:.3f}   (singleton on {ours['name_host']}; target <= 1.2)")
     if not args.no_baselines:

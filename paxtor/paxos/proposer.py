@@ -100,10 +100,15 @@ def majority(voters: Sequence[str]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Randomized exponential backoff ("full jitter"): the draw is an input, not hidden."""
+    """Randomized exponential backoff ("full jitter"): the draw is an input, not hidden.
+
+    The cap is a tenth of a second, not a second: a round takes about a
+    millisecond, and a loser that kept doubling up to 1 s lost the key to
+    nodes whose new requests started again at attempt 0 (it timed out).
+    """
 
     base: float = 0.01
-    cap: float = 1.0
+    cap: float = 0.1
     veto: float = 0.5  # after a lease veto: the owner's lease will not lapse much sooner
 
     def delay(self, attempt: int, draw: float) -> float:

@@ -16,6 +16,13 @@ Per request, until its deadline (default 5 s):
 - CONFLICT and VETOED are retried after the core's randomized backoff (the
   random draws come from this process's own `random.Random`); an attempt
   with no quorum of answers within ``attempt_timeout`` is retried too;
+- after a CONFLICT the ballot counter skips ahead by blocks of
+  `BALLOT_SKIP` (more for a request that lost more often, plus a random
+  offset): the winner's 1-RTT rounds bump its counter by one or two each, so
+  a retry one above what it heard of was outrun again before it landed, and
+  equal ballot counters went to the larger node name (the node that wrote a
+  key last starved the others). Any ballot is safe; only liveness depends
+  on this;
 - thrifty phases: each phase goes first to a quorum only (this node and
   voters picked by the key's hash), the other voters get it on a refusal or
   after ``thrifty_after`` without a decision;
@@ -49,6 +56,7 @@ from paxtor.actors.ids import Pid
 from paxtor.actors.primitives import self_pid
 from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import Accept, Accepted, Nack, Promise
+from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import (
     ACCEPTOR_NAME,
     BINDINGS_NAME,
@@ -88,6 +96,9 @@ _NOQUORUM_WAIT = "wait"  # re-check quorum/lease for a waiting request
 _THRIFTY = "thrifty"  # the voters a phase first skipped get its message after all
 
 Slot = tuple[str, Hashable]
+
+#: After a conflict, the next ballot's counter jumps past the winner's by at least this much.
+BALLOT_SKIP = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +435,8 @@ class ProposerServer(GenServer):
         self.state.on_decision(round_, decision)
         pending = slot.active
         assert pending is not None
+        if decision.outcome == CONFLICT:
+            self.state.observe(self._skip_ahead(decision.highest_seen, pending.attempt))
         outcome = decision.outcome
         if outcome == CHOSEN:
             register = decision.register
@@ -451,6 +464,16 @@ class ProposerServer(GenServer):
             self._fail_no_quorum(slot_key, slot, f"gave up at the deadline ({why.get(outcome, outcome)})")
             return
         self._set_timer(slot_key, slot, delay, _RETRY)
+
+    def _skip_ahead(self, seen: Ballot, attempt: int) -> Ballot:
+        """The ballot to fast-forward past after losing to ``seen`` (see the module docstring).
+
+        A request that lost more often jumps further (it outranks those that
+        lost less: ageing), and a random offset breaks ties between nodes that
+        lost equally often (else the larger node name would always win).
+        """
+        block = seen.counter // BALLOT_SKIP + 1 + attempt
+        return Ballot(block * BALLOT_SKIP + self.rng.randrange(BALLOT_SKIP // 2), seen.node)
 
     def _chosen(self, pending: _Pending, register: Register) -> None:
         """Lease and binding duties once a round's value is chosen."""

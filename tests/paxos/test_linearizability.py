@@ -345,7 +345,10 @@ def test_one_impossible_output_is_rejected(model, history, rnd):
     result = check(history, model)
     assert not result.ok and not result.unknown
     assert result.key == o.key
-    assert IMPOSSIBLE in result.message
+    # The explanation names the stuck point (the longest linearizable prefix and the
+    # candidates for the next step); the mutated operation is among them only when it
+    # could be next, so only the verdict and the key are certain here.
+    assert f"key {o.key!r} is not linearizable" in result.message
 
 
 def client_history(rng, key, n, clients, timeout_rate=0.01):
