@@ -283,6 +283,4 @@ def _release(table: LockTable, me: Pid, k: bytes, token: int) -> None:
     """End `me`'s tenure `token`; the key's home hands the lock to the next waiter."""
     run_op(k, ("release", token, me, UNLOCKED), Deadline(None), table.routing)
     table.forget_owner(me, k)
-    unhold = getattr(paxos, "unhold", None)
-    if unhold is not None:
-        unhold(me, LOCKS_BUCKET, k, token)
+    paxos.unhold(me, LOCKS_BUCKET, k, token)

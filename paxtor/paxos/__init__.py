@@ -8,7 +8,7 @@ The API (DESIGN section 4, PAXOS_API.md) acts on the current node::
     paxos.pid_of(key), paxos.node_of(key), paxos.epoch_of(key)
     paxos.propose(key, change)          # change: Register -> Register
     paxos.start_bucket(name, release_policy, on_release) / paxos.Bucket(...)
-    paxos.wait_for_quorum(timeout), paxos.lease_term(), paxos.hold(...)
+    paxos.wait_for_quorum(timeout), paxos.lease_term(), paxos.hold(...), paxos.unhold(...)
 
 How a node runs it: `paxtor.paxos.services`.
 """
@@ -22,6 +22,7 @@ from paxtor.paxos.api import (
     pid_of,
     propose,
     put,
+    unhold,
     wait_for_quorum,
 )
 from paxtor.paxos.bucket import Bucket, start_bucket
@@ -44,6 +45,7 @@ __all__ = [
     "wait_for_quorum",
     "lease_term",
     "hold",
+    "unhold",
     "Register",
     "Binding",
     "EndedBinding",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from paxtor.actors import call, whereis
+from paxtor.actors import call, cast, whereis
 from paxtor.actors.ids import Pid
 from paxtor.actors.messages import CallError, CallTimeout
 from paxtor.actors.node import current_node
@@ -212,6 +212,19 @@ def hold(pid: Pid, bucket: str, key: Hashable, epoch: int, term: int | None) -> 
     if pid.node != here.name or pid.incarnation != here.incarnation:
         raise ValueError(f"hold() takes a pid of this node ({here.name}), got {pid!r}")
     return _call(LEASE_KEEPER_NAME, ("hold", pid, bucket, key, epoch, term), _DEFAULT_CALL_TIMEOUT)
+
+
+def unhold(pid: Pid, bucket: str, key: Hashable, epoch: int) -> None:
+    """Forget that local ``pid`` owns tenure ``epoch`` of ``bucket``/``key`` (it ended).
+
+    A tenure ended by a round proposed on another node (an unlock sent to the
+    key's home) is not seen here; without this, a lease loss would still kill
+    a process that no longer owns anything. A stale or unknown tenure is ignored.
+    """
+    if not isinstance(pid, Pid):
+        raise TypeError(f"unhold() takes a Pid, got {pid!r}")
+    check_bucket_name(bucket)
+    cast(LEASE_KEEPER_NAME, ("unhold", pid, bucket, key, epoch))
 
 
 def wait_for_quorum(timeout: float | None = 10) -> None:

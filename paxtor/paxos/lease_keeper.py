@@ -163,6 +163,9 @@ class LeaseKeeper(GenServer):
                     self._kill(pid, bucket, key, epoch)
             case ("tenure_now", str(bucket), key, int(epoch), owner):
                 self._settle(bucket, key, epoch, owner)
+            case ("unhold", Pid() as pid, str(bucket), key, int(epoch)):
+                if self.node.holds.get(pid, {}).get((bucket, key)) == epoch:
+                    self._drop(pid, (bucket, key))
             case _:
                 log.warning("lease_keeper_unexpected_cast", msg=repr(msg)[:200])
 

@@ -90,3 +90,16 @@ class Releases:
                     return driver, chosen
             _, driver, _, seen_key, chosen = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
             self.seen.append((driver, seen_key, chosen))
+
+
+def claim_unhold_and_park(key: Any, value: Any, bucket: str, reply_to: Any) -> None:
+    """Bind `key` to this process, then tell the lease keeper the tenure ended
+    (as `unlock` does when another node proposed the release), report, park."""
+    from paxtor import paxos
+    from paxtor.actors import self_pid
+
+    paxos.put(key, value, pid=self_pid(), bucket=bucket)
+    paxos.unhold(self_pid(), bucket, key, paxos.epoch_of(key, bucket=bucket))
+    paxos.unhold(self_pid(), bucket, key, 10**9)  # a stale tenure is ignored, not an error
+    send(reply_to, ("unheld", key, self_pid()))
+    park()

@@ -192,3 +192,24 @@ def test_quorum_log_lines(cluster: Cluster):
         ("quorum_reached", "Quorum reached. [cluster:2/3]"),
         ("quorum_lost", "Quorum lost. [cluster:1/3]"),
     ]
+
+
+def test_an_unheld_tenure_is_not_killed_on_lease_loss(cluster: Cluster):
+    cluster.configure(dist=dict(heartbeat_timeout=0.5), lease=1.0, margin=0.3, heartbeat_interval=0.1)
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    spawn(helpers.claim_and_park, "held", "a", BUCKET, self_pid(), node="node3")
+    held = receive(lambda m: isinstance(m, tuple) and m[0] == "claimed", timeout=WAIT)[3]
+    spawn(helpers.claim_unhold_and_park, "unheld", "b", BUCKET, self_pid(), node="node3")
+    unheld = receive(lambda m: isinstance(m, tuple) and m[0] == "unheld", timeout=WAIT)[2]
+    held_down = _down_watch("node3", held)
+    unheld_down = _down_watch("node3", unheld)
+    cluster.faults.partition("node3", "node1")
+    cluster.faults.partition("node3", "node2")
+    assert held_down.get(timeout=WAIT)[0] == "lease_expired"  # the lease loss has happened...
+    # ...and spared the process that no longer owns anything (an absence: give a kill
+    # from the same lease loss ample time to show)
+    unheld_down.wait(timeout=0.5)
+    assert not unheld_down.ready()
+    assert nodes[2].run(lambda: paxos.lease_term()) is None
+    cluster.faults.heal()
