@@ -41,7 +41,7 @@ from paxtor.actors.node import current_node
 from paxtor.lock_messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
 from paxtor.lock_register import Op, batch_change, grant_of, ops_of_pid, owner_of, waiters_of
 from paxtor.paxos.register import Register
-from paxtor.paxos.timers import TimerHandle, send_after
+from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.placement import rendezvous_order
 from paxtor.rounds import QUORUM_WAIT, Deadline
 

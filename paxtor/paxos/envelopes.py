@@ -100,7 +100,7 @@ class ProposeDone:
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """A timer a PaxosKV process set for itself fired (see `paxtor.paxos.timers`)."""
+    """A timer a PaxosKV process set for itself fired (see `paxtor.actors.timers`)."""
 
     kind: str
     token: Any

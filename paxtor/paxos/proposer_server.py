@@ -83,7 +83,7 @@ from paxtor.paxos.proposer import (
     Step,
 )
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
-from paxtor.paxos.timers import TimerHandle, send_after
+from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.wire_format import REPLY_TAGS, pack_request, unpack_reply
 
 __all__ = ["ProposerServer", "ProposeRequest"]
