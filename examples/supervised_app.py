@@ -31,7 +31,7 @@ from typing import Any
 import gevent
 
 import paxtor
-from paxtor.actors import ChildSpec, Down, GenServer, Supervisor, call, monitor, self_pid, send
+from paxtor.actors import ChildSpec, Down, GenServer, Supervisor, call, monitor, receive, self_pid, send
 from paxtor.cli import configure_logging
 from paxtor.testing import nodes_in_this_process
 
@@ -145,6 +145,7 @@ def crash_ledger() -> Any:
         call(old, "crash")
     except Exception as exc:
         print(f"   call(ledger, 'crash') raised {type(exc).__name__}")
+    receive(lambda m: isinstance(m, Down) and m.ref == ref, timeout=10)  # the old one is gone
     while True:  # billing_sup restarts it: wait for the new one
         pid = ledger()
         if pid != old:

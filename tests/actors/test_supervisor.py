@@ -20,7 +20,6 @@ import pytest
 
 from paxtor.actors import (
     ChildSpec,
-    Down,
     Exit,
     GenServer,
     ReceiveTimeout,
