@@ -30,5 +30,8 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m benchmarks
 
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --runs $(RUNS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -37,8 +37,6 @@ class Mailbox:
         "_waiting",
         "_wake_pending",
         "_timed_out",
-        "_timer",
-        "_timer_after",
         "interrupt",
     )
 
@@ -51,8 +49,6 @@ class Mailbox:
         self._waiting = False
         self._wake_pending = False
         self._timed_out = False
-        self._timer: Any = None  # kept for reuse: most receives repeat one timeout
-        self._timer_after = 0.0
         self.interrupt: BaseException | None = None
 
     # -- senders' side ---------------------------------------------------
@@ -119,13 +115,11 @@ class Mailbox:
         return queue.popleft()
 
     def _start_timer(self, timeout: float) -> Any:
+        """A fresh timer per timed receive: a restarted libev timer resumes from
+        what was left of its last run (or fires at once if it ran out), so a
+        reused one would make later receives time out early."""
         self._timed_out = False
-        timer = self._timer
-        if timer is None or self._timer_after != timeout:
-            if timer is not None:
-                timer.close()
-            timer = self._timer = self.hub.loop.timer(timeout)
-            self._timer_after = timeout
+        timer = self.hub.loop.timer(timeout)
         timer.start(self._on_timeout)
         return timer
 
@@ -143,7 +137,7 @@ class Mailbox:
                     self._raise_interrupt()
             return queue.popleft()
         finally:
-            timer.stop()
+            timer.close()
 
     def _receive_matching(self, match: Callable[[Any], bool], timeout: float | None) -> Any:
         queue = self._queue
@@ -178,7 +172,7 @@ class Mailbox:
                 queue.extendleft(reversed(saved))
                 saved.clear()
             if timer is not None:
-                timer.stop()
+                timer.close()
 
     def remove_if(self, pred: Callable[[Any], bool]) -> int:
         """Drop every queued message for which `pred` is true; return how many."""

@@ -122,6 +122,31 @@ def test_receive_waits_for_a_message_sent_later():
     assert receive(timeout=5) == "late"
 
 
+@pytest.mark.parametrize("selective", [False, True], ids=["any", "selective"])
+def test_every_timed_receive_gets_its_whole_timeout(selective):
+    """Regression: a reused timer resumed from what an earlier receive left of it,
+    so once a process had waited `timeout` in total, its receives timed out early."""
+    me = self_pid()
+    match = (lambda m: m == "tick") if selective else None
+
+    def ticker(n):
+        for _ in range(n):
+            receive()  # wait for the ask, then answer a little later
+            gevent.sleep(0.01)
+            send(me, "tick")
+
+    rounds = 12  # 12 waits of ~10 ms each add up to more than one whole timeout
+    pid = spawn(ticker, rounds)
+    for _ in range(rounds):
+        send(pid, "ask")
+        assert receive(match, timeout=0.05) == "tick"
+    with pytest.raises(ReceiveTimeout):  # a receive that ran out ...
+        receive(match, timeout=0.02)
+    pid = spawn(ticker, 1)
+    send(pid, "ask")
+    assert receive(match, timeout=0.05) == "tick"  # ... does not doom the next one
+
+
 def test_a_match_predicate_that_raises_loses_no_message():
     me = self_pid()
     send(me, "a")

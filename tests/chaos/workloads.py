@@ -1,0 +1,233 @@
+"""The chaos workloads: fenced lock-protected sets, and a linearizable register.
+
+lock-set: workers on every node (voters via remote spawn, and the client)
+loop: `paxtor.lock(key)`, read a set from `FencedSetResource` (a GenServer in
+the harness process that checks fencing tokens with `paxtor.Fence`), add one
+element, write the set back, `unlock`. The resource logs every accepted and
+refused access; the workers report their "belief" intervals to a `Recorder`.
+
+register: workers in the harness process run put/get/increment on a few
+PaxosKV keys and record each as a `linearizability.Operation` (a timeout or
+NoQuorum is recorded as "maybe": complete=None). They run on the client
+node, so no record can be lost with a killed node; their rounds still need
+a quorum of the (faulted) voters.
+
+singletons: workers in the harness process call `paxtor.name`d counters
+(`CountingSingleton`, started on whichever node the name places it); every
+reply carries the serving pid, its tenure's epoch and the time it served.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Hashable
+from contextlib import suppress
+from typing import Any
+
+import gevent
+
+import paxtor
+from paxtor import paxos
+from paxtor.actors import (
+    Down,
+    GenServer,
+    ReceiveTimeout,
+    call,
+    receive,
+    self_pid,
+    send,
+    spawn_monitor,
+)
+from paxtor.fence import Fence, StaleToken
+from paxtor.paxos.register import Register, put_if_empty
+from paxtor.paxos.sim.linearizability import Operation
+from paxtor.rounds import paxos_key
+from paxtor.singleton_keeper import NAMES_BUCKET
+
+RESOURCE = "chaos_resource"
+RECORDER = "chaos_recorder"
+LOCK_TIMEOUT = 4.0
+CALL_TIMEOUT = 3.0
+OP_TIMEOUT = 2.0
+
+
+def now() -> float:
+    """Monotonic seconds, comparable across the OS processes of one Linux host."""
+    return time.monotonic()
+
+
+class FencedSetResource(GenServer):
+    """A shared set per key that only accepts reads/writes carrying a fresh fencing token."""
+
+    def init(self) -> None:
+        self.fence = Fence()
+        self.sets: dict[Hashable, frozenset[str]] = {}
+        self.log: list[tuple[Any, ...]] = []  # (t, op, key, token, holder, elem, outcome)
+        self.watches: dict[str, Any] = {}  # node -> pid to tell when a holder there reads
+
+    def handle_call(self, request: Any, caller: Any) -> Any:
+        kind = request[0]
+        if kind == "watch":  # the nemesis: tell me when a holder on this node is mid-section
+            self.watches[request[1]] = request[2]
+            return "ok"
+        if kind == "dump":
+            return list(self.log), {k: sorted(v) for k, v in self.sets.items()}
+        _, key, token, holder = request[:4]
+        try:
+            self.fence.check(key, token)
+        except StaleToken as exc:
+            self.log.append((now(), kind, key, token, holder, request[4] if kind == "write" else None, "stale"))
+            return ("stale", exc.highest)
+        if kind == "read":
+            self.log.append((now(), "read", key, token, holder, None, "ok"))
+            watcher = self.watches.pop(holder.node, None)
+            if watcher is not None:
+                send(watcher, ("in_critical_section", holder.node, holder, key, token))
+            return ("ok", sorted(self.sets.get(key, frozenset())))
+        if kind == "write":
+            elem, members = request[4], request[5]
+            self.sets[key] = frozenset(members)
+            self.log.append((now(), "write", key, token, holder, elem, "ok"))
+            return ("ok",)
+        raise ValueError(f"unknown request {request!r}")
+
+
+class Recorder(GenServer):
+    """Collects the events workers send (any message), stamped on arrival."""
+
+    def init(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def handle_info(self, msg: Any) -> None:
+        if isinstance(msg, tuple):
+            self.events.append(msg)
+
+    def handle_call(self, request: Any, caller: Any) -> Any:
+        return list(self.events)
+
+
+def lock_set_worker(worker: str, keys: list[str], client: str, deadline: float, seed: int) -> None:
+    """Runs on any node until `deadline`: lock, read-add-write through the fence, unlock."""
+    rng = random.Random(f"{seed}:{worker}:{self_pid()}")
+    resource = (RESOURCE, client)
+    recorder = (RECORDER, client)
+    me = self_pid()
+    n = 0
+    while now() < deadline:
+        key = rng.choice(keys)
+        try:
+            token = paxtor.lock(key, timeout=LOCK_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - no quorum, timeout: try again
+            send(recorder, ("lock_failed", worker, me, key, now(), type(exc).__name__))
+            gevent.sleep(0.05)
+            continue
+        acquired = now()
+        send(recorder, ("acquired", worker, me, key, token, acquired))
+        elem = f"{worker}/{me}/{n}"
+        n += 1
+        outcome = "?"
+        try:
+            read = call(resource, ("read", key, token, me), timeout=CALL_TIMEOUT)
+            if read[0] == "ok":
+                gevent.sleep(rng.uniform(0, 0.1))  # a long enough critical section that pauses land in it
+                wrote = call(resource, ("write", key, token, me, elem, [*read[1], elem]), timeout=CALL_TIMEOUT)
+                outcome = wrote[0]
+            else:
+                outcome = read[0]
+        except Exception as exc:  # noqa: BLE001 - the resource call failed: the add is not acked
+            outcome = type(exc).__name__
+        believed_until = now()
+        with suppress(Exception):  # if unlock fails, the lock is released when this process exits
+            paxtor.unlock(key)
+        send(recorder, ("released", worker, me, key, token, acquired, believed_until, outcome))
+
+
+def keep_running(worker: str, keys: list[str], client: str, node: str, deadline: float, seed: int) -> None:
+    """Runs in the harness: keep one `lock_set_worker` alive on `node` until `deadline`."""
+    while now() < deadline:
+        try:
+            _, ref = spawn_monitor(lock_set_worker, worker, keys, client, deadline, seed, node=node)
+            receive(lambda m, ref=ref: isinstance(m, Down) and m.ref == ref, timeout=max(0.1, deadline - now() + 5))
+        except ReceiveTimeout:
+            return  # still running well past the deadline: leave it (the node dies with the run)
+        except Exception:  # noqa: BLE001 - node unreachable right now: try again shortly
+            gevent.sleep(0.3)
+        gevent.sleep(0.2)
+
+
+def increment(register: Register) -> Register:
+    """Change function: empty -> 1, n -> n + 1 (same tenure)."""
+    if register.is_empty:
+        return put_if_empty(1)(register)
+    return register.with_value(register.value + 1)
+
+
+def register_worker(worker: str, keys: list[str], history: list[Operation], deadline: float, seed: int,
+                    errors: list[tuple[float, str, str, float]]) -> None:
+    """Runs on the client node: put/get/increment, each recorded as an Operation."""
+    rng = random.Random(f"{seed}:{worker}")
+    while now() < deadline:
+        key = rng.choice(keys)
+        roll = rng.random()
+        if roll < 0.4:
+            op: tuple[Any, ...] = ("get",)
+        elif roll < 0.9:
+            op = ("incr",)
+        else:
+            op = ("put", rng.randrange(100, 1000))
+        start = now()
+        try:
+            timeout = OP_TIMEOUT
+            if op[0] == "get":
+                output = paxos.get(key, default=None, timeout=timeout)
+            elif op[0] == "incr":
+                output = paxos.propose(key, increment, timeout=timeout).value
+            else:
+                output = paxos.put(key, op[1], timeout=timeout)
+            history.append(Operation(worker, key, op, output, start, now()))
+            gevent.sleep(rng.uniform(0, 0.01))
+        except Exception as exc:  # noqa: BLE001 - NoQuorum/timeout: it may or may not have happened
+            history.append(Operation(worker, key, op, None, start, None))
+            errors.append((now(), key, f"{type(exc).__name__}: {str(exc)[:120]}", start))
+            gevent.sleep(0.05)
+
+
+def hold_until_killed(key: str, reply_to: Any) -> None:
+    """Liveness probe, on a voter: take the lock on `key`, say so, and hold it until the node dies."""
+    token = paxtor.lock(key, timeout=LOCK_TIMEOUT)
+    send(reply_to, ("holding", key, self_pid(), token))
+    receive()
+
+
+class CountingSingleton(GenServer):
+    """A `paxtor.name`d counter that answers each "inc" with (n, its pid, its epoch, serve time)."""
+
+    def init(self, key: str) -> None:
+        self.key = key
+        self.n = 0
+        self.epoch: int | None = None
+
+    def handle_call(self, request: Any, caller: Any) -> Any:
+        if request != "inc":
+            raise ValueError(f"CountingSingleton understands 'inc', got {request!r}")
+        if self.epoch is None:  # bound by the keeper just after init: read the tenure once
+            self.epoch = paxos.epoch_of(paxos_key(self.key), bucket=NAMES_BUCKET)
+        self.n += 1
+        return (self.n, self_pid(), self.epoch, now())
+
+
+def singleton_worker(worker: str, keys: list[str], served: list[tuple[Any, ...]], deadline: float, seed: int) -> None:
+    """Runs on the client node: call each named counter; record who served, in which epoch."""
+    rng = random.Random(f"{seed}:{worker}")
+    spec = ("tests.chaos.workloads:CountingSingleton",)
+    while now() < deadline:
+        key = rng.choice(keys)
+        start = now()
+        try:
+            n, pid, epoch, at = call(paxtor.name(key, (*spec, key)), "inc", timeout=OP_TIMEOUT)
+        except Exception:  # noqa: BLE001 - no quorum, a dead incarnation not yet seen: try again
+            gevent.sleep(0.05)
+            continue
+        served.append((key, pid, epoch, at, n, start, now()))
+        gevent.sleep(rng.uniform(0, 0.02))
