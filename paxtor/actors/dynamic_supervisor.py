@@ -10,7 +10,6 @@ shutdown time, as OTP stops simple_one_for_one children.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import structlog
@@ -28,6 +27,7 @@ from paxtor.actors.supervisor import (
     dispatch,
     log_child_exit,
     log_shutdown,
+    record_restart,
     shutdown_children,
     unwrap,
 )
@@ -134,15 +134,7 @@ class _DynamicSupervisorServer(GenServer):
             self._restart(pid, spec)
 
     def _restart(self, old_pid: Pid, spec: ChildSpec) -> None:
-        if not self.intensity.add_restart(time.monotonic()):
-            log.error(
-                "supervisor_max_restarts_reached",
-                supervisor=self.me,
-                child=spec.id,
-                max_restarts=self.intensity.max_restarts,
-                max_seconds=self.intensity.max_seconds,
-            )
-            raise Stop("shutdown")
+        record_restart(self.intensity, self.me, spec.id)
         try:
             pid = spec.start_process()
         except ChildStartError as err:

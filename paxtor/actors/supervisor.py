@@ -170,6 +170,19 @@ def _expected_shutdown_reason(spec: ChildSpec, reason: Any) -> bool:
     return False
 
 
+def record_restart(intensity: RestartIntensity, supervisor: Pid, child_id: Any) -> None:
+    """Count one restart; past the restart intensity the supervisor stops with "shutdown" (OTP)."""
+    if not intensity.add_restart(time.monotonic()):
+        log.error(
+            "supervisor_max_restarts_reached",
+            supervisor=supervisor,
+            child=child_id,
+            max_restarts=intensity.max_restarts,
+            max_seconds=intensity.max_seconds,
+        )
+        raise Stop("shutdown")
+
+
 def log_child_exit(supervisor: Pid, spec: ChildSpec, pid: Any, reason: Any, restart: bool) -> None:
     """A child exited on its own: an error unless its reason is a clean one."""
     report = log.info if is_normal_exit(reason) else log.error
@@ -335,15 +348,7 @@ class _SupervisorServer(GenServer):
             self._restart(child)
 
     def _restart(self, child: _Child) -> None:
-        if not self.intensity.add_restart(time.monotonic()):
-            log.error(
-                "supervisor_max_restarts_reached",
-                supervisor=self.me,
-                child=child.id,
-                max_restarts=self.intensity.max_restarts,
-                max_seconds=self.intensity.max_seconds,
-            )
-            raise Stop("shutdown")
+        record_restart(self.intensity, self.me, child.id)
         ids = [c.id for c in self.children]
         group = [self._find(i) for i in restart_group(self.strategy, ids, child.id)]
         for member in reversed(group):
