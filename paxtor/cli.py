@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--handshake-timeout", type=_positive, default=5.0, metavar="SECONDS")
     node.add_argument("--reconnect-max", type=_positive, default=5.0, metavar="SECONDS",
                       help="longest wait between attempts to reach a lost peer")
+    node.add_argument("--lease", type=_positive, default=None, metavar="SECONDS",
+                      help="how long a quorum's heartbeat ack keeps this node's lease (default 3)")
+    node.add_argument("--lease-margin", type=_positive, default=None, metavar="SECONDS",
+                      help="safety margin added to the acceptors' silence wait (default 0.5)")
+    node.add_argument("--max-drift", type=_positive, default=None, metavar="FRACTION",
+                      help="bound on clock-rate drift, e.g. 0.05 for 5%% (default 0.05)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
     return parser
 
@@ -126,6 +132,12 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _lease_settings(args: argparse.Namespace) -> dict[str, float]:
+    """The safety model's settings given on the command line (the rest keep their defaults)."""
+    given = {"lease": args.lease, "margin": args.lease_margin, "max_drift": args.max_drift}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def run_node(args: argparse.Namespace) -> int:
     from paxtor.actors.cookie import CookieError
     from paxtor.node import start_node
@@ -147,6 +159,7 @@ def run_node(args: argparse.Namespace) -> int:
             heartbeat_timeout=args.heartbeat_timeout,
             handshake_timeout=args.handshake_timeout,
             reconnect_max=args.reconnect_max,
+            paxos=_lease_settings(args),
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

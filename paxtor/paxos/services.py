@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import structlog
+
 from paxtor.actors import Supervisor
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.paxos.acceptor_server import AcceptorServer
@@ -35,6 +37,8 @@ from paxtor.paxos.membership import MembershipServer
 from paxtor.paxos.node_meta import NodeMeta
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.proposer_server import ProposerServer
+
+log = structlog.get_logger(__name__)
 
 __all__ = [
     "PaxosConfig",
@@ -65,6 +69,16 @@ def node_incarnation(data_dir: str | os.PathLike[str] | None, durability: str) -
 def paxos_services(node: PaxosNode) -> list[ChildSpec]:
     """The node's PaxosKV processes, in start order (the acceptor only on voters)."""
     node.open()
+    config = node.config
+    log.info(
+        "paxos_started",
+        node=node.name,
+        voter=config.voter,
+        durability=config.durability,
+        lease=config.lease,
+        margin=config.margin,
+        max_drift=config.max_drift,
+    )
     children: list[ChildSpec] = [MembershipServer.child_spec(node)]
     if node.voter:
         children.append(AcceptorServer.child_spec(node))

@@ -260,6 +260,7 @@ def test_a_port_in_use_is_a_one_line_error(cluster, tester):
         (["node", "one"], "a node is '_'"),
         (["node", "1", "--durability", "paper"], "invalid choice: 'paper'"),
         (["node", "1", "--heartbeat-timeout", "-1"], "must be > 0"),
+        (["node", "1", "--lease", "0"], "must be > 0"),
         (["node", "4", "--no-shell", "--cluster-size", "3", "--base-port", "1"], "cannot vote"),
     ],
 )
@@ -268,6 +269,14 @@ def test_bad_flags_are_one_line_errors(args, message):
     assert status == 2
     lines = output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], output
+
+
+def test_lease_flags_reach_the_safety_model(tmp_path):
+    with LocalCluster(1, workdir=tmp_path) as one:
+        node = one.start(1, extra=["--durability", "memory",
+                                   "--lease", "0.8", "--lease-margin", "0.2", "--max-drift", "0.1"])
+        started = node.wait_for_log("paxos_started")
+    assert (started["lease"], started["margin"], started["max_drift"]) == (0.8, 0.2, 0.1)
 
 
 # -- the shell ------------------------------------------------------------------------------------------
