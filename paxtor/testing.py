@@ -44,9 +44,13 @@ import structlog
 import paxtor
 from paxtor import paxos
 from paxtor.actors.faults import FaultInjector
+from paxtor.actors.ids import Pid
+from paxtor.actors.messages import NoProc
+from paxtor.actors.primitives import send
 from paxtor.paxos.config import numbered_voters
 
 __all__ = [
+    "DictVia",
     "TEST_DISTRIBUTION",
     "TEST_LEASE",
     "WAIT",
@@ -595,3 +599,28 @@ class LocalCluster:
                 proc.reap(max(0.0, deadline - time.monotonic()))
             if self._own_dir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class DictVia:
+    """The smallest module of the Via protocol (a dict of names), for tests of `Via` itself."""
+
+    def __init__(self) -> None:
+        self.names: dict[Any, Pid] = {}
+
+    def register_name(self, key: Any, pid: Pid) -> bool:
+        if key in self.names:
+            return False
+        self.names[key] = pid
+        return True
+
+    def unregister_name(self, key: Any) -> None:
+        self.names.pop(key, None)
+
+    def whereis_name(self, key: Any) -> Pid | None:
+        return self.names.get(key)
+
+    def send(self, key: Any, msg: Any) -> None:
+        pid = self.names.get(key)
+        if pid is None:
+            raise NoProc(key)
+        send(pid, msg)

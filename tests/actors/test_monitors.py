@@ -22,6 +22,7 @@ from paxtor.actors import (
 )
 from paxtor.actors.node import current_node
 from paxtor.actors.primitives import current_process
+from paxtor.testing import DictVia
 
 
 def down_of(ref, timeout=5):
@@ -41,28 +42,6 @@ def settle(pid):
     """Return once every signal already sent to `pid` has been handled by the
     runtime: a monitor taken now is served after them."""
     down_of(monitor(pid))
-
-
-class DictVia:
-    """A minimal Via module over a dict."""
-
-    def __init__(self):
-        self.names = {}
-
-    def register_name(self, key, pid):
-        if key in self.names:
-            return False
-        self.names[key] = pid
-        return True
-
-    def unregister_name(self, key):
-        self.names.pop(key, None)
-
-    def whereis_name(self, key):
-        return self.names.get(key)
-
-    def send(self, key, msg):
-        send(self.names[key], msg)
 
 
 @pytest.mark.parametrize("reason", ["normal", "shutdown", ("shutdown", "x"), ValueError("v")])

@@ -21,6 +21,7 @@ from paxtor.actors import (
 from paxtor.actors.messages import NoProc
 from paxtor.actors.node import LocalNode, current_node
 from paxtor.actors.registry import registered_name, resolve
+from paxtor.testing import DictVia
 
 
 def down_of(ref, timeout=5):
@@ -34,29 +35,6 @@ def waiter():
 def forwarder(to):
     while True:
         send(to, ("got", receive()))
-
-
-class DictVia:
-    def __init__(self):
-        self.names = {}
-
-    def register_name(self, key, pid):
-        if key in self.names:
-            return False
-        self.names[key] = pid
-        return True
-
-    def unregister_name(self, key):
-        self.names.pop(key, None)
-
-    def whereis_name(self, key):
-        return self.names.get(key)
-
-    def send(self, key, msg):
-        pid = self.names.get(key)
-        if pid is None:
-            raise NoProc(key)
-        send(pid, msg)
 
 
 def test_register_whereis_send_unregister():
