@@ -4,7 +4,7 @@ Contract for the driver (the acceptor process):
 
 - For every message received from node N (incarnation i), whatever it is,
   call ``acceptor.heard(N, i, now)`` first: the lease veto depends on it.
-- ``on_prepare(msg)`` and ``on_accept(msg, now)`` return ``(reply, record)``.
+- ``on_prepare(msg, now)`` and ``on_accept(msg, now)`` return ``(reply, record)``.
   ``record`` is None or a `KeyRecord`: the key's complete new state. The
   driver must append it to the durable log and fsync it (group commit is fine)
   BEFORE sending ``reply`` or any later reply; replies may be batched but
@@ -21,7 +21,11 @@ Contract for the driver (the acceptor process):
 
 Rules: promise a ballot >= every ballot promised so far; accept a ballot >=
 the promise, unless the register carries a `LeaseFence` the `SilenceTracker`
-vetoes. An accept may ask for a promise of ``next_ballot`` in the same step
+vetoes. A prepare for a noconnection release names the tenure (``lease_fence``)
+and is refused the same way, without a promise: its accept would be vetoed,
+and a release accepted by a minority only would be adopted by later rounds
+and vetoed in turn for as long as the owner is heard (one-way partitions).
+The check at accept time is the one safety rests on. An accept may ask for a promise of ``next_ballot`` in the same step
 (CASPaxos 1-RTT): the proposer that wrote a key last may then skip phase 1.
 Refusing (Nack) never harms safety.
 """
@@ -34,7 +38,7 @@ from dataclasses import dataclass, replace
 from paxtor.actors.wire import wire_type
 from paxtor.paxos.ballot import Ballot, NodeId
 from paxtor.paxos.lease import Heartbeat, HeartbeatAck, SilenceTracker
-from paxtor.paxos.register import Register
+from paxtor.paxos.register import LeaseFence, Register
 
 __all__ = [
     "Accept",
@@ -55,11 +59,12 @@ NACK_LEASE_VETO = "lease_veto"
 @wire_type
 @dataclass(frozen=True, slots=True)
 class Prepare:
-    """Phase 1a."""
+    """Phase 1a; ``lease_fence``: the round would release this tenure for noconnection."""
 
     bucket: str
     key: Hashable
     ballot: Ballot
+    lease_fence: LeaseFence | None = None
 
 
 @wire_type
@@ -173,10 +178,16 @@ class Acceptor:
 
     # -- Paxos ----------------------------------------------------------------
 
-    def on_prepare(self, msg: Prepare) -> tuple[Promise | Nack, KeyRecord | None]:
+    def on_prepare(self, msg: Prepare, now: float | None = None) -> tuple[Promise | Nack, KeyRecord | None]:
         state = self.state(msg.bucket, msg.key)
         if msg.ballot < state.promised:
             return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
+        fence = msg.lease_fence
+        if fence is not None:
+            if now is None:
+                raise ValueError("on_prepare of a fenced release needs `now` (the lease veto)")
+            if self._vetoes(fence, now):
+                return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO), None
         record = None
         if msg.ballot != state.promised:
             record = self._put(replace(state, promised=msg.ballot))
@@ -212,10 +223,11 @@ class Acceptor:
 
     def _lease_veto(self, register: Register, now: float) -> bool:
         """True if ``register`` releases a tenure whose owner may still hold its lease."""
-        return any(
-            not self.silence.may_release_noconnection(f.node, f.incarnation, now)
-            for f in register.lease_fences
-        )
+        return any(self._vetoes(f, now) for f in register.lease_fences)
+
+    def _vetoes(self, fence: LeaseFence, now: float) -> bool:
+        """True while the fenced tenure's owner's node may still hold its lease."""
+        return not self.silence.may_release_noconnection(fence.node, fence.incarnation, now)
 
     def _put(self, record: KeyRecord) -> KeyRecord:
         self._keys[(record.bucket, record.key)] = record

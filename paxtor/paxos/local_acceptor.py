@@ -91,7 +91,7 @@ class LocalAcceptor:
             if record is not None:
                 notice = self._notice(record)
         else:
-            reply, record = acceptor.on_prepare(msg)  # type: ignore[arg-type]
+            reply, record = acceptor.on_prepare(msg, now)  # type: ignore[arg-type]
         durable_log = self.durable_log
         if durable_log is None:  # memory durability: nothing to wait for
             if notice is not None:

@@ -48,7 +48,9 @@ is known chosen and a read (change returns it unchanged) skips phase 2.
 The core keeps ``Register.lease_fences`` itself: it adds a fence when ``ended``
 is a noconnection release that ends the base's tenure, drops the base's fences
 once the base is known chosen, and drops the fence of a tenure that ``ended``
-says really ended (a reason other than noconnection).
+says really ended (a reason other than noconnection). It also keeps
+``Register.op_marks``: a round given ``op`` stamps it on a register its change
+modified, so a retry can tell that an earlier attempt's value was adopted.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from paxtor.paxos.register import (
     ChangeRejected,
     EndedBinding,
     LeaseFence,
+    OpMark,
     Register,
     check_transition,
     tenure_ended,
@@ -171,6 +174,7 @@ class Proposer:
         attempt: int = 0,
         backoff_draw: float = 0.0,
         backoff: Backoff = Backoff(),
+        op: OpMark | None = None,
     ) -> None:
         self.voters: tuple[str, ...] = tuple(voters)
         if len(set(self.voters)) != len(self.voters):
@@ -190,6 +194,7 @@ class Proposer:
         self.attempt = attempt
         self.backoff_draw = backoff_draw
         self.backoff = backoff
+        self.op = op
         self.phase = _PREPARE
         self.proposed: Register | None = None
         self.decision: Decision | None = None
@@ -205,7 +210,7 @@ class Proposer:
         if self.cached is not None:
             # chosen once, but maybe not the latest: phase 2 must still win a quorum
             return self._propose(self.cached, base_chosen=True, may_skip=False)
-        msg = Prepare(self.bucket, self.key, self.ballot)
+        msg = Prepare(self.bucket, self.key, self.ballot, self._release_fence())
         return Step(tuple((v, msg) for v in self.voters))
 
     def on_promise(self, voter: str, msg: Promise) -> Step:
@@ -284,7 +289,7 @@ class Proposer:
             return self._decide(REJECTED, error=str(exc))
         except Exception as exc:  # a change function is user code: report, don't crash
             return self._decide(REJECTED, error=f"change function raised {exc!r}")
-        new = self._with_fences(base, new, base_chosen)
+        new = self._with_marks(base, self._with_fences(base, new, base_chosen))
         if may_skip and base_chosen and new == base:
             return self._decide(CHOSEN, register=base)  # a read of a value a quorum holds
         self.proposed = new
@@ -292,6 +297,14 @@ class Proposer:
         self._nacks.clear()
         msg = Accept(self.bucket, self.key, self.ballot, new, self.next_ballot)
         return Step(tuple((v, msg) for v in self.voters))
+
+    def _release_fence(self) -> LeaseFence | None:
+        """The tenure a noconnection release would fence: acceptors that still hear its
+        owner's node refuse the prepare, so no minority accepts a release doomed to a veto."""
+        ended = self.ended
+        if ended is None or not ended.is_noconnection or ended.binding.owner_node is None:
+            return None
+        return LeaseFence(ended.epoch, ended.binding)
 
     def _with_fences(self, base: Register, new: Register, base_chosen: bool) -> Register:
         fences = () if base_chosen else base.lease_fences
@@ -303,6 +316,12 @@ class Proposer:
         elif ended is not None:
             fences = tuple(f for f in fences if not f.matches(ended))
         return new if new.lease_fences == fences else replace(new, lease_fences=fences)
+
+    def _with_marks(self, base: Register, new: Register) -> Register:
+        """Carry the base's op marks; a change that changed something adds this round's."""
+        if self.op is not None and new.visible() != base.visible():
+            return replace(new, op_marks=base.op_marks).with_op_mark(self.op)
+        return new if new.op_marks == base.op_marks else replace(new, op_marks=base.op_marks)
 
     def _decide(self, outcome: str, **fields: object) -> Step:
         self.phase = _DONE
@@ -366,6 +385,7 @@ class ProposerState:
         attempt: int = 0,
         backoff_draw: float = 0.0,
         known_promised: Ballot | None = None,
+        op: OpMark | None = None,
         proposer_class: type[Proposer] = Proposer,
     ) -> Proposer:
         """A round for ``key``: 1-RTT if this node wrote it last and nobody interfered since.
@@ -378,6 +398,8 @@ class ProposerState:
         entry = self._cache.pop((bucket, key), None)
         if entry is not None and known_promised is not None and entry[0] < known_promised:
             entry = None
+        if ended is not None and ended.is_noconnection:
+            entry = None  # a noconnection release asks first (see `Prepare.lease_fence`)
         if entry is not None:
             ballot, cached = entry
         else:
@@ -396,6 +418,7 @@ class ProposerState:
             attempt=attempt,
             backoff_draw=backoff_draw,
             backoff=self.backoff,
+            op=op,
         )
 
     def on_decision(self, round_: Proposer, decision: Decision) -> None:

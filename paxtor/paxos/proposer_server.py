@@ -15,7 +15,11 @@ Per request, until its deadline (default 5 s):
   lease is valid;
 - CONFLICT and VETOED are retried after the core's randomized backoff (the
   random draws come from this process's own `random.Random`); an attempt
-  with no quorum of answers within ``attempt_timeout`` is retried too;
+  with no quorum of answers within ``attempt_timeout`` is retried too; a
+  request whose attempt failed while others are queued on its key goes
+  behind them instead (a release vetoed by acceptors that still hear the
+  owner, as in a one-way partition, fails until its deadline: it must not
+  stall every round on the key);
 - after a CONFLICT the ballot counter skips ahead by blocks of
   `BALLOT_SKIP` (more for a request that lost more often, plus a random
   offset): the winner's 1-RTT rounds bump its counter by one or two each, so
@@ -122,6 +126,15 @@ class ProposeRequest:
     tag: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """What one attempt's change did: its input and output, and the lease term it started in."""
+
+    base: Register
+    result: Register
+    term: int | None
+
+
 @dataclass(eq=False)
 class _Pending:
     """A request being served: its deadline, its attempts, what its change did."""
@@ -129,16 +142,31 @@ class _Pending:
     request: ProposeRequest
     caller: Caller | None
     deadline: float
+    proposer: tuple[str, int]  # (node name, incarnation): whose op marks are this node's
     attempt: int = 0
+    op: int = 0  # the current attempt's op number (`Register.op_marks`)
     term: int | None = None  # the lease term when the current attempt started
     base: Register | None = None  # what the change last saw ...
     result: Register | None = None  # ... and what it returned
     error: BaseException | None = None  # what the change raised
     maybe_applied: bool = False
-    produced: list[Register] = field(default_factory=list)  # results that changed the register
+    changes: dict[int, _Change] = field(default_factory=dict)  # op -> a change that changed something
+    adopted: _Change | None = None  # an earlier attempt's change found in the register
 
     def guarded(self, register: Register) -> Register:
-        """The change as the round applies it: remembers its input, output and exception."""
+        """The change as the round applies it: remembers its input, output and exception.
+
+        If the register carries the mark of an earlier attempt of this request,
+        that attempt's value was adopted by a later round: the change is in, and
+        applying it again would count it twice. The round then writes the
+        register back unchanged, so that what it holds is chosen.
+        """
+        mark = register.op_mark(self.proposer[0])
+        if mark is not None and mark[1] == self.proposer[1] and mark[2] in self.changes:
+            self.adopted = self.changes[mark[2]]
+            self.base, self.result, self.error = register, register, None
+            return register
+        self.adopted = None
         try:
             new = self.request.change(register)
         except Exception as exc:
@@ -146,7 +174,7 @@ class _Pending:
             raise
         self.base, self.result, self.error = register, new, None
         if isinstance(new, Register) and new.visible() != register.visible():
-            self.produced.append(new.visible())
+            self.changes[self.op] = _Change(register, new.visible(), self.term)
         return new
 
 
@@ -188,6 +216,8 @@ class ProposerServer(GenServer):
         self.deliver = node.local.deliver_message
         self.deliver_named = node.local.deliver_named
         self.voting = node.local_acceptor  # this node's own vote: no message hop
+        # op numbers must never repeat within this node incarnation, across restarts of this process
+        self._op = time.monotonic_ns()
 
     # -- requests -----------------------------------------------------------------------
 
@@ -216,7 +246,7 @@ class ProposerServer(GenServer):
 
     def _submit(self, request: ProposeRequest, caller: Caller | None) -> None:
         timeout = self.node.config.timeout if request.timeout is None else request.timeout
-        pending = _Pending(request, caller, time.monotonic() + timeout)
+        pending = _Pending(request, caller, time.monotonic() + timeout, self.node.identity)
         slot_key = (request.bucket, request.key)
         slot = self.slots.get(slot_key)
         if slot is None:
@@ -246,6 +276,8 @@ class ProposerServer(GenServer):
             return
         slot.waiting = False
         pending.term = term
+        self._op += 1
+        pending.op = self._op
         request = pending.request
         acceptor = self.node.acceptor
         known = acceptor.state(request.bucket, request.key).promised if acceptor is not None else None
@@ -259,6 +291,7 @@ class ProposerServer(GenServer):
             attempt=pending.attempt,
             backoff_draw=self.rng.random(),
             known_promised=known,
+            op=(*pending.proposer, pending.op),
         )
         slot.round = round_
         self._set_timer(slot_key, slot, min(remaining, self.attempt_timeout), _ATTEMPT)
@@ -441,8 +474,13 @@ class ProposerServer(GenServer):
         if outcome == CHOSEN:
             register = decision.register
             assert register is not None
-            self._chosen(pending, register)
-            self._finish(slot_key, slot, register, None)
+            adopted = pending.adopted
+            if adopted is None:
+                self._chosen(pending, register, pending.base, pending.term)
+                self._finish(slot_key, slot, register, None)
+            else:  # an earlier attempt's change is in: its lease duties and its result
+                self._chosen(pending, register, adopted.base, adopted.term)
+                self._finish(slot_key, slot, adopted.result, None)
             return
         if outcome == REJECTED:
             error = pending.error
@@ -455,6 +493,9 @@ class ProposerServer(GenServer):
             pending.maybe_applied = True
         if outcome == VETOED:
             self._vouch(pending, decision)
+        if slot.queue and not pending.maybe_applied and time.monotonic() < pending.deadline:
+            self._yield_slot(slot_key, slot)  # (a maybe-applied one retries first: its op mark)
+            return
         delay = decision.retry_after
         if delay is None:  # NO_QUORUM: an attempt got too few answers; back off a little
             delay = self.state.backoff.delay(pending.attempt, self.rng.random())
@@ -464,6 +505,17 @@ class ProposerServer(GenServer):
             self._fail_no_quorum(slot_key, slot, f"gave up at the deadline ({why.get(outcome, outcome)})")
             return
         self._set_timer(slot_key, slot, delay, _RETRY)
+
+    def _yield_slot(self, slot_key: Slot, slot: _KeySlot) -> None:
+        """An attempt failed: the requests queued on the key go first, this one retries
+        after them (a vetoed release can fail until its deadline; it must not stall the key)."""
+        pending = slot.active
+        assert pending is not None
+        pending.attempt += 1
+        slot.queue.append(pending)
+        slot.active = slot.queue.popleft()
+        slot.waiting = False
+        self._attempt(slot_key, slot)
 
     def _skip_ahead(self, seen: Ballot, attempt: int) -> Ballot:
         """The ballot to fast-forward past after losing to ``seen`` (see the module docstring).
@@ -475,20 +527,20 @@ class ProposerServer(GenServer):
         block = seen.counter // BALLOT_SKIP + 1 + attempt
         return Ballot(block * BALLOT_SKIP + self.rng.randrange(BALLOT_SKIP // 2), seen.node)
 
-    def _chosen(self, pending: _Pending, register: Register) -> None:
-        """Lease and binding duties once a round's value is chosen."""
+    def _chosen(self, pending: _Pending, register: Register, base: Register | None, term: int | None) -> None:
+        """Lease and binding duties once ``register`` is chosen, by a change made on ``base``
+        in lease term ``term``."""
         request = pending.request
         node = self.node
         slot_key = (request.bucket, request.key)
         binding = register.binding
-        base = pending.base
         changed_tenure = base is not None and register.filled and (
             base.is_empty or base.epoch != register.epoch or base.binding != binding
         )
         owner = binding.pid if binding is not None else None
         if changed_tenure and owner is not None and node.is_local(owner):
             term_now = node.lease.term_at(time.monotonic())
-            term = pending.term if pending.term is not None and term_now == pending.term else None
+            term = term if term is not None and term_now == term else None
             # the keeper re-checks the term when it records the hold; a lapse kills the owner
             self.local.deliver_named(
                 LEASE_KEEPER_NAME,
@@ -559,7 +611,7 @@ class ProposerServer(GenServer):
         request = pending.request
         # this request's change made the chosen value (in this attempt, or in an
         # earlier one whose accepts a later round adopted)
-        applied = register is not None and register.visible() in pending.produced
+        applied = register is not None and (pending.adopted is not None or pending.op in pending.changes)
         if request.reply_to is not None:
             self.deliver(request.reply_to, ProposeDone(request.tag, register, error, applied))
         elif pending.caller is not None:

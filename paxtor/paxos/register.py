@@ -34,6 +34,15 @@ later round may *adopt* the value (CASPaxos) and carry it to acceptors that
 never saw the release proposal; a justification sent beside the first accept
 would be lost on the way.
 
+``op_marks`` is core bookkeeping too: per proposer node, the id of the last
+change it applied, ``(node, incarnation, op)``. A round whose accepts went
+out but that lost (a conflict, a timeout) may see its value adopted by a
+later round, even one of another node that builds on it; the retry of the
+same request must then not apply the change a second time (an increment
+counted twice). The retry finds its own mark in the register and finishes
+instead (see `paxtor.paxos.proposer_server`). A node's requests on one key are
+served one at a time, so one mark per node is enough.
+
 Epoch floor: an acceptor that ever garbage-collects tombstones must remember,
 per bucket, the highest epoch it dropped and answer for a key it does not know
 with ``Register.empty(floor)`` (see `paxtor.paxos.acceptor.Acceptor`).
@@ -56,6 +65,7 @@ __all__ = [
     "ChangeRejected",
     "EndedBinding",
     "LeaseFence",
+    "OpMark",
     "Register",
     "ReleasePolicy",
     "check_transition",
@@ -170,6 +180,7 @@ class Register:
     value: Any = None
     binding: Binding | None = None
     lease_fences: tuple[LeaseFence, ...] = ()
+    op_marks: tuple[OpMark, ...] = ()
 
     def __post_init__(self) -> None:
         if type(self.epoch) is not int or self.epoch < 0:
@@ -192,7 +203,21 @@ class Register:
 
     def visible(self) -> Register:
         """This register without the core's bookkeeping (what clients see and models compare)."""
-        return replace(self, lease_fences=()) if self.lease_fences else self
+        if self.lease_fences or self.op_marks:
+            return replace(self, lease_fences=(), op_marks=())
+        return self
+
+    def op_mark(self, node: str) -> OpMark | None:
+        """The mark of the last change proposer node ``node`` applied here, if any."""
+        for mark in self.op_marks:
+            if mark[0] == node:
+                return mark
+        return None
+
+    def with_op_mark(self, mark: OpMark) -> Register:
+        """This register with ``mark`` as its node's last applied change."""
+        marks = tuple(sorted((*(m for m in self.op_marks if m[0] != mark[0]), mark)))
+        return replace(self, op_marks=marks)
 
     # -- helpers for change functions: they get the epochs right ----------
 
@@ -250,6 +275,8 @@ def _binding(
 
 
 ChangeFunction = Callable[[Register], Register]
+OpMark = tuple[str, int, int]
+"""(proposer node name, its incarnation, the op number it gave one attempt of a change)."""
 ReleasePolicy = Callable[[Register, EndedBinding], Register]
 
 

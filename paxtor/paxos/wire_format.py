@@ -49,7 +49,7 @@ def _ballot(counter: Any, name: Any, incarnation: Any) -> Ballot:
     return Ballot(counter, (name, incarnation))
 
 
-def _register(epoch: Any, filled: Any, value: Any, binding: Any, fences: Any) -> Register:
+def _register(epoch: Any, filled: Any, value: Any, binding: Any, fences: Any, marks: Any) -> Register:
     if binding is not None and binding.__class__ is not Binding:
         raise ValueError(f"not a Binding: {binding!r}")
     if fences is None:
@@ -58,11 +58,22 @@ def _register(epoch: Any, filled: Any, value: Any, binding: Any, fences: Any) ->
         raise ValueError(f"not lease fences: {fences!r}")
     if filled.__class__ is not bool:
         raise ValueError(f"filled must be a bool, got {filled!r}")
-    return Register(epoch, filled, value, binding, fences)
+    if marks is None:
+        marks = ()
+    elif marks.__class__ is not tuple or not all(_is_mark(m) for m in marks):
+        raise ValueError(f"not op marks: {marks!r}")
+    return Register(epoch, filled, value, binding, fences, marks)
+
+
+def _is_mark(mark: Any) -> bool:
+    return (
+        mark.__class__ is tuple and len(mark) == 3 and mark[0].__class__ is str
+        and mark[1].__class__ is int and mark[2].__class__ is int
+    )  # fmt: skip
 
 
 def _flat_register(r: Register) -> tuple[Any, ...]:
-    return (r.epoch, r.filled, r.value, r.binding, r.lease_fences or None)
+    return (r.epoch, r.filled, r.value, r.binding, r.lease_fences or None, r.op_marks or None)
 
 
 # -- proposer -> acceptor ----------------------------------------------------------------
@@ -73,7 +84,7 @@ def pack_request(sender: Pid, msg: Prepare | Accept) -> tuple[Any, ...]:
     b = msg.ballot
     head = (sender.node, sender.incarnation, sender.serial, msg.bucket, msg.key, b.counter, b.node[0], b.node[1])
     if msg.__class__ is Prepare:
-        return (P1A, *head)
+        return (P1A, *head) if msg.lease_fence is None else (P1A, *head, msg.lease_fence)
     n = msg.next_ballot
     nxt = (None, None, None) if n is None else (n.counter, n.node[0], n.node[1])
     return (P2A, *head, *nxt, *_flat_register(msg.register))
@@ -87,9 +98,11 @@ def unpack_request(t: tuple[Any, ...]) -> tuple[Pid, Prepare | Accept]:
         ballot = _ballot(t[6], t[7], t[8])
         if tag == P1A and len(t) == 9:
             return sender, Prepare(t[4], t[5], ballot)
-        if tag == P2A and len(t) == 17:
+        if tag == P1A and len(t) == 10 and isinstance(t[9], LeaseFence):
+            return sender, Prepare(t[4], t[5], ballot, t[9])
+        if tag == P2A and len(t) == 18:
             nxt = None if t[9] is None else _ballot(t[9], t[10], t[11])
-            return sender, Accept(t[4], t[5], ballot, _register(*t[12:17]), nxt)
+            return sender, Accept(t[4], t[5], ballot, _register(*t[12:18]), nxt)
     except (TypeError, IndexError) as exc:
         raise ValueError(f"malformed paxos request: {exc}") from None
     raise ValueError(f"malformed paxos request {str(t)[:200]}")
@@ -120,9 +133,9 @@ def unpack_reply(t: tuple[Any, ...]) -> tuple[str, Promise | Accepted | Nack]:
         ballot = _ballot(t[4], t[5], t[6])
         if tag == P2B and len(t) == 8:
             return voter, Accepted(t[2], t[3], ballot, bool(t[7]))
-        if tag == P1B and len(t) == 15:
+        if tag == P1B and len(t) == 16:
             accepted_ballot = _ballot(t[7], t[8], t[9])
-            return voter, Promise(t[2], t[3], ballot, accepted_ballot, _register(*t[10:15]))
+            return voter, Promise(t[2], t[3], ballot, accepted_ballot, _register(*t[10:16]))
         if tag == NACK and len(t) == 11:
             return voter, Nack(t[2], t[3], ballot, _ballot(t[7], t[8], t[9]), t[10])
     except (TypeError, IndexError) as exc:

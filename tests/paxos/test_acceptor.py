@@ -202,3 +202,16 @@ def test_messages_travel_on_the_wire() -> None:
         Nack(B, K, A1, A2, NACK_LEASE_VETO),
     ):
         assert decode(encode(msg)) == msg
+
+
+def test_a_fenced_prepare_is_refused_without_a_promise_while_the_owner_is_heard() -> None:
+    acc = Acceptor(("a", 1), SilenceTracker(4.0, 0.0))
+    acc.heard("o", 1, 1.0)
+    fence = LeaseFence(1, Binding(pid=Pid("o", 1, 7)))
+    reply, record = acc.on_prepare(Prepare(B, K, A1, fence), now=2.0)
+    assert isinstance(reply, Nack) and reply.reason == NACK_LEASE_VETO
+    assert record is None and acc.state(B, K).promised == Ballot.ZERO
+    reply, record = acc.on_prepare(Prepare(B, K, A1, fence), now=5.0)  # silent for 4.0 s
+    assert isinstance(reply, Promise) and record is not None
+    with pytest.raises(ValueError, match="needs `now`"):
+        acc.on_prepare(Prepare(B, K, A2, fence))

@@ -77,7 +77,7 @@ class Cluster:
                 continue
             acc = self.acceptors[voter]
             if isinstance(msg, Prepare):
-                reply = acc.on_prepare(msg)[0]
+                reply = acc.on_prepare(msg, now)[0]
             else:
                 reply = acc.on_accept(msg, now)[0]
             if isinstance(reply, Promise):
@@ -290,6 +290,8 @@ def test_end_to_end_release_is_vetoed_then_accepted() -> None:
     release = state.new_round(BK, KEY, release_if_bound(ended), VOTERS, 2, ended=ended)
     decision = cluster.run(release, now=2.0)
     assert decision.outcome == VETOED
+    assert decision.proposed is None  # refused at phase 1: no accept any later round could adopt
+    assert not any(acc.state(BK, KEY).accepted.lease_fences for acc in cluster.acceptors.values())
     state.on_decision(release, decision)
     release = state.new_round(BK, KEY, release_if_bound(ended), VOTERS, 2, ended=ended)
     decision = cluster.run(release, now=5.0)  # silent for 4.0 since 1.0
@@ -366,3 +368,29 @@ def test_quorum_survives_a_minority_down_but_not_a_majority() -> None:
     cluster.down = {"b", "c"}
     decision = cluster.run(state.new_round(BK, "k2", put_if_empty("v"), VOTERS, 2))
     assert decision.outcome == NO_QUORUM and not decision.maybe_applied
+
+
+def test_a_noconnection_release_skips_the_one_rtt_cache_and_names_its_tenure() -> None:
+    cluster = Cluster()
+    state = ProposerState(ME)
+    claim = state.new_round(BK, KEY, put_if_empty("v", Binding(pid=P)), VOTERS, 2)
+    state.on_decision(claim, cluster.run(claim))
+    assert state.cached(BK, KEY) is not None  # the next round of ours could skip phase 1 ...
+    ended = EndedBinding(1, Binding(pid=P), NOCONNECTION)
+    release = state.new_round(BK, KEY, release_if_bound(ended), VOTERS, 2, ended=ended)
+    step = release.start()  # ... but a noconnection release asks the acceptors first
+    assert {type(msg) for _, msg in step.send} == {Prepare}
+    assert all(msg.lease_fence == LeaseFence(1, Binding(pid=P)) for _, msg in step.send)
+
+
+def test_a_round_given_an_op_marks_what_its_change_changed() -> None:
+    cluster = Cluster()
+    state = ProposerState(ME, one_rtt=False)
+    other = ("q", 2, 99)
+    cluster.run(state.new_round(BK, KEY, put_if_empty("v"), VOTERS, 2, op=other))
+    write = state.new_round(BK, KEY, lambda r: r.with_value("w"), VOTERS, 2, op=("me", 1, 7))
+    written = cluster.run(write).register
+    assert written.value == "w" and written.op_marks == (("me", 1, 7), other)  # one per node
+    assert written.op_mark("me") == ("me", 1, 7) and written.visible().op_marks == ()
+    read = state.new_round(BK, KEY, identity, VOTERS, 2, op=("me", 1, 8))
+    assert cluster.run(read).register.op_marks == written.op_marks  # a read changes nothing

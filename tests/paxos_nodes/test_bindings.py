@@ -213,3 +213,30 @@ def test_an_unheld_tenure_is_not_killed_on_lease_loss(cluster: Cluster):
     assert not unheld_down.ready()
     assert nodes[2].run(lambda: paxos.lease_term()) is None
     cluster.faults.heal()
+
+
+def test_a_vetoed_release_does_not_hold_up_other_rounds_on_its_key(cluster: Cluster):
+    # one-way block node3 -> node1: node1 drops node3 and tries to release node3's
+    # binding, but node2 still hears node3, so that release is vetoed for as long as
+    # the block lasts. Rounds on the same key from node1 must not wait behind it.
+    cluster.configure(dist=dict(heartbeat_timeout=0.5), heartbeat_interval=0.1)
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    owner = _claim_on("node3", "vetoed", "mine")
+    cut_off = _down_watch("node1", owner)
+    cluster.faults.block("node3", "node1")
+    reason, _ = cut_off.get(timeout=WAIT)
+    assert reason == "noconnection"
+
+    def reads_meanwhile() -> list[float]:
+        took = []
+        until = time.monotonic() + 2.5
+        while time.monotonic() < until:
+            start = time.monotonic()
+            assert paxos.pid_of("vetoed", bucket=BUCKET, timeout=1.0) == owner  # never released
+            took.append(time.monotonic() - start)
+        return took
+
+    took = nodes[0].run(reads_meanwhile)
+    assert len(took) > 10 and max(took) < 1.0
+    cluster.faults.heal()

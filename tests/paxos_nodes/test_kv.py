@@ -65,6 +65,26 @@ def test_propose_applies_a_change_linearizably(cluster: Cluster):
     assert nodes[2].run(paxos.get, "counter") == 15
 
 
+def test_contended_increments_count_once_each(cluster: Cluster):
+    # Twelve processes on three nodes increment one key: rounds conflict, and an
+    # attempt whose accepts went out may be adopted by another round while it
+    # retries. Its op mark in the register keeps the retry from counting it twice.
+    nodes = cluster.start_all()
+    _ready(*nodes)
+
+    def increment(register: Register) -> Register:
+        return register.claim(1) if register.is_empty else register.with_value(register.value + 1)
+
+    def worker() -> list[int]:
+        return [paxos.propose("hot", increment, timeout=WAIT).value for _ in range(25)]
+
+    jobs = [gevent.spawn(nodes[i % 3].run, worker) for i in range(12)]
+    gevent.joinall(jobs, timeout=4 * WAIT, raise_error=True)
+    seen = sorted(value for job in jobs for value in job.value)
+    assert seen == list(range(1, 301))  # each acknowledged once, none applied twice
+    assert nodes[1].run(paxos.get, "hot") == 300
+
+
 def test_a_client_node_proposes_but_does_not_vote(cluster: Cluster):
     voters = cluster.start_all()
     client = cluster.start(4, voter=False)

@@ -34,7 +34,7 @@ def test_vouching_for_this_nodes_fenced_pids():
     node = PaxosNode(PaxosConfig(voters=("node1", "node2", "node3"), durability="memory"), local)
     sent: list[Any] = []
     fake = SimpleNamespace(node=node, deliver_named=lambda name, node_name, msg: sent.append(msg))
-    pending = _Pending(ProposeRequest("b", "k", identity), None, 0.0)
+    pending = _Pending(ProposeRequest("b", "k", identity), None, 0.0, node.identity)
 
     def body() -> dict[str, Any]:
         held, waiter = spawn(_parked), spawn(_parked)

@@ -263,7 +263,7 @@ class SimNode:
             self.acceptor.heard(src, src_incarnation, now)
         kind = type(msg)
         if kind is Prepare:
-            reply, record = self.acceptor.on_prepare(msg)
+            reply, record = self.acceptor.on_prepare(msg, now)
             self.reply(src, reply, record, None)
         elif kind is Accept:
             reply, record = self.acceptor.on_accept(msg, now)

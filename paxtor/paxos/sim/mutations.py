@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from paxtor.paxos.acceptor import Acceptor, Promise
 from paxtor.paxos.lease import HeartbeatAck, LeaseClock
 from paxtor.paxos.proposer import Proposer, Step
-from paxtor.paxos.register import EndedBinding, Register
+from paxtor.paxos.register import EndedBinding, LeaseFence, Register
 from paxtor.paxos.sim.model import fifo_handoff
 
 __all__ = ["MUTATIONS", "Mutations"]
@@ -65,7 +65,7 @@ MUTATIONS = tuple(f.name for f in fields(Mutations))
 
 
 class NoVetoAcceptor(Acceptor):
-    def _lease_veto(self, register: Register, now: float) -> bool:
+    def _vetoes(self, fence: LeaseFence, now: float) -> bool:
         return False
 
 
