@@ -14,12 +14,18 @@ each local process is waiting on.
   its request is withdrawn from the queue (and released, if the lock had
   reached it): a dead waiter never blocks a lock. A dead *owner*'s tenure
   is released by PaxosKV's binding machinery (``hold`` enrolled it).
-- When a peer node goes down a wake-up may be lost with it: every local
-  waiter is told to re-read its lock (`Recheck`).
+- When a peer node goes down a wake-up may be lost with it (a handoff
+  round proposed there, or on its far side of a partition, can still be
+  chosen and its `LockWake` dropped): every local waiter is told to re-read
+  its lock (`Recheck`) at once, again every `RECHECK_INTERVAL` while a peer
+  that went down in the last `RECHECK_WINDOW` seconds stays down, and when
+  one comes back. Polling only while the cluster is degraded, and cheap:
+  one read round per waiter per interval.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +38,7 @@ from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 from paxtor.actors.messages import NotDistributed
 from paxtor.actors.node import LocalNode, current_node
 from paxtor.actors.primitives import is_alive
+from paxtor.actors.timers import send_after
 from paxtor.lock_home import LockRouting, run_op
 from paxtor.lock_messages import LOCK_AGENT, RECHECK, LockGranted, LockWake
 from paxtor.lock_register import grant_of, owner_of
@@ -47,6 +54,11 @@ RETRY_MIN, RETRY_MAX = 0.05, 2.0
 RETRY_ATTEMPT = 10.0
 #: Why a request is withdrawn when the waiter is alive but gave up.
 ABANDONED = "abandoned"
+#: While a peer is down, waiters re-read their lock this often (a wake-up may have been lost) ...
+RECHECK_INTERVAL = 2.0
+#: ... for at most this long after it went down (it rejoins, or it is gone for good).
+RECHECK_WINDOW = 60.0
+_RECHECK_TICK = ("lock_agent", "recheck_tick")
 
 _tables: weakref.WeakKeyDictionary[LocalNode, LockTable] = weakref.WeakKeyDictionary()
 
@@ -170,6 +182,8 @@ class LockAgent(GenServer):
         self.node = current_node()
         self.table = LockTable(self_pid())
         self.monitors: dict[Ref, Pid] = {}
+        self.down_since: dict[str, float] = {}  # peers down now, and since when (monotonic)
+        self.ticking = False
         _tables[self.node] = self.table
         try:
             monitor_nodes(True)
@@ -187,12 +201,30 @@ class LockAgent(GenServer):
         elif cls is _Withdraw:
             spawn(_withdraw_until_done, msg.pid, msg.key, msg.ref, msg.reason)
         elif cls is NodeDown:
-            for pid in list(self.table.waiting):
-                send(pid, RECHECK)
+            self.down_since[msg.node] = time.monotonic()
+            self._recheck_waiters()
+            self._tick_later()
         elif cls is NodeUp:
-            pass
+            if self.down_since.pop(msg.node, None) is not None:
+                self._recheck_waiters()
+        elif msg == _RECHECK_TICK:
+            self.ticking = False
+            horizon = time.monotonic() - RECHECK_WINDOW
+            self.down_since = {n: t for n, t in self.down_since.items() if t > horizon}
+            if self.down_since:
+                self._recheck_waiters()
+                self._tick_later()
         else:
             super().handle_info(msg)
+
+    def _recheck_waiters(self) -> None:
+        for pid in list(self.table.waiting):
+            send(pid, RECHECK)
+
+    def _tick_later(self) -> None:
+        if not self.ticking:
+            self.ticking = True
+            send_after(self.node, self_pid(), RECHECK_INTERVAL, _RECHECK_TICK)
 
     def _wake(self, wake: LockWake) -> None:
         pid, table = wake.pid, self.table

@@ -119,7 +119,7 @@ def run_op(key: bytes, op: Op, deadline: Deadline, routing: LockRouting) -> Regi
             raise TimeoutError("no quorum for the lock before the deadline")
         round_timeout = deadline.cap(DEFAULT_ROUND_TIMEOUT)
         if routing.is_hot(key):
-            outcome = _at_home(key, op, round_timeout, routing)
+            outcome = _at_home(key, op, round_timeout, deadline.cap(round_timeout + CALL_SLACK), routing)
         else:
             outcome = apply_batch(key, [op], min(round_timeout, LOCAL_ATTEMPT))
             if outcome[0] == "ok":
@@ -141,11 +141,15 @@ def run_op(key: bytes, op: Op, deadline: Deadline, routing: LockRouting) -> Regi
         raise outcome[1]
 
 
-def _at_home(key: bytes, op: Op, round_timeout: float, routing: LockRouting) -> tuple:
-    """`op` applied by the key's home (batched there); proposed here if the home is unreachable."""
+def _at_home(key: bytes, op: Op, round_timeout: float, call_timeout: float, routing: LockRouting) -> tuple:
+    """`op` applied by the key's home (batched there); proposed here if the home is unreachable.
+
+    `call_timeout` is capped by the caller's deadline: a home that stopped answering (a
+    paused process) must not hold a `lock(key, timeout)` past its timeout.
+    """
     home = routing.home_of(key)
     try:
-        return call((LOCK_HOME, home), (key, op, round_timeout), timeout=round_timeout + CALL_SLACK)
+        return call((LOCK_HOME, home), (key, op, round_timeout), timeout=call_timeout)
     except CallTimeout:
         return ("no_quorum", "the lock's home did not answer in time")
     except CallError as exc:
