@@ -74,6 +74,8 @@ from paxtor.paxos.register import (
 )
 
 __all__ = [
+    "AppliedChange",
+    "ExactlyOnce",
     "CHOSEN",
     "CONFLICT",
     "NO_QUORUM",
@@ -335,6 +337,71 @@ class Proposer:
         )
         self.decision = decision
         return Step(decision=decision)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """What one attempt's change did: its input and output, and the lease term it started in."""
+
+    base: Register
+    result: Register
+    term: int | None
+
+
+class ExactlyOnce:
+    """A request's change, applied at most once across its attempts (see `Register.op_marks`).
+
+    A driver retries a request with new rounds. An attempt whose accepts went
+    out may lose and still have its value adopted by a later round, even one
+    of another node that builds on it; applying the change again would count
+    it twice. Call `begin` before each attempt and give the round ``op=``
+    `mark` and ``change=`` this object. If the register a round starts from
+    carries the mark of an earlier attempt, that attempt's change is in:
+    the round writes the register back unchanged, and `adopted` says what
+    that attempt saw and produced (report ``adopted.result``, grant in
+    ``adopted.term``). A node must serve one request per key at a time, or
+    a later request's mark hides an earlier one's.
+    """
+
+    __slots__ = ("change", "proposer", "op", "term", "base", "result", "error", "changes", "adopted")
+
+    def __init__(self, change: ChangeFunction, proposer: NodeId) -> None:
+        self.change = change
+        self.proposer = proposer  # (node name, incarnation): whose marks are ours
+        self.op = 0
+        self.term: int | None = None
+        self.base: Register | None = None  # what the change last saw ...
+        self.result: Register | None = None  # ... and what it returned
+        self.error: BaseException | None = None  # what the change raised
+        self.changes: dict[int, AppliedChange] = {}  # op -> an attempt whose change changed something
+        self.adopted: AppliedChange | None = None
+
+    def begin(self, op: int, term: int | None) -> OpMark:
+        """A new attempt, numbered ``op`` (unique for this node incarnation); its op mark."""
+        self.op, self.term = op, term
+        return (self.proposer[0], self.proposer[1], op)
+
+    @property
+    def applied(self) -> bool:
+        """The chosen value holds this request's change (this attempt's or an adopted one)."""
+        return self.adopted is not None or self.op in self.changes
+
+    def __call__(self, register: Register) -> Register:
+        mark = register.op_mark(self.proposer[0])
+        if mark is not None and mark[1] == self.proposer[1] and mark[2] in self.changes:
+            self.adopted = self.changes[mark[2]]
+            self.base, self.result, self.error = register, register, None
+            return register
+        self.adopted = None
+        try:
+            new = self.change(register)
+        except Exception as exc:
+            self.error = exc
+            raise
+        self.base, self.result, self.error = register, new, None
+        if isinstance(new, Register) and new.visible() != register.visible():
+            self.changes[self.op] = AppliedChange(register, new.visible(), self.term)
+        return new
 
 
 class ProposerState:

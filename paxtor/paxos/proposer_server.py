@@ -77,6 +77,7 @@ from paxtor.paxos.membership import watch_membership
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.proposer import (
     CHOSEN,
+    ExactlyOnce,
     CONFLICT,
     NO_QUORUM,
     REJECTED,
@@ -126,15 +127,6 @@ class ProposeRequest:
     tag: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Change:
-    """What one attempt's change did: its input and output, and the lease term it started in."""
-
-    base: Register
-    result: Register
-    term: int | None
-
-
 @dataclass(eq=False)
 class _Pending:
     """A request being served: its deadline, its attempts, what its change did."""
@@ -142,40 +134,9 @@ class _Pending:
     request: ProposeRequest
     caller: Caller | None
     deadline: float
-    proposer: tuple[str, int]  # (node name, incarnation): whose op marks are this node's
+    change: ExactlyOnce
     attempt: int = 0
-    op: int = 0  # the current attempt's op number (`Register.op_marks`)
-    term: int | None = None  # the lease term when the current attempt started
-    base: Register | None = None  # what the change last saw ...
-    result: Register | None = None  # ... and what it returned
-    error: BaseException | None = None  # what the change raised
     maybe_applied: bool = False
-    changes: dict[int, _Change] = field(default_factory=dict)  # op -> a change that changed something
-    adopted: _Change | None = None  # an earlier attempt's change found in the register
-
-    def guarded(self, register: Register) -> Register:
-        """The change as the round applies it: remembers its input, output and exception.
-
-        If the register carries the mark of an earlier attempt of this request,
-        that attempt's value was adopted by a later round: the change is in, and
-        applying it again would count it twice. The round then writes the
-        register back unchanged, so that what it holds is chosen.
-        """
-        mark = register.op_mark(self.proposer[0])
-        if mark is not None and mark[1] == self.proposer[1] and mark[2] in self.changes:
-            self.adopted = self.changes[mark[2]]
-            self.base, self.result, self.error = register, register, None
-            return register
-        self.adopted = None
-        try:
-            new = self.request.change(register)
-        except Exception as exc:
-            self.error = exc
-            raise
-        self.base, self.result, self.error = register, new, None
-        if isinstance(new, Register) and new.visible() != register.visible():
-            self.changes[self.op] = _Change(register, new.visible(), self.term)
-        return new
 
 
 @dataclass(eq=False)
@@ -246,7 +207,7 @@ class ProposerServer(GenServer):
 
     def _submit(self, request: ProposeRequest, caller: Caller | None) -> None:
         timeout = self.node.config.timeout if request.timeout is None else request.timeout
-        pending = _Pending(request, caller, time.monotonic() + timeout, self.node.identity)
+        pending = _Pending(request, caller, time.monotonic() + timeout, ExactlyOnce(request.change, self.node.identity))
         slot_key = (request.bucket, request.key)
         slot = self.slots.get(slot_key)
         if slot is None:
@@ -275,23 +236,22 @@ class ProposerServer(GenServer):
             self._set_timer(slot_key, slot, wait, _NOQUORUM_WAIT)
             return
         slot.waiting = False
-        pending.term = term
         self._op += 1
-        pending.op = self._op
+        mark = pending.change.begin(self._op, term)
         request = pending.request
         acceptor = self.node.acceptor
         known = acceptor.state(request.bucket, request.key).promised if acceptor is not None else None
         round_ = self.state.new_round(
             request.bucket,
             request.key,
-            pending.guarded,
+            pending.change,
             self.voters,
             self.quorum,
             ended=request.ended,
             attempt=pending.attempt,
             backoff_draw=self.rng.random(),
             known_promised=known,
-            op=(*pending.proposer, pending.op),
+            op=mark,
         )
         slot.round = round_
         self._set_timer(slot_key, slot, min(remaining, self.attempt_timeout), _ATTEMPT)
@@ -474,16 +434,16 @@ class ProposerServer(GenServer):
         if outcome == CHOSEN:
             register = decision.register
             assert register is not None
-            adopted = pending.adopted
+            adopted = pending.change.adopted
             if adopted is None:
-                self._chosen(pending, register, pending.base, pending.term)
+                self._chosen(pending, register, pending.change.base, pending.change.term)
                 self._finish(slot_key, slot, register, None)
             else:  # an earlier attempt's change is in: its lease duties and its result
                 self._chosen(pending, register, adopted.base, adopted.term)
                 self._finish(slot_key, slot, adopted.result, None)
             return
         if outcome == REJECTED:
-            error = pending.error
+            error = pending.change.error
             if error is None:
                 error = ChangeRejected(decision.error or "the change function was rejected")
             pending.maybe_applied = False
@@ -611,7 +571,7 @@ class ProposerServer(GenServer):
         request = pending.request
         # this request's change made the chosen value (in this attempt, or in an
         # earlier one whose accepts a later round adopted)
-        applied = register is not None and (pending.adopted is not None or pending.op in pending.changes)
+        applied = register is not None and pending.change.applied
         if request.reply_to is not None:
             self.deliver(request.reply_to, ProposeDone(request.tag, register, error, applied))
         elif pending.caller is not None:

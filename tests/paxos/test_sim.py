@@ -96,6 +96,7 @@ NEGATIVE_CONTROLS = [
     ("naive_delete", {"linearizability", "owners"}),
     ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}),
     ("no_lease_veto", {"owners"}),
+    ("no_op_marks", {"linearizability"}),
 ]
 
 

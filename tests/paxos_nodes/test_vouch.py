@@ -15,7 +15,7 @@ from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.config import PaxosConfig
 from paxtor.paxos.envelopes import VouchRelease
 from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.proposer import VETOED, Decision
+from paxtor.paxos.proposer import VETOED, Decision, ExactlyOnce
 from paxtor.paxos.proposer_server import ProposerServer, ProposeRequest, _Pending
 from paxtor.paxos.register import Binding, LeaseFence, Register, identity
 
@@ -34,7 +34,7 @@ def test_vouching_for_this_nodes_fenced_pids():
     node = PaxosNode(PaxosConfig(voters=("node1", "node2", "node3"), durability="memory"), local)
     sent: list[Any] = []
     fake = SimpleNamespace(node=node, deliver_named=lambda name, node_name, msg: sent.append(msg))
-    pending = _Pending(ProposeRequest("b", "k", identity), None, 0.0, node.identity)
+    pending = _Pending(ProposeRequest("b", "k", identity), None, 0.0, ExactlyOnce(identity, node.identity))
 
     def body() -> dict[str, Any]:
         held, waiter = spawn(_parked), spawn(_parked)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ from paxtor.paxos.proposer import (
     VETOED,
     Backoff,
     Decision,
+    ExactlyOnce,
     Proposer,
     ProposerState,
     majority,
@@ -124,6 +126,7 @@ class Op:
     term: int | None = None
     history: list[Any] | None = None
     request: int = 0
+    once: ExactlyOnce | None = None  # the change across this request's attempts
 
     def __post_init__(self) -> None:
         self.change, self.ended = change_for(self.input)
@@ -150,6 +153,7 @@ class SimNode:
         self.rate = rate
         self.offset = offset
         self.incarnation = 0
+        self.op_seq = 0  # numbers every attempt of every request here (op marks)
         self.alive = False
         self.paused = False
         self.durable: dict[Slot, KeyRecord] = {}  # the synced log, compacted (last record wins)
@@ -195,6 +199,8 @@ class SimNode:
         self.known_incarnation: dict[str, int] = {}
         self.booted_at = now
         self.active: dict[int, Op] = {}  # submitted requests not yet done, by request id
+        # like the real proposer: one request per key at a time (op marks rely on it), the rest queued
+        self.slot_queues: dict[Slot, deque[Op]] = {}
         self.rounds: dict[int, Op] = {}
         self.by_key: dict[Slot, list[int]] = {}
         self.round_seq = 0
@@ -217,6 +223,7 @@ class SimNode:
             self.sim.close_history(op, None)
             self.sim.liveness.abandoned(op.request)
         self.active.clear()
+        self.slot_queues.clear()
         self.sim.workload.node_crashed(self)
 
     def pause(self, length: float) -> None:
@@ -354,7 +361,23 @@ class SimNode:
         if op.request == 0:
             op.request = sim.liveness.invoked(str(op.input[0]), self.name, sim.q.now)
         self.active[op.request] = op
+        op.history = sim.open_history(op)  # invoked now, even if it waits for its key
+        queue = self.slot_queues.get(op.slot)
+        if queue is not None:
+            queue.append(op)
+            return
+        self.slot_queues[op.slot] = deque()
         self.start_round(op)
+
+    def next_on_slot(self, slot: Slot) -> None:
+        """The request served on ``slot`` is done: start the next one queued there."""
+        queue = self.slot_queues.get(slot)
+        if queue is None:
+            return
+        if queue:
+            self.start_round(queue.popleft())
+        else:
+            del self.slot_queues[slot]
 
     def start_round(self, op: Op) -> None:
         sim = self.sim
@@ -368,10 +391,14 @@ class SimNode:
             return
         if op.history is None:
             op.history = sim.open_history(op)
+        if op.once is None:
+            op.once = ExactlyOnce(op.change, (self.name, self.incarnation))
+        self.op_seq += 1
+        mark = op.once.begin(self.op_seq, term)
         rnd = self.proposer.new_round(
             op.bucket,
             op.key,
-            op.change,
+            op.once,
             sim.voters,
             sim.quorum,
             ended=op.ended,
@@ -379,6 +406,7 @@ class SimNode:
             backoff_draw=sim.rng.random(),
             known_promised=self.acceptor.state(op.bucket, op.key).promised if self.voter else None,
             proposer_class=sim.mutations.proposer_class(op.ended is not None),
+            op=mark,
         )
         op.round = rnd
         op.term = term
@@ -434,8 +462,12 @@ class SimNode:
             self.give_up(op)
             return
         if decision.ok:
-            assert decision.register is not None
-            register = decision.register.visible()
+            assert decision.register is not None and op.once is not None
+            adopted = op.once.adopted
+            if adopted is not None:  # an earlier attempt's change was adopted: its result, its term
+                register, op.term = adopted.result, adopted.term
+            else:
+                register = decision.register.visible()
             sim.close_history(op, register)
             sim.liveness.completed(op.request, sim.q.now)
             del self.active[op.request]
@@ -445,9 +477,10 @@ class SimNode:
                 self.notify_handoff(op, register)
             if op.on_done is not None:
                 op.on_done(op, register)
+            self.next_on_slot(op.slot)
             return
         if decision.maybe_applied:
-            sim.close_history(op, None)
+            sim.note_accepts(op)  # the request retries as one operation: exactly once
         if decision.outcome == VETOED and decision.proposed is not None:
             self.vouch(op.slot, decision.proposed)
         op.attempt += 1
@@ -460,6 +493,7 @@ class SimNode:
         self.sim.close_history(op, None)
         self.sim.liveness.abandoned(op.request)
         self.active.pop(op.request, None)
+        self.next_on_slot(op.slot)
 
     # -- processes and ownership -----------------------------------------------------
 
@@ -661,8 +695,8 @@ class Cluster:
     # -- history ---------------------------------------------------------------------------
 
     def open_history(self, op: Op) -> list[Any]:
-        # process, key, input, output, invoke, complete, ballot of its accepts
-        entry = [op.process, op.slot, op.input, None, self.q.now, None, None]
+        # process, key, input, output, invoke, complete, ballots of its rounds that sent accepts
+        entry = [op.process, op.slot, op.input, None, self.q.now, None, []]
         self.history.append(entry)
         return entry
 
@@ -675,8 +709,14 @@ class Cluster:
         if output is not None:
             entry[3] = output
             entry[5] = self.q.now
-        elif op.round is not None and op.round.proposed is not None:
-            entry[6] = op.round.ballot  # the only round of this entry that sent accepts
+        else:
+            self.note_accepts(op, entry)
+
+    def note_accepts(self, op: Op, entry: list[Any] | None = None) -> None:
+        """Record the ballot of ``op``'s current round in its history entry if it sent accepts."""
+        entry = entry or op.history
+        if entry is not None and op.round is not None and op.round.proposed is not None:
+            entry[6].append(op.round.ballot)
 
     def client_history(self) -> list[tuple[Any, ...]]:
         """The history for the linearizability check, minus requests that provably did nothing.
@@ -687,8 +727,8 @@ class Cluster:
         (which keeps the search small); a real client could not.
         """
         out = []
-        for process, slot, op_input, output, invoke, complete, ballot in self.history:
-            if complete is None and not self.ballots.was_accepted(slot[0], slot[1], ballot):
+        for process, slot, op_input, output, invoke, complete, ballots in self.history:
+            if complete is None and not any(self.ballots.was_accepted(slot[0], slot[1], b) for b in ballots):
                 continue
             out.append((process, slot, op_input, output, invoke, complete))
         return out

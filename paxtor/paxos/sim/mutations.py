@@ -10,6 +10,9 @@ They live here, as subclasses, never in the production classes. A
 - ``wrong_ballot_promise``: the proposer counts promises made for any ballot,
   e.g. a late promise from one of its earlier rounds on the key.
 - ``no_lease_veto``: acceptors accept noconnection releases at once.
+- ``no_op_marks``: rounds do not mark the register with their op, so a
+  retry cannot tell that an earlier attempt's value was adopted and applies
+  its change again (an increment counted twice).
 - ``no_heartbeat_fence``: owners ignore the fence generation in heartbeat
   acks (an acceptor that voted a release can then still extend a lease with
   a heartbeat that was in flight during its silence window).
@@ -35,6 +38,7 @@ class Mutations:
     wrong_ballot_promise: bool = False
     no_lease_veto: bool = False
     no_heartbeat_fence: bool = False
+    no_op_marks: bool = False
 
     @classmethod
     def only(cls, name: str | None) -> Mutations:
@@ -58,6 +62,8 @@ class Mutations:
             return AnyBallotProposer
         if self.naive_delete and release:
             return NaiveDeleteProposer
+        if self.no_op_marks:
+            return UnmarkedProposer
         return Proposer
 
 
@@ -77,6 +83,11 @@ class UnfencedLeaseClock(LeaseClock):
 class AnyBallotProposer(Proposer):
     def _counts(self, voter: str, msg: Promise) -> bool:
         return voter in self.voters
+
+
+class UnmarkedProposer(Proposer):
+    def _with_marks(self, base: Register, new: Register) -> Register:
+        return new
 
 
 class NaiveDeleteProposer(Proposer):
