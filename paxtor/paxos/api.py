@@ -96,8 +96,13 @@ def propose(
     raises `NoQuorum`. A change that raises, or breaks the register rules,
     raises its error (`ChangeRejected` for the rules) and nothing is sent.
     A release round passes ``ended`` (the `EndedBinding` it ends). The
-    change may run more than once (retries, and every attempt re-reads), so
-    make it a pure function of the register.
+    change function may be called more than once (every attempt re-reads the
+    register), so make it a pure function of the register; its effect lands
+    exactly once: an attempt that lost after its accepts went out may still
+    have its value adopted by a later round, and the retry then finds its
+    op mark in the register and returns that attempt's result instead of
+    applying the change again. A `NoQuorum` with ``maybe_applied`` is the
+    one case where the caller cannot know.
     """
     check_bucket_name(bucket)
     _check_key(key)
