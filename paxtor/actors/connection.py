@@ -7,8 +7,10 @@ A `Connection` owns one connected socket (optionally TLS). Its life:
                one deadline, `handshake_timeout`: a peer that never finishes
                (slow-loris) is dropped when it passes. Frames are limited to
                `MAX_HANDSHAKE_FRAME` until the peer has authenticated.
-  up           `on_up(conn)` runs; a reader greenlet decodes frames and calls
-               `on_message(conn, msg)` for each, in order; a writer greenlet
+  up           `on_up(conn)` runs; frames are decoded and handed to
+               `on_message(conn, msg)` one by one, in order: in the hub, by
+               an io watcher's callback, for plain TCP (no greenlet switch
+               per chunk received); by a reader greenlet for TLS. A writer greenlet
                writes everything `send()` queued during one hub loop turn
                with ONE ``sendall``; a heartbeat greenlet sends an empty
                frame every `heartbeat_interval` and declares the peer dead
@@ -23,9 +25,11 @@ A `Connection` owns one connected socket (optionally TLS). Its life:
 
 Anything wrong on the wire (malformed frame, oversized frame, unknown ext
 type or wire type, bad handshake) closes that connection with a logged reason
-and touches nothing else. Callbacks run in the connection's greenlets and
-must not block (hand work to a queue/mailbox); an exception in `on_message`
-closes the connection (a message lost silently would break ordering).
+and touches nothing else. Callbacks run in the hub or in the connection's
+greenlets and must not block (hand work to a queue/mailbox); an exception in
+`on_message` closes the connection (a message lost silently would break
+ordering). An `on_message` that must let what it woke run before the next
+frame is applied calls `conn.defer_rest()`.
 
 Messages `send()` queues before the handshake completes are written once it
 does. `send()` never blocks; a sender that may outrun the network should
@@ -142,6 +146,9 @@ class ConnectionStats:
 class Connection:
     """One node-to-node connection; create with `connect()` or via `Listener`."""
 
+    #: where an initiator's socket is bound before it dials (None: the kernel picks)
+    source_address: tuple[str, int] | None = None
+
     def __init__(
         self,
         config: ConnectionConfig,
@@ -182,7 +189,12 @@ class Connection:
         self._writer_waiter: Waiter | None = None
         self._writer_busy = False  # the writer greenlet owns the socket's write side
         self._handoff: bytes | memoryview | None = None
-        self._nonblocking_send: Callable[..., int] | None = None
+        self._nonblocking_send: Callable[[Any], int] | None = None
+        self._readable: Any = None  # plain TCP: the io watcher that reads in the hub
+        self._read_args: tuple[Any, ...] = ()
+        self._deliver_later: list[bytes] | None = None  # frames held back by `defer_rest`
+        self._close_after_held: str | None = None
+        self._defer_requested = False
         self._received_chunks = 0  # bumped per recv (not when blocked): a sign of life
         self._writes_done = 0
         self._writing = False
@@ -210,12 +222,15 @@ class Connection:
         on_up: OnUp | None = None,
         expected_peer: str | None = None,
         server_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
     ) -> Connection:
         """Start connecting to (host, port); returns at once.
 
         `on_up` runs when the peer has authenticated; on any failure
         `on_close` runs instead. `expected_peer` makes the handshake fail if
         another node answers. `server_hostname` is for TLS (default `host`).
+        `source_address` (host, port) is bound before connecting, so the
+        peer (and a firewall) sees which of this host's addresses dialed.
         """
         conn = cls(
             config,
@@ -227,6 +242,7 @@ class Connection:
             expected_peer=expected_peer,
             server_hostname=server_hostname or host,
         )
+        conn.source_address = source_address
         conn.start()
         return conn
 
@@ -303,6 +319,12 @@ class Connection:
                 return False
         return True
 
+    def defer_rest(self) -> None:
+        """From inside `on_message`: apply the frames after this one only
+        once every callback scheduled so far has run (e.g. a process this
+        frame woke acts before the next frame is applied)."""
+        self._defer_requested = True
+
     def __repr__(self) -> str:
         return f"<Connection {self.config.name}->{self._label()} {self.role} {self._state}>"
 
@@ -360,7 +382,7 @@ class Connection:
 
     def _open_socket(self) -> Any:
         assert self.address is not None
-        sock = gevent.socket.create_connection(self.address)
+        sock = gevent.socket.create_connection(self.address, source_address=self.source_address)
         _set_nodelay(sock)
         return sock
 
@@ -452,8 +474,9 @@ class Connection:
         self.peer = peer
         self._resolve_faults(peer.name)
         self._state = _UP
-        if not isinstance(self._sock, gevent.ssl.SSLSocket):
-            self._nonblocking_send = self._sock.send  # gevent: send(data, flags, timeout)
+        raw = _raw_socket(self._sock)
+        if raw is not None:
+            self._nonblocking_send = raw.send
         self._writer = gevent.spawn(self._write_loop)
         self._heartbeat = gevent.spawn(self._heartbeat_loop)
         log.debug("connection_up", local=self.config.name, peer=peer.name, role=self.role)
@@ -472,38 +495,70 @@ class Connection:
     # --------------------------------------------------------------- reading
 
     def _read_loop(self) -> None:
-        if self._early_frames and not self._deliver(self._early_frames):
-            return
+        if self._early_frames:
+            self.stats.frames_received += len(self._early_frames)
+            if not self._deliver(self._early_frames):
+                return
         if self._early_error is not None:
             self._close(f"frame_error: {self._early_error}")
+            return
+        raw = _raw_socket(self._sock)
+        if raw is not None:
+            self._read_in_hub(raw)
             return
         sock = self._sock
         recv = sock.recv
         feed = self._decoder.feed
         size = self.config.recv_size
         stats = self.stats
-        # After a short read the kernel buffer is most likely empty: wait for
-        # readability first instead of a recv that fails with EAGAIN (a
-        # syscall plus an exception per message). Not for TLS, whose
-        # decrypted bytes may be buffered while the socket is not readable.
-        readable = None if isinstance(sock, gevent.ssl.SSLSocket) else self._loop.io(sock.fileno(), 1)
-        hub_wait = gevent.get_hub().wait
-        drained = False
+        while True:
+            try:
+                data = recv(size)
+            except OSError as exc:
+                self._close(f"recv_failed: {exc}")
+                return
+            if not self._received(data, feed, stats):
+                return
+
+    def _read_in_hub(self, raw: Any) -> None:
+        """Plain TCP: read and hand over frames in the hub, from an io
+        watcher's callback, instead of switching into a reader greenlet and
+        back for every chunk (the hot path of every message received). This
+        greenlet ends here; `_close` stops the watcher."""
+        if self._state is not _UP:
+            return
+        self._readable = readable = self._loop.io(raw.fileno(), 1)
+        self._read_args = (raw.recv, self._decoder.feed, self.config.recv_size, self.stats)
+        readable.start(self._on_readable, *self._read_args)
+
+    def _on_readable(self, recv: Callable[[int], bytes], feed: Callable[[bytes], list[bytes]], size: int,
+                     stats: ConnectionStats) -> None:
+        """The socket is readable (runs in the hub: nothing may block or escape)."""
         try:
-            while True:
-                if drained and readable is not None:
-                    hub_wait(readable)
-                try:
-                    data = recv(size)
-                except OSError as exc:
-                    self._close(f"recv_failed: {exc}")
-                    return
-                drained = len(data) < size
-                if not self._received(data, feed, stats):
-                    return
-        finally:
-            if readable is not None:
-                readable.close()
+            data = recv(size)
+        except (BlockingIOError, InterruptedError):
+            return  # nothing after all; the watcher stays on
+        except OSError as exc:
+            self._close(f"recv_failed: {exc}")
+            return
+        try:
+            if not data or self.faults is not None:
+                self._received(data, feed, stats)
+                return
+            stats.bytes_received += len(data)  # the common case: `_received`, inlined
+            self._received_chunks += 1
+            frames = feed(data)
+            if frames:
+                stats.frames_received += len(frames)
+                self._deliver(frames)
+        except FrameError as exc:
+            self._broken_stream(exc)
+        except Exception as exc:  # a bug here must not reach the hub
+            log.exception("connection_error", local=self.config.name, peer=self._label())
+            self._close(f"internal_error: {exc!r}")
+        except BaseException as exc:
+            self._close(f"internal_error: {exc!r}")
+            raise
 
     def _received(self, data: bytes, feed: Callable[[bytes], list[bytes]], stats: ConnectionStats) -> bool:
         """Handle one chunk from the socket; False once the connection is closed."""
@@ -517,17 +572,30 @@ class Connection:
         try:
             frames = feed(data)
         except FrameError as exc:
-            if self._deliver(exc.frames):
-                self._close(f"frame_error: {exc}")
+            self._broken_stream(exc)
             return False
-        return not frames or self._deliver(frames)
+        if not frames:
+            return True
+        stats.frames_received += len(frames)
+        return self._deliver(frames)
+
+    def _broken_stream(self, exc: FrameError) -> None:
+        """The framing broke: deliver the frames before the fault, then close."""
+        self.stats.frames_received += len(exc.frames)
+        if self._deliver(exc.frames):
+            reason = f"frame_error: {exc}"
+            if self._deliver_later is None:
+                self._close(reason)
+            else:
+                self._close_after_held = reason  # once the held frames are in
 
     def _deliver(self, frames: list[bytes]) -> bool:
         """Decode and hand over frames in order; False once the connection closed."""
         on_message = self._on_message
         faults = self.faults
-        self.stats.frames_received += len(frames)
+        index = 0
         for payload in frames:
+            index += 1
             if not payload:  # heartbeat
                 continue
             if faults is not None and faults.drops_incoming():
@@ -546,7 +614,39 @@ class Connection:
                 return False
             if self._state is _CLOSED:
                 return False
+            if self._defer_requested:
+                self._defer_requested = False
+                if self._readable is None:  # a reader greenlet: let the others run
+                    gevent.sleep(0)
+                    if self._state is _CLOSED:
+                        return False
+                elif index < len(frames):
+                    self._hold_rest(frames[index:])
+                    return True
         return True
+
+    def _hold_rest(self, frames: list[bytes]) -> None:
+        """Reading in the hub, `defer_rest` was asked for: the rest of the
+        chunk waits for a later callback, and reading stops until then."""
+        self._deliver_later = frames
+        self._readable.stop()
+        self._loop.run_callback(self._deliver_held)
+
+    def _deliver_held(self) -> None:
+        frames, self._deliver_later = self._deliver_later, None
+        if self._state is _CLOSED or frames is None:
+            return
+        try:
+            if not self._deliver(frames) or self._deliver_later is not None:
+                return  # closed, or held back again
+        except Exception as exc:
+            log.exception("connection_error", local=self.config.name, peer=self._label())
+            self._close(f"internal_error: {exc!r}")
+            return
+        if self._close_after_held is not None:
+            self._close(self._close_after_held)
+            return
+        self._readable.start(self._on_readable, *self._read_args)
 
     # --------------------------------------------------------------- writing
 
@@ -587,12 +687,16 @@ class Connection:
         send = self._nonblocking_send
         if send is not None:
             try:
-                sent = send(data, 0, 0.0)
+                sent = send(data)
             except OSError:  # EAGAIN, or an error the writer will meet and report
                 sent = 0
-            self._wrote(sent)
-            if sent == len(data):
+            if sent == len(data):  # the common case, `_wrote` inlined
+                self.stats.bytes_sent += sent
+                self._out_bytes -= sent
+                if self._out_bytes <= self.config.busy_limit and not self._drained.is_set():
+                    self._drained.set()
                 return
+            self._wrote(sent)
             data = memoryview(data)[sent:]
         self._writer_busy = True
         self._handoff = data
@@ -699,6 +803,9 @@ class Connection:
         self._delayed.clear()
         self._writer_waiter = None
         self._handoff = None
+        self._deliver_later = None
+        if self._readable is not None:
+            self._readable.close()  # before the socket: its fd may be reused at once
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -710,6 +817,18 @@ class Connection:
             self._on_close(self, reason)
         except Exception:
             log.exception("on_close_failed", local=self.config.name, peer=self._label())
+
+
+def _raw_socket(sock: Any) -> Any:
+    """The non-blocking stdlib socket inside a plain gevent socket, or None
+    (TLS): the hot path calls its recv/send directly, skipping gevent's
+    Python-level wrappers, and never blocks on it."""
+    if isinstance(sock, gevent.ssl.SSLSocket):
+        return None
+    raw = getattr(sock, "_sock", None)  # gevent's socket wraps a stdlib one, set non-blocking
+    if raw is None or raw.gettimeout() != 0.0:
+        return None
+    return raw
 
 
 def _set_nodelay(sock: Any) -> None:

@@ -65,6 +65,7 @@ __all__ = [
     "spawn_reply_frame",
     "goodbye_frame",
     "call_monitor_frame",
+    "call_request_frame",
     "reply_demonitored_frame",
     "apply_frame",
     "SignalSink",
@@ -155,14 +156,17 @@ def named_message_frame(here: str, name: str, msg: Any) -> tuple[Any, ...]:
 def call_monitor_frame(target: Any, call: Call) -> tuple[Any, ...]:
     """A monitor of `target` by the caller of `call` under the call's ref,
     then `call` for `target`, in one frame: the whole of a remote GenServer
-    call's request. The caller's pid and ref must be of this node (the
-    transport checked them when it held the monitor back)."""
+    call's request. The caller's pid and ref must be of this node."""
     caller = call.caller
-    pid, ref = caller.pid, caller.ref
+    return call_request_frame(target, caller.pid, caller.ref, call.request)
+
+
+def call_request_frame(target: Any, caller: Pid, ref: Ref, request: Any) -> tuple[Any, ...]:
+    """`call_monitor_frame` from the call's parts (no Call to build first)."""
     if target.__class__ is Pid:
-        return (CALL_MONITOR, target.incarnation, target.serial, pid.incarnation, pid.serial,
-                ref.incarnation, ref.serial, call.request)
-    return (CALL_MONITOR_NAMED, target[0], pid.incarnation, pid.serial, ref.incarnation, ref.serial, call.request)
+        return (CALL_MONITOR, target.incarnation, target.serial, caller.incarnation, caller.serial,
+                ref.incarnation, ref.serial, request)
+    return (CALL_MONITOR_NAMED, target[0], caller.incarnation, caller.serial, ref.incarnation, ref.serial, request)
 
 
 def reply_demonitored_frame(here: str, to: Pid, reply: Reply) -> tuple[Any, ...]:

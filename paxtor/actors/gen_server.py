@@ -333,20 +333,20 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     # The monitor's ref tags the request too (as gen:call does).
     ref = node.make_ref()
     me.monitors[ref] = target
-    node.deliver_monitor(my_pid, target, ref)
+    mailbox = me.mailbox
+    mark = mailbox.mark()  # what is queued now cannot be the answer
     try:
-        msg = Call(Caller(my_pid, ref), request)
-        if target.__class__ is Pid:
-            node.deliver_message(target, msg)
+        if (target.node if target.__class__ is Pid else target[1]) == node.name:
+            node.deliver_monitor(my_pid, target, ref)
+            msg = Call(Caller(my_pid, ref), request)
+            if target.__class__ is Pid:
+                node.deliver_message(target, msg)
+            else:
+                node.deliver_named(target[0], target[1], msg)
         else:
-            node.deliver_named(target[0], target[1], msg)
-
-        def answer(m: Any) -> bool:
-            c = m.__class__
-            return (c is Reply or c is Down) and (m.ref is ref or m.ref == ref)
-
+            node.deliver_call(my_pid, target, ref, request)  # one frame for the monitor and the Call
         try:
-            msg = me.mailbox.receive(answer, timeout)
+            msg = mailbox.receive_answer(ref, timeout, mark)
         except ReceiveTimeout:
             raise CallTimeout(dest, request, timeout) from None
     finally:

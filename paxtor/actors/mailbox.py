@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterator
 
-from paxtor.actors.messages import ReceiveTimeout
+from paxtor.actors.messages import Down, ReceiveTimeout, Reply
 
 __all__ = ["Mailbox"]
 
@@ -155,6 +155,52 @@ class Mailbox:
                         saved.append(msg)
                         raise
                     if hit:
+                        return msg
+                    saved.append(msg)
+                if timeout is not None:
+                    if timer is None:
+                        if timeout <= 0:
+                            raise ReceiveTimeout(timeout)
+                        timer = self._start_timer(timeout)
+                    elif self._timed_out:
+                        raise ReceiveTimeout(timeout)
+                self._park()
+                if self.interrupt is not None:
+                    self._raise_interrupt()
+        finally:
+            if saved:
+                queue.extendleft(reversed(saved))
+                saved.clear()
+            if timer is not None:
+                timer.close()
+
+    def mark(self) -> int:
+        """A position for `receive_answer`: what is queued now comes before it."""
+        return len(self._queue)
+
+    def receive_answer(self, ref: Any, timeout: float | None, after: int = 0) -> Any:
+        """Take the `Reply` or `Down` tagged `ref`: the answer to a call.
+
+        The first `after` queued messages (a `mark()` taken before the
+        request went out) cannot be it and are passed over unread, as
+        Erlang's receive does for a fresh ref. Else as `receive(match, timeout)`.
+        """
+        if self.interrupt is not None:
+            self._raise_interrupt()
+        queue = self._queue
+        saved = self._saved
+        if saved:
+            raise RuntimeError("receive() called from inside a receive match predicate")
+        timer = None
+        try:
+            if after:
+                for _ in range(min(after, len(queue))):
+                    saved.append(queue.popleft())
+            while True:
+                while queue:
+                    msg = queue.popleft()
+                    cls = msg.__class__
+                    if (cls is Reply or cls is Down) and (msg.ref is ref or msg.ref == ref):
                         return msg
                     saved.append(msg)
                 if timeout is not None:

@@ -11,6 +11,7 @@ Every operation that may cross nodes goes through these `LocalNode` methods,
 all taking Pids (never Process objects):
 
     deliver_message(to, msg)                 deliver_named(name, node_name, msg)
+    deliver_call(caller, target, ref, request)   (a monitor + a GenServer Call)
     deliver_link(frm, to)                    deliver_unlink(frm, to)
     deliver_exit(frm, to, reason, via_link)  deliver_monitor(watcher, target, ref)
     deliver_demonitor(watcher, target, ref)  deliver_down(watcher, ref, target, reason)
@@ -344,6 +345,37 @@ class LocalNode:
         remote = self.remote
         if remote is not None and self.running:
             remote.send_named(name, node_name, msg)
+
+    def deliver_call(self, caller: Pid, target: Any, ref: Ref, request: Any) -> None:
+        """A GenServer call: `caller` monitors `target` (a Pid or (name,
+        node_name)) under `ref`, then sends it ``Call(Caller(caller, ref),
+        request)``; the caller has recorded ``monitors[ref] = target``. The
+        same as `deliver_monitor` then `deliver_message`/`deliver_named`, as
+        one signal, so a transport that has ``call`` sends one frame."""
+        node_name = target.node if target.__class__ is Pid else target[1]
+        remote = self.remote
+        fast = getattr(remote, "call", None) if node_name != self.name else None
+        if fast is None:  # a local target, or a transport without `call`
+            # gen_server builds on this module: imported here, off the hot path
+            from paxtor.actors.gen_server import Call, Caller
+
+            self.deliver_monitor(caller, target, ref)
+            msg = Call(Caller(caller, ref), request)
+            if target.__class__ is Pid:
+                self.deliver_message(target, msg)
+            else:
+                self.deliver_named(target[0], node_name, msg)
+            return
+        edges = self._edges(node_name)
+        edges.monitors_out[ref] = (caller, target)
+        try:
+            sent = self.running and fast(caller, target, ref, request)
+        except BaseException:
+            edges.monitors_out.pop(ref, None)  # the caller demonitors (it holds monitors[ref])
+            raise
+        if not sent:
+            edges.monitors_out.pop(ref, None)
+            self.deliver_down(caller, ref, target, NOCONNECTION)
 
     # -- the seam: links and exits -------------------------------------------
 

@@ -10,11 +10,9 @@ they are dropped and the node's links and monitors fire "noconnection".
 A node neither connected nor being connected is unreachable: the methods
 return False and `LocalNode` applies "noconnection" itself.
 
-A remote GenServer call is a monitor of the server then the Call: the
-monitor is held back until the next signal, and if that is the matching
-Call, both go as one frame (nothing else can come between: the caller does
-not yield there; any other signal sends the held monitor first, and so
-does the end of the loop turn). Its reply ends the monitor, as OTP's
+A remote GenServer call is a monitor of the server and the Call, which
+`LocalNode.deliver_call` hands over as one signal (`call`): one frame. Its
+reply ends the monitor, as OTP's
 ``reply_demonitor`` alias does: a process replying to a remote caller that
 monitors it under the reply's ref drops that monitor on its side and says
 so in the reply's frame; the caller's node drops it too once the reply is
@@ -44,7 +42,7 @@ from greenlet import getcurrent
 from paxtor.actors.connection import Connection
 from paxtor.actors.dist_protocol import (
     NotFromHere,
-    call_monitor_frame,
+    call_request_frame,
     demonitor_frame,
     down_frame,
     exit_frame,
@@ -57,7 +55,6 @@ from paxtor.actors.dist_protocol import (
     unlink_frame,
 )
 from paxtor.actors.function_ref import function_ref
-from paxtor.actors.gen_server import Call
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import Reply
 from paxtor.actors.process import PROCESS_ATTR
@@ -126,7 +123,7 @@ def _target_node(target: Any) -> str:
 class NodeTransport:
     """A distributed node's RemoteTransport (see the module doc)."""
 
-    __slots__ = ("name", "up", "dist", "_held", "_spawns", "_requests", "_monitor", "_monitor_due", "_loop")
+    __slots__ = ("name", "up", "dist", "_held", "_spawns", "_requests")
 
     def __init__(self, dist: DistributedNode, up: dict[str, Connection]) -> None:
         self.name = dist.name
@@ -136,16 +133,10 @@ class NodeTransport:
         self._held: dict[str, _Held] = {}
         self._spawns: dict[int, _PendingSpawn] = {}
         self._requests = itertools.count(1)
-        #: a monitor held back: (connection, watcher, target, ref), or None
-        self._monitor: tuple[Connection, Pid, Any, Ref] | None = None
-        self._monitor_due = False
-        self._loop = get_hub().loop
 
     # -- messages (the hot path) ------------------------------------------------
 
     def send(self, to: Pid, msg: Any) -> bool:
-        if self._monitor is not None and self._call_with_monitor(to, msg):
-            return True
         conn = self.up.get(to.node)
         if conn is None:
             return self._hold(to.node, message_frame(self.name, to, msg))
@@ -157,8 +148,6 @@ class NodeTransport:
         return True
 
     def send_named(self, name: str, node_name: str, msg: Any) -> bool:
-        if self._monitor is not None and self._call_with_monitor((name, node_name), msg):
-            return True
         conn = self.up.get(node_name)
         if conn is None:
             return self._hold(node_name, named_message_frame(self.name, name, msg))
@@ -167,10 +156,27 @@ class NodeTransport:
             _wait_drained(conn)
         return True
 
+    def call(self, caller: Pid, target: Any, ref: Ref, request: Any) -> bool:
+        """A GenServer call's request: `caller` monitors `target` (a Pid or
+        (name, node)) under `ref`, and the Call follows, in one frame."""
+        if caller.node != self.name or ref.node != self.name:
+            raise NotFromHere(f"{caller!r} / {ref!r}: not a caller of node {self.name!r}")
+        node_name = _target_node(target)
+        frame = call_request_frame(target, caller, ref, request)
+        conn = self.up.get(node_name)
+        if conn is None:
+            return self._hold(node_name, frame)
+        try:
+            conn.send(frame)
+        except (TypeError, ValueError):
+            conn.send(monitor_frame(self.name, caller, target, ref))  # the monitor alone; the Call raises
+            raise
+        if conn.busy:
+            _wait_drained(conn)
+        return True
+
     def send_frame(self, conn: Connection, frame: tuple[Any, ...]) -> None:
         """Any other frame for `conn`, in order with the signals."""
-        if self._monitor is not None:
-            self._send_held_monitor()
         conn.send(frame)
 
     # -- links, exits, monitors ------------------------------------------------------
@@ -191,17 +197,7 @@ class NodeTransport:
             return self._post(to.node, exit_frame, frm, to, _unencodable(reason), via_link)
 
     def monitor(self, watcher: Pid, target: Any, ref: Ref) -> bool:
-        if self._monitor is not None:
-            self._send_held_monitor()
-        conn = self.up.get(_target_node(target))
-        if conn is None or watcher.node != self.name or ref.node != self.name:
-            return self._post(_target_node(target), monitor_frame, watcher, target, ref)
-        # Perhaps a call's request follows at once: hold this back until then.
-        self._monitor = (conn, watcher, target, ref)
-        if not self._monitor_due:
-            self._monitor_due = True
-            self._loop.run_callback(self._end_of_turn)
-        return True
+        return self._post(_target_node(target), monitor_frame, watcher, target, ref)
 
     def demonitor(self, watcher: Pid, target: Any, ref: Ref) -> bool:
         return self._post(_target_node(target), demonitor_frame, watcher, target, ref)
@@ -216,8 +212,6 @@ class NodeTransport:
             return self._post(watcher.node, down_frame, watcher, ref, target, _unencodable(reason))
 
     def _post(self, node_name: str, make_frame: Callable[..., tuple[Any, ...]], *args: Any) -> bool:
-        if self._monitor is not None:
-            self._send_held_monitor()
         frame = make_frame(self.name, *args)
         conn = self.up.get(node_name)
         if conn is None:
@@ -225,24 +219,7 @@ class NodeTransport:
         conn.send(frame)
         return True
 
-    # -- a call's request in one frame --------------------------------------------------
-
-    def _call_with_monitor(self, target: Any, msg: Any) -> bool:
-        """Send the held monitor and `msg` as one frame if `msg` is the Call
-        it was taken for; otherwise send the monitor alone (False)."""
-        conn, watcher, monitored, ref = self._monitor  # type: ignore[misc]
-        if msg.__class__ is Call and (monitored is target or monitored == target):
-            caller = msg.caller
-            if caller.ref is ref and caller.pid is watcher:  # made by gen_server.call
-                try:
-                    conn.send(call_monitor_frame(target, msg))
-                except (TypeError, ValueError):
-                    self._send_held_monitor()  # the monitor alone; the Call raises again
-                    return False
-                self._monitor = None
-                return True
-        self._send_held_monitor()
-        return False
+    # -- a call's reply ends its monitor ------------------------------------------------
 
     def _reply_ending_monitor(self, conn: Connection, to: Pid, reply: Reply) -> bool:
         """Send `reply` as the end of `to`'s monitor on the replying process,
@@ -261,22 +238,10 @@ class NodeTransport:
         self.dist.local.deliver_demonitor(to, proc.pid, ref)  # as if `to` had sent it
         return True
 
-    def _send_held_monitor(self) -> None:
-        conn, watcher, target, ref = self._monitor  # type: ignore[misc]
-        self._monitor = None
-        conn.send(monitor_frame(self.name, watcher, target, ref))
-
-    def _end_of_turn(self) -> None:
-        self._monitor_due = False
-        if self._monitor is not None:
-            self._send_held_monitor()
-
     # -- a node being connected -------------------------------------------------------
 
     def _hold(self, node_name: str, frame: Any) -> bool:
         """Keep `frame` for `node_name` if an attempt to reach it is in flight."""
-        if self._monitor is not None:
-            self._send_held_monitor()
         if not self.dist.peers.reaching(node_name):
             return False
         size = len(encode(frame))  # unencodable: TypeError in the sender, as on a connection
@@ -358,7 +323,11 @@ class NodeTransport:
             # Let the caller run first: it records its half of the link /
             # monitor before any later frame (a signal of the new process) is
             # applied. Callbacks run in order, so the caller resumes first.
-            gevent.sleep(0)
+            conn = self.up.get(pending.node)  # the connection this reply came on
+            if conn is not None:
+                conn.defer_rest()
+            elif getcurrent() is not get_hub():
+                gevent.sleep(0)
 
     def _undo_spawn(self, pending: _PendingSpawn, pid: Pid) -> None:
         if pending.link is not None:

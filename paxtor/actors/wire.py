@@ -331,6 +331,8 @@ def encode(obj: Any) -> bytes:
         return _pack_or_explain(_new_packer(), obj)
     encoder.busy = True
     try:
+        if obj.__class__ is tuple:  # what `_default` would return: saves a callback (every frame is one)
+            return encoder.packer.pack([_TUPLE_MARK, *obj])
         return encoder.packer.pack(obj)
     except (TypeError, ValueError, OverflowError):
         return _pack_or_explain(_new_packer(), obj)  # raises, with a precise message
