@@ -280,7 +280,10 @@ def _give_up(table: LockTable, request: _Request) -> None:
 
 
 def _release(table: LockTable, me: Pid, k: bytes, token: int) -> None:
-    """End `me`'s tenure `token`; the key's home hands the lock to the next waiter."""
+    """End `me`'s tenure `token`; the key's home hands the lock to the next waiter.
+
+    Unheld first: the round that ends the tenure tells this node's lease keeper,
+    which kills a holder it still sees as the owner (one that did not give it up)."""
+    paxos.unhold(me, LOCKS_BUCKET, k, token)
     run_op(k, ("release", token, me, UNLOCKED), Deadline(None), table.routing)
     table.forget_owner(me, k)
-    paxos.unhold(me, LOCKS_BUCKET, k, token)

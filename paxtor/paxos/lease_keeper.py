@@ -186,11 +186,12 @@ class LeaseKeeper(GenServer):
             self.monitors[pid] = monitor(pid)
         return True
 
-    def _kill(self, pid: Pid, bucket: str, key: Hashable, epoch: int) -> None:
+    def _kill(self, pid: Pid, bucket: str, key: Hashable, epoch: int, why: str = "outside_lease") -> None:
         proc = self.node.local.lookup(pid)
         if proc is not None and proc.alive:
             log.warning(
-                "owner_killed_outside_lease",
+                "owner_killed",
+                why=why,
                 node=self.node.name,
                 pid=repr(pid),
                 bucket=bucket,
@@ -200,11 +201,17 @@ class LeaseKeeper(GenServer):
             proc.kill(LEASE_EXPIRED)
 
     def _settle(self, bucket: str, key: Hashable, epoch: int, owner: Pid | None) -> None:
-        """A round chose tenure ``epoch`` owned by ``owner``: drop a holding that is not it."""
+        """A round chose tenure ``epoch`` owned by ``owner``: a holder here that is not it lost
+        its tenure without giving it up (an owner that gives it up unholds first), e.g. it
+        was released while this node was paused or cut off. It still believes it owns the
+        key, so it is killed, as a lease loss would have: dropping it silently would spare it
+        from the lease loss that may come next (a second live singleton)."""
         slot = (bucket, key)
         pid = self.held_by.get(slot)
         if pid is not None and (pid != owner or self.node.holds.get(pid, {}).get(slot) != epoch):
+            held_epoch = self.node.holds.get(pid, {}).get(slot)
             self._drop(pid, slot)
+            self._kill(pid, bucket, key, held_epoch if held_epoch is not None else epoch, "tenure_ended")
 
     def _drop(self, pid: Pid, slot: tuple[str, Hashable]) -> None:
         held = self.node.holds.get(pid)

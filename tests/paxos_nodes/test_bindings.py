@@ -240,3 +240,26 @@ def test_a_vetoed_release_does_not_hold_up_other_rounds_on_its_key(cluster: Clus
     took = nodes[0].run(reads_meanwhile)
     assert len(took) > 10 and max(took) < 1.0
     cluster.faults.heal()
+
+
+def test_a_holder_whose_tenure_moved_on_without_it_is_killed(cluster: Cluster):
+    # node1 holds a key for a local process. A round elsewhere ends that tenure (here a
+    # release that claims a real exit reason; in life, a noconnection release while node1
+    # was paused). The first round on node1 that sees the key shows its keeper a tenure
+    # that is not its holder's: the holder, which never gave the key up, is killed (as a
+    # lease loss would have), not merely forgotten.
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    owner = _claim_on("node1", "moved", "mine")
+    down = _down_watch("node2", owner)
+
+    def take_over() -> Any:
+        ended = paxos.EndedBinding(1, paxos.Binding(pid=owner), "normal")
+        hand = lambda r: r.handoff("theirs", node="node2")  # noqa: E731
+        return paxos.propose("moved", hand, bucket=BUCKET, ended=ended)
+
+    assert nodes[1].run(take_over).epoch == 2
+    assert not down.ready()  # node1 has not seen it yet
+    assert nodes[0].run(paxos.get, "moved", bucket=BUCKET) == "theirs"
+    reason, _ = down.get(timeout=WAIT)
+    assert reason == "lease_expired"
