@@ -16,10 +16,10 @@ Per request, until its deadline (default 5 s):
 - CONFLICT and VETOED are retried after the core's randomized backoff (the
   random draws come from this process's own `random.Random`); an attempt
   with no quorum of answers within ``attempt_timeout`` is retried too; a
-  request whose attempt failed while others are queued on its key goes
-  behind them instead (a release vetoed by acceptors that still hear the
-  owner, as in a one-way partition, fails until its deadline: it must not
-  stall every round on the key);
+  request that failed so (not a conflict) while others are queued on its
+  key goes behind them instead (a release vetoed by acceptors that still
+  hear the owner, as in a one-way partition, fails until its deadline: it
+  must not stall every round on the key);
 - after a CONFLICT the ballot counter skips ahead by blocks of
   `BALLOT_SKIP` (more for a request that lost more often, plus a random
   offset): the winner's 1-RTT rounds bump its counter by one or two each, so
@@ -453,8 +453,12 @@ class ProposerServer(GenServer):
             pending.maybe_applied = True
         if outcome == VETOED:
             self._vouch(pending, decision)
-        if slot.queue and not pending.maybe_applied and time.monotonic() < pending.deadline:
-            self._yield_slot(slot_key, slot)  # (a maybe-applied one retries first: its op mark)
+        if outcome != CONFLICT and slot.queue and not pending.maybe_applied and time.monotonic() < pending.deadline:
+            # a veto, or a prepare some voters do not answer (they veto it or are cut off),
+            # can last as long as a partition: the others on the key go first. A conflict
+            # backs off instead (yielding would only feed the duel), and a maybe-applied
+            # request retries first (its op mark).
+            self._yield_slot(slot_key, slot)
             return
         delay = decision.retry_after
         if delay is None:  # NO_QUORUM: an attempt got too few answers; back off a little
