@@ -51,6 +51,19 @@ def _positive(text: str) -> float:
     return value
 
 
+def _host_of(text: str) -> tuple[int, str]:
+    """``N=ADDRESS`` (``nodeN=ADDRESS`` too) for --hosts."""
+    number_text, sep, address = text.strip().partition("=")
+    number_text = number_text.strip().removeprefix("node")
+    if not sep or not number_text.isdigit() or int(number_text) < 1 or not address.strip():
+        raise argparse.ArgumentTypeError(f"--hosts takes N=ADDRESS (e.g. 1=127.0.0.11), got {text!r}")
+    return int(number_text), address.strip()
+
+
+def _hosts(text: str) -> list[tuple[int, str]]:
+    return [_host_of(part) for part in text.split(",") if part.strip()]
+
+
 def _node_name(text: str) -> str:
     if text == "_":
         return text
@@ -68,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("name", type=_node_name, metavar="_|N", help="'_' for the next free number, or N for nodeN")
     node.add_argument("--cluster-size", type=int, default=3, help="voters are node1..nodeN (default 3)")
     node.add_argument("--host", default="127.0.0.1", help="address to listen on and find numbered peers at")
+    node.add_argument("--hosts", type=_hosts, action="append", default=[], metavar="N=ADDR[,...]",
+                      help="numbered nodes on other addresses than --host (e.g. 1=127.0.0.11); dials leave from the node's own")
     node.add_argument("--base-port", type=int, default=4370, help="nodeN listens on base-port + N (default 4370)")
     node.add_argument("--seeds", action="append", default=[], metavar="HOST:PORT[,...]", help="more peers to connect to")
     node.add_argument("--cookie", default=None, help="shared secret (default: $PAXTOR_COOKIE, else ~/.paxtor.cookie)")
@@ -144,11 +159,14 @@ def run_node(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_json, args.log_level)
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
+    hosts = dict(pair for group in args.hosts for pair in group)
+    own_host = hosts.get(int(args.name[4:]), args.host) if args.name != "_" else args.host
     try:
         node = start_node(
             args.name,
             cluster_size=args.cluster_size,
             host=args.host,
+            hosts=hosts,
             base_port=args.base_port,
             seeds=seeds,
             cookie=args.cookie,
@@ -166,8 +184,8 @@ def run_node(args: argparse.Namespace) -> int:
             if args.name == "_":
                 return _fail(f"no free node port on {args.host} from {args.base_port + 1}")
             port = args.base_port + int(args.name[4:])
-            return _fail(f"port {port} on {args.host} is in use (is {args.name} already running?)")
-        return _fail(f"cannot listen on {args.host}: {exc.strerror or exc}")
+            return _fail(f"port {port} on {own_host} is in use (is {args.name} already running?)")
+        return _fail(f"cannot listen on {own_host}: {exc.strerror or exc}")
     except (ValueError, TypeError, CookieError) as exc:
         return _fail(str(exc))
     if args.no_shell:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
 from paxtor.actors.discovery import node_number, numbered_name
-from paxtor.actors.distribution import DistributedNode, start_distributed
+from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
 from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send
@@ -155,6 +155,7 @@ def start_node(
     durability: str = "fsync",
     voter: bool = True,
     paxos: dict[str, Any] | None = None,
+    hosts: Mapping[int | str, str] | None = None,
     **distribution: Any,
 ) -> Node:
     """Start a Paxtor node in this OS process and connect it to its peers.
@@ -168,11 +169,18 @@ def start_node(
     `paxos` overrides PaxosKV settings (`paxtor.paxos.PaxosConfig`: lease,
     margin, max_drift, timeout, ...). A durable node's incarnation comes
     from ``node.meta`` in its data directory (it grows at every start).
+    `hosts` ({N or "nodeN": address}) puts numbered nodes on addresses other
+    than `host`, e.g. ``{1: "127.0.0.11", 2: "127.0.0.12"}``: ``nodeN``
+    listens there and is dialed there, and with `hosts` given every node
+    dials from its own address (so a firewall rule per address pair can
+    partition nodes of one machine).
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
     heartbeat_timeout, handshake_timeout, ssl_context, faults, ...).
     """
     _check_settings(cluster_size, durability, voter)
     options = dict(host=host, base_port=base_port, cluster_size=cluster_size, seeds=tuple(seeds), cookie=cookie)
+    if hosts:
+        options["hosts"] = host_map(hosts)
     options.update(distribution)
     if name is None or name == "_":
         dist = _start_lowest_free(options, data_dir, durability)
@@ -220,7 +228,7 @@ def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) 
         name = numbered_name(number)
         if get_node(name) is not None:
             continue  # running in this OS process
-        if not _port_free(options["host"], options["base_port"] + number):
+        if not _port_free(options.get("hosts", {}).get(number, options["host"]), options["base_port"] + number):
             continue
         try:
             incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)

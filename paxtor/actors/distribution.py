@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,7 +40,7 @@ from greenlet import getcurrent
 
 from paxtor.actors.connection import Connection, ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
-from paxtor.actors.discovery import dial_targets, listen_port, node_number
+from paxtor.actors.discovery import Target, dial_targets, listen_port, node_number
 from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, spawn_reply_frame
 from paxtor.actors.faults import FaultInjector
 from paxtor.actors.function_ref import FunctionRefError, resolve_function_ref
@@ -61,6 +61,7 @@ __all__ = [
     "NodeUnreachable",
     "RemoteSpawnError",
     "start_distributed",
+    "host_map",
     "distributed_node",
     "all_distributed",
     "stop_all_distributed",
@@ -116,11 +117,16 @@ class DistributedNode:
         seeds: Iterable[Any],
         reconnect_min: float,
         reconnect_max: float,
+        hosts: Mapping[int, str] | None = None,
     ) -> None:
         self.local = local
         self.name = local.name
         self.incarnation = local.incarnation
-        self.host = host
+        #: numbered node -> its address, for nodes not on `default_host` (see `start_distributed`)
+        self.hosts = dict(hosts or {})
+        self.default_host = host
+        own_number = node_number(self.name)
+        self.host = self.hosts.get(own_number, host) if own_number is not None else host
         self.base_port = base_port
         self.cluster_size = cluster_size
         self.running = True
@@ -131,13 +137,15 @@ class DistributedNode:
             "spawn_reply": self._on_spawn_reply,
             "goodbye": self._on_goodbye,
         }
-        targets = dial_targets(
-            self.name,
-            (host, port) if port else None,
-            host=host,
-            base_port=base_port,
-            cluster_size=cluster_size,
-            seeds=seeds,
+        targets = self._placed(
+            dial_targets(
+                self.name,
+                (self.host, port) if port else None,
+                host=host,
+                base_port=base_port,
+                cluster_size=cluster_size,
+                seeds=seeds,
+            )
         )
         self.peers = PeerConnections(
             config,
@@ -146,11 +154,12 @@ class DistributedNode:
             on_up=self._peer_up,
             on_down=self._peer_down,
             on_attempt_over=self._attempt_over,
-            host=host,
+            host=self.host,
             port=port,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
             address_of=self._numbered_address,
+            source_host=self.host if self.hosts else None,
         )
         self.config = self.peers.config
         self.transport = NodeTransport(self, self.peers.up)
@@ -189,7 +198,25 @@ class DistributedNode:
         number = node_number(name)
         if number is None:
             return None
-        return (self.host, self.base_port + number)
+        return (self.hosts.get(number, self.default_host), self.base_port + number)
+
+    def _placed(self, targets: list[Target]) -> list[Target]:
+        """`targets` with each numbered peer at its `hosts` address; a seed that
+        names a numbered peer's (placed) address is dropped."""
+        if not self.hosts:
+            return targets
+        placed: list[Target] = []
+        numbered: set[tuple[str, int]] = set()
+        for target in targets:
+            if not target.seed and target.name is not None:
+                address = self._numbered_address(target.name)
+                if address is not None:
+                    target.host = address[0]
+                    numbered.add(address)
+        for target in targets:
+            if not (target.seed and target.address in numbered):
+                placed.append(target)
+        return placed
 
     # -- requests ---------------------------------------------------------------------
 
@@ -291,9 +318,9 @@ class DistributedNode:
     # -- frames from peers --------------------------------------------------------------
 
     def _frame_handler(self) -> Callable[[Connection, Any], None]:
-        """The connections' on_message: apply each frame from a peer (in its
-        reader greenlet). A frame that is not one of ours raises
-        ProtocolError, which closes that connection."""
+        """The connections' on_message: apply each frame from a peer (in the hub
+        for plain TCP, in the reader greenlet for TLS; it must not block). A frame
+        that is not one of ours raises ProtocolError, which closes that connection."""
         here, local = self.name, self.local
         control_ops = self._control
 
@@ -377,6 +404,7 @@ def start_distributed(
     reconnect_min: float = 0.1,
     reconnect_max: float = 5.0,
     faults: FaultInjector | None = None,
+    hosts: Mapping[int | str, str] | None = None,
 ) -> DistributedNode:
     """Start node `name` in this OS process, listening and connected to its peers.
 
@@ -386,7 +414,12 @@ def start_distributed(
     (``"host:port"``) and keeps them connected (capped backoff between
     attempts). `cookie` defaults as in `paxtor.actors.cookie`. `ssl_context`
     is one context for both ends or a (server, client) pair. `faults` is a
-    `FaultInjector` for tests. Raises OSError if the port is taken.
+    `FaultInjector` for tests. `hosts` places numbered nodes on addresses
+    other than `host` ({N or "nodeN": address}, e.g. one 127.0.0.0/8
+    address per node): ``nodeN`` listens on, and is dialed at, its address;
+    with `hosts` given, every dial leaves from this node's own address, so
+    per-address firewall rules can cut one node off. Raises OSError if the
+    port is taken.
     """
     problem = validate_node_name(name)
     if problem is not None or name == DEFAULT_NODE_NAME:
@@ -394,6 +427,7 @@ def start_distributed(
     if get_node(name) is not None:
         raise ValueError(f"node {name!r} is already running in this OS process")
     listen = listen_port(name, base_port, port)
+    placed = host_map(hosts)
     server_ctx, client_ctx = _ssl_contexts(ssl_context)
     config = ConnectionConfig(
         name,
@@ -418,6 +452,7 @@ def start_distributed(
             seeds=seeds,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
+            hosts=placed,
         )
         dist._start()
     except BaseException:
@@ -425,6 +460,20 @@ def start_distributed(
         local.stop()
         raise
     return dist
+
+
+def host_map(hosts: Mapping[int | str, str] | None) -> dict[int, str]:
+    """`hosts` ({N or "nodeN": address}) as {N: address}; ValueError for a key
+    that is no node number or an address that is no non-empty string."""
+    placed: dict[int, str] = {}
+    for key, address in (hosts or {}).items():
+        number = node_number(key) if isinstance(key, str) else key
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise ValueError(f"hosts maps node numbers (or 'nodeN') to addresses, got key {key!r}")
+        if not isinstance(address, str) or not address.strip():
+            raise ValueError(f"hosts[{key!r}] must be an address string, got {address!r}")
+        placed[number] = address.strip()
+    return placed
 
 
 # -- the current node's view (Erlang's BIFs) --------------------------------------------------

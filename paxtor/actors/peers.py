@@ -62,6 +62,7 @@ class PeerConnections:
         reconnect_max: float = 5.0,
         address_of: Callable[[str], tuple[str, int] | None] = lambda name: None,
         rng: random.Random | None = None,
+        source_host: str | None = None,
     ) -> None:
         self.name = config.name
         self.config = dataclasses.replace(config, admit=self._admit)
@@ -73,6 +74,8 @@ class PeerConnections:
         self._on_down = on_down
         self._on_attempt_over = on_attempt_over
         self._address_of = address_of
+        #: dials leave from this address (None: the kernel picks), so peers and firewalls see who dialed
+        self._source = (source_host, 0) if source_host else None
         self._reconnect = (reconnect_min, reconnect_max)
         self._rng = rng or random.Random()
         #: every connection we initiated that is not closed yet
@@ -216,7 +219,9 @@ class PeerConnections:
     def _attempt(self, target: Target) -> Connection | None:
         config = self.config
         try:
-            sock = gevent.socket.create_connection(target.address, timeout=config.handshake_timeout)
+            sock = gevent.socket.create_connection(
+                target.address, timeout=config.handshake_timeout, source_address=self._source
+            )
         except OSError as exc:
             log.debug("dial_failed", node=self.name, target=str(target), error=str(exc))
             return None

@@ -1,9 +1,12 @@
 """A Jepsen-style fault test of real Paxtor clusters (`make chaos`, `python -m tests.chaos`).
 
-Voters run as OS processes (`tests.chaos.node_main`, which is `python -m
-paxtor node` plus a `FaultInjector` the harness drives by remote spawn of
-`tests.chaos.agent` functions); this process joins as a client node, hosts the
-fenced resource and the recorders, and checks the histories afterwards.
+Voters and client nodes run as OS processes (`tests.chaos.node_main`, which
+is `python -m paxtor node` plus a `FaultInjector` and a slow disk the harness
+drives by remote spawn of `tests.chaos.agent` functions), each on its own
+loopback address so iptables can partition them (`firewall`), some under
+libfaketime (`clocks`); this process joins as the `console` node, hosts the
+fenced resource and the recorder, checks the histories afterwards and draws
+them (`plot`).
 """
 
 import sys

@@ -6,11 +6,16 @@ a time: a gap, a fault held for a while, its undoing. Every run ends with a
 heal of every link, SIGCONT and a restart of anything down: the quiet period
 that follows is when the checkers expect progress.
 
-Kinds: isolate (one voter cut from the other voters), halves (a minority of
-voters cut from the rest), one_way (frames src -> dst dropped), kill (kill -9,
-restart later: durable state), pause (SIGSTOP longer than the lease, then
-SIGCONT), pause_holder (the same, timed to land inside a lock holder's
-critical section, just after it read the fenced resource). The client node
+Kinds, through the transport's fault injection: isolate (one voter cut from
+the other voters), halves (a minority of voters cut from the rest), one_way
+(frames src -> dst dropped), client_cut (a client node cut from some
+voters). Through iptables (each node on its own loopback address; skipped,
+with one message, where iptables cannot run): ipt_isolate (one node, voter or
+client, cut both ways from every other node), ipt_one_way (packets src -> dst
+dropped). On processes: kill (kill -9, restart later: durable state), pause
+(SIGSTOP longer than the lease, then SIGCONT), pause_holder (the same, timed
+to land inside a lock holder's critical section, just after it read the
+fenced resource). slow_disk: every fsync of one voter delayed. The console
 (this process) is never cut off: it is the control channel.
 """
 
@@ -24,25 +29,39 @@ from typing import Any
 import gevent
 
 from paxtor.actors import ReceiveTimeout, call, receive, self_pid
+from tests.chaos.firewall import Firewall
 from tests.chaos.harness import ChaosCluster
 from tests.chaos.workloads import RESOURCE
 
-KINDS = ("isolate", "halves", "one_way", "kill", "pause", "pause_holder")
+KINDS = ("isolate", "halves", "one_way", "kill", "pause", "pause_holder", "client_cut", "slow_disk",
+         "ipt_isolate", "ipt_one_way")  # fmt: skip
+IPT_KINDS = ("ipt_isolate", "ipt_one_way")
+LINK_KINDS = ("isolate", "halves", "one_way", "client_cut")
 
 
 @dataclass(frozen=True)
 class Fault:
     kind: str
-    targets: tuple[str, ...]  # isolate/kill/pause: (node,); halves: the minority; one_way: (src, dst)
+    #: isolate/kill/pause/slow_disk/ipt_isolate: (node,); halves: the minority;
+    #: one_way/ipt_one_way: (src, dst); client_cut: (client, *the voters it is cut from)
+    targets: tuple[str, ...]
     gap: float  # seconds of calm before it
     hold: float  # seconds it lasts
+    param: float = 0.0  # slow_disk: seconds added to each fsync
 
 
-def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: tuple[str, ...] | None = None) -> tuple[tuple[str, ...], list[Fault]]:
-    """The enabled kinds and the faults of a run, from `seed` alone; they fit in `window` s."""
+def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: tuple[str, ...] | None = None,
+             clients: list[str] = ()) -> tuple[tuple[str, ...], list[Fault]]:  # type: ignore[assignment]
+    """The enabled kinds and the faults of a run, from `seed` alone; they fit in `window` s.
+    (Whether iptables works does not change it: the nemesis skips what it cannot play.)"""
+    clients = list(clients)
+    if not clients:
+        kinds_possible = tuple(k for k in KINDS if k != "client_cut")
+    else:
+        kinds_possible = KINDS
     rng = random.Random(seed)
     if kinds is None:
-        enabled = tuple(k for k in KINDS if rng.random() < 0.6) or (rng.choice(KINDS),)
+        enabled = tuple(k for k in kinds_possible if rng.random() < 0.6) or (rng.choice(kinds_possible),)
     else:
         enabled = tuple(kinds)
     faults: list[Fault] = []
@@ -66,9 +85,18 @@ def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: t
         elif kind == "one_way":
             src, dst = rng.sample(voters, 2)
             targets = (src, dst)
+        elif kind == "ipt_one_way":
+            src, dst = rng.sample([*voters, *clients], 2)
+            targets = (src, dst)
+        elif kind == "ipt_isolate":
+            targets = (rng.choice([*voters, *clients]),)
+        elif kind == "client_cut":
+            cut = sorted(rng.sample(voters, rng.randint(1, len(voters))))
+            targets = (rng.choice(clients), *cut)
         else:
             targets = (node,)
-        faults.append(Fault(kind, targets, gap, hold))
+        param = round(rng.uniform(0.05, 0.6), 3) if kind == "slow_disk" else 0.0
+        faults.append(Fault(kind, targets, gap, hold, param))
         used += gap + hold
         if used >= window:
             break
@@ -78,31 +106,54 @@ def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: t
 class Nemesis:
     """Plays a schedule against a `ChaosCluster`, logging each step with its time."""
 
-    def __init__(self, cluster: ChaosCluster, t0: float) -> None:
+    def __init__(self, cluster: ChaosCluster, t0: float, firewall: Firewall | None = None,
+                 no_firewall: str | None = None) -> None:
         self.cluster = cluster
         self.t0 = t0
+        self.firewall = firewall
+        self.no_firewall = no_firewall  # why iptables faults are skipped
         self.log: list[tuple[float, str]] = []
+        #: (kind, start, end, label) per fault played, in seconds since t0: the plot's shading
+        self.windows: list[tuple[str, float, float, str]] = []
         self.last_heal: float | None = None  # monotonic time of the final heal
+        self._skipped_ipt = False
 
     def note(self, text: str) -> None:
         self.log.append((time.monotonic() - self.t0, text))
 
     def _links(self, ops: list[tuple[Any, ...]], what: str) -> None:
-        acks = self.cluster.apply_links(ops, self.cluster.voters)
+        acks = self.cluster.apply_links(ops, self.cluster.nodes)
         bad = {n: a for n, a in acks.items() if a != "ok"}
         self.note(what + (f"  (not applied on: {bad})" if bad else ""))
 
     def play(self, faults: list[Fault]) -> None:
         for fault in faults:
             gevent.sleep(fault.gap)
-            self.start(fault)
+            began = time.monotonic() - self.t0
+            played = self.start(fault)
             gevent.sleep(fault.hold)
-            self.end(fault)
+            if played:
+                self.end(fault)
+                self.windows.append((fault.kind, began, time.monotonic() - self.t0, self.label(fault)))
         self.final_heal()
 
-    def start(self, fault: Fault) -> None:
+    @staticmethod
+    def label(fault: Fault) -> str:
+        if fault.kind in ("one_way", "ipt_one_way"):
+            return f"{fault.kind} {fault.targets[0]}->{fault.targets[1]}"
+        if fault.kind == "client_cut":
+            return f"client_cut {fault.targets[0]}|{','.join(fault.targets[1:])}"
+        return f"{fault.kind} {','.join(fault.targets)}"
+
+    def start(self, fault: Fault) -> bool:
+        """Begin `fault`; False if it cannot be played here (an iptables fault without iptables)."""
         voters = self.cluster.voters
         kind, targets = fault.kind, fault.targets
+        if kind in IPT_KINDS and self.firewall is None:
+            if not self._skipped_ipt:
+                self.note(f"iptables faults skipped: {self.no_firewall}")
+                self._skipped_ipt = True
+            return False
         if kind == "isolate":
             node = targets[0]
             self._links([("partition", node, o) for o in voters if o != node], f"partition: isolate {node}")
@@ -121,10 +172,41 @@ class Nemesis:
             self.note(f"SIGSTOP {targets[0]} (pid {self.cluster.pid_of(targets[0])}) for {fault.hold:.1f} s")
         elif kind == "pause_holder":
             self.pause_holder(targets[0], fault.hold)
+        elif kind == "client_cut":
+            client, cut = targets[0], targets[1:]
+            self._links([("partition", client, v) for v in cut], f"partition: client {client} cut from {list(cut)}")
+        elif kind == "slow_disk":
+            acks = self.cluster.apply_links([("fsync_delay", fault.param)], [targets[0]])
+            self.note(f"slow disk: every fsync of {targets[0]} +{fault.param * 1000:.0f} ms  ({acks[targets[0]]})")
+        elif kind in IPT_KINDS:
+            self.ipt_start(fault)
+        return True
+
+    def ipt_start(self, fault: Fault) -> None:
+        assert self.firewall is not None
+        addr = self.cluster.addresses.of
+        if fault.kind == "ipt_one_way":
+            src, dst = fault.targets
+            self.firewall.drop(addr(src), addr(dst))
+            self.note(f"iptables: one-way {src} -> {dst} dropped ({addr(src)} -> {addr(dst)})")
+        else:
+            node = fault.targets[0]
+            for other in self.cluster.nodes:
+                if other != node:
+                    self.firewall.drop(addr(node), addr(other))
+                    self.firewall.drop(addr(other), addr(node))
+            self.note(f"iptables: isolate {node} ({addr(node)}) from every other node")
 
     def end(self, fault: Fault) -> None:
-        if fault.kind in ("isolate", "halves", "one_way"):
+        if fault.kind in LINK_KINDS:
             self._links([("heal",)], "heal links")
+        elif fault.kind in IPT_KINDS:
+            assert self.firewall is not None
+            self.firewall.heal()
+            self.note("iptables: heal (chain flushed)")
+        elif fault.kind == "slow_disk":
+            acks = self.cluster.apply_links([("fsync_delay", 0.0)], [fault.targets[0]])
+            self.note(f"slow disk over on {fault.targets[0]} ({acks[fault.targets[0]]})")
         elif fault.kind == "kill":
             pid = self.cluster.restart(fault.targets[0])
             self.note(f"restart {fault.targets[0]} (pid {pid})")
@@ -147,11 +229,13 @@ class Nemesis:
 
     def final_heal(self) -> None:
         """Heal everything, whatever the schedule left: SIGCONT, restart the dead, clear links."""
-        for name in self.cluster.voters:
+        for name in self.cluster.nodes:
             proc = self.cluster.process(name)
             if name in self.cluster.stopped:
                 self.cluster.cont(name)
             if not proc.alive():
                 self.cluster.restart(name)
+        if self.firewall is not None:
+            self.firewall.heal()
         self.last_heal = time.monotonic()
-        self._links([("heal",)], "final heal (all links, all nodes running); quiet period")
+        self._links([("heal",), ("fsync_delay", 0.0)], "final heal (all links, iptables, disks; all nodes running); quiet period")

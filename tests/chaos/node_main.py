@@ -1,8 +1,10 @@
-"""`python -m tests.chaos.node_main N SETTINGS_JSON`: a headless voter with a fault injector.
+"""`python -m tests.chaos.node_main N SETTINGS_JSON`: a headless chaos node with a fault injector.
 
-The same node as `python -m paxtor node N --no-shell`, plus `agent.INJECTOR`
-wired into its connections (the CLI has no flag for one) and the chaos
-timing settings (short lease, fast heartbeats) passed as `paxos=`.
+The same node as `python -m paxtor node N --no-shell --hosts ...`, plus
+`agent.INJECTOR` wired into its connections (the CLI has no flag for one),
+a switchable fsync delay (`slow_disk`, installed before paxtor is imported)
+and the chaos timing settings (short lease, fast heartbeats) passed as
+`paxos=`. A voter unless the settings say ``"voter": false`` (a client node).
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from __future__ import annotations
 import json
 import signal
 import sys
+
+from tests.chaos import slow_disk
+
+slow_disk.install()  # before paxtor binds os.fsync
 
 import gevent
 import gevent.event
@@ -29,8 +35,10 @@ def main(argv: list[str]) -> int:
         number,
         cluster_size=settings["cluster_size"],
         base_port=settings["base_port"],
+        hosts={int(n): h for n, h in settings.get("hosts", {}).items()},
         data_dir=settings["data_dir"],
         durability="fsync",
+        voter=settings.get("voter", True),
         faults=agent.INJECTOR,
         heartbeat_interval=settings["heartbeat_interval"],
         heartbeat_timeout=settings["heartbeat_timeout"],

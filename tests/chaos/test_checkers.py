@@ -19,8 +19,8 @@ def read(t: float, key: str, token: int, holder: str, outcome: str = "ok") -> tu
     return (t, "read", key, token, holder, None, outcome)
 
 
-def tenure(holder: str, key: str, token: int, start: float, end: float) -> tuple:
-    return ("released", "w", holder, key, token, start, end, "ok")
+def tenure(holder: str, key: str, token: int, start: float, end: float, outcome: str = "ok") -> tuple:
+    return ("released", "w", holder, key, token, start, end, outcome)
 
 
 def test_a_clean_lock_history_passes() -> None:
@@ -49,11 +49,20 @@ def test_an_accepted_stale_token_is_a_violation() -> None:
     assert any("stale token 4" in v for v in verdict.violations)
 
 
-def test_a_smaller_token_after_a_finished_tenure_is_a_violation_and_overlaps_are_notes() -> None:
+def test_a_smaller_token_accepted_after_a_finished_tenure_is_a_violation_and_overlaps_are_notes() -> None:
     events = [tenure("A", "k", 7, 1.0, 2.0), tenure("B", "k", 6, 3.0, 4.0), tenure("C", "k", 8, 3.5, 5.0)]
     verdict = check_lock_set([], {}, events)
-    assert any("token 6 granted after tenure 7" in v for v in verdict.violations)
+    assert any("token 6 believed from 3.000, after tenure 7 ended, and the resource accepted it" in v
+               for v in verdict.violations)
     assert any("belief overlap" in n for n in verdict.notes)
+
+
+def test_a_late_belief_the_resource_refused_is_a_note() -> None:
+    """A holder granted token 6, paused before it noticed, resumes after tenure 7 ended: fenced."""
+    events = [tenure("A", "k", 7, 1.0, 2.0), tenure("B", "k", 6, 3.0, 3.1, outcome="stale")]
+    verdict = check_lock_set([], {}, events)
+    assert verdict.ok, verdict.violations
+    assert any("late belief" in n and "'stale'" in n for n in verdict.notes)
 
 
 def op(p: str, inp: tuple, out: object, start: float, end: float | None) -> Operation:

@@ -6,23 +6,29 @@ the harness process that checks fencing tokens with `paxtor.Fence`), add one
 element, write the set back, `unlock`. The resource logs every accepted and
 refused access; the workers report their "belief" intervals to a `Recorder`.
 
-register: workers in the harness process run put/get/increment on a few
-PaxosKV keys and record each as a `linearizability.Operation` (a timeout or
-NoQuorum is recorded as "maybe": complete=None). They run on the client
-node, so no record can be lost with a killed node; their rounds still need
-a quorum of the (faulted) voters.
+register: workers on the console and on the client nodes run get,
+put-if-empty, blind increments and compare-and-set on a few PaxosKV keys
+(``mode`` "incr" or "cas" keeps one of the two writes); each tells the `Recorder` (on the
+console) when it invokes an operation and when it completes, so an
+operation whose worker or node died in flight is still in the history, as
+"maybe" (complete=None), like a timeout or NoQuorum. Their rounds need a
+quorum of the (faulted) voters.
 
-singletons: workers in the harness process call `paxtor.name`d counters
-(`CountingSingleton`, started on whichever node the name places it); every
-reply carries the serving pid, its tenure's epoch and the time it served.
+singletons: workers on the console and the client nodes call `paxtor.name`d
+counters (`CountingSingleton`, started on whichever node the name places
+it); every reply carries the serving pid, its tenure's epoch and the time it
+served, sent to the `Recorder`.
+
+Every time recorded is `now()`: the host's real CLOCK_MONOTONIC read by a
+raw syscall, so a node under libfaketime stamps on the same timeline.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Hashable
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 import gevent
@@ -44,6 +50,7 @@ from paxtor.paxos.register import Register, put_if_empty
 from paxtor.paxos.sim.linearizability import Operation
 from paxtor.rounds import paxos_key
 from paxtor.singleton_keeper import NAMES_BUCKET
+from tests.chaos.clocks import real_monotonic
 
 RESOURCE = "chaos_resource"
 RECORDER = "chaos_recorder"
@@ -53,8 +60,9 @@ OP_TIMEOUT = 2.0
 
 
 def now() -> float:
-    """Monotonic seconds, comparable across the OS processes of one Linux host."""
-    return time.monotonic()
+    """Monotonic seconds, comparable across the OS processes of one Linux host (libfaketime
+    cannot skew it: see `clocks.real_monotonic`)."""
+    return real_monotonic()
 
 
 class FencedSetResource(GenServer):
@@ -143,11 +151,11 @@ def lock_set_worker(worker: str, keys: list[str], client: str, deadline: float, 
         send(recorder, ("released", worker, me, key, token, acquired, believed_until, outcome))
 
 
-def keep_running(worker: str, keys: list[str], client: str, node: str, deadline: float, seed: int) -> None:
-    """Runs in the harness: keep one `lock_set_worker` alive on `node` until `deadline`."""
+def keep_running(node: str, deadline: float, function: Any, *args: Any) -> None:
+    """Runs in the harness: keep one ``function(*args)`` process alive on `node` until `deadline`."""
     while now() < deadline:
         try:
-            _, ref = spawn_monitor(lock_set_worker, worker, keys, client, deadline, seed, node=node)
+            _, ref = spawn_monitor(function, *args, node=node)
             receive(lambda m, ref=ref: isinstance(m, Down) and m.ref == ref, timeout=max(0.1, deadline - now() + 5))
         except ReceiveTimeout:
             return  # still running well past the deadline: leave it (the node dies with the run)
@@ -163,34 +171,92 @@ def increment(register: Register) -> Register:
     return register.with_value(register.value + 1)
 
 
-def register_worker(worker: str, keys: list[str], history: list[Operation], deadline: float, seed: int,
-                    errors: list[tuple[float, str, str, float]]) -> None:
-    """Runs on the client node: put/get/increment, each recorded as an Operation."""
+def compare_and_set(expected: int | None, new: int, register: Register) -> Register:
+    """Change function: `new` if the register holds `expected` (None: empty), else unchanged.
+    A retried attempt whose earlier attempt was chosen finds `new` and changes nothing."""
+    current = None if register.is_empty else register.value
+    if current != expected:
+        return register
+    if register.is_empty:
+        return put_if_empty(new)(register)
+    return register.with_value(new)
+
+
+def register_worker(worker: str, keys: list[str], client: str, deadline: float, seed: int, mode: str = "mixed") -> None:
+    """Runs on the console or a client node: get, put, incr and cas, each invocation and
+    completion sent to the recorder (`history_from` makes Operations of them).
+
+    A blind increment is not idempotent: it checks that a retried round whose earlier
+    attempt was chosen after all does not apply the change twice (`paxos.propose` marks
+    its ops for that); cas (expected -> expected + 1, from this worker's last read) is
+    the same load made idempotent by the caller. `mode`: "mixed", "incr" or "cas"."""
+    me = self_pid()
+    worker = f"{worker}/{me}"  # one sequential process of the history per incarnation
     rng = random.Random(f"{seed}:{worker}")
+    recorder = (RECORDER, client)
+    seq = 0
+    seen: dict[str, int | None] = {}
     while now() < deadline:
         key = rng.choice(keys)
         roll = rng.random()
         if roll < 0.4:
             op: tuple[Any, ...] = ("get",)
-        elif roll < 0.9:
+        elif roll < 0.9 and (mode == "incr" or (mode == "mixed" and roll < 0.65)):
             op = ("incr",)
+        elif roll < 0.9:
+            expected = seen.get(key)
+            op = ("cas", expected, 1 if expected is None else expected + 1)
         else:
             op = ("put", rng.randrange(100, 1000))
+        seq += 1
         start = now()
+        send(recorder, ("reg_invoke", worker, seq, key, op, start))
         try:
             timeout = OP_TIMEOUT
             if op[0] == "get":
                 output = paxos.get(key, default=None, timeout=timeout)
             elif op[0] == "incr":
                 output = paxos.propose(key, increment, timeout=timeout).value
+            elif op[0] == "cas":
+                output = paxos.propose(key, partial(compare_and_set, op[1], op[2]), timeout=timeout).value
             else:
                 output = paxos.put(key, op[1], timeout=timeout)
-            history.append(Operation(worker, key, op, output, start, now()))
+            send(recorder, ("reg_ok", worker, seq, output, now()))
+            seen[key] = output
             gevent.sleep(rng.uniform(0, 0.01))
         except Exception as exc:  # noqa: BLE001 - NoQuorum/timeout: it may or may not have happened
-            history.append(Operation(worker, key, op, None, start, None))
-            errors.append((now(), key, f"{type(exc).__name__}: {str(exc)[:120]}", start))
+            send(recorder, ("reg_error", worker, seq, now(), key, f"{type(exc).__name__}: {str(exc)[:120]}", start))
             gevent.sleep(0.05)
+
+
+def history_from(events: list[tuple[Any, ...]]) -> tuple[list[Operation], list[tuple[float, str, str, float]]]:
+    """The register history (an invocation without a reply is "maybe") and the errors
+    (time, key, what, invoked), from the recorder's events."""
+    invoked: dict[tuple[str, int], tuple[Any, ...]] = {}
+    done: dict[tuple[str, int], tuple[Any, float]] = {}
+    errors = []
+    for e in events:
+        if e[0] == "reg_invoke":
+            invoked[(e[1], e[2])] = e
+        elif e[0] == "reg_ok":
+            done[(e[1], e[2])] = (e[3], e[4])
+        elif e[0] == "reg_error":
+            errors.append((e[3], e[4], e[5], e[6]))
+    history = []
+    for ident, (_, worker, _, key, op, start) in invoked.items():
+        output, end = done.get(ident, (None, None))
+        history.append(Operation(worker, key, tuple(op), output, start, end))
+    return history, errors
+
+
+def lost_records(events: list[tuple[Any, ...]]) -> dict[str, int]:
+    """Register workers whose records did not all arrive (their sequence numbers have
+    gaps): messages are lost when a connection to the console drops. {worker: missing}."""
+    seqs: dict[str, set[int]] = {}
+    for e in events:
+        if e[0] in ("reg_invoke", "reg_ok", "reg_error"):
+            seqs.setdefault(e[1], set()).add(e[2])
+    return {w: max(s) - len(s) for w, s in seqs.items() if max(s) != len(s)}
 
 
 def hold_until_killed(key: str, reply_to: Any) -> None:
@@ -217,9 +283,11 @@ class CountingSingleton(GenServer):
         return (self.n, self_pid(), self.epoch, now())
 
 
-def singleton_worker(worker: str, keys: list[str], served: list[tuple[Any, ...]], deadline: float, seed: int) -> None:
-    """Runs on the client node: call each named counter; record who served, in which epoch."""
-    rng = random.Random(f"{seed}:{worker}")
+def singleton_worker(worker: str, keys: list[str], client: str, deadline: float, seed: int) -> None:
+    """Runs on the console or a client node: call each named counter; tell the recorder
+    who served, in which epoch (("served", key, pid, epoch, at, n, invoke, complete))."""
+    rng = random.Random(f"{seed}:{worker}:{self_pid()}")
+    recorder = (RECORDER, client)
     spec = ("tests.chaos.workloads:CountingSingleton",)
     while now() < deadline:
         key = rng.choice(keys)
@@ -229,5 +297,5 @@ def singleton_worker(worker: str, keys: list[str], served: list[tuple[Any, ...]]
         except Exception:  # noqa: BLE001 - no quorum, a dead incarnation not yet seen: try again
             gevent.sleep(0.05)
             continue
-        served.append((key, pid, epoch, at, n, start, now()))
+        send(recorder, ("served", key, pid, epoch, at, n, start, now()))
         gevent.sleep(rng.uniform(0, 0.02))
