@@ -157,22 +157,33 @@ class Mailbox:
                     if hit:
                         return msg
                     saved.append(msg)
-                if timeout is not None:
-                    if timer is None:
-                        if timeout <= 0:
-                            raise ReceiveTimeout(timeout)
-                        timer = self._start_timer(timeout)
-                    elif self._timed_out:
-                        raise ReceiveTimeout(timeout)
-                self._park()
-                if self.interrupt is not None:
-                    self._raise_interrupt()
+                timer = self._wait(timeout, timer)
         finally:
-            if saved:
-                queue.extendleft(reversed(saved))
-                saved.clear()
-            if timer is not None:
-                timer.close()
+            self._settle(timer)
+
+    def _wait(self, timeout: float | None, timer: Any) -> Any:
+        """Nothing matched: park until a message comes; ReceiveTimeout once `timeout` passed.
+        Returns the receive's timer (started on its first wait)."""
+        if timeout is not None:
+            if timer is None:
+                if timeout <= 0:
+                    raise ReceiveTimeout(timeout)
+                timer = self._start_timer(timeout)
+            elif self._timed_out:
+                raise ReceiveTimeout(timeout)
+        self._park()
+        if self.interrupt is not None:
+            self._raise_interrupt()
+        return timer
+
+    def _settle(self, timer: Any) -> None:
+        """A receive is over: the messages it passed over go back in front, in order."""
+        saved = self._saved
+        if saved:
+            self._queue.extendleft(reversed(saved))
+            saved.clear()
+        if timer is not None:
+            timer.close()
 
     def mark(self) -> int:
         """A position for `receive_answer`: what is queued now comes before it."""
@@ -203,22 +214,9 @@ class Mailbox:
                     if (cls is Reply or cls is Down) and (msg.ref is ref or msg.ref == ref):
                         return msg
                     saved.append(msg)
-                if timeout is not None:
-                    if timer is None:
-                        if timeout <= 0:
-                            raise ReceiveTimeout(timeout)
-                        timer = self._start_timer(timeout)
-                    elif self._timed_out:
-                        raise ReceiveTimeout(timeout)
-                self._park()
-                if self.interrupt is not None:
-                    self._raise_interrupt()
+                timer = self._wait(timeout, timer)
         finally:
-            if saved:
-                queue.extendleft(reversed(saved))
-                saved.clear()
-            if timer is not None:
-                timer.close()
+            self._settle(timer)
 
     def remove_if(self, pred: Callable[[Any], bool]) -> int:
         """Drop every queued message for which `pred` is true; return how many."""
