@@ -8,8 +8,10 @@ that follows is when the checkers expect progress.
 
 Kinds, through the transport's fault injection: isolate (one voter cut from
 the other voters), halves (a minority of voters cut from the rest), one_way
-(frames src -> dst dropped), client_cut (a client node cut from some
-voters). Through iptables (each node on its own loopback address; skipped,
+(frames src -> dst dropped), bridge (two halves of the voters that only
+one voter, the bridge, still connects), ring (5 voters: each reaches only its
+two ring neighbours, so each sees a majority, and no two see the same one),
+client_cut (a client node cut from some voters). Through iptables (each node on its own loopback address; skipped,
 with one message, where iptables cannot run): ipt_isolate (one node, voter or
 client, cut both ways from every other node), ipt_one_way (packets src -> dst
 dropped). On processes: kill (kill -9, restart later: durable state), pause
@@ -33,10 +35,10 @@ from tests.chaos.firewall import Firewall
 from tests.chaos.harness import ChaosCluster
 from tests.chaos.workloads import RESOURCE
 
-KINDS = ("isolate", "halves", "one_way", "kill", "pause", "pause_holder", "client_cut", "slow_disk",
-         "ipt_isolate", "ipt_one_way")  # fmt: skip
+KINDS = ("isolate", "halves", "one_way", "bridge", "ring", "kill", "pause", "pause_holder", "client_cut",
+         "slow_disk", "ipt_isolate", "ipt_one_way")  # fmt: skip
 IPT_KINDS = ("ipt_isolate", "ipt_one_way")
-LINK_KINDS = ("isolate", "halves", "one_way", "client_cut")
+LINK_KINDS = ("isolate", "halves", "one_way", "bridge", "ring", "client_cut")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,16 @@ def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: t
         elif kind == "one_way":
             src, dst = rng.sample(voters, 2)
             targets = (src, dst)
+        elif kind == "ring" and len(voters) >= 5:
+            shuffled = voters[:]
+            rng.shuffle(shuffled)
+            targets = tuple(shuffled)  # the ring's order
+        elif kind in ("bridge", "ring"):  # (a ring of 3 is no partition: a bridge instead)
+            kind = "bridge"
+            shuffled = voters[:]
+            rng.shuffle(shuffled)
+            rest = shuffled[1:]
+            targets = (shuffled[0], *sorted(rest[: len(rest) // 2]))  # the bridge, then one half
         elif kind == "ipt_one_way":
             src, dst = rng.sample([*voters, *clients], 2)
             targets = (src, dst)
@@ -164,6 +176,17 @@ class Nemesis:
         elif kind == "one_way":
             src, dst = targets
             self._links([("block", src, dst)], f"partition: one-way {src} -> {dst} dropped")
+        elif kind == "bridge":
+            bridge, left = targets[0], targets[1:]
+            right = [v for v in voters if v != bridge and v not in left]
+            ops = [("partition", a, b) for a in left for b in right]
+            self._links(ops, f"partition: bridge {bridge} between {list(left)} and {right}")
+        elif kind == "ring":
+            n = len(targets)
+            near = {frozenset((targets[i], targets[(i + 1) % n])) for i in range(n)}
+            ops = [("partition", a, b) for i, a in enumerate(targets) for b in targets[i + 1:]
+                   if frozenset((a, b)) not in near]  # fmt: skip
+            self._links(ops, f"partition: majorities ring {' - '.join(targets)} - {targets[0]}")
         elif kind == "kill":
             pid = self.cluster.kill9(targets[0])
             self.note(f"kill -9 {targets[0]} (pid {pid})")
