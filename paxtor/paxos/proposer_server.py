@@ -77,12 +77,12 @@ from paxtor.paxos.membership import watch_membership
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.proposer import (
     CHOSEN,
-    ExactlyOnce,
     CONFLICT,
     NO_QUORUM,
     REJECTED,
     VETOED,
     Decision,
+    ExactlyOnce,
     Proposer,
     ProposerState,
     Step,
@@ -207,7 +207,8 @@ class ProposerServer(GenServer):
 
     def _submit(self, request: ProposeRequest, caller: Caller | None) -> None:
         timeout = self.node.config.timeout if request.timeout is None else request.timeout
-        pending = _Pending(request, caller, time.monotonic() + timeout, ExactlyOnce(request.change, self.node.identity))
+        change = ExactlyOnce(request.change, self.node.identity)
+        pending = _Pending(request, caller, time.monotonic() + timeout, change)
         slot_key = (request.bucket, request.key)
         slot = self.slots.get(slot_key)
         if slot is None:
