@@ -79,11 +79,8 @@ def lock(key: Any, timeout: float | None = None) -> int:
     value the wire can carry.
     """
     deadline = Deadline(timeout)
-    me = self_pid()
-    k = paxos_key(key)
-    table = lock_table()
-    held = table.token(me, k)
-    if held is not None and paxos.lease_term() is not None:
+    me, k, table, held = _reentry(key)
+    if held is not None:
         return held
     request = _Request(me, k, make_ref(), table.routing)
     table.start_waiting(me, k, request.ref)
@@ -110,11 +107,8 @@ def try_lock(key: Any) -> int | None:
 
     Never queues. Raises `paxtor.paxos.NoQuorum` if the cluster cannot answer now.
     """
-    me = self_pid()
-    k = paxos_key(key)
-    table = lock_table()
-    held = table.token(me, k)
-    if held is not None and paxos.lease_term() is not None:
+    me, k, table, held = _reentry(key)
+    if held is not None:
         return held
     term = paxos.lease_term()
     if term is None:
@@ -177,6 +171,18 @@ def locked(key: Any, timeout: float | None = None) -> Iterator[int]:
 
 
 # -- acquiring ---------------------------------------------------------------------------
+
+
+def _reentry(key: Any) -> tuple[Pid, bytes, LockTable, int | None]:
+    """The caller, the lock's key, this node's table, and the caller's token if it holds
+    the lock already (and this node's lease still holds: reentrancy needs no round)."""
+    me = self_pid()
+    k = paxos_key(key)
+    table = lock_table()
+    held = table.token(me, k)
+    if held is not None and paxos.lease_term() is None:
+        held = None
+    return me, k, table, held
 
 
 class _Request:

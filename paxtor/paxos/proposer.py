@@ -321,7 +321,7 @@ class Proposer:
 
     def _with_marks(self, base: Register, new: Register) -> Register:
         """Carry the base's op marks; a change that changed something adds this round's."""
-        if self.op is not None and new.visible() != base.visible():
+        if self.op is not None and not new.same_visible(base):
             return replace(new, op_marks=base.op_marks).with_op_mark(self.op)
         return new if new.op_marks == base.op_marks else replace(new, op_marks=base.op_marks)
 
@@ -399,7 +399,7 @@ class ExactlyOnce:
             self.error = exc
             raise
         self.base, self.result, self.error = register, new, None
-        if isinstance(new, Register) and new.visible() != register.visible():
+        if isinstance(new, Register) and not new.same_visible(register):
             self.changes[self.op] = AppliedChange(register, new.visible(), self.term)
         return new
 

@@ -207,6 +207,13 @@ class Register:
             return replace(self, lease_fences=(), op_marks=())
         return self
 
+    def same_visible(self, other: Register) -> bool:
+        """``self.visible() == other.visible()``, without building either (rounds ask it often)."""
+        return (
+            self.epoch == other.epoch and self.filled == other.filled
+            and self.binding == other.binding and self.value == other.value
+        )  # fmt: skip
+
     def op_mark(self, node: str) -> OpMark | None:
         """The mark of the last change proposer node ``node`` applied here, if any."""
         for mark in self.op_marks:

@@ -199,3 +199,11 @@ def test_register_travels_on_the_wire() -> None:
         lease_fences=(LeaseFence(2, Binding(pid=Q)),),
     )
     assert decode(encode(reg)) == reg
+
+
+def test_same_visible_ignores_only_the_cores_bookkeeping() -> None:
+    base = Register(3, True, {"v": 1}, None, (), (("n1", 1, 7),))
+    assert base.same_visible(Register(3, True, {"v": 1}))  # marks differ: same for clients
+    assert not base.same_visible(Register(3, True, {"v": 2}))
+    assert not base.same_visible(Register(4, True, {"v": 1}))
+    assert base.same_visible(base.visible()) and base.visible().op_marks == ()
