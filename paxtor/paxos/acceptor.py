@@ -5,19 +5,20 @@ Contract for the driver (the acceptor process):
 - For every message received from node N (incarnation i), whatever it is,
   call ``acceptor.heard(N, i, now)`` first: the lease veto depends on it.
 - ``on_prepare(msg, now)`` and ``on_accept(msg, now)`` return ``(reply, record)``.
-  ``record`` is None or a `KeyRecord`: the key's complete new state. The
-  driver must append it to the durable log and fsync it (group commit is fine)
-  BEFORE sending ``reply`` or any later reply; replies may be batched but
-  never overtake an unsynced record. A reply with ``record=None`` changes
-  nothing durable but may still depend on a pending record, so it waits in
-  the same batch.
+  ``record`` is None, a `KeyRecord` (the key's complete new state) or a
+  `PromiseFloor`. The driver must append it to the durable log and fsync it
+  (group commit is fine) BEFORE sending ``reply``. A reply with
+  ``record=None`` changes nothing durable but may depend on a pending record
+  OF ITS KEY (the accepted value a promise reports) or on a pending
+  `PromiseFloor`, so it waits behind the last of those; replies never
+  overtake such a record.
 - ``on_heartbeat(N, i, hb, now)`` returns a `HeartbeatAck` to send at once
   (heartbeat state is volatile by design).
 - On restart, rebuild with ``Acceptor(identity, silence, records=log)`` where
-  ``log`` is every record ever synced, in order (the last one per key wins),
-  or a snapshot of `Acceptor.records`. A fresh `SilenceTracker` started at
-  the restart time is required and safe. An acceptor that lost its records
-  must not vote (amnesia breaks Paxos).
+  ``log`` is every record ever synced, in order (the last `KeyRecord` per key
+  wins, the highest `PromiseFloor` counts), or `Acceptor.snapshot()`. A fresh
+  `SilenceTracker` started at the restart time is required and safe. An
+  acceptor that lost its records must not vote (amnesia breaks Paxos).
 
 Rules: promise a ballot >= every ballot promised so far; accept a ballot >=
 the promise, unless the register carries a `LeaseFence` the `SilenceTracker`
@@ -25,9 +26,18 @@ vetoes. A prepare for a noconnection release names the tenure (``lease_fence``)
 and is refused the same way, without a promise: its accept would be vetoed,
 and a release accepted by a minority only would be adopted by later rounds
 and vetoed in turn for as long as the owner is heard (one-way partitions).
-The check at accept time is the one safety rests on. An accept may ask for a promise of ``next_ballot`` in the same step
-(CASPaxos 1-RTT): the proposer that wrote a key last may then skip phase 1.
-Refusing (Nack) never harms safety.
+The check at accept time is the one safety rests on. An accept may ask for a
+promise of ``next_ballot`` in the same step (CASPaxos 1-RTT): the proposer
+that wrote a key last may then skip phase 1. Refusing (Nack) never harms safety.
+
+Promises cost no fsync of their own. The acceptor keeps a durable
+`PromiseFloor`, a ballot counter above every promise it has made: a prepare
+whose counter is at or below it is promised in memory only, and one above it
+raises the floor by `FLOOR_STRIDE` first (one small record, rarely). A
+restarted acceptor refuses every ballot whose counter is at or below the floor
+it replays, so a promise it forgot can never be broken; proposers fast-forward
+past the floor once (their counter is node-wide). Accepts stay durable before
+their reply: the value is what gets chosen.
 """
 
 from __future__ import annotations
@@ -48,12 +58,19 @@ __all__ = [
     "Nack",
     "Prepare",
     "Promise",
+    "PromiseFloor",
+    "FLOOR_STRIDE",
     "NACK_BALLOT",
     "NACK_LEASE_VETO",
 ]
 
 NACK_BALLOT = "ballot"
 NACK_LEASE_VETO = "lease_veto"
+
+FLOOR_STRIDE = 1 << 32
+"""How far above a prepare's counter a raised floor goes: raises are rare even
+though contended rounds skip ahead 2**16 at a time, and 2**64 counters last
+2**32 restarts."""
 
 
 @wire_type
@@ -126,6 +143,14 @@ class KeyRecord:
     accepted: Register
 
 
+@wire_type
+@dataclass(frozen=True, slots=True)
+class PromiseFloor:
+    """A durable bound: every promise made so far has a ballot counter <= ``counter``."""
+
+    counter: int
+
+
 class Acceptor:
     """All (bucket, key) registers one voter holds; pure, see the module docstring."""
 
@@ -133,30 +158,48 @@ class Acceptor:
         self,
         identity: NodeId,
         silence: SilenceTracker,
-        records: Iterable[KeyRecord] = (),
+        records: Iterable[KeyRecord | PromiseFloor] = (),
         epoch_floors: Mapping[str, int] | None = None,
     ) -> None:
         self.identity = identity
         self.silence = silence
         self._keys: dict[tuple[str, Hashable], KeyRecord] = {}
         self._floors: dict[str, int] = dict(epoch_floors or {})
+        floor = 0
         for record in records:
-            self._keys[(record.bucket, record.key)] = record
+            if record.__class__ is PromiseFloor:
+                floor = max(floor, record.counter)  # type: ignore[union-attr]
+            else:
+                self._keys[(record.bucket, record.key)] = record  # type: ignore[union-attr]
+        # promises in memory may go up to `promise_floor` (durable once its record is)
+        self.promise_floor = floor
+        # what this life's predecessors may have promised and forgotten, refused for good:
+        # every key starts promised to the lowest ballot above counter `floor` (no node
+        # name is "": no proposer issues it)
+        self.restart_floor = floor
+        self._restart_promise = Ballot(floor + 1, ("", 0)) if floor else Ballot.ZERO
 
     # -- inspection / snapshots -------------------------------------------
 
     def state(self, bucket: str, key: Hashable) -> KeyRecord:
-        """The key's current state (a never-seen key is empty at the bucket's epoch floor)."""
+        """The key's current state (a never-seen key is empty at the bucket's epoch floor;
+        no key is promised below what the restart floor stands for)."""
         record = self._keys.get((bucket, key))
         if record is None:
             return KeyRecord(
-                bucket, key, Ballot.ZERO, Ballot.ZERO, Register.empty(self.epoch_floor(bucket))
+                bucket, key, self._restart_promise, Ballot.ZERO, Register.empty(self.epoch_floor(bucket))
             )
+        if record.promised < self._restart_promise:  # untouched since the restart
+            return replace(record, promised=self._restart_promise)
         return record
 
     def records(self) -> list[KeyRecord]:
-        """A snapshot of every key (for log compaction), in first-touched order."""
+        """Every key's state, in first-touched order."""
         return list(self._keys.values())
+
+    def snapshot(self) -> list[KeyRecord | PromiseFloor]:
+        """What a compacted log must hold to rebuild this acceptor: the floor and every key."""
+        return [PromiseFloor(self.promise_floor), *self._keys.values()]
 
     def epoch_floor(self, bucket: str) -> int:
         """The highest epoch of any tombstone ever collected in ``bucket`` (0 if none).
@@ -178,7 +221,9 @@ class Acceptor:
 
     # -- Paxos ----------------------------------------------------------------
 
-    def on_prepare(self, msg: Prepare, now: float | None = None) -> tuple[Promise | Nack, KeyRecord | None]:
+    def on_prepare(
+        self, msg: Prepare, now: float | None = None
+    ) -> tuple[Promise | Nack, PromiseFloor | None]:
         state = self.state(msg.bucket, msg.key)
         if msg.ballot < state.promised:
             return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
@@ -190,7 +235,8 @@ class Acceptor:
                 return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO), None
         record = None
         if msg.ballot != state.promised:
-            record = self._put(replace(state, promised=msg.ballot))
+            self._put(replace(state, promised=msg.ballot))
+            record = self._cover(msg.ballot)
         reply = Promise(msg.bucket, msg.key, msg.ballot, state.accepted_ballot, state.accepted)
         return reply, record
 
@@ -220,6 +266,13 @@ class Acceptor:
         )
         reply = Accepted(msg.bucket, msg.key, msg.ballot, msg.next_ballot is not None)
         return reply, record
+
+    def _cover(self, ballot: Ballot) -> PromiseFloor | None:
+        """The floor record a promise of ``ballot`` must wait for, if the floor is below it."""
+        if ballot.counter <= self.promise_floor:
+            return None
+        self.promise_floor = ballot.counter + FLOOR_STRIDE
+        return PromiseFloor(self.promise_floor)
 
     def _lease_veto(self, register: Register, now: float) -> bool:
         """True if ``register`` releases a tenure whose owner may still hold its lease."""

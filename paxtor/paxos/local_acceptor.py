@@ -5,9 +5,11 @@ Duties (from `paxtor.paxos.acceptor`'s contract):
 - ``heard(N, i)`` for every message from node N before anything else;
 - a reply goes out only after its record is durable. Records are appended
   to the node-wide `AcceptorLog` (one fsync per batch for every bucket and
-  key: group commit); the replies of a batch, and any reply produced while a
-  record is pending, wait in append order and go out from the log's
-  callback, so the callers keep running while an fsync is in flight;
+  key: group commit); the replies of a batch, and any reply produced while
+  a record of its key (or a promise floor) is pending, wait in append order
+  and go out from the log's callback, so the callers keep running while an
+  fsync is in flight. Replies for other keys do not wait: a promise covered
+  by the floor answers at once, whatever else is being synced;
 - if the log fails, the acceptor stops voting (it answers nothing more;
   silence never harms Paxos safety).
 
@@ -30,7 +32,16 @@ import structlog
 from paxtor.actors.ids import Pid
 from paxtor.actors.node import LocalNode
 from paxtor.actors.wire import encode
-from paxtor.paxos.acceptor import Accept, Accepted, Acceptor, KeyRecord, Nack, Prepare, Promise
+from paxtor.paxos.acceptor import (
+    Accept,
+    Accepted,
+    Acceptor,
+    KeyRecord,
+    Nack,
+    Prepare,
+    Promise,
+    PromiseFloor,
+)
 from paxtor.paxos.envelopes import BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.wire_format import pack_reply
@@ -42,6 +53,9 @@ log = structlog.get_logger(__name__)
 _COMPACT_CHECK_EVERY = 512
 
 Reply = Promise | Accepted | Nack
+Waiting = list[tuple[Pid | None, Any]]
+
+_FLOOR = ("", object())  # the slot of `PromiseFloor` records: no (bucket, key) equals it
 
 
 class LocalAcceptor:
@@ -65,9 +79,8 @@ class LocalAcceptor:
         self._deliver_named = local.deliver_named
         self._watched = watched
         self._should_compact = compact or (lambda lg: lg.should_compact())
-        # replies (and notices) waiting for the last appended record to be durable
-        self._tail: list[tuple[Pid | None, Any]] | None = None
-        self._pending = 0
+        # per slot (a key, or _FLOOR) with a record in flight: (append number, what waits for it)
+        self._tails: dict[Any, tuple[int, Waiting]] = {}
         self._appends = 0
 
     def heard(self, node: str, incarnation: int) -> None:
@@ -85,6 +98,9 @@ class LocalAcceptor:
         acceptor.heard(sender.node, sender.incarnation, now)
         if self.failed:
             return None
+        if self._log.failure is not None:  # a reply may not wait for records that never sync
+            self._stop_voting(self._log.failure)
+            return None
         notice = None
         if msg.__class__ is Accept:
             reply, record = acceptor.on_accept(msg, now)  # type: ignore[arg-type]
@@ -97,31 +113,43 @@ class LocalAcceptor:
             if notice is not None:
                 self._deliver_named(BINDINGS_NAME, self.name, notice)
             return reply
+        slot = (msg.bucket, msg.key)
         if record is None:
-            if not self._pending:
+            waiting = self._tail_of(slot)
+            if waiting is None:
                 return reply
-            self._tail.append((sender, pack_reply(self.name, reply)))  # type: ignore[union-attr]
+            waiting.append((sender, pack_reply(self.name, reply)))
             return None
-        waiting: list[tuple[Pid | None, Any]] = [(sender, pack_reply(self.name, reply))]
+        waiting = [(sender, pack_reply(self.name, reply))]
         if notice is not None:
             waiting.append((None, notice))
+        if record.__class__ is PromiseFloor:
+            slot = _FLOOR
+            log.debug("promise_floor_raised", node=self.name, floor=record.counter)  # type: ignore[union-attr]
         try:
-            durable_log.append(encode(record), lambda: self._durable(waiting))
+            durable_log.append(encode(record), lambda: self._durable(slot, waiting))
         except AcceptorLogError as exc:
             self._stop_voting(exc)
             return None
-        self._tail = waiting
-        self._pending += 1
         self._appends += 1
+        self._tails[slot] = (self._appends, waiting)
         if self._appends % _COMPACT_CHECK_EVERY == 0:
             self._maybe_compact()
         return None
 
-    def _durable(self, waiting: list[tuple[Pid | None, Any]]) -> None:
+    def _tail_of(self, slot: Any) -> Waiting | None:
+        """What a reply for ``slot`` must queue behind: the later of its key's and the floor's."""
+        key_tail = self._tails.get(slot)
+        floor_tail = self._tails.get(_FLOOR)
+        if key_tail is None or (floor_tail is not None and floor_tail[0] > key_tail[0]):
+            key_tail = floor_tail
+        return None if key_tail is None else key_tail[1]
+
+    def _durable(self, slot: Any, waiting: Waiting) -> None:
         """The log's callback (in its writer greenlet): the batch is on disk."""
-        self._pending -= 1
-        if not self._pending:
-            self._tail = None
+        tail = self._tails.get(slot)
+        if tail is not None and tail[1] is waiting:
+            del self._tails[slot]
         for to, msg in waiting:
             if to is None:
                 self._deliver_named(BINDINGS_NAME, self.name, msg)
@@ -145,6 +173,6 @@ class LocalAcceptor:
         if durable_log is None or not self._should_compact(durable_log):
             return
         try:
-            durable_log.compact(encode(record) for record in self.acceptor.records())
+            durable_log.compact(encode(record) for record in self.acceptor.snapshot())
         except AcceptorLogError as exc:
             log.warning("acceptor_compaction_not_started", node=self.name, error=repr(exc))

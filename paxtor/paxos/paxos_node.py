@@ -28,7 +28,7 @@ import structlog
 from paxtor.actors.ids import Pid
 from paxtor.actors.node import LocalNode
 from paxtor.actors.wire import decode
-from paxtor.paxos.acceptor import Acceptor, KeyRecord
+from paxtor.paxos.acceptor import Acceptor, KeyRecord, PromiseFloor
 from paxtor.paxos.ballot import NodeId
 from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
 from paxtor.paxos.config import PaxosConfig
@@ -105,6 +105,7 @@ class PaxosNode:
                 incarnation=self.incarnation,
                 durability=self.config.durability,
                 keys=len(self.acceptor.records()),
+                restart_floor=self.acceptor.restart_floor,
             )
         self._opened = True
 
@@ -130,8 +131,8 @@ class PaxosNode:
         return spec if spec is not None else BucketSpec(name)
 
 
-def _decode_record(raw: bytes) -> KeyRecord:
+def _decode_record(raw: bytes) -> KeyRecord | PromiseFloor:
     record = decode(raw)
-    if not isinstance(record, KeyRecord):
-        raise AcceptorLogCorrupt(f"acceptor log holds a {type(record).__name__}, not a KeyRecord")
+    if not isinstance(record, (KeyRecord, PromiseFloor)):
+        raise AcceptorLogCorrupt(f"acceptor log holds a {type(record).__name__}, not an acceptor record")
     return record

@@ -1,4 +1,4 @@
-"""The pure acceptor: promises, accepts, durability records, the lease veto, 1-RTT."""
+"""The pure acceptor: promises, accepts, durability records, the promise floor, the lease veto, 1-RTT."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from paxtor.actors.ids import Pid
 from paxtor.actors.wire import decode, encode
 from paxtor.paxos.acceptor import (
     NACK_BALLOT,
+    FLOOR_STRIDE,
     NACK_LEASE_VETO,
     Accept,
     Accepted,
@@ -16,6 +17,7 @@ from paxtor.paxos.acceptor import (
     Nack,
     Prepare,
     Promise,
+    PromiseFloor,
 )
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import Heartbeat, SilenceTracker, silence_threshold
@@ -28,26 +30,26 @@ OWNER = Pid("n2", 4, 7)
 FENCED = Register(epoch=1, lease_fences=(LeaseFence(1, Binding(pid=OWNER)),))
 
 
-def acceptor(now: float = 0.0, records: list[KeyRecord] | None = None) -> Acceptor:
+def acceptor(now: float = 0.0, records: list[KeyRecord | PromiseFloor] | None = None) -> Acceptor:
     return Acceptor(("n1", 1), SilenceTracker(THRESHOLD, started_at=now), records or [])
 
 
 @pytest.mark.parametrize(
-    ("promised_first", "then", "reply_type", "persisted"),
+    ("promised_first", "then", "reply_type", "raises_floor"),
     [
-        (None, A1, Promise, True),  # fresh key
-        (A1, A2, Promise, True),  # higher ballot
-        (A2, A2, Promise, False),  # the same ballot again (a duplicate): nothing new
+        (None, A1, Promise, True),  # the acceptor's first promise: the floor rises above it
+        (A1, A2, Promise, False),  # higher ballot, below the floor: promised in memory
+        (A2, A2, Promise, False),  # the same ballot again (a duplicate)
         (A2, A1, Nack, False),  # lower ballot refused
     ],
 )
-def test_prepare(promised_first: Ballot | None, then: Ballot, reply_type: type, persisted: bool) -> None:
+def test_prepare(promised_first: Ballot | None, then: Ballot, reply_type: type, raises_floor: bool) -> None:
     acc = acceptor()
     if promised_first is not None:
         acc.on_prepare(Prepare(B, K, promised_first))
     reply, record = acc.on_prepare(Prepare(B, K, then))
     assert type(reply) is reply_type
-    assert (record is not None) == persisted
+    assert record == (PromiseFloor(then.counter + FLOOR_STRIDE) if raises_floor else None)
     if isinstance(reply, Nack):
         assert reply.promised == promised_first and reply.reason == NACK_BALLOT
         assert acc.state(B, K).promised == promised_first  # a refusal changes nothing
@@ -114,7 +116,7 @@ def test_accept_can_carry_the_promise_of_the_next_ballot() -> None:
 def test_records_rebuild_the_same_acceptor() -> None:
     """What a restarted acceptor replays from its log (last record per key wins)."""
     acc = acceptor()
-    log: list[KeyRecord] = []
+    log: list[KeyRecord | PromiseFloor] = []
     v = Register.empty().claim("v")
     for step in (
         acc.on_prepare(Prepare(B, K, A1)),
@@ -125,9 +127,51 @@ def test_records_rebuild_the_same_acceptor() -> None:
         if step[1] is not None:
             log.append(decode(encode(step[1])))  # records travel as wire bytes
     restarted = acceptor(records=log)
-    assert restarted.records() == acc.records()
-    assert restarted.state(B, K) == KeyRecord(B, K, A3, A1, v)
-    assert isinstance(restarted.on_prepare(Prepare(B, K, A2))[0], Nack)
+    # promises made in memory only are not in the log: the replayed floor stands for them
+    floor = acc.promise_floor
+    assert restarted.restart_floor == floor == A1.counter + FLOOR_STRIDE
+    above_all = Ballot(floor + 1, ("", 0))  # the lowest ballot above counter `floor`
+    assert restarted.state(B, K) == KeyRecord(B, K, above_all, A1, v)
+    assert restarted.state(B, "other").promised == above_all
+    for ballot in (A2, A3, Ballot(floor, ("n9", 9))):
+        for key in (K, "other", "never seen"):
+            reply, _ = restarted.on_prepare(Prepare(B, key, ballot))
+            assert reply == Nack(B, key, ballot, above_all)
+    above = Ballot(floor + 1, ("n2", 1))
+    reply, record = restarted.on_prepare(Prepare(B, K, above))
+    assert reply == Promise(B, K, above, A1, v)
+    assert record == PromiseFloor(above.counter + FLOOR_STRIDE)
+    # a compacted log (the snapshot) rebuilds the same acceptor
+    again = acceptor(records=[decode(encode(r)) for r in restarted.snapshot()])
+    assert again.records() == restarted.records()
+    assert again.restart_floor == restarted.promise_floor
+
+
+def test_a_restarted_acceptor_never_breaks_a_promise_it_forgot() -> None:
+    """Promises below the floor are not synced; after a restart every ballot at or under
+    the floor is refused, so the accept of an older round cannot slip in."""
+    acc = acceptor()
+    _, floor = acc.on_prepare(Prepare(B, K, A1))
+    acc.on_prepare(Prepare(B, K, A3))  # promised in memory, then the node crashes
+    restarted = acceptor(records=[floor])
+    reply, record = restarted.on_accept(Accept(B, K, A2, Register.empty().claim("late")), now=0.0)
+    assert isinstance(reply, Nack) and reply.reason == NACK_BALLOT and record is None
+    assert reply.promised.counter == floor.counter + 1  # the proposer fast-forwards past it
+    # the 1-RTT promise travels with the accept's record: it survives without the floor
+    reply, record = acc.on_accept(Accept(B, K, A3, Register.empty().claim("v"), next_ballot=A3.successor()), now=0.0)
+    assert isinstance(reply, Accepted) and record.promised == A3.successor()
+
+
+def test_the_floor_rises_only_when_a_prepare_passes_it() -> None:
+    acc = acceptor()
+    first = acc.on_prepare(Prepare(B, "a", A1))[1]
+    assert first == PromiseFloor(1 + FLOOR_STRIDE)
+    high = Ballot(FLOOR_STRIDE, ("n2", 1))
+    assert acc.on_prepare(Prepare(B, "b", high))[1] is None
+    higher = Ballot(FLOOR_STRIDE + 2, ("n2", 1))
+    assert acc.on_prepare(Prepare(B, "c", higher))[1] == PromiseFloor(higher.counter + FLOOR_STRIDE)
+    assert acc.promise_floor == higher.counter + FLOOR_STRIDE
+    assert acc.restart_floor == 0  # this life refuses nothing on the floor's account
 
 
 def test_unknown_keys_start_at_the_bucket_epoch_floor() -> None:
@@ -212,6 +256,6 @@ def test_a_fenced_prepare_is_refused_without_a_promise_while_the_owner_is_heard(
     assert isinstance(reply, Nack) and reply.reason == NACK_LEASE_VETO
     assert record is None and acc.state(B, K).promised == Ballot.ZERO
     reply, record = acc.on_prepare(Prepare(B, K, A1, fence), now=5.0)  # silent for 4.0 s
-    assert isinstance(reply, Promise) and record is not None
+    assert isinstance(reply, Promise) and record == PromiseFloor(1 + FLOOR_STRIDE)
     with pytest.raises(ValueError, match="needs `now`"):
         acc.on_prepare(Prepare(B, K, A2, fence))

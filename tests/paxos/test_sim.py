@@ -92,7 +92,8 @@ def test_clocks_beyond_the_drift_bound_can_break_ownership() -> None:
 # -- negative controls --------------------------------------------------------------
 
 NEGATIVE_CONTROLS = [
-    ("forget_on_restart", {"epochs", "linearizability", "owners"}),
+    ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}),
+    ("unfloored_promises", {"promises", "epochs", "linearizability"}),
     ("naive_delete", {"linearizability", "owners"}),
     ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}),
     ("no_lease_veto", {"owners"}),

@@ -1,6 +1,7 @@
 """The acceptor's driver duties, with an fsync the test holds: no reply before its
-record (or any earlier pending record) is durable; the hub keeps serving while an
-fsync is in flight; a failed log stops the voting."""
+record (or a pending record of its key, or a pending promise floor) is durable;
+replies for other keys do not wait; the hub keeps serving while an fsync is in
+flight; a failed log stops the voting."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import pytest
 
 from paxtor.actors import ReceiveTimeout, receive, self_pid
 from paxtor.actors.node import LocalNode
-from paxtor.paxos.acceptor import Acceptor, Prepare
+from paxtor.paxos.acceptor import Accept, Acceptor, Prepare
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
+from paxtor.paxos.register import Register
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.storage import AcceptorLog
 from paxtor.paxos.wire_format import unpack_reply
@@ -42,6 +44,11 @@ class HeldFsync:
         if self.fail:
             raise OSError(5, "EIO (injected)")
 
+    def hold_again(self) -> None:
+        """Hold the next fsync too (after the previous one was released)."""
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
     def wait_entered(self) -> None:
         """Poll the worker thread (another OS thread: nothing can signal the hub)."""
         deadline = time.monotonic() + WAIT
@@ -65,11 +72,12 @@ def test_replies_wait_for_their_record_and_for_earlier_pending_ones(tmp_path: Pa
         voting, acceptor_log = _acceptor(tmp_path, fsync, node)
         me = self_pid()
         b5 = Ballot(5, ("node2", 1))
-        assert voting.handle(me, Prepare("b", "k1", b5)) is None  # a promise to persist
+        assert voting.handle(me, Prepare("b", "k1", b5)) is None  # the first promise raises the floor
         fsync.wait_entered()
-        # while that fsync is in flight: the hub serves, another key is voted on...
+        # while that fsync is in flight: the hub serves, another key is voted on, but its
+        # promise is covered only by the pending floor...
         assert voting.handle(me, Prepare("b", "k2", b5)) is None
-        # ...and a refusal that changes nothing still waits behind the pending records
+        # ...and a refusal that changes nothing still waits behind it
         assert voting.handle(me, Prepare("b", "k1", Ballot(1, ("node3", 1)))) is None
         with pytest.raises(ReceiveTimeout):
             receive(timeout=0.05)  # the fsync is held: nothing may have gone out
@@ -110,3 +118,35 @@ def test_a_failed_log_stops_the_voting(tmp_path: Path):
 
     first, second, failed, got = node.run(body)
     assert first is None and second is None and failed and got is None
+
+
+def test_a_reply_waits_only_for_records_of_its_own_key(tmp_path: Path):
+    node = LocalNode.start("node1", 1)
+    fsync = HeldFsync()
+
+    def body() -> list[Any]:
+        voting, acceptor_log = _acceptor(tmp_path, fsync, node)
+        me = self_pid()
+        b5 = Ballot(5, ("node2", 1))
+        assert voting.handle(me, Prepare("b", "k0", b5)) is None  # the floor rises: synced first
+        fsync.wait_entered()
+        fsync.release.set()
+        assert unpack_reply(receive(timeout=WAIT))[1].key == "k0"
+        fsync.hold_again()
+        v = Register.empty().claim("v")
+        assert voting.handle(me, Accept("b", "k1", b5, v)) is None  # an accept: synced first
+        fsync.wait_entered()
+        # another key's promise is covered by the durable floor: it goes out at once
+        assert type(voting.handle(me, Prepare("b", "k2", b5))).__name__ == "Promise"
+        # this key's promise reports the accept still in flight: it waits behind it
+        assert voting.handle(me, Prepare("b", "k1", Ballot(6, ("node3", 1)))) is None
+        with pytest.raises(ReceiveTimeout):
+            receive(timeout=0.05)
+        fsync.release.set()
+        replies = [unpack_reply(receive(timeout=WAIT))[1] for _ in range(2)]
+        acceptor_log.close()
+        return replies
+
+    accepted, promise = node.run(body)
+    assert type(accepted).__name__ == "Accepted" and accepted.key == "k1"
+    assert type(promise).__name__ == "Promise" and promise.key == "k1" and promise.accepted.value == "v"

@@ -7,7 +7,8 @@ runs it in virtual time and returns a `SimResult` with every checker's
 violations and a trace hash: the same seed gives the same hash, in any
 process, under any ``PYTHONHASHSEED``.
 
-Checkers (see `paxtor.paxos.sim.checkers`): one value per ballot, epochs along
+Checkers (see `paxtor.paxos.sim.checkers`): one value per ballot, promises
+kept across restarts, epochs along
 the chosen values, at most one live owner per key, linearizability of every
 client operation against `paxtor.paxos.sim.model.RegisterModel`, and liveness
 after the final heal. The linearizability search has a budget per key
@@ -74,6 +75,7 @@ def run_seed(
     sources = (
         ("driver", cluster.violations),
         ("ballot", cluster.ballots.violations),
+        ("promises", cluster.promises.violations),
         ("epochs", cluster.chosen.violations),
         ("owners", cluster.owner_checker.violations),
         ("liveness", cluster.liveness.violations),

@@ -1,6 +1,10 @@
 """Invariant checkers fed by the simulator as it runs; each collects violations as text.
 
 - `BallotChecker`: no two different registers accepted for one ballot of one key.
+- `PromiseChecker`: no acceptor ever votes (promises or accepts) below a
+  ballot it promised before, in this life or an earlier one: the acceptor's
+  half of Paxos, checked directly rather than waiting for a lost promise to
+  cost a chosen value.
 - `ChosenChecker`: omniscient view of what is chosen (a quorum of DURABLE
   accepts of one ballot); along each key's chosen values in ballot order the
   epoch never decreases, one epoch never has two owners, and an unbound
@@ -24,7 +28,7 @@ from paxtor.actors.ids import Pid
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.register import Register
 
-__all__ = ["BallotChecker", "ChosenChecker", "LivenessChecker", "OwnerChecker"]
+__all__ = ["BallotChecker", "ChosenChecker", "LivenessChecker", "OwnerChecker", "PromiseChecker"]
 
 Slot = tuple[str, Hashable]  # (bucket, key)
 
@@ -45,6 +49,23 @@ class BallotChecker:
             self.violations.append(
                 f"two values accepted for {bucket}/{key} at {ballot!r}: {known!r} and {reg!r} ({voter})"
             )
+
+
+class PromiseChecker:
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self._promised: dict[tuple[str, str, Hashable], Ballot] = {}
+
+    def voted(self, voter: str, bucket: str, key: Hashable, ballot: Ballot, promised: Ballot) -> None:
+        """``voter`` sent a vote for ``ballot`` that promises ``promised`` (>= ``ballot``)."""
+        slot = (voter, bucket, key)
+        before = self._promised.get(slot)
+        if before is not None and ballot < before:
+            self.violations.append(
+                f"{voter} voted for {bucket}/{key} at {ballot!r} after promising {before!r}"
+            )
+        if before is None or promised > before:
+            self._promised[slot] = promised
 
 
 @dataclass

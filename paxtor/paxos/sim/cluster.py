@@ -4,9 +4,11 @@ the way the real driver must drive them, over the simulated network.
 `SimNode` is a model of the production driver's duties, written against the
 pure cores exactly as their docstrings ask:
 
-- acceptor replies wait for a group-committed "fsync" (``fsync_delay``); a
-  crash loses the unsynced records AND their replies, and a restart rebuilds
-  the acceptor from the synced log (``forget_on_restart`` models amnesia);
+- acceptor replies wait for a group-committed "fsync" (``fsync_delay``) of
+  their record, or of a pending record of their key or promise floor (a
+  promise under the floor goes out at once); a crash loses the unsynced
+  records AND their replies, and a restart rebuilds the acceptor from the
+  synced log (``forget_on_restart`` models amnesia);
 - every received message feeds the acceptor's silence tracker and the node's
   failure detector; heartbeats go to every voter each ``heartbeat_every``;
 - when the lease is lost, every local owner is killed (``"lease_expired"``)
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paxtor.actors.ids import Pid
-from paxtor.paxos.acceptor import Accept, Accepted, KeyRecord, Nack, Prepare, Promise
+from paxtor.paxos.acceptor import Accept, Accepted, KeyRecord, Nack, Prepare, Promise, PromiseFloor
 from paxtor.paxos.lease import (
     Heartbeat,
     HeartbeatAck,
@@ -56,7 +58,13 @@ from paxtor.paxos.proposer import (
     majority,
 )
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
-from paxtor.paxos.sim.checkers import BallotChecker, ChosenChecker, LivenessChecker, OwnerChecker
+from paxtor.paxos.sim.checkers import (
+    BallotChecker,
+    ChosenChecker,
+    LivenessChecker,
+    OwnerChecker,
+    PromiseChecker,
+)
 from paxtor.paxos.sim.faults import FaultPlan, plan_faults
 from paxtor.paxos.sim.model import change_for
 from paxtor.paxos.sim.mutations import Mutations
@@ -65,6 +73,7 @@ from paxtor.paxos.sim.network import EventQueue, Network
 __all__ = ["Cluster", "HandoffNotice", "Op", "SimConfig", "SimNode"]
 
 Slot = tuple[str, Hashable]
+FLOOR_SLOT: Slot = ("", ("promise floor",))  # where a node's synced `PromiseFloor` is kept
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,8 @@ class SimNode:
         self.op_seq = 0  # numbers every attempt of every request here (op marks)
         self.alive = False
         self.paused = False
-        self.durable: dict[Slot, KeyRecord] = {}  # the synced log, compacted (last record wins)
+        # the synced log, compacted: the last record per key wins, the floor only rises
+        self.durable: dict[Slot, KeyRecord | PromiseFloor] = {}
 
     # -- clock and timers ---------------------------------------------------------
 
@@ -190,7 +200,8 @@ class SimNode:
             silence = SilenceTracker(sim.config.silence, started_at=now)
             acceptor_class = sim.mutations.acceptor_class()
             self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()))
-        self.pending: list[tuple[str, Any, KeyRecord | None, Accept | None]] = []
+        self.pending: list[tuple[str, Any, KeyRecord | PromiseFloor | None, Accept | None]] = []
+        self.pending_slots: set[Slot] = set()  # keys (and FLOOR_SLOT) with a record in `pending`
         self.flush_armed = False
         self.proposer = ProposerState(self.ident, backoff=sim.config.backoff)
         self.lease = sim.mutations.lease_class()(sim.voters, sim.quorum, sim.config.lease)
@@ -287,10 +298,16 @@ class SimNode:
         elif kind is HandoffNotice:
             self.sim.workload.handoff_notice(self, msg)
 
-    def reply(self, dst: str, reply: Any, record: KeyRecord | None, accepted: Accept | None) -> None:
-        """Send an acceptor reply once everything it may depend on is synced (group commit)."""
-        if record is None and not self.pending:
-            self.send(dst, reply)
+    def reply(
+        self, dst: str, reply: Any, record: KeyRecord | PromiseFloor | None, accepted: Accept | None
+    ) -> None:
+        """Send an acceptor reply once what it may depend on is synced (group commit): its
+        own record, else any pending record of its key or a pending promise floor."""
+        slot = (reply.bucket, reply.key)
+        if record is not None:
+            self.pending_slots.add(FLOOR_SLOT if type(record) is PromiseFloor else slot)
+        elif slot not in self.pending_slots and FLOOR_SLOT not in self.pending_slots:
+            self.send_vote(dst, reply, accepted)
             return
         self.pending.append((dst, reply, record, accepted))
         if not self.flush_armed:
@@ -300,9 +317,12 @@ class SimNode:
     def flush(self) -> None:
         self.flush_armed = False
         batch, self.pending = self.pending, []
+        self.pending_slots.clear()
         chosen = self.sim.chosen
         for _, _, record, accepted in batch:
-            if record is not None:
+            if type(record) is PromiseFloor:
+                self.durable[FLOOR_SLOT] = record
+            elif record is not None:
                 self.durable[(record.bucket, record.key)] = record
             if accepted is not None:
                 chosen.durable_accept(
@@ -313,8 +333,18 @@ class SimNode:
                     accepted.register,
                     self.sim.q.now,
                 )
-        for dst, reply, _, _ in batch:
-            self.send(dst, reply)
+        for dst, reply, _, accepted in batch:
+            self.send_vote(dst, reply, accepted)
+
+    def send_vote(self, dst: str, reply: Any, accepted: Accept | None) -> None:
+        """Send an acceptor reply, telling the promise checker what it promises."""
+        kind = type(reply)
+        if kind is Promise:
+            self.sim.promises.voted(self.name, reply.bucket, reply.key, reply.ballot, reply.ballot)
+        elif kind is Accepted and accepted is not None:
+            promised = accepted.next_ballot if reply.promised_next and accepted.next_ballot else reply.ballot
+            self.sim.promises.voted(self.name, reply.bucket, reply.key, reply.ballot, max(promised, reply.ballot))
+        self.send(dst, reply)
 
     # -- leases and failure detection ------------------------------------------------
 
@@ -631,6 +661,7 @@ class Cluster:
         self.end = config.fault_time + config.tail
         self.violations: list[str] = []
         self.ballots = BallotChecker()
+        self.promises = PromiseChecker()
         self.chosen = ChosenChecker(self.quorum)
         self.owner_checker = OwnerChecker()
         self.liveness = LivenessChecker(config.fault_time + config.settle, config.op_bound)

@@ -5,6 +5,8 @@ They live here, as subclasses, never in the production classes. A
 --mutation NAME`` runs seeds with one on.
 
 - ``forget_on_restart``: a restarted acceptor comes back empty (amnesia).
+- ``unfloored_promises``: promises are kept in memory only and no promise
+  floor is ever synced, so a restarted acceptor may break a promise it made.
 - ``naive_delete``: a release empties whatever tenure the key holds now,
   instead of "if still bound to X" (its justification is forged to match).
 - ``wrong_ballot_promise``: the proposer counts promises made for any ballot,
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from paxtor.paxos.acceptor import Acceptor, Promise
+from paxtor.paxos.acceptor import Acceptor, Promise, PromiseFloor
+from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import HeartbeatAck, LeaseClock
 from paxtor.paxos.proposer import Proposer, Step
 from paxtor.paxos.register import EndedBinding, LeaseFence, Register
@@ -34,6 +37,7 @@ __all__ = ["MUTATIONS", "Mutations"]
 @dataclass(frozen=True)
 class Mutations:
     forget_on_restart: bool = False
+    unfloored_promises: bool = False
     naive_delete: bool = False
     wrong_ballot_promise: bool = False
     no_lease_veto: bool = False
@@ -52,6 +56,8 @@ class Mutations:
         return tuple(f.name for f in fields(self) if getattr(self, f.name))
 
     def acceptor_class(self) -> type[Acceptor]:
+        if self.unfloored_promises:
+            return UnflooredAcceptor
         return NoVetoAcceptor if self.no_lease_veto else Acceptor
 
     def lease_class(self) -> type[LeaseClock]:
@@ -68,6 +74,11 @@ class Mutations:
 
 
 MUTATIONS = tuple(f.name for f in fields(Mutations))
+
+
+class UnflooredAcceptor(Acceptor):
+    def _cover(self, ballot: Ballot) -> PromiseFloor | None:
+        return None
 
 
 class NoVetoAcceptor(Acceptor):
