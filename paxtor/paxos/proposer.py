@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Union
 
 from paxtor.paxos.acceptor import NACK_BALLOT, Accept, Accepted, Nack, Prepare, Promise
@@ -70,6 +70,7 @@ from paxtor.paxos.register import (
     OpMark,
     Register,
     check_transition,
+    marks_with,
     tenure_ended,
 )
 
@@ -317,13 +318,13 @@ class Proposer:
                 fences = (*fences, LeaseFence(base.epoch, base.binding))
         elif ended is not None:
             fences = tuple(f for f in fences if not f.matches(ended))
-        return new if new.lease_fences == fences else replace(new, lease_fences=fences)
+        return new.with_bookkeeping(fences, new.op_marks)
 
     def _with_marks(self, base: Register, new: Register) -> Register:
         """Carry the base's op marks; a change that changed something adds this round's."""
         if self.op is not None and not new.same_visible(base):
-            return replace(new, op_marks=base.op_marks).with_op_mark(self.op)
-        return new if new.op_marks == base.op_marks else replace(new, op_marks=base.op_marks)
+            return new.with_bookkeeping(new.lease_fences, marks_with(base.op_marks, self.op))
+        return new.with_bookkeeping(new.lease_fences, base.op_marks)
 
     def _decide(self, outcome: str, **fields: object) -> Step:
         self.phase = _DONE

@@ -151,6 +151,8 @@ class _KeySlot:
     waiting: bool = False  # waits for quorum (or lease) before its next attempt
     deferred: list[tuple[str, Any]] = field(default_factory=list)  # (voter, message) not sent yet
     thrifty: TimerHandle | None = None
+    first: set[str] | None = None  # the voters a phase goes to first ...
+    first_of: list[str] | None = None  # ... computed for this list of connected voters
 
 
 class ProposerServer(GenServer):
@@ -329,7 +331,7 @@ class ProposerServer(GenServer):
         assert pending is not None
         envelope: tuple[Any, ...] | None = None
         last: Any = None
-        first = self._first_voters(slot_key)
+        first = self._first_voters(slot_key, slot)
         deferred: list[tuple[str, Any]] = []
         own_vote: Any = None
         for voter, msg in step.send:
@@ -370,7 +372,7 @@ class ProposerServer(GenServer):
         if reply is not None and slot.round is not None:
             self._on_vote(slot_key, slot, self.node.name, reply)
 
-    def _first_voters(self, slot_key: Slot) -> set[str] | None:
+    def _first_voters(self, slot_key: Slot, slot: _KeySlot) -> set[str] | None:
         """Thrifty phases: a quorum to ask first (this node, if it votes, plus connected
         voters picked by the key's hash, which spreads keys over the voters); None: ask all.
 
@@ -379,6 +381,12 @@ class ProposerServer(GenServer):
         """
         if self.thrifty_after is None:
             return None
+        if slot.first_of is self._others:  # replaced on every NodeUp/NodeDown
+            return slot.first
+        slot.first, slot.first_of = self._pick_first(slot_key), self._others
+        return slot.first
+
+    def _pick_first(self, slot_key: Slot) -> set[str] | None:
         name = self.node.name
         first = {name} if self.node.voter else set()
         others = self._others

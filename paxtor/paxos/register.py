@@ -52,7 +52,7 @@ Collection itself is not implemented; the floor is, so it can be added safely.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from paxtor.actors.ids import Pid
@@ -71,6 +71,7 @@ __all__ = [
     "check_transition",
     "empty_released",
     "identity",
+    "marks_with",
     "put_if_empty",
     "release_if_bound",
     "tenure_ended",
@@ -204,8 +205,15 @@ class Register:
     def visible(self) -> Register:
         """This register without the core's bookkeeping (what clients see and models compare)."""
         if self.lease_fences or self.op_marks:
-            return replace(self, lease_fences=(), op_marks=())
+            return Register(self.epoch, self.filled, self.value, self.binding)
         return self
+
+    def with_bookkeeping(self, lease_fences: tuple[LeaseFence, ...], op_marks: tuple[OpMark, ...]) -> Register:
+        """This register with the core's ``lease_fences`` and ``op_marks`` replaced (the
+        proposer's step on every round: built directly, `dataclasses.replace` costs 3x)."""
+        if lease_fences == self.lease_fences and op_marks == self.op_marks:
+            return self
+        return Register(self.epoch, self.filled, self.value, self.binding, lease_fences, op_marks)
 
     def same_visible(self, other: Register) -> bool:
         """``self.visible() == other.visible()``, without building either (rounds ask it often)."""
@@ -223,8 +231,8 @@ class Register:
 
     def with_op_mark(self, mark: OpMark) -> Register:
         """This register with ``mark`` as its node's last applied change."""
-        marks = tuple(sorted((*(m for m in self.op_marks if m[0] != mark[0]), mark)))
-        return replace(self, op_marks=marks)
+        return Register(self.epoch, self.filled, self.value, self.binding, self.lease_fences,
+                        marks_with(self.op_marks, mark))
 
     # -- helpers for change functions: they get the epochs right ----------
 
@@ -270,7 +278,7 @@ class Register:
         """Same tenure (same binding and epoch), another value (e.g. a waiter queue)."""
         if not self.filled:
             raise ChangeRejected("with_value() on an empty register; use claim()")
-        return replace(self, value=value)
+        return Register(self.epoch, True, value, self.binding, self.lease_fences, self.op_marks)
 
 
 def _binding(
@@ -284,6 +292,15 @@ def _binding(
 ChangeFunction = Callable[[Register], Register]
 OpMark = tuple[str, int, int]
 """(proposer node name, its incarnation, the op number it gave one attempt of a change)."""
+
+
+def marks_with(marks: tuple[OpMark, ...], mark: OpMark) -> tuple[OpMark, ...]:
+    """``marks`` with ``mark`` as its node's last applied change (sorted, one per node)."""
+    if not marks:
+        return (mark,)
+    return tuple(sorted((*(m for m in marks if m[0] != mark[0]), mark)))
+
+
 ReleasePolicy = Callable[[Register, EndedBinding], Register]
 
 

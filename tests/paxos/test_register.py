@@ -15,6 +15,7 @@ from paxtor.paxos.register import (
     check_transition,
     empty_released,
     identity,
+    marks_with,
     put_if_empty,
     release_if_bound,
 )
@@ -207,3 +208,21 @@ def test_same_visible_ignores_only_the_cores_bookkeeping() -> None:
     assert not base.same_visible(Register(3, True, {"v": 2}))
     assert not base.same_visible(Register(4, True, {"v": 1}))
     assert base.same_visible(base.visible()) and base.visible().op_marks == ()
+
+
+def test_bookkeeping_is_replaced_without_touching_the_visible_state() -> None:
+    fence = LeaseFence(1, Binding(node="node2"))
+    r = Register(2, True, "v", Binding(node="node3"), (fence,), (("node1", 1, 5),))
+    assert r.with_bookkeeping(r.lease_fences, r.op_marks) is r  # nothing to change: no copy
+    bare = r.with_bookkeeping((), ())
+    assert bare == r.visible() and bare.same_visible(r)
+    assert r.with_bookkeeping((), r.op_marks) == Register(2, True, "v", Binding(node="node3"), (), r.op_marks)
+
+
+def test_marks_with_keeps_one_mark_per_node_sorted() -> None:
+    assert marks_with((), ("node2", 1, 7)) == (("node2", 1, 7),)
+    marks = (("node1", 1, 5), ("node3", 2, 9))
+    assert marks_with(marks, ("node2", 1, 7)) == (("node1", 1, 5), ("node2", 1, 7), ("node3", 2, 9))
+    assert marks_with(marks, ("node3", 3, 1)) == (("node1", 1, 5), ("node3", 3, 1))
+    r = Register(1, True, "v", op_marks=marks)
+    assert r.with_op_mark(("node3", 3, 1)).op_marks == marks_with(marks, ("node3", 3, 1))
