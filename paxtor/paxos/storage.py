@@ -5,11 +5,18 @@ could make it vote twice (Paxos amnesia). This module stores opaque `bytes`
 records for it (the caller encodes them) and tells it when they are durable.
 
 - Group commit: `append` only buffers. One writer greenlet writes the whole
-  pending batch and runs write+`fsync` in one call to the log's own sync
-  thread (`_SyncThread`: about a third of the hub threadpool's hand-off
-  cost, which was as large as the fsync itself), then fires the
-  callbacks of every record in that batch, in append order. Many keys'
-  promises share one fsync, and the hub keeps serving messages meanwhile.
+  pending batch with one write+`fsync`, then fires the callbacks of every
+  record in that batch, in append order. Many keys' records share one fsync.
+- Where the fsync runs: in the hub itself while the disk is fast (the
+  running average of recent syncs under `inline_sync_limit`, 2 ms by
+  default), else on the log's own sync thread (`_SyncThread`) so that the
+  hub keeps serving (lease heartbeats, other keys) while the disk is slow.
+  On a loaded node the hand-off to a thread and back (an OS wake-up, the
+  GIL, a wake-up of the hub) cost about as much as a fast fsync itself and
+  capped the node's rounds per second; blocking the hub for a fraction of a
+  millisecond costs less. One slow fsync moves later ones to the thread;
+  fast ones there move them back. ``inline_sync_limit=0`` keeps every
+  fsync on the thread.
 - Fail-stop: if a write or fsync fails (ENOSPC, EIO), no callback of the
   failed batch or any later one fires, the log logs `acceptor_log_failed` and
   every further `append` raises `AcceptorLogFailed`. An acceptor that cannot
@@ -43,6 +50,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -90,6 +98,9 @@ _start_thread, _allocate_lock = get_original("_thread", ["start_new_thread", "al
 
 Durability = Literal["fsync", "memory"]
 _LOCK_FILE = "LOCK"
+
+INLINE_SYNC_LIMIT = 0.002
+_SYNC_AVERAGE_WEIGHT = 0.2  # of the newest fsync in the running average
 
 
 class AcceptorLogError(Exception):
@@ -268,6 +279,7 @@ class AcceptorLog:
         write: Callable[[int, memoryview], int],
         on_failure: Callable[[AcceptorLogFailed], None] | None,
         step_hook: Callable[[str], None] | None,
+        inline_sync_limit: float = INLINE_SYNC_LIMIT,
     ) -> None:
         self.durability: Durability = durability
         self.directory = directory
@@ -290,6 +302,8 @@ class AcceptorLog:
         self._hub = gevent.get_hub()
         self._wakeup = gevent.event.Event()
         self._sync_thread = _SyncThread(self._hub) if durability == "fsync" else None
+        self._inline_sync_limit = inline_sync_limit
+        self._sync_average = 0.0  # seconds per write+fsync, recent batches weighted most
         self._writer = gevent.spawn(self._run_writer)
 
     # --- opening and replay -------------------------------------------------
@@ -304,6 +318,7 @@ class AcceptorLog:
         write: Callable[[int, memoryview], int] = os.write,
         on_failure: Callable[[AcceptorLogFailed], None] | None = None,
         step_hook: Callable[[str], None] | None = None,
+        inline_sync_limit: float = INLINE_SYNC_LIMIT,
     ) -> AcceptorLog:
         """Open (creating if needed) the log in `directory` and replay it.
 
@@ -313,7 +328,13 @@ class AcceptorLog:
         """
         if durability not in ("fsync", "memory"):
             raise ValueError(f"durability must be 'fsync' or 'memory', got {durability!r}")
-        options = dict(fsync=fsync, write=write, on_failure=on_failure, step_hook=step_hook)
+        options = dict(
+            fsync=fsync,
+            write=write,
+            on_failure=on_failure,
+            step_hook=step_hook,
+            inline_sync_limit=inline_sync_limit,
+        )
         if durability == "memory":
             log.warning(
                 "memory_durability_unsafe_on_restart",
@@ -414,14 +435,36 @@ class AcceptorLog:
     def _commit(self, batch: _Batch) -> None:
         if self.durability == "fsync" and batch.frames:
             data = b"".join(batch.frames)
-            assert self._sync_thread is not None
-            self._sync_thread.apply(self._write_and_sync, (self._fd, data))
+            self._sync(data)
             self.fsync_count += 1
             self._segment_bytes[self._generation] += len(data)
         batch.complete()
 
+    def _sync(self, data: bytes) -> None:
+        """Write and fsync ``data``: in the hub while the disk is fast, else on the sync thread."""
+        inline = self._sync_average < self._inline_sync_limit
+        if inline:
+            took = self._timed_write_and_sync(self._fd, data)
+        else:
+            assert self._sync_thread is not None
+            took = self._sync_thread.apply(self._timed_write_and_sync, (self._fd, data))
+        self._sync_average += _SYNC_AVERAGE_WEIGHT * (took - self._sync_average)  # type: ignore[operator]
+        if inline != (self._sync_average < self._inline_sync_limit):
+            log.info(
+                "acceptor_log_sync_moved",
+                directory=str(self.directory),
+                to="sync_thread" if inline else "hub",
+                average_ms=round(self._sync_average * 1e3, 3),
+            )
+
+    def _timed_write_and_sync(self, fd: int, data: bytes) -> float:
+        """`_write_and_sync`, returning how long it took (measured where it ran)."""
+        started = time.perf_counter()
+        self._write_and_sync(fd, data)
+        return time.perf_counter() - started
+
     def _write_and_sync(self, fd: int, data: bytes) -> None:
-        """In the sync thread (or a threadpool thread): write all of `data`, then fsync."""
+        """Write all of `data`, then fsync (in the hub, the sync thread or a threadpool thread)."""
         view = memoryview(data)
         while view:
             written = self._write(fd, view)

@@ -179,10 +179,10 @@ def test_hub_keeps_running_during_fsync_and_next_batch_waits_for_its_own(tmp_pat
             assert release.wait(10)
         os.fsync(fd)
 
-    alog = AcceptorLog.open(tmp_path, fsync=fsync)
+    alog = AcceptorLog.open(tmp_path, fsync=fsync, inline_sync_limit=0.0)  # always the thread
     blocking = True
     first = alog.append(b"first", lambda: trace.append("first"))
-    wait_for_thread(in_fsync)  # the writer's batch is in fsync, in a pool thread
+    wait_for_thread(in_fsync)  # the writer's batch is in fsync, in the sync thread
     # The hub is free: this greenlet runs and appends while the fsync is in flight.
     second = alog.append(b"second", lambda: trace.append("second"))
     gevent.sleep(0)
@@ -193,6 +193,33 @@ def test_hub_keeps_running_during_fsync_and_next_batch_waits_for_its_own(tmp_pat
     assert trace == ["first", "second"]
     assert alog.fsync_count == 2  # the second append had to wait for its own fsync
     alog.close()
+
+
+def test_fsyncs_run_in_the_hub_while_fast_and_on_the_sync_thread_once_slow(tmp_path):
+    threads = []
+    opened = False
+
+    def fsync(fd):
+        os.fsync(fd)
+        if opened:
+            threads.append(threading.get_ident())
+
+    hub_thread = threading.get_ident()
+    with AcceptorLog.open(tmp_path / "fast", fsync=fsync, inline_sync_limit=60.0) as alog:
+        opened = True
+        for i in range(3):
+            assert alog.append(b"r%d" % i).wait(10)
+    assert threads == [hub_thread] * 3
+    threads.clear()
+    opened = False
+    # every fsync is slower than this limit: the first one (in the hub) moves the rest
+    with capture_logs() as logs, AcceptorLog.open(tmp_path / "slow", fsync=fsync, inline_sync_limit=1e-9) as alog:
+        opened = True
+        for i in range(3):
+            assert alog.append(b"r%d" % i).wait(10)
+    assert threads[0] == hub_thread and hub_thread not in threads[1:] and len(threads) == 3
+    (moved,) = events(logs, "acceptor_log_sync_moved")
+    assert moved["to"] == "sync_thread"
 
 
 def test_a_failing_callback_does_not_stop_the_others(tmp_path):
@@ -387,7 +414,7 @@ def test_appends_queued_behind_a_failed_batch_fail_too(tmp_path):
         os.fsync(fd)
 
     fired = []
-    alog = AcceptorLog.open(tmp_path, fsync=fsync)
+    alog = AcceptorLog.open(tmp_path, fsync=fsync, inline_sync_limit=0.0)  # held on the thread
     armed = True
     first = alog.append(b"first", lambda: fired.append(1))
     wait_for_thread(in_fsync)
