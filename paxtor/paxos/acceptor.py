@@ -193,6 +193,13 @@ class Acceptor:
             return replace(record, promised=self._restart_promise)
         return record
 
+    def promised(self, bucket: str, key: Hashable) -> Ballot:
+        """``state(bucket, key).promised``, without building a record (proposers ask per round)."""
+        record = self._keys.get((bucket, key))
+        if record is None or record.promised < self._restart_promise:
+            return self._restart_promise
+        return record.promised
+
     def records(self) -> list[KeyRecord]:
         """Every key's state, in first-touched order."""
         return list(self._keys.values())

@@ -243,7 +243,7 @@ class ProposerServer(GenServer):
         mark = pending.change.begin(self._op, term)
         request = pending.request
         acceptor = self.node.acceptor
-        known = acceptor.state(request.bucket, request.key).promised if acceptor is not None else None
+        known = acceptor.promised(request.bucket, request.key) if acceptor is not None else None
         round_ = self.state.new_round(
             request.bucket,
             request.key,

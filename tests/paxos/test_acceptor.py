@@ -105,7 +105,7 @@ def test_accept_can_carry_the_promise_of_the_next_ballot() -> None:
     v = Register.empty().claim("v")
     reply, record = acc.on_accept(Accept(B, K, A1, v, next_ballot=A3), now=0.0)
     assert reply == Accepted(B, K, A1, True)
-    assert record is not None and record.promised == A3
+    assert record is not None and record.promised == A3 == acc.promised(B, K)
     # a ballot between the two is now refused: no one can sneak in before A3
     assert isinstance(acc.on_prepare(Prepare(B, K, A2))[0], Nack)
     # the proposer skips phase 1 with A3
@@ -133,6 +133,7 @@ def test_records_rebuild_the_same_acceptor() -> None:
     above_all = Ballot(floor + 1, ("", 0))  # the lowest ballot above counter `floor`
     assert restarted.state(B, K) == KeyRecord(B, K, above_all, A1, v)
     assert restarted.state(B, "other").promised == above_all
+    assert [restarted.promised(B, k) for k in (K, "other", "never seen")] == [above_all] * 3
     for ballot in (A2, A3, Ballot(floor, ("n9", 9))):
         for key in (K, "other", "never seen"):
             reply, _ = restarted.on_prepare(Prepare(B, key, ballot))
