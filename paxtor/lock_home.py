@@ -26,6 +26,7 @@ own request was in that batch: its reply says so.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,15 +34,37 @@ from typing import Any
 import structlog
 
 from paxtor import paxos
-from paxtor.actors import ChildSpec, Exit, GenServer, NoReply, Pid, call, reply, self_pid, send, spawn_link, trap_exits
+from paxtor.actors import (
+    ChildSpec,
+    Down,
+    Exit,
+    GenServer,
+    NoReply,
+    Pid,
+    Ref,
+    call,
+    monitor,
+    reply,
+    self_pid,
+    trap_exits,
+)
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.gen_server import Caller
 from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout
 from paxtor.actors.node import current_node
-from paxtor.lock_messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
-from paxtor.lock_register import Op, batch_change, grant_of, ops_of_pid, owner_of, waiters_of
-from paxtor.paxos.register import Register
 from paxtor.actors.timers import TimerHandle, send_after
+from paxtor.lock_messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
+from paxtor.lock_register import (
+    Op,
+    batch_change,
+    grant_of,
+    has_waiters,
+    ops_of_pid,
+    owner_of,
+)
+from paxtor.paxos.envelopes import PROPOSER_NAME, ProposeDone
+from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.register import Register
 from paxtor.placement import rendezvous_order
 from paxtor.rounds import QUORUM_WAIT, Deadline
 
@@ -129,7 +152,7 @@ def run_op(key: bytes, op: Op, deadline: Deadline, routing: LockRouting) -> Regi
                 continue
         kind = outcome[0]
         if kind == "ok":
-            if waiters_of(outcome[1]):
+            if has_waiters(outcome[1]):
                 routing.mark_hot(key)
             return outcome[1]
         if kind == "no_quorum":
@@ -197,20 +220,6 @@ def wake_new_owner(bucket: str, key: Any, chosen: Register) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _BatchDone:
-    key: bytes
-    worker: Pid
-    outcome: tuple
-
-
-def _batch_worker(home: Pid, key: bytes, ops: list[Op], timeout: float | None) -> None:
-    outcome = apply_batch(key, ops, timeout)
-    if outcome[0] == "ok":
-        wake_after_batch(key, ops, outcome[1])
-    send(home, _BatchDone(key, self_pid(), outcome))
-
-
-@dataclass(frozen=True, slots=True)
 class _StartDeferred:
     key: bytes
 
@@ -219,7 +228,8 @@ class _StartDeferred:
 class _KeyState:
     waiting: list[tuple[Caller, Op, float | None]] = field(default_factory=list)
     running: list[Caller] | None = None
-    worker: Pid | None = None
+    ops: list[Op] | None = None  # the running batch's operations
+    tag: int | None = None  # the running batch's `ProposeRequest` tag
     owner: Pid | None = None  # as the last batch left it
     timer: TimerHandle | None = None
 
@@ -232,6 +242,10 @@ class LockHome(GenServer):
     urgent (their callers will wait anyway), so they wait up to
     `ENQUEUE_DELAY` for the owner's release and ride in its round. On a busy
     lock that halves the rounds per handoff.
+
+    A batch is an asynchronous request to this node's proposer (`ProposeDone`
+    answers it): no process per round. The proposer is monitored; if it exits,
+    the running batches fail as a crashed call would.
     """
 
     @classmethod
@@ -247,6 +261,8 @@ class LockHome(GenServer):
         self.node = current_node()
         self.me = self_pid()
         self.keys: dict[bytes, _KeyState] = {}
+        self.tags = itertools.count(1)
+        self.proposer: Ref | None = None  # the monitor of this node's proposer
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         key, op, timeout = request
@@ -287,35 +303,67 @@ class LockHome(GenServer):
             (rest if rest else batch).append(item)
         state.waiting = rest
         timeouts = [t for _, _, t in batch if t is not None]
-        timeout = min(timeouts) if timeouts else None
+        ops = [op for _, op, _ in batch]
         state.running = [caller for caller, _, _ in batch]
-        state.worker = spawn_link(_batch_worker, self.me, key, [op for _, op, _ in batch], timeout)
+        state.ops = ops
+        state.tag = tag = next(self.tags)
+        try:
+            change, ended = batch_change(ops)
+        except Exception as exc:  # noqa: BLE001 - a bad op: its callers get the error
+            self._done(key, tag, ("error", exc))
+            return
+        if self.proposer is None:
+            self.proposer = monitor(PROPOSER_NAME)  # a Down fails the batches it would lose
+        # lock values are Pids, Refs and tuples of them (`batch_change` checks the ops): encodable
+        request = ProposeRequest(
+            LOCKS_BUCKET, key, change, min(timeouts) if timeouts else None,
+            ended=ended, checked=True, reply_to=self.me, tag=(key, tag),
+        )  # fmt: skip
+        self.node.deliver_named(PROPOSER_NAME, self.node.name, request)
 
     def handle_info(self, msg: Any) -> None:
         cls = msg.__class__
-        if cls is _BatchDone:
-            self._done(msg.key, msg.worker, msg.outcome)
+        if cls is ProposeDone:
+            self._round_done(msg)
         elif cls is _StartDeferred:
             state = self.keys.get(msg.key)
             if state is not None:
                 state.timer = None
                 if state.running is None and state.waiting:
                     self._start(msg.key, state)
-        elif cls is Exit:
-            if msg.reason != "normal":
+        elif cls is Down:
+            if msg.ref == self.proposer:
+                self.proposer = None
+                error = RuntimeError(f"lock round lost: the proposer exited ({msg.reason!r})")
                 for key, state in list(self.keys.items()):
-                    if state.worker == msg.pid:
-                        self._done(key, msg.pid, ("error", RuntimeError(f"lock round crashed: {msg.reason!r}")))
-        else:
+                    if state.tag is not None:
+                        self._done(key, state.tag, ("error", error))
+        elif cls is not Exit:  # links: only the parent's, which the server loop handles
             super().handle_info(msg)
 
-    def _done(self, key: bytes, worker: Pid, outcome: tuple) -> None:
+    def _round_done(self, done: ProposeDone) -> None:
+        key = done.tag[0]
         state = self.keys.get(key)
-        if state is None or state.worker != worker or state.running is None:
+        if state is None or state.tag != done.tag[1] or state.ops is None:
+            return
+        error = done.error
+        if error is None:
+            assert done.register is not None
+            chosen = done.register.visible()
+            wake_after_batch(key, state.ops, chosen)
+            self._done(key, done.tag[1], ("ok", chosen))
+        elif isinstance(error, paxos.NoQuorum):
+            self._done(key, done.tag[1], ("no_quorum", str(error)))
+        else:
+            self._done(key, done.tag[1], ("error", error))
+
+    def _done(self, key: bytes, tag: int, outcome: tuple) -> None:
+        state = self.keys.get(key)
+        if state is None or state.tag != tag or state.running is None:
             return
         for caller in state.running:
             reply(caller, outcome)
-        state.running = state.worker = None
+        state.running = state.ops = state.tag = None
         state.owner = owner_of(outcome[1]) if outcome[0] == "ok" else None
         if state.waiting:
             self._next(key, state)

@@ -10,10 +10,16 @@ and its epoch is the fencing token. Its value is ``(grant, waiters)``:
 - ``grant``: the `Ref` of the request that won the current tenure, so the
   wake-up sent to the next owner names the request it answers (a wake-up
   left over from an earlier, abandoned request can never be mistaken for it);
-- ``waiters``: the FIFO queue, a tuple of ``(pid, ref)`` requests.
+- ``waiters``: the FIFO queue of requests ``(pid, ref)``, stored flat: one
+  tuple of scalars, six per request, ``pid.node, pid.incarnation,
+  pid.serial, ref.node, ref.incarnation, ref.serial``.
 
-Plain tuples, not a dataclass: the value is stored by acceptors that decode it
-without knowing this module.
+Plain tuples of scalars, not a dataclass: the value is stored by acceptors
+that decode it without knowing this module, and it is encoded and decoded
+several times per round (accept, log record, reply) on a busy lock: as nested
+tuples of Pids and Refs each request cost the wire codec three callbacks per
+pass, flat it costs none. A queue in the nested form (``((pid, ref), ...)``,
+written by earlier versions) is still read.
 
 Fairness: a request joins the tail of the queue, and when a tenure ends (the
 owner unlocks or exits) `hand_to_next` gives the lock to the head of the queue
@@ -46,6 +52,7 @@ __all__ = [
     "owner_of",
     "grant_of",
     "waiters_of",
+    "has_waiters",
     "is_queued",
     "tenure_of",
     "ended_binding",
@@ -60,11 +67,49 @@ Waiter = tuple[Pid, Ref]
 UNLOCKED = "unlocked"
 
 
-def _parse(register: Register) -> tuple[Ref, tuple[Waiter, ...]]:
+_STRIDE = 6  # scalars per queued request
+
+
+def _entry(pid: Pid, ref: Ref) -> tuple[Any, ...]:
+    return (pid.node, pid.incarnation, pid.serial, ref.node, ref.incarnation, ref.serial)
+
+
+def _parse(register: Register) -> tuple[Ref, tuple[Any, ...]]:
+    """The grant and the flat queue of a lock register's value."""
     value = register.value
-    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], tuple)):
+    if not (value.__class__ is tuple and len(value) == 2 and value[1].__class__ is tuple):
         raise ChangeRejected(f"not a lock register value: {value!r}")
-    return value[0], value[1]
+    queue = value[1]
+    if queue and queue[0].__class__ is tuple:  # the nested form of earlier versions
+        queue = tuple(x for pid, ref in queue for x in _entry(pid, ref))
+    if len(queue) % _STRIDE:
+        raise ChangeRejected(f"not a lock queue: {queue!r}")
+    return value[0], queue
+
+
+def _request_at(queue: tuple[Any, ...], i: int) -> Waiter:
+    return Pid(queue[i], queue[i + 1], queue[i + 2]), Ref(queue[i + 3], queue[i + 4], queue[i + 5])
+
+
+def _find(queue: tuple[Any, ...], pid: Pid, ref: Ref) -> bool:
+    """True if request ``(pid, ref)`` is in the flat `queue`."""
+    serial, ref_serial = pid.serial, ref.serial
+    for i in range(0, len(queue), _STRIDE):
+        if queue[i + 2] == serial and queue[i + 5] == ref_serial and queue[i : i + _STRIDE] == _entry(pid, ref):
+            return True
+    return False
+
+
+def _without(queue: tuple[Any, ...], pid: Pid, ref: Ref | None) -> tuple[Any, ...]:
+    """The flat `queue` without `pid`'s request `ref` (every request of `pid` if `ref` is None)."""
+    who = (pid.node, pid.incarnation, pid.serial)
+    what = None if ref is None else (ref.node, ref.incarnation, ref.serial)
+    kept: list[Any] = []
+    for i in range(0, len(queue), _STRIDE):
+        if queue[i : i + 3] == who and (what is None or queue[i + 3 : i + _STRIDE] == what):
+            continue
+        kept.extend(queue[i : i + _STRIDE])
+    return queue if len(kept) == len(queue) else tuple(kept)
 
 
 def owner_of(register: Register) -> Pid | None:
@@ -81,12 +126,20 @@ def grant_of(register: Register) -> Ref | None:
 
 def waiters_of(register: Register) -> tuple[Waiter, ...]:
     """The queued requests, first to be served first."""
-    return _parse(register)[1] if register.filled else ()
+    if not register.filled:
+        return ()
+    queue = _parse(register)[1]
+    return tuple(_request_at(queue, i) for i in range(0, len(queue), _STRIDE))
+
+
+def has_waiters(register: Register) -> bool:
+    """True if requests wait in the queue (``bool(waiters_of(register))``, cheaper)."""
+    return register.filled and bool(_parse(register)[1])
 
 
 def is_queued(register: Register, pid: Pid, ref: Ref) -> bool:
     """True if request ``(pid, ref)`` waits in the queue."""
-    return (pid, ref) in waiters_of(register)
+    return register.filled and _find(_parse(register)[1], pid, ref)
 
 
 def tenure_of(register: Register, pid: Pid, reason: Any) -> EndedBinding | None:
@@ -103,10 +156,10 @@ def acquire(pid: Pid, ref: Ref) -> ChangeFunction:
     def change(register: Register) -> Register:
         if register.is_empty:
             return register.claim((ref, ()), pid=pid)
-        grant, waiters = _parse(register)
-        if owner_of(register) == pid or (pid, ref) in waiters:
+        grant, queue = _parse(register)
+        if owner_of(register) == pid or _find(queue, pid, ref):
             return register
-        return register.with_value((grant, (*waiters, (pid, ref))))
+        return register.with_value((grant, queue + _entry(pid, ref)))
 
     return change
 
@@ -131,9 +184,9 @@ def withdraw(pid: Pid, ref: Ref | None = None) -> ChangeFunction:
     def change(register: Register) -> Register:
         if register.is_empty:
             return register
-        grant, waiters = _parse(register)
-        kept = tuple(w for w in waiters if not (w[0] == pid and (ref is None or w[1] == ref)))
-        if len(kept) == len(waiters):
+        grant, queue = _parse(register)
+        kept = _without(queue, pid, ref)
+        if kept is queue:
             return register
         return register.with_value((grant, kept))
 
@@ -146,13 +199,14 @@ def hand_to_next(register: Register, ended: EndedBinding) -> Register:
     Requests of the pid whose tenure ended are dropped with it (an owner never
     waits, but a dead pid must not be served). No waiter: the lock is free.
     """
-    _, waiters = _parse(register)
+    _, queue = _parse(register)
     gone = ended.binding.pid
-    queue = tuple(w for w in waiters if w[0] != gone)
+    if gone is not None:
+        queue = _without(queue, gone, None)
     if not queue:
         return register.release()
-    (pid, ref), rest = queue[0], queue[1:]
-    return register.handoff((ref, rest), pid=pid)
+    pid, ref = _request_at(queue, 0)
+    return register.handoff((ref, queue[_STRIDE:]), pid=pid)
 
 
 def release(ended: EndedBinding) -> ChangeFunction:
@@ -181,11 +235,16 @@ Op = tuple
 
 def _op_change(op: Op) -> tuple[ChangeFunction | None, EndedBinding | None]:
     kind = op[0]
-    if kind == "acquire":
-        return acquire(op[1], op[2]), None
-    if kind == "try":
-        return try_acquire(op[1], op[2]), None
-    if kind == "withdraw":
+    if kind in ("acquire", "try", "withdraw"):
+        # what a request puts in the value is a Pid and a Ref: it can travel (see `batch_change`)
+        if len(op) != 3 or op[1].__class__ is not Pid or not (
+            op[2].__class__ is Ref or (kind == "withdraw" and op[2] is None)
+        ):
+            raise ValueError(f"malformed lock operation {op!r}")
+        if kind == "acquire":
+            return acquire(op[1], op[2]), None
+        if kind == "try":
+            return try_acquire(op[1], op[2]), None
         return withdraw(op[1], op[2]), None
     if kind == "release":
         ended = ended_binding(op[1], op[2], op[3])
@@ -196,7 +255,11 @@ def _op_change(op: Op) -> tuple[ChangeFunction | None, EndedBinding | None]:
 
 
 def batch_change(ops: list[Op]) -> tuple[ChangeFunction, EndedBinding | None]:
-    """One change applying `ops` in order, and the round's `EndedBinding` (at most one release)."""
+    """One change applying `ops` in order, and the round's `EndedBinding` (at most one release).
+
+    The ops are checked (ValueError): the change only ever puts their Pids and
+    Refs into a lock value, so every value it produces can travel on the wire.
+    """
     changes: list[ChangeFunction] = []
     ended: EndedBinding | None = None
     for op in ops:

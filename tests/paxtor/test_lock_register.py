@@ -150,6 +150,37 @@ def test_the_value_survives_the_wire() -> None:
     assert decode(encode(r)) == r
 
 
+def test_the_queue_is_stored_flat_as_scalars() -> None:
+    # the wire codec packs scalars natively: no Pid/Ref/tuple per request to convert
+    grant, queue = held_by_a_with_b_c_waiting().value
+    assert grant == RA
+    assert queue == ("n2", 1, 2, "n2", 1, 12, "n3", 1, 3, "n3", 1, 13)
+
+
+def test_a_queue_in_the_nested_form_of_earlier_versions_is_still_served() -> None:
+    r = step(FREE, acquire(A, RA))
+    r = step(r, lambda reg: reg.with_value((RA, ((B, RB), (C, RC)))))
+    assert waiters_of(r) == ((B, RB), (C, RC)) and is_queued(r, C, RC)
+    r = step(r, acquire(B, RB))  # queued already: no change
+    assert waiters_of(r) == ((B, RB), (C, RC))
+    r = unlock(r, A)
+    assert (owner_of(r), grant_of(r), waiters_of(r)) == (B, RB, ((C, RC),))
+    assert r.value[1] == ("n3", 1, 3, "n3", 1, 13)
+
+
+def test_a_malformed_queue_or_operation_is_refused() -> None:
+    from paxtor.lock_register import batch_change
+
+    broken = step(FREE, acquire(A, RA))
+    broken = step(broken, lambda reg: reg.with_value((RA, ("n2", 1, 2))))
+    with pytest.raises(ChangeRejected, match="lock queue"):
+        acquire(B, RB)(broken)
+    # what a batch would put in the value must be a Pid and a Ref (so the value can travel)
+    for op in [("acquire", "B", RB), ("acquire", B, "RB"), ("try", B, None), ("withdraw", B, 12), ("acquire", B)]:
+        with pytest.raises(ValueError, match="malformed"):
+            batch_change([op])
+
+
 # -- property: any interleaving keeps one owner, FIFO service and growing tokens --
 
 _PIDS = [Pid("n1", 1, i) for i in range(1, 5)]

@@ -19,7 +19,7 @@ from paxtor.actors import Down, ReceiveTimeout, exit, monitor, receive, self_pid
 from paxtor.actors.primitives import make_ref
 from paxtor.lock import LOCKS_BUCKET, LockNotHeld
 from paxtor.lock_messages import LockGranted
-from paxtor.lock_register import acquire, owner_of, waiters_of
+from paxtor.lock_register import acquire, is_queued, owner_of, waiters_of
 from paxtor.paxos.register import Register, identity
 from paxtor.rounds import paxos_key
 
@@ -339,3 +339,30 @@ def test_clients_on_every_node_get_fair_shares_of_a_hot_lock(cluster: Cluster) -
         spawn(client, i, 1.5, node=NODES[i % 3])
     counts = [receive(lambda m: isinstance(m, tuple) and m[0] == "count", timeout=WAIT)[2] for _ in range(6)]
     assert min(counts) >= 0.5 * max(counts) > 0, counts
+
+
+def test_a_lock_round_lost_with_the_proposer_fails_its_callers_and_the_home_recovers(cluster: Cluster) -> None:
+    """The key's home proposes batches asynchronously; if the node's proposer is gone,
+    every caller of a batch gets an error at once instead of waiting forever."""
+    from paxtor.actors import Supervisor, call
+    from paxtor.lock_messages import LOCK_HOME
+    from paxtor.paxos.proposer_server import ProposerServer
+    from paxtor.paxos.services import SUPERVISOR_NAME
+
+    key = paxos_key("home-key")
+
+    def home_round() -> tuple[Any, Any]:
+        me, ref = self_pid(), make_ref()
+        outcome = call(LOCK_HOME, (key, ("acquire", me, ref), 5.0), timeout=WAIT)
+        served = outcome[0] == "ok" and (owner_of(outcome[1]) == me or is_queued(outcome[1], me, ref))
+        return outcome, served
+
+    node = cluster["node1"]
+    (kind, _), served = node.run(home_round)
+    assert kind == "ok" and served  # and the home monitors the proposer now
+    node.run(Supervisor.terminate_child, SUPERVISOR_NAME, ProposerServer)
+    (kind, error), served = node.run(home_round)
+    assert kind == "error" and "proposer exited" in str(error) and not served
+    node.run(Supervisor.restart_child, SUPERVISOR_NAME, ProposerServer)
+    (kind, _), served = node.run(home_round)
+    assert kind == "ok" and served
