@@ -43,7 +43,7 @@ their reply: the value is what gets chosen.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from paxtor.actors.wire import wire_type
 from paxtor.paxos.ballot import Ballot, NodeId
@@ -190,7 +190,7 @@ class Acceptor:
                 bucket, key, self._restart_promise, Ballot.ZERO, Register.empty(self.epoch_floor(bucket))
             )
         if record.promised < self._restart_promise:  # untouched since the restart
-            return replace(record, promised=self._restart_promise)
+            return KeyRecord(bucket, key, self._restart_promise, record.accepted_ballot, record.accepted)
         return record
 
     def promised(self, bucket: str, key: Hashable) -> Ballot:
@@ -242,7 +242,7 @@ class Acceptor:
                 return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO), None
         record = None
         if msg.ballot != state.promised:
-            self._put(replace(state, promised=msg.ballot))
+            self._put(KeyRecord(state.bucket, state.key, msg.ballot, state.accepted_ballot, state.accepted))
             record = self._cover(msg.ballot)
         reply = Promise(msg.bucket, msg.key, msg.ballot, state.accepted_ballot, state.accepted)
         return reply, record
@@ -268,9 +268,8 @@ class Acceptor:
         promised = msg.ballot
         if msg.next_ballot is not None and msg.next_ballot > promised:
             promised = msg.next_ballot
-        record = self._put(
-            replace(state, promised=promised, accepted_ballot=msg.ballot, accepted=msg.register)
-        )
+        # built directly: `dataclasses.replace` costs several times more, on every accept
+        record = self._put(KeyRecord(state.bucket, state.key, promised, msg.ballot, msg.register))
         reply = Accepted(msg.bucket, msg.key, msg.ballot, msg.next_ballot is not None)
         return reply, record
 

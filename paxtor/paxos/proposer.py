@@ -326,15 +326,27 @@ class Proposer:
             return new.with_bookkeeping(new.lease_fences, marks_with(base.op_marks, self.op))
         return new.with_bookkeeping(new.lease_fences, base.op_marks)
 
-    def _decide(self, outcome: str, **fields: object) -> Step:
+    def _decide(
+        self,
+        outcome: str,
+        *,
+        register: Register | None = None,
+        retry_after: float | None = None,
+        error: str | None = None,
+        next_ballot: Ballot | None = None,
+    ) -> Step:
         self.phase = _DONE
-        decision = Decision(
+        proposed = self.proposed
+        decision = Decision(  # positional: a `**fields` call costs a dict per round
             outcome,
             self.ballot,
-            highest_seen=self._highest,
-            maybe_applied=self.proposed is not None and outcome != CHOSEN,
-            proposed=self.proposed,
-            **fields,  # type: ignore[arg-type]
+            register,
+            self._highest,
+            proposed is not None and outcome != CHOSEN,
+            retry_after,
+            error,
+            next_ballot,
+            proposed,
         )
         self.decision = decision
         return Step(decision=decision)
