@@ -199,3 +199,26 @@ def test_buckets_as_child_specs_and_bad_policies(cluster: Cluster):
     with pytest.raises(ValueError, match="other functions"):
         nodes[1].run(paxos.start_bucket, "sup_bucket", helpers.empty_policy)
     nodes[1].run(paxos.start_bucket, "sup_bucket", helpers.record_reason, releases.hook)  # idempotent
+
+
+def test_a_whole_durable_cluster_restarted_keeps_its_values_and_rounds_get_past_the_floors(cluster: Cluster):
+    """Promises are not synced one by one: after a restart every voter refuses the ballots
+    its replayed promise floor covers, and proposers fast-forward past it once."""
+    from paxtor.actors import call
+    from paxtor.paxos.bucket import DEFAULT_BUCKET
+
+    nodes = cluster.start_all(durability="fsync")
+    _ready(*nodes)
+    for i, node in enumerate(nodes):
+        assert node.run(paxos.put, ("kept", i), i) == i
+    for name in list(cluster.nodes):
+        cluster.stop(name)
+    nodes = cluster.start_all(durability="fsync")
+    _ready(*nodes)
+    state = nodes[0].run(call, "paxos_acceptor", ("read", DEFAULT_BUCKET, ("kept", 0)))
+    assert state.accepted.value == 0  # the accept survived
+    assert state.promised.node == ("", 0) and state.promised.counter > 1  # the floor stands for promises
+    for i, node in enumerate(nodes):
+        assert [node.run(paxos.get, ("kept", j)) for j in range(3)] == [0, 1, 2]
+        assert node.run(paxos.put, ("kept", i), 10 + i) == i  # a round, past the floors: kept
+        assert node.run(paxos.put, ("new", i), i) == i
