@@ -41,6 +41,7 @@ from typing import Any
 
 import gevent
 
+from benchmarks.process_cpu import cpu_seconds
 from paxtor import paxos
 from paxtor.actors import GenServer, call, receive, self_pid, send, spawn
 from paxtor.actors.distribution import start_distributed, stop_all_distributed
@@ -186,15 +187,7 @@ class NodeProcesses:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the three node processes so far."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for proc in self.procs:
-            try:
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
+        return cpu_seconds(proc.pid for proc in self.procs)
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -12,9 +12,10 @@ as Paxtor is meant to be used) and collects their figures by message:
                   lock+unlock latency median and p99
   contended       8 clients spread over the three nodes lock one key, hold
                   it for nothing, unlock: handoffs/s, and each client's count
-                  (fairness: all within 10% of the mean; Jain's index)
+                  (fairness: all within 10% of the mean; Jain's index), and
+                  the voters' CPU time (user + system) per handoff
   distinct keys   8 clients spread over the nodes, each on its own key:
-                  lock+unlock/s in total
+                  lock+unlock/s in total, and the voters' CPU per lock+unlock
   rounds          (``--count``) what one uncontended lock+unlock costs on
                   node1: Paxos rounds, acceptor records and fsyncs there,
                   local calls (call counts under cProfile, per lock+unlock)
@@ -41,12 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gevent
 import structlog
 
+from benchmarks.process_cpu import cpu_seconds
 from paxtor.actors import GenServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,6 +121,10 @@ class Voters:
             line = proc.stdout.readline().strip()
             if line != b"ready":
                 raise RuntimeError(f"a voter failed to start: {line!r}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the three voters so far."""
+        return cpu_seconds(proc.pid for proc in self.procs)
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -311,13 +318,15 @@ def measure(seconds: float, ops: int, count: bool = False) -> dict[str, Any]:
             bench = start_distributed("bench", port=0, base_port=base, cluster_size=3, cookie=COOKIE,
                                       heartbeat_interval=1.0, heartbeat_timeout=10.0)
             assert bench.wait_for_nodes(NODES, 30), "the voters did not connect"
-            return bench.run(_workloads, base, seconds, ops, count, timeout=None)
+            return bench.run(_workloads, base, seconds, ops, count, voters.cpu_seconds, timeout=None)
         finally:
             stop_all_distributed()
             voters.stop()
 
 
-def _workloads(base: int, seconds: float, ops: int, count: bool = False) -> dict[str, Any]:
+def _workloads(
+    base: int, seconds: float, ops: int, count: bool = False, cpu: Callable[[], float] = lambda: 0.0
+) -> dict[str, Any]:
     from paxtor.actors import self_pid, spawn
 
     me = self_pid()
@@ -339,10 +348,13 @@ def _workloads(base: int, seconds: float, ops: int, count: bool = False) -> dict
     start_at = time.time() + 1.0
     for i in range(CLIENTS):
         spawn(lock_loop, me, "bench-contended", seconds, start_at, ("contended", i), node=NODES[i % 3])
+    gevent.sleep(max(0.0, start_at - time.time()))
+    cpu_before = cpu()
     counts = [0] * CLIENTS
     for _ in range(CLIENTS):
         (tag, i), count = _receive_tagged("contended")
         counts[i] = count
+    results["contended_cpu_ms_per_handoff"] = (cpu() - cpu_before) * 1e3 / max(1, sum(counts))
     mean = sum(counts) / CLIENTS
     results["contended_handoffs_per_s"] = sum(counts) / seconds
     results["contended_counts"] = counts
@@ -353,9 +365,12 @@ def _workloads(base: int, seconds: float, ops: int, count: bool = False) -> dict
     start_at = time.time() + 1.0
     for i in range(CLIENTS):
         spawn(lock_loop, me, ("bench-distinct", i), seconds, start_at, ("distinct", i), node=NODES[i % 3])
+    gevent.sleep(max(0.0, start_at - time.time()))
+    cpu_before = cpu()
     total = 0
     for _ in range(CLIENTS):
         total += _receive_tagged("distinct")[1]
+    results["distinct_cpu_ms_per_lock_unlock"] = (cpu() - cpu_before) * 1e3 / max(1, total)
     results["distinct_lock_unlock_per_s"] = total / seconds
     after = _log_counters(me)
     records = sum(a[0] - b[0] for a, b in zip(after, before))
@@ -421,9 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  per lock+unlock on node1     {counted}")
     print(f"  one key, {CLIENTS} clients          {ours['contended_handoffs_per_s']:.0f} handoffs/s   counts {ours['contended_counts']}"
           f"   max deviation {100 * ours['contended_max_deviation']:.1f}%   Jain {ours['contended_jain_fairness']:.4f}"
-          f"   (target: >= 1000/s, within 10%)")
+          f"   (target: >= 1000/s, within 10%)   voter CPU {ours['contended_cpu_ms_per_handoff']:.3f} ms per handoff")
     print(f"  distinct keys, {CLIENTS} clients    {ours['distinct_lock_unlock_per_s']:.0f} lock+unlock/s   (target: >= 3000/s)"
-          f"   acceptor records per fsync {ours['distinct_records_per_fsync'] or 0:.2f}")
+          f"   acceptor records per fsync {ours['distinct_records_per_fsync'] or 0:.2f}"
+          f"   voter CPU {ours['distinct_cpu_ms_per_lock_unlock']:.3f} ms per lock+unlock")
     print(f"  call through a name          {ours['name_call_us']:.1f} us vs pid {ours['pid_call_us']:.1f} us"
           f"   ratio {ours['name_over_pid']:.3f}   (singleton on {ours['name_host']}; target <= 1.2)")
     if not args.no_baselines:
