@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import decode, encode
@@ -260,3 +262,65 @@ def test_a_fenced_prepare_is_refused_without_a_promise_while_the_owner_is_heard(
     assert isinstance(reply, Promise) and record == PromiseFloor(1 + FLOOR_STRIDE)
     with pytest.raises(ValueError, match="needs `now`"):
         acc.on_prepare(Prepare(B, K, A2, fence))
+
+
+# -- property: no acceptor breaks a promise it replied, across crashes -------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("prepare"), st.sampled_from("ab"), st.integers(1, 40), st.sampled_from(("p", "q"))),
+        st.tuples(st.just("accept"), st.sampled_from("ab"), st.integers(1, 40), st.sampled_from(("p", "q"))),
+        st.tuples(st.just("sync")),
+        st.tuples(st.just("crash")),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_OPS, st.sampled_from((8, FLOOR_STRIDE)))
+def test_replies_never_break_an_earlier_promise_across_crashes(ops: list[tuple], stride: int) -> None:
+    """Drive the acceptor as its driver must (a reply waits for its record, or for a pending
+    record of its key or floor; a crash loses what was not synced) and check every reply
+    sent against every promise sent before it, in any life. A small stride makes the
+    floor rise often."""
+    import paxtor.paxos.acceptor as acceptor_module
+
+    synced: list[KeyRecord | PromiseFloor] = []
+    pending: list[tuple[KeyRecord | PromiseFloor | None, object]] = []
+    promised: dict[str, Ballot] = {}  # the highest ballot each key was promised in a sent reply
+
+    def send(reply: object) -> None:
+        if isinstance(reply, (Promise, Accepted)):
+            assert reply.ballot >= promised.get(reply.key, Ballot.ZERO), (reply, promised)
+            promised[reply.key] = max(reply.ballot, promised.get(reply.key, Ballot.ZERO))
+
+    original = acceptor_module.FLOOR_STRIDE
+    acceptor_module.FLOOR_STRIDE = stride
+    try:
+        acc = acceptor()
+        for op in ops:
+            if op[0] == "sync":
+                synced.extend(r for r, _ in pending if r is not None)
+                for _, reply in pending:
+                    send(reply)
+                pending.clear()
+            elif op[0] == "crash":
+                pending.clear()
+                acc = acceptor(records=list(synced))
+            else:
+                _, key, counter, node = op
+                ballot = Ballot(counter, (node, 1))
+                if op[0] == "prepare":
+                    reply, record = acc.on_prepare(Prepare(B, key, ballot))
+                else:
+                    reply, record = acc.on_accept(Accept(B, key, ballot, Register.empty().claim(counter)), now=0.0)
+                waits = record is not None or any(
+                    r is not None and (type(r) is PromiseFloor or r.key == key) for r, _ in pending
+                )
+                if waits:
+                    pending.append((record, reply))
+                else:
+                    send(reply)
+    finally:
+        acceptor_module.FLOOR_STRIDE = original
