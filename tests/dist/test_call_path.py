@@ -7,22 +7,12 @@ from __future__ import annotations
 import pytest
 
 from paxtor.actors import call, self_pid
-from paxtor.actors.distribution import DistributedNode, start_distributed
+from paxtor.actors.distribution import start_distributed
 from paxtor.actors.messages import CallError
 
 from . import remote_helpers as rh
-from .conftest import COOKIE, WAIT
-
-FAST = dict(cookie=COOKIE, heartbeat_interval=0.2, heartbeat_timeout=3.0, handshake_timeout=2.0, reconnect_max=0.5)
-
-
-@pytest.fixture
-def pair() -> tuple[DistributedNode, DistributedNode]:
-    n1 = start_distributed("node1", port=0, **FAST)
-    n2 = start_distributed("node2", port=0, seeds=[f"127.0.0.1:{n1.port}"], **FAST)
-    assert n1.wait_for_nodes(["node2"], WAIT) and n2.wait_for_nodes(["node1"], WAIT)
-    return n1, n2
-
+from .conftest import PAIR_SETTINGS as FAST
+from .conftest import WAIT
 
 def test_an_unencodable_request_raises_in_the_caller_and_leaves_nothing_behind(pair):
     n1, n2 = pair

@@ -39,19 +39,8 @@ from paxtor.actors.messages import CallError, CallTimeout, Reply
 from paxtor.actors.wire import RemoteError
 
 from . import remote_helpers as rh
-from .conftest import COOKIE, WAIT
-
-FAST = dict(cookie=COOKIE, heartbeat_interval=0.2, heartbeat_timeout=3.0, handshake_timeout=2.0, reconnect_max=0.5)
-
-
-@pytest.fixture
-def pair() -> tuple[DistributedNode, DistributedNode]:
-    n1 = start_distributed("node1", port=0, **FAST)
-    n2 = start_distributed("node2", port=0, seeds=[f"127.0.0.1:{n1.port}"], **FAST)
-    assert n1.wait_for_nodes(["node2"], WAIT) and n2.wait_for_nodes(["node1"], WAIT)
-    assert self_pid().node == "node1"
-    return n1, n2
-
+from .conftest import PAIR_SETTINGS as FAST
+from .conftest import WAIT
 
 @pytest.fixture
 def as_if_remote(monkeypatch: pytest.MonkeyPatch, pair: tuple[DistributedNode, DistributedNode]) -> Iterator[None]:

@@ -62,23 +62,31 @@ def test_plain_tcp_frames_are_handed_over_in_the_hub(server: Server) -> None:
     conn.close("done")
 
 
-def test_defer_rest_lets_what_a_frame_scheduled_run_before_the_next_frame(server: Server) -> None:
+def _apply_with_wakes(server: Server, messages: tuple[str, ...], defer: bool) -> tuple[list[Any], Connection]:
+    """Send `messages` in one loop turn; each "wake" schedules a hub callback (as a process
+    it woke would run) and, if `defer`, calls `defer_rest`. The order things happened in."""
     order: list[Any] = []
     done = gevent.event.Event()
 
     def on_message(conn: Connection, msg: Any) -> None:
         order.append(msg)
         if msg == "wake":
-            get_hub().loop.run_callback(order.append, "woken")  # e.g. a process this frame woke
-            conn.defer_rest()
+            get_hub().loop.run_callback(order.append, "woken")
+            if defer:
+                conn.defer_rest()
         if msg == "last":
             done.set()
 
     server.on_message = on_message
     conn = server.client()
-    for msg in ("before", "wake", "after", "wake", "last"):
+    for msg in messages:
         conn.send(msg)  # one loop turn: one write, most likely one chunk
     assert done.wait(WAIT)
+    return order, conn
+
+
+def test_defer_rest_lets_what_a_frame_scheduled_run_before_the_next_frame(server: Server) -> None:
+    order, conn = _apply_with_wakes(server, ("before", "wake", "after", "wake", "last"), defer=True)
     assert order == ["before", "wake", "woken", "after", "wake", "woken", "last"]
     conn.send("still reading")
     server.on_message = lambda c, m: server.seen.put(m)
@@ -87,21 +95,7 @@ def test_defer_rest_lets_what_a_frame_scheduled_run_before_the_next_frame(server
 
 
 def test_without_defer_rest_a_chunk_is_applied_at_once(server: Server) -> None:
-    order: list[Any] = []
-    done = gevent.event.Event()
-
-    def on_message(conn: Connection, msg: Any) -> None:
-        order.append(msg)
-        if msg == "wake":
-            get_hub().loop.run_callback(order.append, "woken")
-        if msg == "last":
-            done.set()
-
-    server.on_message = on_message
-    conn = server.client()
-    for msg in ("wake", "after", "last"):
-        conn.send(msg)
-    assert done.wait(WAIT)
+    order, conn = _apply_with_wakes(server, ("wake", "after", "last"), defer=False)
     assert order.index("woken") > order.index("after")  # the contrast the test above relies on
     conn.close("done")
 
