@@ -38,6 +38,16 @@ restarted acceptor refuses every ballot whose counter is at or below the floor
 it replays, so a promise it forgot can never be broken; proposers fast-forward
 past the floor once (their counter is node-wide). Accepts stay durable before
 their reply: the value is what gets chosen.
+
+Tombstones are collected (CASPaxos section 2.3, with floors instead of
+proposer ages): once EVERY voter durably holds a key's tombstone at the same
+ballot (``tombstone``), each drops it (``collect``) and logs a `Collected`
+record. A key it does not hold then counts as promised above every ballot it
+had promised or accepted for a dropped key (stale accepts are refused), and
+reads as empty at the bucket's epoch floor (epochs keep growing). Since every
+voter held the tombstone, "absent" is that tombstone for any quorum; a voter
+that crashes before its `Collected` record is durable replays the tombstone,
+which says the same.
 """
 
 from __future__ import annotations
@@ -54,7 +64,9 @@ __all__ = [
     "Accept",
     "Accepted",
     "Acceptor",
+    "Collected",
     "KeyRecord",
+    "LogRecord",
     "Nack",
     "Prepare",
     "Promise",
@@ -151,6 +163,25 @@ class PromiseFloor:
     counter: int
 
 
+@wire_type
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """A durable record: the tombstones of ``keys`` in ``bucket`` were dropped.
+
+    Every key this acceptor does not hold counts as promised above ballot
+    counter ``counter``, and ``bucket``'s epochs stay above ``epoch``. A
+    snapshot keeps the floors as rows without keys.
+    """
+
+    bucket: str
+    keys: tuple[Hashable, ...]
+    counter: int
+    epoch: int
+
+
+LogRecord = KeyRecord | PromiseFloor | Collected
+
+
 class Acceptor:
     """All (bucket, key) registers one voter holds; pure, see the module docstring."""
 
@@ -158,17 +189,22 @@ class Acceptor:
         self,
         identity: NodeId,
         silence: SilenceTracker,
-        records: Iterable[KeyRecord | PromiseFloor] = (),
+        records: Iterable[LogRecord] = (),
         epoch_floors: Mapping[str, int] | None = None,
     ) -> None:
         self.identity = identity
         self.silence = silence
         self._keys: dict[tuple[str, Hashable], KeyRecord] = {}
         self._floors: dict[str, int] = dict(epoch_floors or {})
+        #: every dropped tombstone was promised and accepted at ballot counters <= this
+        self.collected_floor = 0
         floor = 0
         for record in records:
-            if record.__class__ is PromiseFloor:
+            cls = record.__class__
+            if cls is PromiseFloor:
                 floor = max(floor, record.counter)  # type: ignore[union-attr]
+            elif cls is Collected:
+                self._drop(record)  # type: ignore[arg-type]
             else:
                 self._keys[(record.bucket, record.key)] = record  # type: ignore[union-attr]
         # promises in memory may go up to `promise_floor` (durable once its record is)
@@ -178,6 +214,8 @@ class Acceptor:
         # name is "": no proposer issues it)
         self.restart_floor = floor
         self._restart_promise = Ballot(floor + 1, ("", 0)) if floor else Ballot.ZERO
+        self._absent_promise = self._restart_promise
+        self._raise_absent_promise()
 
     # -- inspection / snapshots -------------------------------------------
 
@@ -187,7 +225,7 @@ class Acceptor:
         record = self._keys.get((bucket, key))
         if record is None:
             return KeyRecord(
-                bucket, key, self._restart_promise, Ballot.ZERO, Register.empty(self.epoch_floor(bucket))
+                bucket, key, self._absent_promise, Ballot.ZERO, Register.empty(self.epoch_floor(bucket))
             )
         if record.promised < self._restart_promise:  # untouched since the restart
             return KeyRecord(bucket, key, self._restart_promise, record.accepted_ballot, record.accepted)
@@ -196,7 +234,9 @@ class Acceptor:
     def promised(self, bucket: str, key: Hashable) -> Ballot:
         """``state(bucket, key).promised``, without building a record (proposers ask per round)."""
         record = self._keys.get((bucket, key))
-        if record is None or record.promised < self._restart_promise:
+        if record is None:
+            return self._absent_promise
+        if record.promised < self._restart_promise:
             return self._restart_promise
         return record.promised
 
@@ -204,17 +244,69 @@ class Acceptor:
         """Every key's state, in first-touched order."""
         return list(self._keys.values())
 
-    def snapshot(self) -> list[KeyRecord | PromiseFloor]:
-        """What a compacted log must hold to rebuild this acceptor: the floor and every key."""
-        return [PromiseFloor(self.promise_floor), *self._keys.values()]
+    def snapshot(self) -> list[LogRecord]:
+        """What a compacted log must hold to rebuild this acceptor: the floors and every key."""
+        floors: list[LogRecord] = [PromiseFloor(self.promise_floor)]
+        if self.collected_floor:
+            floors.append(Collected("", (), self.collected_floor, 0))
+        floors.extend(Collected(bucket, (), 0, epoch) for bucket, epoch in self._floors.items())
+        return [*floors, *self._keys.values()]
 
     def epoch_floor(self, bucket: str) -> int:
-        """The highest epoch of any tombstone ever collected in ``bucket`` (0 if none).
-
-        Tombstone collection is not implemented; a collector must raise the
-        floor first (and persist it) so that epochs keep growing.
-        """
+        """The highest epoch of any tombstone ever collected in ``bucket`` (0 if none)."""
         return self._floors.get(bucket, 0)
+
+    def key_count(self) -> int:
+        """How many keys this acceptor holds (tombstones included)."""
+        return len(self._keys)
+
+    # -- tombstone collection ---------------------------------------------------
+
+    def tombstone(self, bucket: str, key: Hashable) -> Ballot | None:
+        """The ballot of the tombstone (an empty register) this acceptor accepted last
+        for ``key``, or None if it holds anything else (a value, nothing, a promise only)."""
+        record = self._keys.get((bucket, key))
+        if record is None or record.accepted.filled or record.accepted_ballot == Ballot.ZERO:
+            return None
+        return record.accepted_ballot
+
+    def collect(self, bucket: str, tombstones: Iterable[tuple[Hashable, Ballot]]) -> Collected | None:
+        """Drop each ``(key, ballot)`` whose tombstone is still the one accepted at ``ballot``.
+
+        Only for tombstones EVERY voter was seen to hold durably (see the module
+        docstring). Returns the record to log (None if nothing was dropped). Its
+        replies need not wait for it: until it is durable, a restart brings back
+        the tombstones, which answer the same.
+        """
+        keys = []
+        counter = self.collected_floor
+        epoch = self.epoch_floor(bucket)
+        for key, ballot in tombstones:
+            if self.tombstone(bucket, key) != ballot:
+                continue  # changed since the check (a newer round): not garbage any more
+            record = self._keys[(bucket, key)]
+            counter = max(counter, record.promised.counter, ballot.counter)
+            epoch = max(epoch, record.accepted.epoch)
+            keys.append(key)
+        if not keys:
+            return None
+        collected = Collected(bucket, tuple(keys), counter, epoch)
+        self._drop(collected)
+        self._raise_absent_promise()
+        return collected
+
+    def _drop(self, collected: Collected) -> None:
+        bucket = collected.bucket
+        for key in collected.keys:
+            self._keys.pop((bucket, key), None)
+        self.collected_floor = max(self.collected_floor, collected.counter)
+        if collected.epoch > self._floors.get(bucket, 0):
+            self._floors[bucket] = collected.epoch
+
+    def _raise_absent_promise(self) -> None:
+        """Keys not held are promised above the restart floor and every dropped key's ballots."""
+        if self.collected_floor and self.collected_floor >= self._absent_promise.counter:
+            self._absent_promise = Ballot(self.collected_floor + 1, ("", 0))
 
     # -- liveness of peers --------------------------------------------------
 

@@ -178,6 +178,7 @@ class Proposer:
         backoff_draw: float = 0.0,
         backoff: Backoff = Backoff(),
         op: OpMark | None = None,
+        spread: bool = False,
     ) -> None:
         self.voters: tuple[str, ...] = tuple(voters)
         if len(set(self.voters)) != len(self.voters):
@@ -198,6 +199,7 @@ class Proposer:
         self.backoff_draw = backoff_draw
         self.backoff = backoff
         self.op = op
+        self.spread = spread  # never skip phase 2: a round that carries the value to every voter
         self.phase = _PREPARE
         self.proposed: Register | None = None
         self.decision: Decision | None = None
@@ -293,7 +295,7 @@ class Proposer:
         except Exception as exc:  # a change function is user code: report, don't crash
             return self._decide(REJECTED, error=f"change function raised {exc!r}")
         new = self._with_marks(base, self._with_fences(base, new, base_chosen))
-        if may_skip and base_chosen and new == base:
+        if may_skip and base_chosen and new == base and not self.spread:
             return self._decide(CHOSEN, register=base)  # a read of a value a quorum holds
         self.proposed = new
         self.phase = _ACCEPT
@@ -467,6 +469,7 @@ class ProposerState:
         known_promised: Ballot | None = None,
         op: OpMark | None = None,
         proposer_class: type[Proposer] = Proposer,
+        spread: bool = False,
     ) -> Proposer:
         """A round for ``key``: 1-RTT if this node wrote it last and nobody interfered since.
 
@@ -499,6 +502,7 @@ class ProposerState:
             backoff_draw=backoff_draw,
             backoff=self.backoff,
             op=op,
+            spread=spread,
         )
 
     def on_decision(self, round_: Proposer, decision: Decision) -> None:

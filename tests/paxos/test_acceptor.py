@@ -15,6 +15,7 @@ from paxtor.paxos.acceptor import (
     Accept,
     Accepted,
     Acceptor,
+    Collected,
     KeyRecord,
     Nack,
     Prepare,
@@ -183,6 +184,64 @@ def test_unknown_keys_start_at_the_bucket_epoch_floor() -> None:
     reply, _ = acc.on_prepare(Prepare("locks", "k", A1))
     assert isinstance(reply, Promise) and reply.accepted == Register.empty(41)
     assert reply.accepted_ballot == Ballot.ZERO
+
+
+# -- tombstone collection ------------------------------------------------------------
+
+
+def _tombstoned(acc: Acceptor, key: str, epoch_value: str = "v") -> Ballot:
+    """Fill ``key`` at A1, empty it at A3 (1-RTT: A3's successor promised); the tombstone's ballot."""
+    acc.on_accept(Accept(B, key, A1, Register.empty().claim(epoch_value)), now=0.0)
+    filled = acc.state(B, key).accepted
+    acc.on_accept(Accept(B, key, A3, filled.release(), next_ballot=A3.successor()), now=0.0)
+    return A3
+
+
+def test_only_tombstones_are_collected_and_only_at_their_ballot() -> None:
+    acc = acceptor()
+    _tombstoned(acc, "gone")
+    acc.on_accept(Accept(B, "value", A1, Register.empty().claim("v")), now=0.0)
+    acc.on_prepare(Prepare(B, "promised only", A2))
+    assert acc.tombstone(B, "gone") == A3
+    assert [acc.tombstone(B, k) for k in ("value", "promised only", "never seen")] == [None] * 3
+    assert acc.collect(B, [("gone", A2), ("value", A1), ("never seen", A1)]) is None  # nothing matches
+    record = acc.collect(B, [("gone", A3)])
+    assert record == Collected(B, ("gone",), A3.successor().counter, 1)
+    assert acc.key_count() == 2 and acc.tombstone(B, "gone") is None
+
+
+def test_a_collected_key_refuses_every_ballot_it_saw_and_reads_empty_at_the_epoch_floor() -> None:
+    """A stale accept (delayed from before the tombstone) must not land in the empty key,
+    and a new tenure must get a larger fencing token than every collected one."""
+    acc = acceptor()
+    _tombstoned(acc, "gone")
+    acc.collect(B, [("gone", A3)])
+    floor = Ballot(A3.successor().counter + 1, ("", 0))
+    for ballot in (A1, A2, A3, A3.successor()):
+        reply, record = acc.on_accept(Accept(B, "gone", ballot, Register.empty().claim("stale")), now=0.0)
+        assert reply == Nack(B, "gone", ballot, floor) and record is None
+    assert acc.promised(B, "never seen") == floor  # every key it does not hold
+    later = Ballot(floor.counter, ("n2", 1))
+    reply, _ = acc.on_prepare(Prepare(B, "gone", later))
+    assert reply == Promise(B, "gone", later, Ballot.ZERO, Register.empty(1))
+    assert Register.empty(1).claim("new").epoch == 2
+
+
+def test_collected_records_and_snapshots_rebuild_the_floors() -> None:
+    acc = acceptor()
+    _tombstoned(acc, "gone")
+    acc.on_accept(Accept(B, "kept", A1, Register.empty().claim("v")), now=0.0)
+    log = [decode(encode(r)) for r in (acc.state(B, "gone"), acc.state(B, "kept"), acc.collect(B, [("gone", A3)]))]
+    for records in (log, [decode(encode(r)) for r in acceptor(records=log).snapshot()]):
+        restarted = acceptor(records=records)
+        assert restarted.tombstone(B, "gone") is None and restarted.key_count() == 1
+        assert restarted.epoch_floor(B) == 1
+        assert restarted.collected_floor == A3.successor().counter
+        assert restarted.promised(B, "gone") == acc.promised(B, "gone")
+    # a key used again after its collection replays as used again
+    reply, record = acc.on_accept(Accept(B, "gone", Ballot(99, ("n2", 1)), Register.empty(1).claim("x")), now=0.0)
+    assert isinstance(reply, Accepted)
+    assert acceptor(records=[*log, record]).state(B, "gone").accepted.value == "x"
 
 
 # -- the lease veto ---------------------------------------------------------------

@@ -98,6 +98,9 @@ NEGATIVE_CONTROLS = [
     ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}),
     ("no_lease_veto", {"owners"}),
     ("no_op_marks", {"linearizability"}),
+    ("collect_on_quorum", {"linearizability", "epochs"}),
+    ("unfloored_collection", {"promises", "linearizability", "epochs"}),
+    ("no_epoch_floor", {"epochs", "linearizability"}),
 ]
 
 

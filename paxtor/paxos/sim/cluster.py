@@ -19,7 +19,12 @@ pure cores exactly as their docstrings ask:
   proposes a release for ``"noconnection"``, which acceptors veto until the
   owner's lease must have run out; a node whose round is vetoed because of
   a fence on one of its own pids that it never granted vouches for it (kills
-  the waiter, releases the tenure for a real reason), or the key stays stuck.
+  the waiter, releases the tenure for a real reason), or the key stays stuck;
+- every ``collect_every`` each voter coordinates the collection of the
+  tombstones it has held for ``tombstone_ttl`` (`paxtor.paxos.collection`):
+  it asks every voter which it holds durably, and once all have answered
+  tells them to drop those all hold at one ballot; the `Collected` record is
+  logged like any other (a crash may lose it) and gates no reply.
 
 Time: the event queue runs in virtual *real* time; each node reads its own
 monotonic clock ``offset + rate * t`` and sets timers in it. A crash loses
@@ -38,7 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paxtor.actors.ids import Pid
-from paxtor.paxos.acceptor import Accept, Accepted, KeyRecord, Nack, Prepare, Promise, PromiseFloor
+from paxtor.paxos.acceptor import Accept, Accepted, Collected, KeyRecord, Nack, Prepare, Promise, PromiseFloor
+from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import (
     Heartbeat,
     HeartbeatAck,
@@ -57,6 +63,7 @@ from paxtor.paxos.proposer import (
     ProposerState,
     majority,
 )
+from paxtor.paxos.collection import Collection
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
 from paxtor.paxos.sim.checkers import (
     BallotChecker,
@@ -98,6 +105,8 @@ class SimConfig:
     faults: tuple[str, ...] | None = None  # None: swarm (a random subset per seed)
     backoff: Backoff = Backoff(base=0.01, cap=0.2, veto=1.0)
     linearizability_budget: int = 5000  # explored configurations per key before "undecided"
+    collect_every: float | None = 0.5  # None: tombstones are never collected
+    tombstone_ttl: float = 1.0  # a voter coordinates tombstones it has held this long
 
     @property
     def spread(self) -> float:
@@ -114,6 +123,27 @@ class HandoffNotice:
 
     bucket: str
     key: Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class TombstoneQuery:
+    """Sim-only: "which of these keys do you hold as durable tombstones?" (collection ``cid``)."""
+
+    cid: int
+    bucket: str
+    keys: tuple[Hashable, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TombstoneReport:
+    cid: int
+    held: tuple[tuple[Hashable, Ballot], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    bucket: str
+    tombstones: tuple[tuple[Hashable, Ballot], ...]
 
 
 @dataclass(eq=False)
@@ -166,7 +196,7 @@ class SimNode:
         self.alive = False
         self.paused = False
         # the synced log, compacted: the last record per key wins, the floor only rises
-        self.durable: dict[Slot, KeyRecord | PromiseFloor] = {}
+        self.durable: dict[Slot, KeyRecord | PromiseFloor | Collected] = {}
 
     # -- clock and timers ---------------------------------------------------------
 
@@ -200,7 +230,7 @@ class SimNode:
             silence = SilenceTracker(sim.config.silence, started_at=now)
             acceptor_class = sim.mutations.acceptor_class()
             self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()))
-        self.pending: list[tuple[str, Any, KeyRecord | PromiseFloor | None, Accept | None]] = []
+        self.pending: list[tuple[str | None, Any, KeyRecord | PromiseFloor | Collected | None, Accept | None]] = []
         self.pending_slots: set[Slot] = set()  # keys (and FLOOR_SLOT) with a record in `pending`
         self.flush_armed = False
         self.proposer = ProposerState(self.ident, backoff=sim.config.backoff)
@@ -220,7 +250,11 @@ class SimNode:
         self.reaping: dict[tuple[Slot, int], bool] = {}
         self.serial = 0
         self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self.tombstones_seen: dict[Slot, tuple[Ballot, float]] = {}  # since when, at which ballot
+        self.collections: dict[int, Collection] = {}
         self.heartbeat()
+        if self.voter and sim.config.collect_every is not None:
+            self.timer(sim.config.collect_every, self.collect_tick)
         sim.workload.node_started(self)
 
     def crash(self) -> None:
@@ -297,6 +331,12 @@ class SimNode:
             self.route(src, msg)
         elif kind is HandoffNotice:
             self.sim.workload.handoff_notice(self, msg)
+        elif kind is TombstoneQuery:
+            self.on_tombstone_query(src, msg)
+        elif kind is TombstoneReport:
+            self.on_tombstone_report(src, msg)
+        elif kind is Forget:
+            self.on_forget(msg)
 
     def reply(
         self, dst: str, reply: Any, record: KeyRecord | PromiseFloor | None, accepted: Accept | None
@@ -322,6 +362,8 @@ class SimNode:
         for _, _, record, accepted in batch:
             if type(record) is PromiseFloor:
                 self.durable[FLOOR_SLOT] = record
+            elif type(record) is Collected:
+                self.sync_collected(record)  # type: ignore[arg-type]
             elif record is not None:
                 self.durable[(record.bucket, record.key)] = record
             if accepted is not None:
@@ -334,7 +376,81 @@ class SimNode:
                     self.sim.q.now,
                 )
         for dst, reply, _, accepted in batch:
-            self.send_vote(dst, reply, accepted)
+            if dst is not None:
+                self.send_vote(dst, reply, accepted)
+
+    def sync_collected(self, record: Collected) -> None:
+        """The compacted log's view of a synced `Collected`: the keys go, the floors stay."""
+        for key in record.keys:
+            self.durable.pop((record.bucket, key), None)
+        slot = ("", ("collected", record.bucket))
+        before = self.durable.get(slot)
+        if type(before) is Collected:
+            record = Collected(
+                record.bucket, (), max(record.counter, before.counter), max(record.epoch, before.epoch)
+            )
+        self.durable[slot] = Collected(record.bucket, (), record.counter, record.epoch)
+
+    # -- tombstone collection ---------------------------------------------------------
+
+    def collect_tick(self) -> None:
+        """Coordinate the collection of tombstones held here for ``tombstone_ttl``."""
+        sim = self.sim
+        self.timer(sim.config.collect_every, self.collect_tick)
+        now = self.local()
+        due: dict[str, list[Hashable]] = {}
+        for slot in sim.workload.slots():
+            ballot = self.acceptor.tombstone(*slot)
+            if ballot is None:
+                self.tombstones_seen.pop(slot, None)
+                continue
+            seen = self.tombstones_seen.get(slot)
+            if seen is None or seen[0] != ballot:
+                self.tombstones_seen[slot] = (ballot, now)
+            elif now - seen[1] >= sim.config.tombstone_ttl:
+                due.setdefault(slot[0], []).append(slot[1])
+        for bucket, keys in due.items():
+            sim.collection_seq += 1
+            cid = sim.collection_seq
+            self.collections[cid] = sim.mutations.collection_class()(bucket, keys, sim.voters)
+            self.timer(sim.config.round_timeout, self.collections.pop, cid, None)
+            query = TombstoneQuery(cid, bucket, tuple(keys))
+            for voter in sim.voters:
+                self.send(voter, query)
+
+    def on_tombstone_query(self, src: str, msg: TombstoneQuery) -> None:
+        if not self.voter:
+            return
+        held = []
+        for key in msg.keys:
+            ballot = self.acceptor.tombstone(msg.bucket, key)
+            if ballot is not None and (msg.bucket, key) not in self.pending_slots:  # durable only
+                held.append((key, ballot))
+        self.send(src, TombstoneReport(msg.cid, tuple(held)))
+
+    def on_tombstone_report(self, src: str, msg: TombstoneReport) -> None:
+        collection = self.collections.get(msg.cid)
+        if collection is None:
+            return
+        collection.on_report(src, msg.held)
+        if collection.complete:
+            del self.collections[msg.cid]
+            tombstones = collection.forget()
+            if tombstones:
+                for voter in self.sim.voters:
+                    self.send(voter, Forget(collection.bucket, tombstones))
+
+    def on_forget(self, msg: Forget) -> None:
+        if not self.voter:
+            return
+        record = self.acceptor.collect(msg.bucket, msg.tombstones)
+        if record is None:
+            return
+        self.sim.count("collected")
+        self.pending.append((None, None, record, None))  # logged; no reply waits for it
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.timer(self.sim.config.fsync_delay, self.flush)
 
     def send_vote(self, dst: str, reply: Any, accepted: Accept | None) -> None:
         """Send an acceptor reply, telling the promise checker what it promises."""
@@ -668,6 +784,7 @@ class Cluster:
         self.history: list[list[Any]] = []
         self.messages = 0
         self.events = 0
+        self.collection_seq = 0
         self.stats: dict[str, int] = {}
         self._trace = hashlib.blake2b(digest_size=16)
         self.nodes = {

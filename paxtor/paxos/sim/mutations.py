@@ -15,6 +15,14 @@ They live here, as subclasses, never in the production classes. A
 - ``no_op_marks``: rounds do not mark the register with their op, so a
   retry cannot tell that an earlier attempt's value was adopted and applies
   its change again (an increment counted twice).
+- ``collect_on_quorum``: tombstones are dropped once a quorum of voters
+  (not all of them) holds them: a voter that missed the tombstone still
+  holds an older value, which a later quorum may bring back.
+- ``unfloored_collection``: a voter that dropped a tombstone does not count
+  the key as promised above its old ballots: a stale accept (delayed,
+  duplicated) is accepted into the empty key.
+- ``no_epoch_floor``: dropped tombstones do not raise the bucket's epoch
+  floor, so a key used again starts its epochs (fencing tokens) over.
 - ``no_heartbeat_fence``: owners ignore the fence generation in heartbeat
   acks (an acceptor that voted a release can then still extend a lease with
   a heartbeat that was in flight during its silence window).
@@ -24,8 +32,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from paxtor.paxos.acceptor import Acceptor, Promise, PromiseFloor
+from paxtor.paxos.acceptor import Acceptor, Collected, Promise, PromiseFloor
 from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.collection import Collection
 from paxtor.paxos.lease import HeartbeatAck, LeaseClock
 from paxtor.paxos.proposer import Proposer, Step
 from paxtor.paxos.register import EndedBinding, LeaseFence, Register
@@ -43,6 +52,9 @@ class Mutations:
     no_lease_veto: bool = False
     no_heartbeat_fence: bool = False
     no_op_marks: bool = False
+    collect_on_quorum: bool = False
+    unfloored_collection: bool = False
+    no_epoch_floor: bool = False
 
     @classmethod
     def only(cls, name: str | None) -> Mutations:
@@ -58,7 +70,14 @@ class Mutations:
     def acceptor_class(self) -> type[Acceptor]:
         if self.unfloored_promises:
             return UnflooredAcceptor
+        if self.unfloored_collection:
+            return UnflooredCollectionAcceptor
+        if self.no_epoch_floor:
+            return NoEpochFloorAcceptor
         return NoVetoAcceptor if self.no_lease_veto else Acceptor
+
+    def collection_class(self) -> type[Collection]:
+        return QuorumCollection if self.collect_on_quorum else Collection
 
     def lease_class(self) -> type[LeaseClock]:
         return UnfencedLeaseClock if self.no_heartbeat_fence else LeaseClock
@@ -79,6 +98,34 @@ MUTATIONS = tuple(f.name for f in fields(Mutations))
 class UnflooredAcceptor(Acceptor):
     def _cover(self, ballot: Ballot) -> PromiseFloor | None:
         return None
+
+
+class UnflooredCollectionAcceptor(Acceptor):
+    def _raise_absent_promise(self) -> None:
+        pass
+
+
+class NoEpochFloorAcceptor(Acceptor):
+    def _drop(self, collected: Collected) -> None:
+        super()._drop(Collected(collected.bucket, collected.keys, collected.counter, 0))
+
+
+class QuorumCollection(Collection):
+    """Forgets what the voters that answered so far hold, once they are a majority."""
+
+    @property
+    def complete(self) -> bool:
+        return len(self._reports) > len(self.voters) // 2
+
+    def forget(self) -> tuple:
+        if not self.complete:
+            return ()
+        reports = list(self._reports.values())
+        return tuple(
+            (key, ballot)
+            for key in self.keys
+            if (ballot := reports[0].get(key)) is not None and all(r.get(key) == ballot for r in reports)
+        )
 
 
 class NoVetoAcceptor(Acceptor):

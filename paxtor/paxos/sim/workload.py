@@ -25,6 +25,13 @@ KV = "kv"
 LOCK = "lock"
 
 
+def bucket_of(kind: str, key: str) -> str:
+    """Each key has a bucket of its own: the epoch floor a collection raises is per
+    bucket, so the key's own, and the register model stays exact (a shared floor
+    only makes epochs jump further up)."""
+    return f"{kind}.{key}"
+
+
 @dataclass(eq=False)
 class LockProc:
     client: int
@@ -47,6 +54,10 @@ class Workload:
         self.lease = cfg.lease
         self.waiting: dict[Pid, tuple[SimNode, int, LockProc]] = {}
         self.violations: list[str] = []
+
+    def slots(self) -> list[tuple[str, str]]:
+        """Every (bucket, key) the clients use."""
+        return [(bucket_of(KV, k), k) for k in self.kv_keys] + [(bucket_of(LOCK, k), k) for k in self.lock_keys]
 
     # -- node life cycle ---------------------------------------------------------------
 
@@ -76,7 +87,7 @@ class Workload:
         def done(_op: Op, _reg: Register) -> None:
             node.timer(rng.uniform(0.2, 1.0) * self.lease, self.kv_loop, node, client)
 
-        node.submit(Op(KV, key, op_input, (node.name, node.incarnation, "kv", client), done))
+        node.submit(Op(bucket_of(KV, key), key, op_input, (node.name, node.incarnation, "kv", client), done))
 
     # -- lock client --------------------------------------------------------------------------
 
@@ -100,7 +111,7 @@ class Workload:
 
         node.submit(
             Op(
-                LOCK,
+                bucket_of(LOCK, proc.key),
                 proc.key,
                 ("claim", pid),
                 ("claim", pid),
@@ -116,7 +127,7 @@ class Workload:
         pid = proc.pid
         if pid not in node.procs or pid in node.owners:
             return
-        node.reap((LOCK, proc.key), register)
+        node.reap((bucket_of(LOCK, proc.key), proc.key), register)
         proc.token += 1
         node.timer(1.5 * self.lease, self.retry, node, proc, proc.token)
 
