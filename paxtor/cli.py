@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="safety margin added to the acceptors' silence wait (default 0.5)")
     node.add_argument("--max-drift", type=_positive, default=None, metavar="FRACTION",
                       help="bound on clock-rate drift, e.g. 0.05 for 5%% (default 0.05)")
+    node.add_argument("--tombstone-ttl", type=_positive, default=None, metavar="SECONDS",
+                      help="drop keys emptied this long ago from every voter (default 60)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
     return parser
 
@@ -148,8 +150,11 @@ def _fail(message: str) -> int:
 
 
 def _lease_settings(args: argparse.Namespace) -> dict[str, float]:
-    """The safety model's settings given on the command line (the rest keep their defaults)."""
-    given = {"lease": args.lease, "margin": args.lease_margin, "max_drift": args.max_drift}
+    """The PaxosKV settings given on the command line (the rest keep their defaults)."""
+    given = {
+        "lease": args.lease, "margin": args.lease_margin, "max_drift": args.max_drift,
+        "tombstone_ttl": args.tombstone_ttl,
+    }
     return {name: value for name, value in given.items() if value is not None}
 
 

@@ -7,7 +7,9 @@ answers lease heartbeats at once (lease state is volatile by design). Every
 once: the lease veto then admits releases of the earlier one's pids).
 
 This node's own proposer votes through `LocalAcceptor` directly, without a
-message to this process.
+message to this process. The tombstone collectors of the voters call it:
+``("tombstones", bucket, keys)`` (which it holds durably) and ``("collect",
+bucket, ((key, ballot), ...))`` (drop those).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from paxtor.actors import GenServer
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.distribution import NodeUp, monitor_nodes
 from paxtor.actors.ids import Pid
+from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LeaseHeartbeat
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.wire_format import REQUEST_TAGS, pack_reply, unpack_request
@@ -68,6 +71,12 @@ class AcceptorServer(GenServer):
         match request:
             case ("read", str(bucket), key):
                 return self.voting.acceptor.state(bucket, key)
+            case ("tombstones", str(bucket), tuple(keys)):
+                return tuple(self.voting.held_tombstones(bucket, keys))
+            case ("collect", str(bucket), tuple(tombstones)) if all(
+                isinstance(t, tuple) and len(t) == 2 and isinstance(t[1], Ballot) for t in tombstones
+            ):
+                return self.voting.collect(bucket, tombstones)
         return super().handle_call(request, caller)
 
 

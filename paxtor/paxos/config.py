@@ -46,6 +46,9 @@ class PaxosConfig:
     voters get it after this long without a decision (None: always all).
     ``bucket_grace``: how long after start a node waits for a bucket to be
     started before releasing in it with the default policy.
+    ``tombstone_ttl``: a key emptied this long ago is dropped from every voter
+    once all are connected (`paxtor.paxos.collector`; None: never). No
+    request retries for longer than half of it (its op mark must outlive it).
     """
 
     voters: tuple[str, ...]
@@ -64,6 +67,7 @@ class PaxosConfig:
     thrifty_after: float | None = 0.01
     compact_ratio: float = 4.0
     compact_min_bytes: int = 1 << 20
+    tombstone_ttl: float | None = 60.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +85,8 @@ class PaxosConfig:
             _positive(name, getattr(self, name))
         if self.thrifty_after is not None:
             _positive("thrifty_after", self.thrifty_after)
+        if self.tombstone_ttl is not None:
+            _positive("tombstone_ttl", self.tombstone_ttl)
         if self.heartbeat_interval is None:
             object.__setattr__(self, "heartbeat_interval", self.lease / 4)
         _positive("heartbeat_interval", self.heartbeat_interval)  # type: ignore[arg-type]
@@ -97,6 +103,11 @@ class PaxosConfig:
     def silence(self) -> float:
         """How long an acceptor must hear nothing from a node to release its bindings."""
         return silence_threshold(self.lease, self.max_drift, self.margin)
+
+    @property
+    def max_request_time(self) -> float | None:
+        """The longest a request may retry: half the tombstone ttl (None: unbounded)."""
+        return None if self.tombstone_ttl is None else self.tombstone_ttl / 2
 
     def is_voter(self, node_name: str) -> bool:
         return node_name in self.voters

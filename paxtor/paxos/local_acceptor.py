@@ -19,12 +19,18 @@ other nodes, and this node's own proposer, which skips a message hop for
 its local vote (`handle` answers at once when nothing needs to be synced).
 It also tells the binding watcher about durable accepts of bound registers
 (or of keys it watches): voters watch every binding cluster-wide.
+
+For tombstone collection (`paxtor.paxos.collector`) it remembers since when
+each key it holds has been a tombstone (oldest first), reports only durable
+tombstones (``held_tombstones``), and logs what ``collect`` drops; no reply
+waits for that record (see `Acceptor.collect`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import structlog
@@ -42,6 +48,7 @@ from paxtor.paxos.acceptor import (
     Promise,
     PromiseFloor,
 )
+from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.wire_format import pack_reply
@@ -82,6 +89,12 @@ class LocalAcceptor:
         # per slot (a key, or _FLOOR) with a record in flight: (append number, what waits for it)
         self._tails: dict[Any, tuple[int, Waiting]] = {}
         self._appends = 0
+        # (bucket, key) -> since when (monotonic) it has been a tombstone here, oldest first
+        self._tombstones: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
+        now = time.monotonic()
+        for record in acceptor.records():
+            if not record.accepted.filled and record.accepted_ballot != Ballot.ZERO:
+                self._tombstones[(record.bucket, record.key)] = now
 
     def heard(self, node: str, incarnation: int) -> None:
         self.acceptor.heard(node, incarnation, time.monotonic())
@@ -106,6 +119,7 @@ class LocalAcceptor:
             reply, record = acceptor.on_accept(msg, now)  # type: ignore[arg-type]
             if record is not None:
                 notice = self._notice(record)
+                self._track(record, now)
         else:
             reply, record = acceptor.on_prepare(msg, now)  # type: ignore[arg-type]
         durable_log = self.durable_log
@@ -136,6 +150,63 @@ class LocalAcceptor:
         if self._appends % _COMPACT_CHECK_EVERY == 0:
             self._maybe_compact()
         return None
+
+    # -- tombstone collection ---------------------------------------------------------
+
+    def _track(self, record: KeyRecord, now: float) -> None:
+        slot = (record.bucket, record.key)
+        if record.accepted.filled:
+            self._tombstones.pop(slot, None)
+        else:
+            self._tombstones[slot] = now
+            self._tombstones.move_to_end(slot)
+
+    def due_tombstones(self, age: float, limit: int) -> list[tuple[str, Hashable]]:
+        """Up to ``limit`` keys that have been tombstones here for ``age`` seconds, oldest
+        first; they count as fresh again (`collect` forgets them for good)."""
+        horizon = time.monotonic() - age
+        due: list[tuple[str, Hashable]] = []
+        tombstones = self._tombstones
+        while tombstones and len(due) < limit:
+            slot, since = next(iter(tombstones.items()))
+            if since > horizon:
+                break
+            tombstones.move_to_end(slot)
+            tombstones[slot] = time.monotonic()
+            due.append(slot)
+        return due
+
+    def held_tombstones(self, bucket: str, keys: Iterable[Hashable]) -> list[tuple[Hashable, Ballot]]:
+        """Which of ``keys`` this acceptor holds as DURABLE tombstones, and at which ballot."""
+        if self.failed or self._log.failure is not None:
+            return []
+        held = []
+        tails = self._tails
+        for key in keys:
+            ballot = self.acceptor.tombstone(bucket, key)
+            if ballot is not None and (bucket, key) not in tails:
+                held.append((key, ballot))
+        return held
+
+    def collect(self, bucket: str, tombstones: Iterable[tuple[Hashable, Ballot]]) -> int:
+        """Drop the tombstones every voter holds (the collector checked); how many went."""
+        if self.failed or self._log.failure is not None:
+            return 0
+        record = self.acceptor.collect(bucket, tombstones)
+        if record is None:
+            return 0
+        for key in record.keys:
+            self._tombstones.pop((bucket, key), None)
+        if self.durable_log is not None:
+            try:
+                self.durable_log.append(encode(record))
+            except AcceptorLogError as exc:
+                self._stop_voting(exc)
+        return len(record.keys)
+
+    def tombstone_count(self) -> int:
+        """How many keys this acceptor holds as tombstones."""
+        return len(self._tombstones)
 
     def _tail_of(self, slot: Any) -> Waiting | None:
         """What a reply for ``slot`` must queue behind: the later of its key's and the floor's."""

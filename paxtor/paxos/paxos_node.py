@@ -28,7 +28,7 @@ import structlog
 from paxtor.actors.ids import Pid
 from paxtor.actors.node import LocalNode
 from paxtor.actors.wire import decode
-from paxtor.paxos.acceptor import Acceptor, KeyRecord, PromiseFloor
+from paxtor.paxos.acceptor import Acceptor, Collected, KeyRecord, LogRecord, PromiseFloor
 from paxtor.paxos.ballot import NodeId
 from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
 from paxtor.paxos.config import PaxosConfig
@@ -131,8 +131,8 @@ class PaxosNode:
         return spec if spec is not None else BucketSpec(name)
 
 
-def _decode_record(raw: bytes) -> KeyRecord | PromiseFloor:
+def _decode_record(raw: bytes) -> LogRecord:
     record = decode(raw)
-    if not isinstance(record, (KeyRecord, PromiseFloor)):
+    if not isinstance(record, (KeyRecord, PromiseFloor, Collected)):
         raise AcceptorLogCorrupt(f"acceptor log holds a {type(record).__name__}, not an acceptor record")
     return record

@@ -125,6 +125,7 @@ class ProposeRequest:
     checked: bool = False
     reply_to: Pid | None = None
     tag: Any = None
+    spread: bool = False
 
 
 @dataclass(eq=False)
@@ -208,7 +209,10 @@ class ProposerServer(GenServer):
             self._others = self._connected_others()
 
     def _submit(self, request: ProposeRequest, caller: Caller | None) -> None:
-        timeout = self.node.config.timeout if request.timeout is None else request.timeout
+        config = self.node.config
+        timeout = config.timeout if request.timeout is None else request.timeout
+        if config.max_request_time is not None and timeout > config.max_request_time:
+            timeout = config.max_request_time  # a retry must never outlive its collected op mark
         change = ExactlyOnce(request.change, self.node.identity)
         pending = _Pending(request, caller, time.monotonic() + timeout, change)
         slot_key = (request.bucket, request.key)
@@ -255,6 +259,7 @@ class ProposerServer(GenServer):
             backoff_draw=self.rng.random(),
             known_promised=known,
             op=mark,
+            spread=request.spread,
         )
         slot.round = round_
         self._set_timer(slot_key, slot, min(remaining, self.attempt_timeout), _ATTEMPT)
@@ -331,7 +336,7 @@ class ProposerServer(GenServer):
         assert pending is not None
         envelope: tuple[Any, ...] | None = None
         last: Any = None
-        first = self._first_voters(slot_key, slot)
+        first = None if pending.request.spread else self._first_voters(slot_key, slot)
         deferred: list[tuple[str, Any]] = []
         own_vote: Any = None
         for voter, msg in step.send:

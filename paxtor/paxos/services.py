@@ -30,6 +30,7 @@ import structlog
 from paxtor.actors import Supervisor
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.paxos.acceptor_server import AcceptorServer
+from paxtor.paxos.collector import TombstoneCollector
 from paxtor.paxos.bindings import BindingWatcher
 from paxtor.paxos.config import PaxosConfig, numbered_voters
 from paxtor.paxos.lease_keeper import LeaseKeeper
@@ -87,6 +88,8 @@ def paxos_services(node: PaxosNode) -> list[ChildSpec]:
         ProposerServer.child_spec(node),
         BindingWatcher.child_spec(node),
     ]
+    if node.voter and config.tombstone_ttl is not None:
+        children.append(TombstoneCollector.child_spec(node))
     return children
 
 

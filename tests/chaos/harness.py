@@ -45,6 +45,7 @@ class Timing:
     heartbeat_timeout: float = 1.0
     reconnect_max: float = 0.3
     handshake_timeout: float = 1.0
+    tombstone_ttl: float = 10.0  # short: runs collect the tombstones of idle lock keys
 
     @property
     def silence(self) -> float:
@@ -52,7 +53,10 @@ class Timing:
         return self.lease * (1 + self.max_drift) ** 2 + self.margin
 
     def paxos(self) -> dict[str, Any]:
-        return {"lease": self.lease, "margin": self.margin, "max_drift": self.max_drift}
+        return {
+            "lease": self.lease, "margin": self.margin, "max_drift": self.max_drift,
+            "tombstone_ttl": self.tombstone_ttl,
+        }
 
 
 @dataclass(frozen=True)

@@ -150,3 +150,42 @@ def test_a_reply_waits_only_for_records_of_its_own_key(tmp_path: Path):
     accepted, promise = node.run(body)
     assert type(accepted).__name__ == "Accepted" and accepted.key == "k1"
     assert type(promise).__name__ == "Promise" and promise.key == "k1" and promise.accepted.value == "v"
+
+
+def test_only_durable_tombstones_are_reported_and_collected_keys_leave_the_log(tmp_path: Path):
+    """A tombstone whose accept is still being synced is not reported to a collector: a
+    crash could still lose it, and the voters that forget the key would then disagree."""
+    node = LocalNode.start("node1", 1)
+    fsync = HeldFsync()
+
+    def body() -> tuple[Any, ...]:
+        voting, acceptor_log = _acceptor(tmp_path, fsync, node)
+        me = self_pid()
+        b5, b6 = Ballot(5, ("node2", 1)), Ballot(6, ("node2", 1))
+        assert voting.handle(me, Accept("b", "k", b5, Register.empty().claim("v"))) is None
+        fsync.wait_entered()
+        fsync.release.set()
+        receive(timeout=WAIT)
+        fsync.hold_again()
+        tombstone = Register.empty(1)
+        assert voting.handle(me, Accept("b", "k", b6, tombstone)) is None
+        fsync.wait_entered()
+        in_flight = voting.held_tombstones("b", ["k", "other"])
+        fsync.release.set()
+        receive(timeout=WAIT)
+        durable = voting.held_tombstones("b", ["k", "other"])
+        due = voting.due_tombstones(0.0, 10)
+        dropped = voting.collect("b", durable)
+        acceptor_log.close()
+        return in_flight, durable, due, dropped, voting.tombstone_count()
+
+    in_flight, durable, due, dropped, left = node.run(body)
+    assert in_flight == [] and durable == [("k", Ballot(6, ("node2", 1)))]
+    assert due == [("b", "k")] and dropped == 1 and left == 0
+    replayed = AcceptorLog.open(tmp_path / "acceptor", "fsync")
+    from paxtor.paxos.paxos_node import _decode_record
+
+    records = [_decode_record(raw) for raw in replayed.records()]
+    replayed.close()
+    assert type(records[-1]).__name__ == "Collected"
+    assert Acceptor(("node1", 2), SilenceTracker(1.0, 0.0), records).key_count() == 0

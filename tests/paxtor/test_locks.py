@@ -366,3 +366,37 @@ def test_a_lock_round_lost_with_the_proposer_fails_its_callers_and_the_home_reco
     node.run(Supervisor.restart_child, SUPERVISOR_NAME, ProposerServer)
     (kind, _), served = node.run(home_round)
     assert kind == "ok" and served
+
+
+def _lock_unlock(key: Any) -> int:
+    token = paxtor.lock(key)
+    paxtor.unlock(key)
+    return token
+
+
+def test_a_free_lock_is_collected_and_the_next_owner_still_gets_a_larger_token(tmp_path: Any) -> None:
+    """A released lock leaves a tombstone that voters drop after `tombstone_ttl`; the
+    bucket's epoch floor keeps the next tenure's fencing token above every earlier one."""
+    from paxtor.actors import call
+    from paxtor.actors.distribution import stop_all_distributed
+    from paxtor.paxos.ballot import Ballot
+
+    c = Cluster(tmp_path)
+    c.configure(tombstone_ttl=0.3)
+    try:
+        c.start_all()
+        tokens = [c[n].run(_lock_unlock, ("collected", 1)) for n in NODES]
+        assert tokens == sorted(set(tokens))
+        key = paxos_key(("collected", 1))
+
+        def dropped_everywhere() -> bool:
+            return all(
+                c[n].run(call, "paxos_acceptor", ("read", LOCKS_BUCKET, key)).accepted_ballot == Ballot.ZERO
+                for n in NODES
+            )
+
+        wait_until(dropped_everywhere)
+        assert c["node2"].run(_lock_unlock, ("collected", 1)) > tokens[-1]
+    finally:
+        c.stop_all()
+        stop_all_distributed()
