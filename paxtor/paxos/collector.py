@@ -24,7 +24,7 @@ the ttl (`ProposerServer`), so a retry can never find its op mark collected.
 from __future__ import annotations
 
 import hashlib
-import itertools
+import time
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -53,7 +53,7 @@ BATCH = 256
 #: Keys examined per pass: the rest wait for the next pass.
 PASS_LIMIT = 4096
 #: Spread rounds in flight at most.
-MAX_SPREADS = 64
+MAX_SPREADS = 512
 #: A voter's answer to one call may take this long before the batch is skipped.
 CALL_TIMEOUT = 5.0
 _TICK = ("paxos_collector", "tick")
@@ -87,8 +87,9 @@ class TombstoneCollector(GenServer):
         self.ttl = ttl
         self.me = self_pid()
         self.voting = node.local_acceptor
-        self.spreading: set[tuple[str, Hashable]] = set()
-        self.tags = itertools.count(1)
+        # spread rounds in flight -> when they were sent (a round lost with a crashed
+        # proposer never answers; requests end within ttl/2, so after a ttl it stops counting)
+        self.spreading: dict[tuple[str, Hashable], float] = {}
         self.collected = 0
         self._arm()
 
@@ -102,7 +103,7 @@ class TombstoneCollector(GenServer):
             finally:
                 self._arm()
         elif msg.__class__ is ProposeDone:
-            self.spreading.discard(msg.tag)
+            self.spreading.pop(msg.tag, None)
         else:
             super().handle_info(msg)
 
@@ -167,9 +168,13 @@ class TombstoneCollector(GenServer):
     def _spread(self, bucket: str, key: Hashable) -> None:
         """An identity round that carries the key's tombstone to every voter."""
         slot = (bucket, key)
+        now = time.monotonic()
+        if len(self.spreading) >= MAX_SPREADS:
+            for lost in [s for s, sent in self.spreading.items() if now - sent > self.ttl]:
+                del self.spreading[lost]
         if slot in self.spreading or len(self.spreading) >= MAX_SPREADS:
             return
-        self.spreading.add(slot)
+        self.spreading[slot] = now
         request = ProposeRequest(bucket, key, identity, checked=True, reply_to=self.me, tag=slot, spread=True)
         self.node.local.deliver_named(PROPOSER_NAME, self.node.name, request)
 
