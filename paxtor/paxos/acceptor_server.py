@@ -71,6 +71,8 @@ class AcceptorServer(GenServer):
         match request:
             case ("read", str(bucket), key):
                 return self.voting.acceptor.state(bucket, key)
+            case ("key_count",):
+                return self.voting.acceptor.key_count()
             case ("tombstones", str(bucket), tuple(keys)):
                 return tuple(self.voting.held_tombstones(bucket, keys))
             case ("collect", str(bucket), tuple(tombstones)) if all(

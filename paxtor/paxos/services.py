@@ -79,6 +79,7 @@ def paxos_services(node: PaxosNode) -> list[ChildSpec]:
         lease=config.lease,
         margin=config.margin,
         max_drift=config.max_drift,
+        tombstone_ttl=config.tombstone_ttl,
     )
     children: list[ChildSpec] = [MembershipServer.child_spec(node)]
     if node.voter:

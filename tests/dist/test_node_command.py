@@ -271,12 +271,13 @@ def test_bad_flags_are_one_line_errors(args, message):
     assert len(lines) == 1 and message in lines[0], output
 
 
-def test_lease_flags_reach_the_safety_model(tmp_path):
+def test_lease_and_tombstone_flags_reach_paxos(tmp_path):
     with LocalCluster(1, workdir=tmp_path) as one:
-        node = one.start(1, extra=["--durability", "memory",
-                                   "--lease", "0.8", "--lease-margin", "0.2", "--max-drift", "0.1"])
+        node = one.start(1, extra=["--durability", "memory", "--lease", "0.8", "--lease-margin", "0.2",
+                                   "--max-drift", "0.1", "--tombstone-ttl", "7"])
         started = node.wait_for_log("paxos_started")
     assert (started["lease"], started["margin"], started["max_drift"]) == (0.8, 0.2, 0.1)
+    assert started["tombstone_ttl"] == 7.0
 
 
 # -- the shell ------------------------------------------------------------------------------------------
