@@ -29,7 +29,7 @@ from collections.abc import Hashable, Iterable, Sequence
 
 from paxtor.paxos.ballot import Ballot
 
-__all__ = ["Collection"]
+__all__ = ["Collection", "max_request_time"]
 
 Held = Iterable[tuple[Hashable, Ballot]]
 
@@ -84,3 +84,15 @@ class Collection:
             if key not in forgotten and any(key in r for r in self._reports.values())
         )  # fmt: skip
 
+
+def max_request_time(tombstone_ttl: float | None, max_drift: float) -> float:
+    """How long a request may retry so that a collector can never drop its op mark first.
+
+    A retry finds its own earlier attempt by the op mark in the register; that
+    attempt came before the key's tombstone, which is dropped after
+    ``tombstone_ttl`` on the voters' clocks. Measured on the proposer's clock,
+    half of it with both clocks at the drift bound keeps a wide margin.
+    """
+    if tombstone_ttl is None:
+        return float("inf")
+    return tombstone_ttl / (2 * (1 + max_drift) ** 2)

@@ -17,8 +17,9 @@ the keys this node's acceptor has held as tombstones for ``tombstone_ttl``
   goes to every voter. A later pass then finds the key everywhere.
 
 Any voter unreachable or slow: the batch is skipped, nothing is dropped; its
-keys come due again one ttl later. Requests never retry for longer than half
-the ttl (`ProposerServer`), so a retry can never find its op mark collected.
+keys come due again one ttl later. Requests never retry for longer than
+about half the ttl (`collection.max_request_time`), so a retry can never find
+its op mark collected.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class TombstoneCollector(GenServer):
         self.me = self_pid()
         self.voting = node.local_acceptor
         # spread rounds in flight -> when they were sent (a round lost with a crashed
-        # proposer never answers; requests end within ttl/2, so after a ttl it stops counting)
+        # proposer never answers; requests end within half a ttl, so after a ttl it stops counting)
         self.spreading: dict[tuple[str, Hashable], float] = {}
         self.collected = 0
         self._arm()
@@ -100,8 +101,9 @@ class TombstoneCollector(GenServer):
         if msg == _TICK:
             try:
                 self._pass()
-            finally:
-                self._arm()
+            except Exception:  # noqa: BLE001 - never a crash loop under the PaxosKV supervisor
+                log.exception("tombstone_collection_failed", node=self.node.name)
+            self._arm()
         elif msg.__class__ is ProposeDone:
             self.spreading.pop(msg.tag, None)
         else:

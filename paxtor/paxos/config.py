@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from paxtor.paxos.collection import max_request_time
 from paxtor.paxos.lease import silence_threshold
 from paxtor.paxos.proposer import majority
 
@@ -48,7 +49,7 @@ class PaxosConfig:
     started before releasing in it with the default policy.
     ``tombstone_ttl``: a key emptied this long ago is dropped from every voter
     once all are connected (`paxtor.paxos.collector`; None: never). No
-    request retries for longer than half of it (its op mark must outlive it).
+    request retries for longer than about half of it (its op mark must outlive it).
     """
 
     voters: tuple[str, ...]
@@ -106,8 +107,10 @@ class PaxosConfig:
 
     @property
     def max_request_time(self) -> float | None:
-        """The longest a request may retry: half the tombstone ttl (None: unbounded)."""
-        return None if self.tombstone_ttl is None else self.tombstone_ttl / 2
+        """The longest a request may retry (`collection.max_request_time`; None: unbounded)."""
+        if self.tombstone_ttl is None:
+            return None
+        return max_request_time(self.tombstone_ttl, self.max_drift)
 
     def is_voter(self, node_name: str) -> bool:
         return node_name in self.voters

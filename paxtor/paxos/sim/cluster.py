@@ -24,7 +24,9 @@ pure cores exactly as their docstrings ask:
   tombstones it has held for ``tombstone_ttl`` (`paxtor.paxos.collection`):
   it asks every voter which it holds durably, and once all have answered
   tells them to drop those all hold at one ballot; the `Collected` record is
-  logged like any other (a crash may lose it) and gates no reply.
+  logged like any other (a crash may lose it) and gates no reply. As in the
+  driver, a request retries for at most `collection.max_request_time`; then
+  it ends (maybe applied) and its client sends it again as a new request.
 
 Time: the event queue runs in virtual *real* time; each node reads its own
 monotonic clock ``offset + rate * t`` and sets timers in it. A crash loses
@@ -63,7 +65,7 @@ from paxtor.paxos.proposer import (
     ProposerState,
     majority,
 )
-from paxtor.paxos.collection import Collection
+from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
 from paxtor.paxos.sim.checkers import (
     BallotChecker,
@@ -106,7 +108,7 @@ class SimConfig:
     backoff: Backoff = Backoff(base=0.01, cap=0.2, veto=1.0)
     linearizability_budget: int = 5000  # explored configurations per key before "undecided"
     collect_every: float | None = 0.5  # None: tombstones are never collected
-    tombstone_ttl: float = 1.0  # a voter coordinates tombstones it has held this long
+    tombstone_ttl: float = 4.0  # a voter coordinates tombstones it has held this long
 
     @property
     def spread(self) -> float:
@@ -166,6 +168,7 @@ class Op:
     history: list[Any] | None = None
     request: int = 0
     once: ExactlyOnce | None = None  # the change across this request's attempts
+    since: float = 0.0  # when ``once`` began (the node's clock): requests retry for a bounded time
 
     def __post_init__(self) -> None:
         self.change, self.ended = change_for(self.input)
@@ -535,10 +538,16 @@ class SimNode:
         if op.needs_lease and term is None:
             self.timer(0.1 * sim.config.lease, self.start_round, op)  # grant nothing without a lease
             return
+        if op.once is not None and now - op.since > sim.max_request_time:
+            # like the driver, a request gives up (maybe applied) before a collector could
+            # drop its op mark; the client sends the same operation again as a new request
+            sim.close_history(op, None)
+            op.once = None
         if op.history is None:
             op.history = sim.open_history(op)
         if op.once is None:
             op.once = ExactlyOnce(op.change, (self.name, self.incarnation))
+            op.since = now
         self.op_seq += 1
         mark = op.once.begin(self.op_seq, term)
         rnd = self.proposer.new_round(
@@ -785,6 +794,7 @@ class Cluster:
         self.messages = 0
         self.events = 0
         self.collection_seq = 0
+        self.max_request_time = max_request_time(config.tombstone_ttl, config.max_drift)
         self.stats: dict[str, int] = {}
         self._trace = hashlib.blake2b(digest_size=16)
         self.nodes = {
