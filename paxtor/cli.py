@@ -149,7 +149,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _lease_settings(args: argparse.Namespace) -> dict[str, float]:
+def _paxos_settings(args: argparse.Namespace) -> dict[str, float]:
     """The PaxosKV settings given on the command line (the rest keep their defaults)."""
     given = {
         "lease": args.lease, "margin": args.lease_margin, "max_drift": args.max_drift,
@@ -182,7 +182,7 @@ def run_node(args: argparse.Namespace) -> int:
             heartbeat_timeout=args.heartbeat_timeout,
             handshake_timeout=args.handshake_timeout,
             reconnect_max=args.reconnect_max,
-            paxos=_lease_settings(args),
+            paxos=_paxos_settings(args),
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -85,7 +85,7 @@ class Collection:
         )  # fmt: skip
 
 
-def max_request_time(tombstone_ttl: float | None, max_drift: float) -> float:
+def max_request_time(tombstone_ttl: float, max_drift: float) -> float:
     """How long a request may retry so that a collector can never drop its op mark first.
 
     A retry finds its own earlier attempt by the op mark in the register; that
@@ -93,6 +93,4 @@ def max_request_time(tombstone_ttl: float | None, max_drift: float) -> float:
     ``tombstone_ttl`` on the voters' clocks. Measured on the proposer's clock,
     half of it with both clocks at the drift bound keeps a wide margin.
     """
-    if tombstone_ttl is None:
-        return float("inf")
     return tombstone_ttl / (2 * (1 + max_drift) ** 2)

@@ -99,10 +99,7 @@ class TombstoneCollector(GenServer):
 
     def handle_info(self, msg: Any) -> None:
         if msg == _TICK:
-            try:
-                self._pass()
-            except Exception:  # noqa: BLE001 - never a crash loop under the PaxosKV supervisor
-                log.exception("tombstone_collection_failed", node=self.node.name)
+            self._safe_pass()
             self._arm()
         elif msg.__class__ is ProposeDone:
             self.spreading.pop(msg.tag, None)
@@ -113,11 +110,17 @@ class TombstoneCollector(GenServer):
         if request == "stats":
             return {"collected": self.collected, "tombstones": self.voting.tombstone_count()}
         if request == "collect_now":  # tests and operators: one pass at once
-            self._pass()
+            self._safe_pass()
             return self.collected
         return super().handle_call(request, caller)
 
     # -- one pass --------------------------------------------------------------------------
+
+    def _safe_pass(self) -> None:
+        try:
+            self._pass()
+        except Exception:  # noqa: BLE001 - never a crash loop under the PaxosKV supervisor
+            log.exception("tombstone_collection_failed", node=self.node.name)
 
     def _pass(self) -> None:
         voters = self.node.voters

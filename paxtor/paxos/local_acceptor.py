@@ -93,7 +93,7 @@ class LocalAcceptor:
         self._tombstones: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
         now = time.monotonic()
         for record in acceptor.records():
-            if not record.accepted.filled and record.accepted_ballot != Ballot.ZERO:
+            if acceptor.tombstone(record.bucket, record.key) is not None:
                 self._tombstones[(record.bucket, record.key)] = now
 
     def heard(self, node: str, incarnation: int) -> None:

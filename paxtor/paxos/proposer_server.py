@@ -175,6 +175,8 @@ class ProposerServer(GenServer):
         self.quorum = node.quorum
         self.attempt_timeout = config.attempt_timeout
         self.thrifty_after = config.thrifty_after
+        cap = config.max_request_time
+        self.max_request_time = float("inf") if cap is None else cap
         self._others = self._connected_others()
         self.slots: dict[Slot, _KeySlot] = {}
         self.deliver = node.local.deliver_message
@@ -209,10 +211,9 @@ class ProposerServer(GenServer):
             self._others = self._connected_others()
 
     def _submit(self, request: ProposeRequest, caller: Caller | None) -> None:
-        config = self.node.config
-        timeout = config.timeout if request.timeout is None else request.timeout
-        if config.max_request_time is not None and timeout > config.max_request_time:
-            timeout = config.max_request_time  # a retry must never outlive its collected op mark
+        timeout = self.node.config.timeout if request.timeout is None else request.timeout
+        if timeout > self.max_request_time:
+            timeout = self.max_request_time  # a retry must never outlive its collected op mark
         change = ExactlyOnce(request.change, self.node.identity)
         pending = _Pending(request, caller, time.monotonic() + timeout, change)
         slot_key = (request.bucket, request.key)

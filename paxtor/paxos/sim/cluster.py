@@ -387,12 +387,11 @@ class SimNode:
         for key in record.keys:
             self.durable.pop((record.bucket, key), None)
         slot = ("", ("collected", record.bucket))
+        counter, epoch = record.counter, record.epoch
         before = self.durable.get(slot)
         if type(before) is Collected:
-            record = Collected(
-                record.bucket, (), max(record.counter, before.counter), max(record.epoch, before.epoch)
-            )
-        self.durable[slot] = Collected(record.bucket, (), record.counter, record.epoch)
+            counter, epoch = max(counter, before.counter), max(epoch, before.epoch)
+        self.durable[slot] = Collected(record.bucket, (), counter, epoch)
 
     # -- tombstone collection ---------------------------------------------------------
 
