@@ -1,6 +1,7 @@
 """Paxtor's locks and singletons on three durable voters, against etcd and ZooKeeper.
 
-``python -m benchmarks.bench_paxtor [--seconds S] [--ops N] [--no-baselines]``
+``python -m benchmarks.bench_paxtor [--seconds S] [--ops N] [--no-baselines]
+[--clients N] [--durability fsync|memory]``
 
 Three voters node1..node3 run as OS processes on 127.0.0.1, durability
 "fsync" (each acceptor fsyncs before it answers) in a temporary directory.
@@ -10,7 +11,7 @@ as Paxtor is meant to be used) and collects their figures by message:
 
   uncontended     one client on node1 locks and unlocks one key in a loop:
                   lock+unlock latency median and p99
-  contended       8 clients spread over the three nodes lock one key, hold
+  contended       8 clients (``--clients``) spread over the three nodes lock one key, hold
                   it for nothing, unlock: handoffs/s, and each client's count
                   (fairness: all within 10% of the mean; Jain's index), and
                   the voters' CPU time (user + system) per handoff
@@ -28,6 +29,11 @@ subprocess) and prints Paxtor's figures as ratios against them. Targets:
 lock+unlock median < 0.6 ms and at most half of etcd's and ZooKeeper's;
 >= 1,000 handoffs/s with per-client counts within 10%; >= 3,000
 lock+unlock/s on distinct keys; name call <= 1.2x pid call.
+
+``--durability memory`` runs the same workloads on voters that never touch
+the disk (for tests only, and not what the targets are about): what is
+left is the share of the protocol, Python and the network. ``--clients``
+shows how the throughput grows with concurrency (more records per fsync).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ def _quiet_logs() -> None:
 # ----------------------------------------------------------------- the voters
 
 
-def node_main(number: int, base_port: int, data_dir: str) -> None:
+def node_main(number: int, base_port: int, data_dir: str, durability: str = "fsync") -> None:
     """One voter: distribution, durable PaxosKV and the Paxtor services.
 
     This is what `paxtor.start_node(..., durability="fsync")` runs once its
@@ -82,12 +88,14 @@ def node_main(number: int, base_port: int, data_dir: str) -> None:
 
     name = f"node{number}"
     node_dir = Path(data_dir) / name
-    incarnation = node_incarnation(node_dir, "fsync")
+    incarnation = node_incarnation(node_dir, durability)  # type: ignore[arg-type]
     dist = start_distributed(
         name, base_port=base_port, cluster_size=3, cookie=COOKIE, incarnation=incarnation,
         heartbeat_interval=1.0, heartbeat_timeout=10.0,
     )
-    pnode = PaxosNode(PaxosConfig(voters=numbered_voters(3), durability="fsync", data_dir=node_dir), dist.local)
+    pnode = PaxosNode(PaxosConfig(voters=numbered_voters(3), durability=durability, data_dir=node_dir),  # type: ignore[arg-type]
+        dist.local,
+    )
 
     def root(children: list[Any], parent: Any) -> None:
         Supervisor.start_link(children, name="paxtor_node_sup")
@@ -107,11 +115,11 @@ def node_main(number: int, base_port: int, data_dir: str) -> None:
 class Voters:
     """The three voter OS processes."""
 
-    def __init__(self, base_port: int, data_dir: str) -> None:
+    def __init__(self, base_port: int, data_dir: str, durability: str = "fsync") -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.bench_paxtor", "--node", str(n), str(base_port), data_dir],
+                [sys.executable, "-m", "benchmarks.bench_paxtor", "--node", str(n), str(base_port), data_dir, durability],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
             for n in (1, 2, 3)
@@ -307,25 +315,28 @@ def _free_base_port() -> int:
     raise RuntimeError("no free block of ports")
 
 
-def measure(seconds: float, ops: int, count: bool = False) -> dict[str, Any]:
+def measure(
+    seconds: float, ops: int, count: bool = False, durability: str = "fsync", clients: int = CLIENTS
+) -> dict[str, Any]:
     """Start the voters, run every workload, stop them; the figures."""
     from paxtor.actors.distribution import start_distributed, stop_all_distributed
 
     base = _free_base_port()
     with tempfile.TemporaryDirectory(prefix="bench-paxtor-") as data_dir:
-        voters = Voters(base, data_dir)
+        voters = Voters(base, data_dir, durability)
         try:
             bench = start_distributed("bench", port=0, base_port=base, cluster_size=3, cookie=COOKIE,
                                       heartbeat_interval=1.0, heartbeat_timeout=10.0)
             assert bench.wait_for_nodes(NODES, 30), "the voters did not connect"
-            return bench.run(_workloads, base, seconds, ops, count, voters.cpu_seconds, timeout=None)
+            return bench.run(_workloads, base, seconds, ops, count, voters.cpu_seconds, clients, timeout=None)
         finally:
             stop_all_distributed()
             voters.stop()
 
 
 def _workloads(
-    base: int, seconds: float, ops: int, count: bool = False, cpu: Callable[[], float] = lambda: 0.0
+    base: int, seconds: float, ops: int, count: bool = False, cpu: Callable[[], float] = lambda: 0.0,
+    clients: int = CLIENTS,
 ) -> dict[str, Any]:
     from paxtor.actors import self_pid, spawn
 
@@ -346,29 +357,29 @@ def _workloads(
         results["per_lock_unlock"] = _receive("counted")[1]
 
     start_at = time.time() + 1.0
-    for i in range(CLIENTS):
+    for i in range(clients):
         spawn(lock_loop, me, "bench-contended", seconds, start_at, ("contended", i), node=NODES[i % 3])
     gevent.sleep(max(0.0, start_at - time.time()))
     cpu_before = cpu()
-    counts = [0] * CLIENTS
-    for _ in range(CLIENTS):
+    counts = [0] * clients
+    for _ in range(clients):
         (tag, i), count = _receive_tagged("contended")
         counts[i] = count
     results["contended_cpu_ms_per_handoff"] = (cpu() - cpu_before) * 1e3 / max(1, sum(counts))
-    mean = sum(counts) / CLIENTS
+    mean = sum(counts) / clients
     results["contended_handoffs_per_s"] = sum(counts) / seconds
     results["contended_counts"] = counts
     results["contended_max_deviation"] = max(abs(c - mean) / mean for c in counts) if mean else None
-    results["contended_jain_fairness"] = sum(counts) ** 2 / (CLIENTS * sum(c * c for c in counts)) if mean else None
+    results["contended_jain_fairness"] = sum(counts) ** 2 / (clients * sum(c * c for c in counts)) if mean else None
 
     before = _log_counters(me)
     start_at = time.time() + 1.0
-    for i in range(CLIENTS):
+    for i in range(clients):
         spawn(lock_loop, me, ("bench-distinct", i), seconds, start_at, ("distinct", i), node=NODES[i % 3])
     gevent.sleep(max(0.0, start_at - time.time()))
     cpu_before = cpu()
     total = 0
-    for _ in range(CLIENTS):
+    for _ in range(clients):
         total += _receive_tagged("distinct")[1]
     results["distinct_cpu_ms_per_lock_unlock"] = (cpu() - cpu_before) * 1e3 / max(1, total)
     results["distinct_lock_unlock_per_s"] = total / seconds
@@ -421,23 +432,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true", help="skip etcd/ZooKeeper")
     parser.add_argument("--count", action="store_true", help="count rounds, records, fsyncs, calls per lock+unlock")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    parser.add_argument("--node", nargs=3, metavar=("N", "BASE_PORT", "DATA_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, default=CLIENTS,
+                        help="clients of the contended and distinct-keys workloads (the targets are for 8)")
+    parser.add_argument("--durability", choices=("fsync", "memory"), default="fsync",
+                        help="the voters' durability; memory shows what the disk costs (not a target)")
+    parser.add_argument("--node", nargs=4, metavar=("N", "BASE_PORT", "DATA_DIR", "DURABILITY"), help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.node:
-        node_main(int(args.node[0]), int(args.node[1]), args.node[2])
+        node_main(int(args.node[0]), int(args.node[1]), args.node[2], args.node[3])
         return 0
     _quiet_logs()
-    ours = measure(args.seconds, args.ops, args.count)
-    print("Paxtor, 3 durable voters (fsync), 127.0.0.1:")
+    ours = measure(args.seconds, args.ops, args.count, args.durability, args.clients)
+    print(f"Paxtor, 3 voters (durability {args.durability}), 127.0.0.1:")
     print(f"  lock+unlock uncontended      median {ours['lock_unlock_median_ms']:.3f} ms   p99 {ours['lock_unlock_p99_ms']:.3f} ms"
           f"   (target: median < 0.6 ms)")
     if "per_lock_unlock" in ours:
         counted = "  ".join(f"{name} {n:.2f}" for name, n in sorted(ours["per_lock_unlock"].items()))
         print(f"  per lock+unlock on node1     {counted}")
-    print(f"  one key, {CLIENTS} clients          {ours['contended_handoffs_per_s']:.0f} handoffs/s   counts {ours['contended_counts']}"
+    print(f"  one key, {args.clients} clients          {ours['contended_handoffs_per_s']:.0f} handoffs/s   counts {ours['contended_counts']}"
           f"   max deviation {100 * ours['contended_max_deviation']:.1f}%   Jain {ours['contended_jain_fairness']:.4f}"
           f"   (target: >= 1000/s, within 10%)   voter CPU {ours['contended_cpu_ms_per_handoff']:.3f} ms per handoff")
-    print(f"  distinct keys, {CLIENTS} clients    {ours['distinct_lock_unlock_per_s']:.0f} lock+unlock/s   (target: >= 3000/s)"
+    print(f"  distinct keys, {args.clients} clients    {ours['distinct_lock_unlock_per_s']:.0f} lock+unlock/s   (target: >= 3000/s)"
           f"   acceptor records per fsync {ours['distinct_records_per_fsync'] or 0:.2f}"
           f"   voter CPU {ours['distinct_cpu_ms_per_lock_unlock']:.3f} ms per lock+unlock")
     print(f"  call through a name          {ours['name_call_us']:.1f} us vs pid {ours['pid_call_us']:.1f} us"

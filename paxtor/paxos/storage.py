@@ -7,6 +7,13 @@ records for it (the caller encodes them) and tells it when they are durable.
 - Group commit: `append` only buffers. One writer greenlet writes the whole
   pending batch with one write+`fsync`, then fires the callbacks of every
   record in that batch, in append order. Many keys' records share one fsync.
+- When a batch is committed: once the hub has run everything that is ready
+  (an idle watcher), at most `settle_limit` (0.5 ms) after the writer woke.
+  The records of messages that already arrived then join this batch instead
+  of waiting a whole fsync for the next one: with eight lock clients on
+  distinct keys a batch held 1.6-2.3 records without this, 2.1-3.2 with it. The
+  cap keeps a node whose loop never goes idle (a busy greenlet) from
+  starving its acceptor; an idle node commits at once.
 - Where the fsync runs: in the hub itself while the disk is fast (the
   running average of recent syncs under `inline_sync_limit`, 2 ms by
   default), else on the log's own sync thread (`_SyncThread`) so that the
@@ -100,6 +107,7 @@ Durability = Literal["fsync", "memory"]
 _LOCK_FILE = "LOCK"
 
 INLINE_SYNC_LIMIT = 0.002
+SETTLE_LIMIT = 0.0005
 _SYNC_AVERAGE_WEIGHT = 0.2  # of the newest fsync in the running average
 
 
@@ -180,6 +188,27 @@ class Ticket:
         if self._completion.error is not None:
             raise self._completion.error
         return True
+
+
+class _Settle:
+    """Wait until the hub has nothing ready to run, or `limit` seconds, whichever comes first.
+
+    The watchers are made once and reused: the writer settles before every batch.
+    """
+
+    def __init__(self, hub: gevent.hub.Hub, limit: float) -> None:
+        self._idle = hub.loop.idle()
+        self._cap = hub.loop.timer(limit)
+
+    def wait(self) -> None:
+        waiter = Waiter()
+        self._idle.start(waiter.switch, None)
+        self._cap.start(waiter.switch, None)
+        try:
+            waiter.get()
+        finally:
+            self._idle.stop()
+            self._cap.stop()
 
 
 class _SyncThread:
@@ -280,6 +309,7 @@ class AcceptorLog:
         on_failure: Callable[[AcceptorLogFailed], None] | None,
         step_hook: Callable[[str], None] | None,
         inline_sync_limit: float = INLINE_SYNC_LIMIT,
+        settle_limit: float = SETTLE_LIMIT,
     ) -> None:
         self.durability: Durability = durability
         self.directory = directory
@@ -302,6 +332,7 @@ class AcceptorLog:
         self._hub = gevent.get_hub()
         self._wakeup = gevent.event.Event()
         self._sync_thread = _SyncThread(self._hub) if durability == "fsync" else None
+        self._settle = _Settle(self._hub, settle_limit) if durability == "fsync" and settle_limit > 0 else None
         self._inline_sync_limit = inline_sync_limit
         self._sync_average = 0.0  # seconds per write+fsync, recent batches weighted most
         self._writer = gevent.spawn(self._run_writer)
@@ -319,6 +350,7 @@ class AcceptorLog:
         on_failure: Callable[[AcceptorLogFailed], None] | None = None,
         step_hook: Callable[[str], None] | None = None,
         inline_sync_limit: float = INLINE_SYNC_LIMIT,
+        settle_limit: float = SETTLE_LIMIT,
     ) -> AcceptorLog:
         """Open (creating if needed) the log in `directory` and replay it.
 
@@ -334,6 +366,7 @@ class AcceptorLog:
             on_failure=on_failure,
             step_hook=step_hook,
             inline_sync_limit=inline_sync_limit,
+            settle_limit=settle_limit,
         )
         if durability == "memory":
             log.warning(
@@ -413,6 +446,8 @@ class AcceptorLog:
                         return
                     self._wakeup.clear()
                     self._wakeup.wait()
+                if self._settle is not None and isinstance(self._queue[0], _Batch):
+                    self._settle.wait()  # the records the hub is about to append join this batch
                 item = self._queue.popleft()
                 try:
                     if isinstance(item, _Rotation):

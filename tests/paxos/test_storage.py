@@ -167,6 +167,47 @@ def test_group_commit_one_fsync_per_loop_turn_and_callbacks_after_it(tmp_path):
     alog.close()
 
 
+def _trickle(alog: AcceptorLog, count: int) -> list:
+    """Append `count` records from a greenlet that yields to the hub between them."""
+    tickets = []
+
+    def appender():
+        for i in range(count):
+            tickets.append(alog.append(b"t%d" % i))
+            gevent.sleep(0)  # the writer is woken by now; ready work is still pending
+
+    gevent.spawn(appender).join()
+    assert all(ticket.wait(10) for ticket in tickets)
+    return tickets
+
+
+@pytest.mark.parametrize("settle_limit, fsyncs", [(10.0, 1), (0.0, 5)])
+def test_a_batch_waits_until_the_hub_has_run_what_is_ready(tmp_path, settle_limit, fsyncs):
+    # Without the settle step each record trickling in gets an fsync of its own.
+    with AcceptorLog.open(tmp_path, settle_limit=settle_limit) as alog:
+        _trickle(alog, 5)
+        assert alog.fsync_count == fsyncs
+
+
+def test_a_hub_that_never_goes_idle_does_not_starve_the_log(tmp_path):
+    spinning = True
+
+    def spin():
+        while spinning:
+            gevent.sleep(0)
+
+    alog = AcceptorLog.open(tmp_path, settle_limit=0.001)
+    spinner = gevent.spawn(spin)
+    try:
+        gevent.sleep(0)  # the spinner is running
+        committed = alog.append(b"r").wait(10)  # the cap commits it, idle or not
+    finally:
+        spinning = False
+        spinner.join(10)
+        alog.close()
+    assert committed and alog.fsync_count == 1
+
+
 def test_hub_keeps_running_during_fsync_and_next_batch_waits_for_its_own(tmp_path):
     release = threading.Event()
     in_fsync = threading.Event()
