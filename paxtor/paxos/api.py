@@ -1,9 +1,10 @@
 """The PaxosKV API (DESIGN section 4, PAXOS_API.md): called from any process of a node.
 
 Every function acts on the CURRENT node (the node of the calling process):
-it asks that node's PaxosKV processes (by their registered names), so it
-works from any process or adopted greenlet, and raises `NotRunning` on a
-node where PaxosKV is not started. Keys are any hashable value the wire can
+it asks that node's PaxosKV processes (by their registered names; the lease
+term is read from the node's lease clock), so it works from any process or
+adopted greenlet, and raises `NotRunning` on a node where PaxosKV is not
+started. Keys are any hashable value the wire can
 carry (str, int, bytes, tuples of them, pids...); values are any value the
 wire can carry. Both are checked before anything is sent.
 
@@ -14,6 +15,7 @@ latest accepted value, possibly not yet chosen; on a client node, a round).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from typing import Any
 
@@ -26,6 +28,7 @@ from paxtor.paxos.acceptor import KeyRecord
 from paxtor.paxos.bucket import DEFAULT_BUCKET, check_bucket_name
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, PROPOSER_NAME
 from paxtor.paxos.errors import NoQuorum, NotRunning
+from paxtor.paxos.paxos_node import open_paxos_node
 from paxtor.paxos.proposer_server import ProposeRequest
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register, identity, put_if_empty
 
@@ -197,8 +200,14 @@ def epoch_of(key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False
 
 
 def lease_term() -> int | None:
-    """The current node's lease term if its lease is valid now, else None."""
-    return _call(LEASE_KEEPER_NAME, ("term",), _DEFAULT_CALL_TIMEOUT)
+    """The current node's lease term if its lease is valid now, else None.
+
+    Read from the node's lease clock (no message); `hold` checks the term again.
+    """
+    paxos_node = open_paxos_node(current_node())
+    if paxos_node is None:
+        raise NotRunning(f"PaxosKV is not running on node {current_node().name!r}")
+    return paxos_node.lease.term_at(time.monotonic())
 
 
 def hold(pid: Pid, bucket: str, key: Hashable, epoch: int, term: int | None) -> bool:

@@ -142,8 +142,6 @@ class LeaseKeeper(GenServer):
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         match request:
-            case ("term",):
-                return self.clock.term_at(time.monotonic())
             case ("hold", Pid() as pid, str(bucket), key, int(epoch), term):
                 return self._hold(pid, bucket, key, epoch, term)
             case ("wait_valid", timeout):

@@ -15,11 +15,17 @@ writer, the owner named beside each field, and readers that never mutate.
   `LeaseClock` (the proposer reads terms from it) and which local pids hold
   which tenures (by pid, and by key).
 - ``buckets`` / ``watched`` (owner: the binding watcher).
+
+`open_paxos_node` finds the open instance of the calling node, so the API
+reads the lease term from the clock itself (``paxos.lease_term``) instead
+of asking the lease keeper: a read needs no message, and the term read is a
+hint only, since ``hold`` (a call) is what grants, against the keeper's view.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Hashable
 from pathlib import Path
 
@@ -36,13 +42,20 @@ from paxtor.paxos.lease import LeaseClock, SilenceTracker
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogCorrupt
 
-__all__ = ["PaxosNode", "ACCEPTOR_DIR"]
+__all__ = ["PaxosNode", "ACCEPTOR_DIR", "open_paxos_node"]
 
 log = structlog.get_logger(__name__)
 
 ACCEPTOR_DIR = "acceptor"
 
 Slot = tuple[str, Hashable]
+
+_open_nodes: weakref.WeakKeyDictionary[LocalNode, PaxosNode] = weakref.WeakKeyDictionary()
+
+
+def open_paxos_node(local: LocalNode) -> PaxosNode | None:
+    """The `PaxosNode` open on ``local`` (between its ``open`` and ``close``), or None."""
+    return _open_nodes.get(local)
 
 
 class PaxosNode:
@@ -108,9 +121,12 @@ class PaxosNode:
                 restart_floor=self.acceptor.restart_floor,
             )
         self._opened = True
+        _open_nodes[self.local] = self
 
     def close(self) -> None:
         """Make what the acceptor appended durable and release the log (node stop)."""
+        if _open_nodes.get(self.local) is self:
+            del _open_nodes[self.local]
         log_, self.log = self.log, None
         if log_ is not None:
             log_.close()

@@ -3,6 +3,8 @@ NoQuorum, bad input, and a crashed PaxosKV process recovering."""
 
 from __future__ import annotations
 
+import time
+
 import gevent
 import pytest
 
@@ -222,3 +224,26 @@ def test_a_whole_durable_cluster_restarted_keeps_its_values_and_rounds_get_past_
         assert [node.run(paxos.get, ("kept", j)) for j in range(3)] == [0, 1, 2]
         assert node.run(paxos.put, ("kept", i), 10 + i) == i  # a round, past the floors: kept
         assert node.run(paxos.put, ("new", i), i) == i
+
+
+def test_lease_term_is_read_from_the_clock_and_says_when_paxoskv_is_not_running(cluster: Cluster):
+    from paxtor.actors.node import LocalNode, current_node
+    from paxtor.paxos.paxos_node import PaxosNode, open_paxos_node
+
+    bare = LocalNode.start("no_paxos_here")
+    try:
+        with pytest.raises(paxos.NotRunning):
+            bare.run(paxos.lease_term)
+        with pytest.raises(paxos.NotRunning):
+            bare.run(paxos.put, "k", 1)
+    finally:
+        bare.stop()
+
+    (node,) = cluster.start_all()[:1]
+    _ready(node)
+    paxos_node = node.run(lambda: open_paxos_node(current_node()))
+    assert isinstance(paxos_node, PaxosNode)
+    assert node.run(paxos.lease_term) == paxos_node.lease.term_at(time.monotonic()) is not None
+    paxos_node.close()
+    with pytest.raises(paxos.NotRunning):
+        node.run(paxos.lease_term)
