@@ -4,9 +4,9 @@ Every function acts on the CURRENT node (the node of the calling process):
 it asks that node's PaxosKV processes (by their registered names; the lease
 term is read from the node's lease clock), so it works from any process or
 adopted greenlet, and raises `NotRunning` on a node where PaxosKV is not
-started. Keys are any hashable value the wire can
-carry (str, int, bytes, tuples of them, pids...); values are any value the
-wire can carry. Both are checked before anything is sent.
+started. Keys are any hashable value the wire can carry (str, int, bytes,
+tuples of them, pids...); values are any value the wire can carry. Both are
+checked before anything is sent.
 
 Linearizable by default: `get`, `pid_of`, `node_of`, `epoch_of` run an
 identity round; ``stale=True`` reads the local acceptor instead (a voter's
