@@ -176,7 +176,11 @@ def _hand_over(key: bytes, epoch: int, me: Pid, child: Pid, node: str, deadline:
 
 
 def _give_back(key: bytes, epoch: int, me: Pid) -> None:
-    """Release the keeper's claim (best effort: the keeper's exit releases it anyway)."""
+    """Release the keeper's claim (best effort: the keeper's exit releases it anyway).
+
+    Unheld first, as `unlock` does: the round that ends the claim tells this node's lease
+    keeper, which kills a holder it still sees as the owner (here, this keeper itself)."""
+    paxos.unhold(me, NAMES_BUCKET, key, epoch)
     ended = ended_binding(epoch, me, START_FAILED)
     try:
         end_tenure(NAMES_BUCKET, key, release_if_bound(ended, empty_released), ended, Deadline(KEEPER_ROUNDS_TIMEOUT))

@@ -51,6 +51,7 @@ from paxtor.actors.messages import (
     StartError,
     fast_frozen_init,
 )
+from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.primitives import current_process, demonitor, send, spawn_opt, unlink
 from paxtor.actors.registry import Via, register, resolve
 
@@ -315,8 +316,11 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
 
     Raises CallError (with the server's exit reason, "noproc" if it is not
     there) if the server exits first, CallTimeout after `timeout` seconds
-    (None: wait forever). A reply arriving after a timeout is dropped.
+    (None: wait forever). A reply arriving after a timeout is dropped. A
+    bad `timeout` raises ValueError before the request is sent.
     """
+    if timeout is not None:
+        check_timeout(timeout)
     try:
         me = getcurrent()._paxtor_process
         if not me.alive:

@@ -17,7 +17,16 @@ from typing import Any, Callable, Iterator
 
 from paxtor.actors.messages import Down, ReceiveTimeout, Reply
 
-__all__ = ["Mailbox"]
+__all__ = ["Mailbox", "check_timeout"]
+
+
+def check_timeout(timeout: Any) -> None:
+    """A receive or call timeout is None (forever) or seconds >= 0; else ValueError, before
+    anything is sent (as gen:call guards its Timeout, and `queue.get` does)."""
+    if timeout is not None and (
+        timeout.__class__ is bool or not isinstance(timeout, (int, float)) or not timeout >= 0
+    ):
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
 
 
 class Mailbox:

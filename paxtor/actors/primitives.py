@@ -16,6 +16,7 @@ from typing import Any, Callable
 from greenlet import getcurrent
 
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import Down, NoProc, NotDistributed, ProcessExit
 from paxtor.actors.node import LocalNode, current_node, get_node
 from paxtor.actors.process import PROCESS_ATTR, Process
@@ -113,6 +114,11 @@ def spawn_opt(
     link_to = my_pid if link else None
     watch = (my_pid, monitor_ref) if monitor_ref is not None else None
     if target is not None:
+        if target is not here and here.remote is None and me is not None:
+            raise NotDistributed(
+                f"cannot link to or monitor a process on node {target.name!r}: node {here.name!r} "
+                "has no distribution attached to carry its exit signal (plain spawn works)"
+            )
         pid = target.spawn(fn, args, kwargs, link=link_to, monitor=watch).pid  # type: ignore[arg-type]
     else:
         remote = here.remote
@@ -166,9 +172,10 @@ def spawn_monitor(fn: Callable[..., Any], *args: Any, node: Any = None, **kwargs
 def send(dest: Any, msg: Any) -> None:
     """Send `msg` to `dest` (Pid, registered name, (name, node) or Via).
 
-    Never blocks. A message to a dead pid or an unreachable node is dropped
-    silently; a local name that is not registered raises NoProc (Erlang's
-    badarg).
+    Never blocks. A message to a dead pid, an unreachable node or a
+    ``(name, node)`` that is not registered is dropped silently; a bare name
+    that is not registered here raises NoProc (Erlang's badarg, the one
+    failing case of ``!``).
     """
     if dest.__class__ is Pid:
         try:
@@ -182,7 +189,9 @@ def send(dest: Any, msg: Any) -> None:
         return
     target = resolve(dest)
     if target is None:
-        raise NoProc(dest, "no process is registered under this name")
+        if dest.__class__ is str:
+            raise NoProc(dest, "no process is registered under this name")
+        return
     node = current_node()
     if target.__class__ is Pid:
         node.deliver_message(target, msg)
@@ -195,6 +204,8 @@ def receive(match: Callable[[Any], bool] | None = None, timeout: float | None = 
     `match(msg)` is true (any message if `match` is None); others stay
     queued in order. `timeout=None` waits forever, ``0`` only looks, else
     seconds; raises ReceiveTimeout when it runs out."""
+    if timeout is not None:
+        check_timeout(timeout)
     try:
         proc = getcurrent()._paxtor_process
     except AttributeError:
@@ -306,4 +317,4 @@ def is_alive(pid: Pid) -> bool:
     if node is None:
         return False
     proc = node.lookup(pid)
-    return proc is not None and proc.alive
+    return proc is not None and proc.alive and not proc.killed  # a killed one is gone for its senders

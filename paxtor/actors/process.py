@@ -16,7 +16,10 @@ node stop     "shutdown"     either        exits with "shutdown" (untrappable)
 ============  =============  ============  =======================================
 
 Killing is cooperative: the exit is thrown into the greenlet at its next
-switch (a blocking receive, sleep, socket wait...). A process the runtime
+switch (a blocking receive, sleep, socket wait...), or raised by its next
+``receive``, whichever comes first: a process busy with queued messages
+never switches, and signals keep their order as in Erlang (a message sent
+after the kill is never handled). A process the runtime
 spawned ends with "normal" when its function returns, with the exception it
 raised (logged once as ``process_crashed``), or with the reason of
 ``ProcessExit`` (``exit(reason)``), which is not a crash.
@@ -271,13 +274,18 @@ class Process:
             self.mailbox.interrupt = ProcessExit(reason)
             self.mailbox.wake()
             return
+        # Signals keep their order (as in Erlang): a process busy with queued
+        # messages never switches, so its next receive raises the exit before
+        # any message; one parked elsewhere (sleep, IO) gets it thrown.
+        self.mailbox.interrupt = ProcessExit(reason)
         self.mailbox.hub.loop.run_callback(self._throw_exit)
 
     def _throw_exit(self) -> None:
         g = self.greenlet
         if g and not self._exit_delivered:  # started, not dead, not told yet
             self._exit_delivered = True
-            g.throw(ProcessExit(self._kill_reason))
+            if self.mailbox.interrupt is not None:  # else a receive raised it already
+                g.throw(ProcessExit(self._kill_reason))
 
     def shutdown(self, reason: Any) -> None:
         """Node stop: the process is dead now; its greenlet is told to exit."""
@@ -307,7 +315,8 @@ class Process:
                 raise exc
         elif not self._exit_delivered:
             self._exit_delivered = True
-            raise ProcessExit(self._kill_reason)
+            if self.mailbox.interrupt is not None:  # else a receive raised it already
+                raise ProcessExit(self._kill_reason)
 
     def detach(self) -> None:
         """Forget the adoption of a soft process's greenlet: its next runtime

@@ -45,6 +45,8 @@ class TimerHandle:
 
 def send_after(node: LocalNode, pid: Pid, delay: float, msg: Any) -> TimerHandle:
     """Deliver ``msg`` to local process ``pid`` after ``delay`` seconds."""
+    if pid.__class__ is not Pid:
+        raise TypeError(f"send_after() delivers to a Pid, got {pid!r}")
     watcher = node.hub().loop.timer(max(delay, 0.0))
     handle = TimerHandle(watcher, node, pid, msg)
     watcher.start(handle._fire)

@@ -21,6 +21,7 @@ from typing import Any
 
 from paxtor.actors import call, cast, whereis
 from paxtor.actors.ids import Pid
+from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import CallError, CallTimeout
 from paxtor.actors.node import current_node
 from paxtor.actors.wire import encode
@@ -72,11 +73,6 @@ def _check_key(key: Any) -> None:
         raise TypeError(f"a PaxosKV key must be a value the wire can carry: {exc}") from None
 
 
-def _check_timeout(timeout: Any) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
-        raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
-
-
 def _run(request: ProposeRequest) -> Register:
     call_timeout = (_DEFAULT_CALL_TIMEOUT if request.timeout is None else request.timeout) + _CALL_SLACK
     register, error = _call(PROPOSER_NAME, request, call_timeout)
@@ -109,7 +105,7 @@ def propose(
     """
     check_bucket_name(bucket)
     _check_key(key)
-    _check_timeout(timeout)
+    check_timeout(timeout)
     if not callable(change):
         raise TypeError(f"change must be a function Register -> Register, got {change!r}")
     if ended is not None and not isinstance(ended, EndedBinding):
@@ -137,7 +133,7 @@ def put(
     """
     check_bucket_name(bucket)
     _check_key(key)
-    _check_timeout(timeout)
+    check_timeout(timeout)
     if parent is not None:
         _check_key(parent)
     binding = None
@@ -158,7 +154,7 @@ def put(
 def _read(key: Hashable, bucket: str, stale: bool, timeout: float | None) -> Register:
     check_bucket_name(bucket)
     _check_key(key)
-    _check_timeout(timeout)
+    check_timeout(timeout)
     if stale and whereis(ACCEPTOR_NAME) is not None:
         record: KeyRecord = _call(ACCEPTOR_NAME, ("read", bucket, key), _DEFAULT_CALL_TIMEOUT)
         return record.accepted.visible()
@@ -243,7 +239,7 @@ def unhold(pid: Pid, bucket: str, key: Hashable, epoch: int) -> None:
 
 def wait_for_quorum(timeout: float | None = 10) -> None:
     """Block until this node holds a valid lease (a quorum of voters answers it); NoQuorum on timeout."""
-    _check_timeout(timeout)
+    check_timeout(timeout)
     call_timeout = None if timeout is None else timeout + _CALL_SLACK
     if not _call(LEASE_KEEPER_NAME, ("wait_valid", timeout), call_timeout):
         raise NoQuorum(f"no quorum of voters within {timeout} s")

@@ -387,3 +387,11 @@ def test_child_spec_starts_with_start_link():
     pid = fn(*args)
     assert call(pid, "get") == 7
     assert Counter.child_spec().start[1] == ()
+
+
+@pytest.mark.parametrize("bad", [-1, "soon", True])
+def test_a_bad_call_timeout_raises_before_the_request_is_sent(bad):
+    pid = Counter.start()
+    with pytest.raises(ValueError, match="timeout"):
+        call(pid, 1, timeout=bad)
+    assert call(pid, "get") == 0  # the server never saw the first request

@@ -458,6 +458,18 @@ def test_spawn_on_another_local_node_runs_there_and_its_current_node_is_that_nod
     assert pid2.node == "n2"
 
 
+def test_linking_or_monitoring_on_another_local_node_needs_distribution_and_starts_nothing():
+    # Without distribution nothing could carry the exit signal back: a clear error, not a lost Down.
+    LocalNode.start("n1")
+    n2 = LocalNode.start("n2")
+    started = []
+    with pytest.raises(NotDistributed, match="n2"):
+        spawn_link(started.append, 1, node="n2")
+    with pytest.raises(NotDistributed, match="n2"):
+        spawn_monitor(started.append, 2, node="n2")
+    assert not n2.processes  # nothing was started there
+
+
 def test_spawn_on_an_unknown_node_without_distribution_is_a_clear_error():
     with pytest.raises(NotDistributed, match="nowhere"):
         spawn(lambda: None, node="nowhere")
@@ -540,3 +552,44 @@ def test_node_run_does_not_hang_if_the_node_stops_before_the_process_ran():
 
     err = result.get(timeout=5)
     assert isinstance(err, CallError) and err.reason == "shutdown"
+
+
+def _echo_worker(parent):
+    send(parent, ("ready", self_pid()))
+    while True:
+        send(parent, ("handled", receive()))
+
+
+def test_a_killed_process_handles_no_message_sent_after_the_kill():
+    # Signals from one sender keep their order (Erlang): the worker never switches while
+    # its mailbox is full, so the kill must stop it at its next receive.
+    me = self_pid()
+    pid = spawn(_echo_worker, me)
+    receive(lambda m: m == ("ready", pid), timeout=5)
+    ref = monitor(pid)
+    send(pid, "before")
+    exit(pid, "kill")
+    assert not is_alive(pid)  # as erlang:is_process_alive after exit(P, kill)
+    for i in range(100):
+        send(pid, ("after", i))
+    assert down_of(ref).reason == "killed"
+    handled = []
+    while True:
+        try:
+            handled.append(receive(lambda m: isinstance(m, tuple) and m[0] == "handled", timeout=0.1)[1])
+        except ReceiveTimeout:
+            break
+    assert handled in ([], ["before"])
+
+
+def test_receive_refuses_a_bad_timeout():
+    for bad in (-1, "soon", True, float("nan")):
+        with pytest.raises(ValueError, match="timeout"):
+            receive(timeout=bad)
+
+
+def test_send_after_refuses_a_non_pid_in_the_caller():
+    from paxtor.actors.timers import send_after
+
+    with pytest.raises(TypeError, match="Pid"):
+        send_after(current_node(), "nobody_here", 0.01, "x")
