@@ -10,8 +10,8 @@ granted within a term. When the lease is lost (it ran out, or an ack
 revealed a fence: some voter released one of our bindings for
 "noconnection"), every holder is killed with reason ``"lease_expired"`` at
 once, untrappably, and nothing new is granted until the lease is gained
-again. Killing is cooperative (a greenlet dies at its next switch): that is
-what the lease margin and the fencing tokens are for.
+again. Killing is cooperative (a greenlet dies at its next switch or
+receive): that is what the lease margin and the fencing tokens are for.
 """
 
 from __future__ import annotations
