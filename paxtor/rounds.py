@@ -21,6 +21,7 @@ import gevent
 import structlog
 
 from paxtor import paxos
+from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.wire import encode
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
 
@@ -43,8 +44,7 @@ class Deadline:
         if timeout is None:
             self.at: float | None = None
             return
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-            raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
+        check_timeout(timeout)
         self.at = time.monotonic() + timeout
 
     def remaining(self) -> float | None:
@@ -65,8 +65,9 @@ class Deadline:
 def paxos_key(key: Any) -> bytes:
     """The PaxosKV key of a user key: its wire encoding.
 
-    Any value the wire can carry is a key (tuples, lists, dicts, pids...);
-    equal values encode alike, except dicts, whose item order counts.
+    Any value the wire can carry is a key (tuples, lists, sets, dicts, pids...);
+    equal values encode alike (sets in a canonical order), except dicts, whose
+    item order counts.
     """
     try:
         return encode(key)

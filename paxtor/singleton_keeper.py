@@ -135,10 +135,18 @@ def keeper_main(key: bytes, start: str, args: tuple, user_key: Any, server: Pid)
         _report(server, key, ("error", exc))
         return
     try:
-        bound = _hand_over(key, epoch, me, child, node, deadline)
+        handed = _hand_over(key, epoch, me, child, node, deadline)
     except TimeoutError:
-        bound = False
-    if not bound:
+        handed = _LOST
+    if handed is _EXITED:
+        # It started and is gone already (a short job): this start is done, like a
+        # supervisor's start_child whose child exits at once. The claim is given back if
+        # it is still the keeper's (a child binding is released as any other), and the
+        # next use starts a new one.
+        _give_back(key, epoch, me)
+        _report(server, key, ("ok", child))
+        return
+    if handed is _LOST:
         shutdown_children([(child, spec.shutdown)])
         _give_back(key, epoch, me)
         _report(server, key, ("retry", "claim lost"))
@@ -160,19 +168,25 @@ def _claim(key: bytes, me: Pid, node: str, deadline: Deadline) -> int | None:
     return None
 
 
-def _hand_over(key: bytes, epoch: int, me: Pid, child: Pid, node: str, deadline: Deadline) -> bool:
-    """Re-bind the key from the keeper's claim to the started child, held in this lease term."""
+_BOUND, _EXITED, _LOST = "bound", "exited", "lost"
+
+
+def _hand_over(key: bytes, epoch: int, me: Pid, child: Pid, node: str, deadline: Deadline) -> str:
+    """Re-bind the key from the keeper's claim to the started child, held in this lease term:
+    `_BOUND`; `_EXITED` if the child is gone already; `_LOST` if the claim was lost."""
+    if not is_alive(child):
+        return _EXITED
     term = lease_term(deadline)
     ended = ended_binding(epoch, me, STARTED)
     reg = propose(NAMES_BUCKET, key, bind_child(epoch, me, child, node), deadline, ended=ended)
     while running_pid(reg) == child:
         if paxos.hold(child, NAMES_BUCKET, key, reg.epoch, term):
-            return True
+            return _BOUND
         if not is_alive(child):
-            return False  # it exited already: its binding is released as any other
+            return _EXITED  # its binding is released as any other
         term = lease_term(deadline)
         reg = propose(NAMES_BUCKET, key, identity, deadline)
-    return False
+    return _LOST
 
 
 def _give_back(key: bytes, epoch: int, me: Pid) -> None:

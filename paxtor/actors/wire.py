@@ -24,6 +24,8 @@ Format (stable; bump `handshake.PROTOCOL_VERSION` when it changes):
     msgpack arrays whose FIRST element is a zero-length *marker* ext (1-7):
       tuple     [<1>, item, ...]
       set       [<2>, item, ...]          frozenset [<3>, item, ...]
+                (items sorted by their own encoding: equal sets encode alike
+                in every process, whatever their iteration order)
       dataclass [<4>, "module:QualName", field1, field2, ...]  (positional, in
                  `dataclasses.fields()` order, `init=False` fields skipped)
       exception [<5>, "module.QualName", message, traceback-or-None]
@@ -261,14 +263,20 @@ def _default(obj: Any) -> Any:
     if record is not None:
         return [_RECORD_MARK, record.name, *record.values(obj)]
     if cls is set:
-        return [_SET_MARK, *obj]
+        return [_SET_MARK, *_canonical(obj)]
     if cls is frozenset:
-        return [_FROZENSET_MARK, *obj]
+        return [_FROZENSET_MARK, *_canonical(obj)]
     if cls is int:  # only reached when outside 64 bits
         return ExtType(_EXT_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "big", signed=True))
     if isinstance(obj, BaseException):
         return [_ERROR_MARK, *_exception_fields(obj)]
     return _default_subclass(obj)
+
+
+def _canonical(items: Any) -> list[Any]:
+    """A set's items in one order for every process: iteration order follows insertion
+    history and, for strings, the per-process hash seed, and an encoding is a lock's key."""
+    return sorted(items, key=encode)
 
 
 def _default_subclass(obj: Any) -> Any:
@@ -288,9 +296,9 @@ def _default_subclass(obj: Any) -> Any:
     if isinstance(obj, list):
         return list(obj)
     if isinstance(obj, set):
-        return [_SET_MARK, *obj]
+        return [_SET_MARK, *_canonical(obj)]
     if isinstance(obj, frozenset):
-        return [_FROZENSET_MARK, *obj]
+        return [_FROZENSET_MARK, *_canonical(obj)]
     if isinstance(obj, _dt.datetime):
         raise TypeError("cannot encode a naive datetime; give it a tzinfo")
     raise TypeError(f"cannot encode object of type {_class_path(type(obj))}")

@@ -94,3 +94,10 @@ def echo_worker() -> None:
     while True:
         frm, msg = receive()
         send(frm, ("echoed", node(), msg))
+
+
+def start_short_job(report_to: Any) -> Any:
+    """A start function whose process does one thing and exits at once (a short job)."""
+    from paxtor.actors import spawn_link
+
+    return spawn_link(send, report_to, ("job_ran", node()))

@@ -314,11 +314,21 @@ def test_bad_keys_and_timeouts_are_refused_at_the_call(cluster: Cluster) -> None
     def body() -> None:
         with pytest.raises(TypeError, match="wire"):
             paxtor.lock(object())
-        with pytest.raises(ValueError, match="timeout"):
-            paxtor.lock("k", timeout=-1)
+        for bad in (-1, float("nan"), "1", True):
+            with pytest.raises(ValueError, match="timeout"):
+                paxtor.lock("k", timeout=bad)
 
     cluster["node1"].run(body)
     assert read_lock(cluster, "k").is_empty
+
+
+def test_equal_set_keys_are_one_lock_on_every_node(cluster: Cluster) -> None:
+    # frozenset([1, 9]) and frozenset([9, 1]) iterate in different orders; one lock all the same.
+    holder, token = park_holder(cluster, frozenset([1, 9]), "node2")
+    assert cluster["node3"].run(paxtor.try_lock, frozenset([9, 1])) is None
+    exit(holder, "kill")
+    wait_until(lambda: read_lock(cluster, frozenset([9, 1])).is_empty)
+    assert cluster["node3"].run(paxtor.try_lock, frozenset([9, 1])) == token + 1
 
 
 def test_clients_on_every_node_get_fair_shares_of_a_hot_lock(cluster: Cluster) -> None:

@@ -223,3 +223,17 @@ def test_any_start_function_can_be_a_singleton(cluster: Cluster) -> None:
     second = receive(lambda m: isinstance(m, tuple) and m[0] == "echoed", timeout=WAIT)
     assert first[1] == second[1]  # one process, on one node
     assert running_pid(read_name(cluster, "plain")) is not None
+
+
+def test_a_singleton_that_exits_at_once_runs_once_per_use(cluster: Cluster) -> None:
+    # The start worked; the process is gone already: whereis answers (as start_child would),
+    # the job ran once, and the next use starts a new one. Not a restart loop.
+    me = self_pid()
+    via = paxtor.name("short job", ("paxtor_helpers:start_short_job", me))
+    first = cluster["node1"].run(paxtor.whereis, via)
+    receive(lambda m: isinstance(m, tuple) and m[0] == "job_ran", timeout=WAIT)
+    with pytest.raises(ReceiveTimeout):
+        receive(lambda m: isinstance(m, tuple) and m[0] == "job_ran", timeout=0.3)
+    second = cluster["node2"].run(paxtor.whereis, via)
+    receive(lambda m: isinstance(m, tuple) and m[0] == "job_ran", timeout=WAIT)
+    assert first is not None and second is not None and second != first

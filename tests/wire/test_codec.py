@@ -429,3 +429,35 @@ def test_fuzz_mutated_encodings_raise_only_wire_error(value: Any, data: st.DataO
         decode(bytes(encoded[:cut]))
     except WireError:
         pass
+
+
+def test_equal_sets_encode_alike_whatever_their_iteration_order():
+    a = frozenset(range(0, 64, 7)) | {"x", ("t", 1)}
+    b = frozenset(reversed([*a]))
+    built = set()
+    for item in sorted(a, key=repr, reverse=True):  # another insertion history
+        built.add(item)
+    assert encode(a) == encode(b) == encode(frozenset(built))
+    assert encode(set(a)) == encode(built)
+    assert decode(encode(a)) == a
+    assert [*frozenset([1, 9])] != [*frozenset([9, 1])]  # colliding hashes: insertion order shows
+    assert encode(frozenset([1, 9])) == encode(frozenset([9, 1]))
+
+
+def test_a_set_of_strings_encodes_alike_under_every_hash_seed():
+    # String hashes (so set order) differ per process; a lock key is its encoding.
+    import os
+    import subprocess
+
+    code = "from paxtor.actors.wire import encode; print(encode(frozenset('abcdefghij')).hex())"
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
