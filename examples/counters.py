@@ -1,6 +1,6 @@
 """The singleton example of the Paxtor README: an ordinary Counter, one per key, cluster-wide.
 
-    python examples/counters.py
+    .venv/bin/python examples/counters.py
 
 ``apple = paxtor.name("apple", Counter)`` starts nothing. The first
 ``call(apple, "inc")`` on any node starts exactly one Counter for "apple" on

@@ -1,6 +1,6 @@
 """One worker per queue, cluster-wide: Paxtor singletons as queue consumers.
 
-    python examples/job_queue.py
+    .venv/bin/python examples/job_queue.py
 
 Each queue ("emails", "invoices", "reports") is served by exactly one
 `QueueWorker` in the whole cluster: ``paxtor.name(("queue", q), (QueueWorker,

@@ -1,6 +1,6 @@
 """The lock example of the Paxtor README: ten processes, one key, runs of five digits.
 
-    python examples/lock_digits.py
+    .venv/bin/python examples/lock_digits.py
 
 Three nodes (node1..node3) start in this OS process, talking TCP over
 loopback; ten processes are spread over them. Each one calls

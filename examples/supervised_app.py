@@ -1,6 +1,6 @@
 """An application supervision tree with a Paxtor singleton in it.
 
-    python examples/supervised_app.py
+    .venv/bin/python examples/supervised_app.py
 
 Every node runs the same application tree, under the node's root supervisor::
 

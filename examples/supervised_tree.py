@@ -1,6 +1,6 @@
 """A small supervised tree on one node: crash a server, watch it come back.
 
-    python examples/supervised_tree.py
+    .venv/bin/python examples/supervised_tree.py
 
 The tree::
 

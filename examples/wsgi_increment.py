@@ -1,6 +1,6 @@
 """The request-handler example of the Paxtor README, as a gevent WSGI app on two nodes.
 
-    python examples/wsgi_increment.py
+    .venv/bin/python examples/wsgi_increment.py
 
 ``GET /increment?key=K`` locks K in the request's own greenlet (the runtime
 adopts it as a process: no server process serialises the requests), reads
