@@ -355,7 +355,8 @@ class DistributedNode:
         self.transport.send_frame(conn, spawn_reply_frame(self.name, request, proc.pid, None))
 
     def _on_spawn_reply(self, conn: Connection, request: int, pid: Pid | None, error: str | None) -> None:
-        self.transport.spawn_replied(request, pid, error)
+        assert conn.peer is not None  # frames flow only once the handshake named the peer
+        self.transport.spawn_replied(conn.peer.name, request, pid, error)
 
     def _on_goodbye(self, conn: Connection, reason: str) -> None:
         conn.close(f"peer_stopping: {reason}")

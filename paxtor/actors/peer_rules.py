@@ -12,7 +12,11 @@ one without talking, so the rule only uses what both ends know:
 At the acceptor, an authenticated peer is refused early when the rule
 would close it anyway: while a connection to it is up (a restarted peer, a
 newer incarnation, is admitted and replaces it), or while our own dial to
-it is in flight and ours would win. A refused initiator retries later.
+it is in flight and ours would win. A dial to a seed whose name is not
+known yet counts as a dial to every peer (it may be this one): without
+that, two nodes that only know each other as seeds both admit, and the
+losing connection's close shows as a NodeDown. A refused initiator retries
+later.
 """
 
 from __future__ import annotations

@@ -257,7 +257,7 @@ class PeerConnections:
             peer_name=name,
             peer_incarnation=incarnation,
             up_incarnation=current.peer.incarnation if current is not None and current.peer else None,
-            dialing=name in self._attempts,
+            dialing=self.reaching(name),  # a seed not named yet may be this peer
         )
         if not admit:
             return why

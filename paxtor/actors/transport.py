@@ -305,11 +305,13 @@ class NodeTransport:
                 pending.abandoned = getattr(exc, "reason", "killed")
             raise
 
-    def spawn_replied(self, request: int, pid: Pid | None, error: str | None) -> None:
-        """The answer to a remote spawn arrived (in the connection's reader greenlet)."""
-        pending = self._spawns.pop(request, None)
-        if pending is None:
+    def spawn_replied(self, peer: str, request: int, pid: Pid | None, error: str | None) -> None:
+        """The answer to a remote spawn arrived from node `peer` (in the connection's reader
+        greenlet). Only the node asked may answer: a peer cannot speak for a third node."""
+        pending = self._spawns.get(request)
+        if pending is None or pending.node != peer or (pid is not None and pid.node != peer):
             return
+        del self._spawns[request]
         loop = get_hub().loop
         if pending.abandoned is not _WAITING:
             if pid is not None:

@@ -43,6 +43,7 @@ from paxtor.actors.distribution import (
     start_distributed,
 )
 from paxtor.actors.faults import FaultInjector
+from paxtor.actors.ids import Pid
 from paxtor.actors.messages import CallError
 
 from . import remote_helpers as rh
@@ -104,6 +105,42 @@ def test_three_numbered_nodes_form_a_full_mesh_with_one_connection_per_pair(roun
     events = [e["event"] for e in logs]
     assert events.count("node_up") == 6  # once per node per peer: no flapping
     assert "node_down" not in events
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_nodes_that_know_each_other_only_as_seeds_connect_once_without_flapping(round_):
+    # Each dials the other before it knows its name: an accepted peer may be the seed
+    # being dialled, so the simultaneous-connect rule must apply to it too.
+    base = free_port_block(2)
+    with capture_logs() as logs:
+        alpha = start_distributed("alpha", port=base + 1, seeds=[f"127.0.0.1:{base + 2}"], **FAST)
+        beta = start_distributed("beta", port=base + 2, seeds=[f"127.0.0.1:{base + 1}"], **FAST)
+        assert alpha.wait_for_nodes(["beta"], WAIT) and beta.wait_for_nodes(["alpha"], WAIT)
+        # the refused duplicate may still be finishing; then nothing is in flight
+        poll_until(lambda: all(len(d.peers.connections()) == 1 and not d.peers._attempts for d in (alpha, beta)))
+    ab, ba = alpha.peers.up["beta"], beta.peers.up["alpha"]
+    assert {ab.role, ba.role} == {"initiator", "acceptor"}  # the two ends of ONE connection
+    events = [e["event"] for e in logs]
+    assert events.count("node_up") == 2 and "node_down" not in events
+
+
+def test_a_spawn_is_answered_only_by_the_node_asked():
+    # A peer may not speak for a third node: node3's reply to a spawn asked of node2 is ignored.
+    faults = FaultInjector()
+    n1 = start_distributed("node1", port=0, faults=faults, **FAST)
+    n2 = start_distributed("node2", port=0, seeds=[seed(n1)], faults=faults, **FAST)
+    n3 = start_distributed("node3", port=0, seeds=[seed(n1)], **FAST)
+    assert n1.wait_for_nodes(["node2", "node3"], WAIT)
+    faults.delay("node2", "node1", 0.3)  # node2's own answer comes late (within the heartbeat timeout)
+    spawned = gevent.spawn(n1.transport.spawn, "node2", rh.waiter, (), {}, None, None)
+    poll_until(lambda: len(n1.transport._spawns) == 1)
+    (request,) = n1.transport._spawns
+    forged = Pid("node3", n3.incarnation, 1)
+    n1.transport.spawn_replied("node3", request, forged, None)  # as node3's frame would
+    n1.transport.spawn_replied("node2", request, forged, None)  # node2 naming a pid elsewhere
+    assert request in n1.transport._spawns  # still waiting for node2 itself
+    pid = spawned.get(timeout=WAIT)
+    assert pid.node == "node2"
 
 
 def test_nodes_connect_and_disconnect_on_request():
