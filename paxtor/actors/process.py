@@ -19,10 +19,10 @@ Killing is cooperative: the exit is thrown into the greenlet at its next
 switch (a blocking receive, sleep, socket wait...), or raised by its next
 ``receive``, whichever comes first: a process busy with queued messages
 never switches, and signals keep their order as in Erlang (a message sent
-after the kill is never handled). A process the runtime
-spawned ends with "normal" when its function returns, with the exception it
-raised (logged once as ``process_crashed``), or with the reason of
-``ProcessExit`` (``exit(reason)``), which is not a crash.
+after the kill is never handled). A process the runtime spawned ends with
+"normal" when its function returns, with the exception it raised (logged
+once as ``process_crashed``), or with the reason of ``ProcessExit``
+(``exit(reason)``), which is not a crash.
 
 Adopted greenlets (see `LocalNode.adopt`): a ``gevent.Greenlet`` (e.g. a
 gevent.pywsgi handler) is killed like any process (the exit is thrown in at

@@ -309,7 +309,10 @@ class NodeTransport:
         """The answer to a remote spawn arrived from node `peer` (in the connection's reader
         greenlet). Only the node asked may answer: a peer cannot speak for a third node."""
         pending = self._spawns.get(request)
-        if pending is None or pending.node != peer or (pid is not None and pid.node != peer):
+        if pending is None:
+            return
+        if pending.node != peer or (pid is not None and pid.node != peer):
+            log.warning("spawn_reply_ignored", node=self.name, peer=peer, asked=pending.node, pid=repr(pid))
             return
         del self._spawns[request]
         loop = get_hub().loop
