@@ -333,8 +333,7 @@ def show_failover(cluster: LocalCluster, clock: Clock, pids: dict[str, Pid], las
     spawn_monitor(wait_for_lock, LOCK_KEY, me, node=other)
     _, waiter = _expect(_is("waiting"), f"the waiter on {other}", cluster=cluster)
 
-    monitor_nodes(True)
-    proc = cluster.processes[victim]
+    proc = cluster.processes[victim]  # NodeDown comes: demo_scenario subscribed this process
     killed_at = time.monotonic()
     cluster.kill(victim)
     clock.say(f"kill -9 {proc.pid} ({victim})")

@@ -12,8 +12,12 @@ import dataclasses
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Literal, Union
 
+import gevent
+from greenlet import GreenletExit, getcurrent
+
 from paxtor.actors.ids import Pid
 from paxtor.actors.messages import StartError
+from paxtor.actors.process import PROCESS_ATTR
 
 __all__ = [
     "ChildSpec",
@@ -118,13 +122,20 @@ class ChildSpec:
         """Run the start function in the calling process.
 
         Returns the new child's Pid, or None when the start function asked to
-        be ignored. Raises `ChildStartError` if it raised or returned a non-Pid.
+        be ignored. Raises `ChildStartError` if it raised, exited (``exit(reason)``,
+        a gevent Timeout: OTP's ``catch apply``) or returned a non-Pid; an exit
+        signal that killed the calling supervisor itself goes on.
         """
         fn, args = self.start
         try:
             result = fn(*args)
         except Exception as exc:  # any failure of user code is a start failure
             raise ChildStartError(self.id, exc) from exc
+        except (GreenletExit, gevent.Timeout) as exc:
+            caller = getattr(getcurrent(), PROCESS_ATTR, None)
+            if caller is not None and caller.killed:
+                raise  # the supervisor is being killed, not the start failing
+            raise ChildStartError(self.id, getattr(exc, "reason", exc)) from exc
         if result is None or isinstance(result, Pid):
             return result
         raise ChildStartError(

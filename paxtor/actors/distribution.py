@@ -130,7 +130,7 @@ class DistributedNode:
         self.base_port = base_port
         self.cluster_size = cluster_size
         self.running = True
-        self._node_watchers: dict[Pid, None] = {}
+        self._node_watchers: dict[Pid, int] = {}  # pid -> subscriptions
         #: the frames that are not signals for the LocalNode
         self._control: dict[str, Callable[..., None]] = {
             "spawn": self._on_spawn,
@@ -242,11 +242,14 @@ class DistributedNode:
 
     def monitor_nodes(self, pid: Pid, flag: bool = True) -> None:
         """Subscribe local process `pid` to `NodeUp` / `NodeDown` messages
-        (Erlang's net_kernel:monitor_nodes); `flag=False` unsubscribes."""
+        (Erlang's net_kernel:monitor_nodes): each call with True adds one
+        subscription (one message each per event); `flag=False` ends them all."""
+        if flag.__class__ is not bool:
+            raise TypeError(f"monitor_nodes takes True or False, got {flag!r}")
         if not self.local.is_local(pid):
             raise ValueError(f"monitor_nodes takes a process of node {self.name!r}, got {pid!r}")
         if flag:
-            self._node_watchers[pid] = None
+            self._node_watchers[pid] = self._node_watchers.get(pid, 0) + 1
         else:
             self._node_watchers.pop(pid, None)
 
@@ -309,10 +312,11 @@ class DistributedNode:
 
     def _tell_watchers(self, event: NodeUp | NodeDown) -> None:
         local = self.local
-        for pid in list(self._node_watchers):
+        for pid, subscriptions in list(self._node_watchers.items()):
             if local.lookup(pid) is None:
                 del self._node_watchers[pid]  # it died: forget it
-            else:
+                continue
+            for _ in range(subscriptions):
                 local.deliver_message(pid, event)
 
     # -- frames from peers --------------------------------------------------------------
@@ -524,7 +528,8 @@ def disconnect(name: str) -> bool:
 
 def monitor_nodes(flag: bool = True) -> None:
     """Subscribe the current process to `NodeUp` / `NodeDown` messages of
-    its node (``net_kernel:monitor_nodes``); `flag=False` unsubscribes."""
+    its node (``net_kernel:monitor_nodes``: each call with True is one more
+    subscription, one message each); `flag=False` ends them all."""
     me = current_process()
     dist = distributed_node(me.node)
     if dist is None:

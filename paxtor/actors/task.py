@@ -39,12 +39,13 @@ class Task:
     Only the owner receives the result, so only the owner may await it.
     """
 
-    __slots__ = ("pid", "ref", "owner")
+    __slots__ = ("pid", "ref", "owner", "settled")
 
     def __init__(self, pid: Pid, ref: Ref, owner: Pid) -> None:
         self.pid = pid
         self.ref = ref
         self.owner = owner
+        self.settled = False  # its result or exit was taken (its monitor is spent)
 
     def __repr__(self) -> str:
         return f"Task(pid={self.pid!r}, owner={self.owner!r})"
@@ -89,9 +90,12 @@ class Task:
         """Stop the task: unlink, exit it with "shutdown", kill it after
         `timeout` seconds ("brutal_kill": at once). Returns ``("ok", result)``
         if its result arrived first, ``("exit", reason)`` if it had died of
-        something else, or None."""
+        something else, or None (also for a task already awaited or shut down:
+        there is nothing left to stop or to wait for)."""
         self._check_owner("shutdown")
         unlink(self.pid)
+        if self.settled:
+            return None
         exit(self.pid, "kill" if timeout == "brutal_kill" else "shutdown")
         wait = None if timeout == "brutal_kill" else timeout
         try:
@@ -123,6 +127,7 @@ class Task:
         return isinstance(msg, tuple) and len(msg) == 2 and msg[0] == self.ref
 
     def _settle(self, msg: Any) -> tuple[str, Any] | None:
+        self.settled = True
         if isinstance(msg, Down):
             return ("exit", msg.reason)
         demonitor(self.ref)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 
 from paxtor.actors import (
@@ -36,6 +37,7 @@ from paxtor.actors import (
     trap_exits,
 )
 from paxtor.actors.child_spec import ChildStartError
+from paxtor.actors.primitives import is_alive
 from paxtor.actors.messages import CallError, NoProc, StartError
 from paxtor.actors.supervisor import (
     ChildNotFound,
@@ -82,6 +84,29 @@ def test_failing_child_stops_the_started_ones_and_start_link_raises(recorder):
     # the caller is not hit by the supervisor's exit: it still receives
     send(self_pid(), "alive")
     assert receive(timeout=WAIT) == "alive"
+
+
+def _exits() -> None:
+    exit("nope")
+
+
+def _times_out() -> None:
+    with gevent.Timeout(0.01):
+        gevent.sleep(5)
+
+
+def test_a_start_function_that_exits_or_times_out_is_a_start_failure(recorder):
+    # OTP runs it under `catch`: the supervisor survives at run time, and at init the
+    # children already started are stopped before start_link raises.
+    sup = Supervisor.start_link([recorder.spec("a")])
+    for fn in (_exits, _times_out):
+        with pytest.raises(ChildStartError):
+            Supervisor.start_child(sup, ChildSpec(fn.__name__, start=(fn, ())))
+    assert is_alive(sup) and list(pids(sup)) == ["a"]
+    with pytest.raises(ChildStartError) as info:
+        Supervisor.start_link([recorder.spec("b"), ChildSpec("c", start=(_exits, ()))])
+    assert info.value.child_id == "c" and info.value.reason == "nope"
+    assert ("stopping", "b") in recorder.summary()
 
 
 def test_start_function_must_return_a_pid():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gevent
 import pytest
 
 from paxtor.actors import Down, Exit, ReceiveTimeout, Task, monitor, receive, self_pid, send, spawn, trap_exits
@@ -146,3 +147,15 @@ def test_only_the_owner_may_wait():
 def test_run_needs_a_callable():
     with pytest.raises(TypeError, match="needs a callable"):
         Task.run(42)
+
+
+@pytest.mark.parametrize("how", [1.0, "brutal_kill"])
+def test_shutdown_of_a_task_already_awaited_or_shut_down_returns_at_once(how):
+    done = Task.run(lambda: 42)
+    assert done.await_(5) == 42
+    with gevent.Timeout(5, AssertionError("shutdown hung")):
+        assert done.shutdown(how) is None  # its monitor is spent: nothing to wait for
+    sleeper = Task.run(gevent.sleep, 10)
+    assert sleeper.shutdown(1.0) is None
+    with gevent.Timeout(5, AssertionError("a second shutdown hung")):
+        assert sleeper.shutdown(how) is None

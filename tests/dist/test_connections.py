@@ -163,6 +163,24 @@ def test_nodes_connect_and_disconnect_on_request():
     assert n2.nodes() == ["node1"]
 
 
+def test_monitor_nodes_counts_subscriptions_and_refuses_a_non_bool():
+    # net_kernel:monitor_nodes: each `true` is one more subscription, `false` ends them all.
+    n1 = start_distributed("node1", port=0, **FAST)
+    n2 = start_distributed("node2", port=0, seeds=[seed(n1)], **FAST)
+    assert n1.wait_for_nodes(["node2"], WAIT)
+    with pytest.raises(TypeError):
+        monitor_nodes("yes")
+    monitor_nodes(True)
+    monitor_nodes(True)
+    assert n1.disconnect("node2")
+    assert [next_node_event(), next_node_event()] == [NodeDown("node2", "disconnected")] * 2
+    assert [next_node_event(), next_node_event()] == [NodeUp("node2", n2.incarnation)] * 2  # it dials back
+    monitor_nodes(False)
+    assert n1.disconnect("node2")
+    assert n1.wait_for_nodes(["node2"], WAIT)
+    assert no_more((NodeUp, NodeDown))
+
+
 def test_a_wrong_cookie_is_refused_and_logged_and_the_node_serves_others():
     n1 = start_distributed("node1", port=0, **FAST)
     with capture_logs() as logs:
