@@ -24,13 +24,14 @@ from paxtor.actors.ids import Pid
 from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import CallError, CallTimeout
 from paxtor.actors.node import current_node
-from paxtor.actors.wire import encode
+from paxtor.actors.wire import decode, encode
 from paxtor.paxos.acceptor import KeyRecord
 from paxtor.paxos.bucket import DEFAULT_BUCKET, check_bucket_name
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, PROPOSER_NAME
 from paxtor.paxos.errors import NoQuorum, NotRunning
 from paxtor.paxos.paxos_node import open_paxos_node
 from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.wire_format import MAX_ENCODED_SIZE
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register, identity, put_if_empty
 
 __all__ = [
@@ -68,9 +69,23 @@ def _check_key(key: Any) -> None:
     except TypeError:
         raise TypeError(f"a PaxosKV key must be hashable (use a tuple, not a list), got {key!r}") from None
     try:
-        encode(key)
+        size = len(encode(key))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"a PaxosKV key must be a value the wire can carry: {exc}") from None
+    if size > MAX_ENCODED_SIZE:
+        raise ValueError(f"a PaxosKV key is at most {MAX_ENCODED_SIZE} bytes encoded, got {size}")
+
+
+def _detached(register: Register) -> Register:
+    """`register` with a value of the caller's own, for `put` and `get`: a caller that mutates
+    what it got changes nothing in PaxosKV."""
+    value = register.value
+    if value.__class__ in _IMMUTABLE:
+        return register
+    return Register(register.epoch, register.filled, decode(encode(value)), register.binding)
+
+
+_IMMUTABLE = frozenset((type(None), bool, int, float, str, bytes))
 
 
 def _run(request: ProposeRequest) -> Register:
@@ -101,7 +116,11 @@ def propose(
     have its value adopted by a later round, and the retry then finds its
     op mark in the register and returns that attempt's result instead of
     applying the change again. A `NoQuorum` with ``maybe_applied`` is the
-    one case where the caller cannot know.
+    one case where the caller cannot know. Registers are not copied here
+    (the lock and singleton layers run every round through this): the
+    register the change returns, and the chosen one returned, belong to
+    PaxosKV; build new values and treat results as read-only. (`put` and
+    `get` copy values in and out.)
     """
     check_bucket_name(bucket)
     _check_key(key)
@@ -129,7 +148,12 @@ def put(
     The value lives until its binding ends: ``pid`` exits, ``node`` goes
     down, the ``parent`` key (same bucket) is released, or wall-clock
     ``until`` (ms) passes. Bound to a pid of this node, it is also held
-    under this node's lease: a lease loss kills the pid ("lease_expired").
+    under this node's lease: a lease loss kills the pid ("lease_expired"),
+    and so does the value's release for any other reason than the pid's own
+    exit (``until`` passed, the parent was erased): the pid may still act as
+    the key's owner, as a lock holder would. Values and keys are at most
+    `MAX_ENCODED_SIZE` bytes encoded (ValueError); the value is copied, so
+    the caller may go on changing its object.
     """
     check_bucket_name(bucket)
     _check_key(key)
@@ -140,15 +164,19 @@ def put(
     if pid is not None or node is not None or parent is not None or until is not None:
         binding = Binding(pid, node, parent, until)
     try:
-        encode(value)
+        data = encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"a PaxosKV value must be a value the wire can carry: {exc}") from None
+    if len(data) > MAX_ENCODED_SIZE:
+        raise ValueError(f"a PaxosKV value is at most {MAX_ENCODED_SIZE} bytes encoded, got {len(data)}")
+    if value.__class__ not in _IMMUTABLE:
+        value = decode(data)  # PaxosKV's own copy: the caller may go on mutating its object
     here = current_node()
     claims_local = pid is not None and pid.node == here.name and pid.incarnation == here.incarnation
     request = ProposeRequest(
         bucket, key, put_if_empty(value, binding), timeout, claims_local=claims_local, checked=True
     )
-    return _run(request).value
+    return _detached(_run(request)).value
 
 
 def _read(key: Hashable, bucket: str, stale: bool, timeout: float | None) -> Register:
@@ -169,8 +197,8 @@ def get(
     stale: bool = False,
     timeout: float | None = None,
 ) -> Any:
-    """The key's value; ``default`` (else KeyError) if it is empty."""
-    register = _read(key, bucket, stale, timeout)
+    """The key's value (the caller's own copy); ``default`` (else KeyError) if it is empty."""
+    register = _detached(_read(key, bucket, stale, timeout))
     if register.is_empty:
         if default is _MISSING:
             raise KeyError(key)

@@ -49,7 +49,7 @@ from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node, monit
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.primitives import demonitor, self_pid
 from paxtor.actors.timers import TimerHandle, send_after
-from paxtor.paxos.bucket import BucketSpec
+from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
 from paxtor.paxos.envelopes import (
     BINDINGS_NAME,
     PROPOSER_NAME,
@@ -146,7 +146,8 @@ class BindingWatcher(GenServer):
         match request:
             case ("start_bucket", BucketSpec() as spec):
                 known = self.node.buckets.get(spec.name)
-                if known is not None and known != spec and known.name != "default":
+                built_in = known == BucketSpec(DEFAULT_BUCKET)  # the default bucket may be given functions once
+                if known is not None and known != spec and not built_in:
                     return ValueError(f"bucket {spec.name!r} is already started with other functions")
                 self.node.buckets[spec.name] = spec
                 self._bucket_started(spec.name)

@@ -89,7 +89,7 @@ from paxtor.paxos.proposer import (
 )
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
 from paxtor.actors.timers import TimerHandle, send_after
-from paxtor.paxos.wire_format import REPLY_TAGS, pack_request, unpack_reply
+from paxtor.paxos.wire_format import MAX_ENCODED_SIZE, REPLY_TAGS, pack_request, unpack_reply
 
 __all__ = ["ProposerServer", "ProposeRequest"]
 
@@ -346,7 +346,8 @@ class ProposerServer(GenServer):
                 if msg.__class__ is Accept:
                     if not pending.request.checked:
                         try:
-                            encode(msg.register)
+                            if len(encode(msg.register)) > MAX_ENCODED_SIZE:
+                                raise ValueError(f"the register is over {MAX_ENCODED_SIZE} bytes encoded")
                         except (TypeError, ValueError) as exc:
                             self._reject(slot_key, slot, exc)
                             return False
@@ -424,7 +425,7 @@ class ProposerServer(GenServer):
         if slot.timer is not None:
             slot.timer.cancel()
             slot.timer = None
-        error = TypeError(f"the value cannot be sent to other nodes: {exc}")
+        error = type(exc)(f"the value cannot be sent to other nodes: {exc}")  # TypeError or ValueError
         self._finish(slot_key, slot, None, error)
 
     # -- decisions ---------------------------------------------------------------------------

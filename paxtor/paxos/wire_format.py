@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paxtor.actors.framing import MAX_FRAME_SIZE
 from paxtor.actors.ids import Pid
 from paxtor.paxos.acceptor import Accept, Accepted, Nack, Prepare, Promise
 from paxtor.paxos.ballot import Ballot
@@ -34,7 +35,12 @@ __all__ = [
     "unpack_request",
     "pack_reply",
     "unpack_reply",
+    "MAX_ENCODED_SIZE",
 ]
+
+#: The largest encoded key or register value PaxosKV takes: an accept carries it in one
+#: wire frame (and one log record, same limit), with room left for the round's other fields.
+MAX_ENCODED_SIZE = MAX_FRAME_SIZE - 2**20
 
 P1A, P2A, P1B, P2B, NACK = "p1a", "p2a", "p1b", "p2b", "nak"
 REQUEST_TAGS = frozenset((P1A, P2A))

@@ -201,6 +201,9 @@ def test_buckets_as_child_specs_and_bad_policies(cluster: Cluster):
     with pytest.raises(ValueError, match="other functions"):
         nodes[1].run(paxos.start_bucket, "sup_bucket", helpers.empty_policy)
     nodes[1].run(paxos.start_bucket, "sup_bucket", helpers.record_reason, releases.hook)  # idempotent
+    nodes[2].run(paxos.start_bucket, "default", helpers.record_reason)  # the built-in default, given functions once
+    with pytest.raises(ValueError, match="other functions"):
+        nodes[2].run(paxos.start_bucket, "default", helpers.empty_policy)
 
 
 def test_a_whole_durable_cluster_restarted_keeps_its_values_and_rounds_get_past_the_floors(cluster: Cluster):
@@ -247,3 +250,36 @@ def test_lease_term_is_read_from_the_clock_and_says_when_paxoskv_is_not_running(
     paxos_node.close()
     with pytest.raises(paxos.NotRunning):
         node.run(paxos.lease_term)
+
+
+def test_values_are_copied_in_and_out_so_callers_cannot_change_them_behind_paxos(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+
+    def mutate_after_put_and_get() -> list:
+        mine = {"items": [1, 2]}
+        paxos.put("mutable", mine)
+        mine["items"].append(99)  # after the put: not a round
+        got = paxos.get("mutable")
+        got["items"].append(100)  # the result is the caller's own too
+        return paxos.get("mutable")["items"]
+
+    assert nodes[0].run(mutate_after_put_and_get) == [1, 2]
+    assert [node.run(paxos.get, "mutable")["items"] for node in nodes] == [[1, 2]] * 3
+    assert nodes[0].run(paxos.get, "mutable", stale=True)["items"] == [1, 2]  # the proposer's own acceptor
+
+
+def test_an_oversized_value_or_change_is_refused_and_the_proposer_survives(cluster: Cluster):
+    from paxtor.paxos.wire_format import MAX_ENCODED_SIZE
+
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    big = b"x" * (MAX_ENCODED_SIZE + 1)
+    proposer = nodes[0].run(whereis, "paxos_proposer")
+    with pytest.raises(ValueError, match="at most"):
+        nodes[0].run(paxos.put, "big", big)
+    with pytest.raises(ValueError, match="over"):
+        nodes[0].run(paxos.propose, "big", lambda register: register.claim(big))
+    assert nodes[0].run(whereis, "paxos_proposer") == proposer  # not crashed and restarted
+    assert nodes[1].run(paxos.epoch_of, "big") == 0  # nothing was written
+    assert nodes[0].run(paxos.put, "small", 1) == 1
