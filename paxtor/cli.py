@@ -28,6 +28,9 @@ import gevent.event
 import structlog
 from greenlet import getcurrent
 
+from paxtor.paxos.node_meta import NodeMetaCorrupt
+from paxtor.paxos.storage import AcceptorLogError
+
 __all__ = ["main", "build_parser", "configure_logging"]
 
 PROG = "paxtor"
@@ -192,6 +195,9 @@ def run_node(args: argparse.Namespace) -> int:
             return _fail(f"port {port} on {own_host} is in use (is {args.name} already running?)")
         return _fail(f"cannot listen on {own_host}: {exc.strerror or exc}")
     except (ValueError, TypeError, CookieError) as exc:
+        return _fail(str(exc))
+    except (AcceptorLogError, NodeMetaCorrupt) as exc:  # the data directory: refused, never guessed at
+        structlog.get_logger(__name__).error("node_refused", node=args.name, reason=str(exc))
         return _fail(str(exc))
     if args.no_shell:
         return _run_headless(node)

@@ -28,7 +28,7 @@ from paxtor.actors.distribution import DistributedNode, NodeDown, NodeUp, monito
 from paxtor.actors.framing import frame
 from paxtor.actors.ids import Pid
 from paxtor.actors.transport import RemoteSpawnError
-from paxtor.testing import LocalCluster, NodeProcess
+from paxtor.testing import LocalCluster, NodeProcess, free_base_port
 
 from . import remote_helpers as rh
 from .conftest import WAIT
@@ -251,6 +251,21 @@ def test_a_port_in_use_is_a_one_line_error(cluster, tester):
     assert status == 2
     assert output.strip().splitlines() == [f"paxtor node: error: port {cluster.base + 1} on 127.0.0.1 is in use "
                                            "(is node1 already running?)"]
+
+
+def test_a_corrupt_data_directory_is_a_one_line_error(tmp_path):
+    # node.meta cannot be trusted: the node refuses to guess an incarnation, and says so in one line
+    from paxtor.paxos.node_meta import META_FILE, NodeMeta
+
+    NodeMeta.open(tmp_path / "node1", "fsync")  # what node1's first start leaves
+    meta = tmp_path / "node1" / META_FILE
+    meta.write_bytes(b"garbage" + meta.read_bytes()[7:])
+    status, output = run_cli("node", "1", "--no-shell", "--base-port", str(free_base_port([1])),
+                             "--durability", "fsync", "--data-dir", str(tmp_path), "--cluster-size", "1",
+                             "--log-json")
+    assert status == 2
+    errors = [line for line in output.splitlines() if line.startswith("paxtor node: error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
 
 
 @pytest.mark.parametrize(
