@@ -56,7 +56,7 @@ modified, so a retry can tell that an earlier attempt's value was adopted.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -242,15 +242,19 @@ class Proposer:
             next_ballot=self.next_ballot if promised_next else None,
         )
 
-    def on_nack(self, voter: str, msg: Nack) -> Step:
+    def on_nack(self, voter: str, msg: Nack, down: Iterable[str] = ()) -> Step:
+        """A refusal. `down`: voters the driver knows cannot answer now; counted with the nacks,
+        so a round that can no longer reach a quorum ends now, not at the attempt timeout."""
         if self.phase == _DONE or not self._for_me(voter, msg):
             return Step()
-        if voter in (self._promises if self.phase == _PREPARE else self._accepted):
+        yes = self._promises if self.phase == _PREPARE else self._accepted
+        if voter in yes:
             return Step()  # a late duplicate after this voter already said yes
         self._nacks[voter] = msg
         if msg.promised > self._highest:
             self._highest = msg.promised
-        if len(self._nacks) <= len(self.voters) - self.quorum:
+        silent = sum(1 for v in down if v in self.voters and v not in yes and v not in self._nacks)
+        if len(self._nacks) + silent <= len(self.voters) - self.quorum:
             return Step()
         if any(n.reason == NACK_BALLOT for n in self._nacks.values()):
             retry = self.backoff.delay(self.attempt, self.backoff_draw)

@@ -319,7 +319,11 @@ class ProposerServer(GenServer):
         elif cls is Promise:
             step = round_.on_promise(voter, msg)
         elif cls is Nack:
-            step = round_.on_nack(voter, msg)
+            # voters that are down cannot answer: with them a remote nack may decide the round now
+            # (not the local vote's, answered inside this very dispatch: a retry must not recurse)
+            connected = self.view.connected
+            down = [v for v in self.voters if v not in connected] if voter != self.node.name else ()
+            step = round_.on_nack(voter, msg, down=down)
         else:
             return
         if step.send or step.decision is not None:

@@ -283,3 +283,18 @@ def test_an_oversized_value_or_change_is_refused_and_the_proposer_survives(clust
     assert nodes[0].run(whereis, "paxos_proposer") == proposer  # not crashed and restarted
     assert nodes[1].run(paxos.epoch_of, "big") == 0  # nothing was written
     assert nodes[0].run(paxos.put, "small", 1) == 1
+
+
+def test_a_nack_with_the_other_voters_down_retries_at_once_not_at_the_attempt_timeout(cluster: Cluster):
+    # node3 restarts (its promise floor now covers node1's cached one-round-trip ballots), then
+    # node2 goes down: node3's nack alone decides the attempt, since node2 cannot answer.
+    cluster.configure(attempt_timeout=60.0)  # far past the gets' own timeout
+    nodes = cluster.start_all(durability="fsync")
+    _ready(*nodes)
+    for i in range(3):
+        assert nodes[0].run(paxos.put, ("cached", i), i) == i  # node1 wrote last: one round trip next
+    cluster.stop("node3")
+    cluster.start(3, durability="fsync")
+    _ready(nodes[0])
+    cluster.stop("node2")
+    assert [nodes[0].run(paxos.get, ("cached", i), timeout=10) for i in range(3)] == [0, 1, 2]
