@@ -138,7 +138,7 @@ def keeper_main(key: bytes, start: str, args: tuple, user_key: Any, server: Pid)
         handed = _hand_over(key, epoch, me, child, node, deadline)
     except TimeoutError:
         handed = _LOST
-    if handed is _EXITED:
+    if handed == _EXITED:
         # It started and is gone already (a short job): this start is done, like a
         # supervisor's start_child whose child exits at once. The claim is given back if
         # it is still the keeper's (a child binding is released as any other), and the
@@ -146,7 +146,7 @@ def keeper_main(key: bytes, start: str, args: tuple, user_key: Any, server: Pid)
         _give_back(key, epoch, me)
         _report(server, key, ("ok", child))
         return
-    if handed is _LOST:
+    if handed == _LOST:
         shutdown_children([(child, spec.shutdown)])
         _give_back(key, epoch, me)
         _report(server, key, ("retry", "claim lost"))

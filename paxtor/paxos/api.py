@@ -76,6 +76,10 @@ def _check_key(key: Any) -> None:
         raise ValueError(f"a PaxosKV key is at most {MAX_ENCODED_SIZE} bytes encoded, got {size}")
 
 
+#: Value types `put` and `get` need not copy: nothing can change them in place.
+_IMMUTABLE = frozenset((type(None), bool, int, float, str, bytes))
+
+
 def _detached(register: Register) -> Register:
     """`register` with a value of the caller's own, for `put` and `get`: a caller that mutates
     what it got changes nothing in PaxosKV."""
@@ -84,8 +88,6 @@ def _detached(register: Register) -> Register:
         return register
     return Register(register.epoch, register.filled, decode(encode(value)), register.binding)
 
-
-_IMMUTABLE = frozenset((type(None), bool, int, float, str, bytes))
 
 
 def _run(request: ProposeRequest) -> Register:
