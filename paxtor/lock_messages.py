@@ -23,7 +23,7 @@ LOCK_AGENT = "paxtor_lock_agent"
 LOCK_HOME = "paxtor_lock_home"
 
 
-@wire_type(name="paxtor:LockWake")
+@wire_type(name="paxtor.LockWake")
 @dataclass(frozen=True, slots=True)
 class LockWake:
     """To `pid`'s node agent: request `ref` of `pid` won lock `key` at `epoch`."""

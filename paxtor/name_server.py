@@ -82,7 +82,7 @@ class SingletonStartError(Exception):
         self.reason = reason
 
 
-@wire_type(name="paxtor:StartSingleton")
+@wire_type(name="paxtor.StartSingleton")
 @dataclass(frozen=True, slots=True)
 class Start:
     """To a key's home node: start a keeper for `key` (``start``/``args``: the child spec)."""

@@ -54,7 +54,7 @@ KEEPER_ROUNDS_TIMEOUT = 10.0
 START_FAILED = "start_failed"
 
 
-@wire_type(name="paxtor:AwaitStart")
+@wire_type(name="paxtor.AwaitStart")
 @dataclass(frozen=True, slots=True)
 class AwaitStart:
     """To a keeper: answer `Started(tag, child)` to `reply_to` once the child owns the key."""
@@ -63,7 +63,7 @@ class AwaitStart:
     tag: Ref
 
 
-@wire_type(name="paxtor:Started")
+@wire_type(name="paxtor.Started")
 @dataclass(frozen=True, slots=True)
 class Started:
     tag: Ref

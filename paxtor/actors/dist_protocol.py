@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 for _cls in (Exit, Down, Reply, Caller, Call, Cast):
-    wire_type(_cls, name=f"paxtor:{_cls.__name__}")
+    wire_type(_cls, name=f"actors.{_cls.__name__}")
 del _cls
 
 (

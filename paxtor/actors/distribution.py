@@ -82,7 +82,7 @@ _last_incarnation: dict[str, int] = {}
 _INCARNATION_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 
 
-@wire_type(name="paxtor:NodeUp")
+@wire_type(name="actors.NodeUp")
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class NodeUp:
@@ -92,7 +92,7 @@ class NodeUp:
     incarnation: int
 
 
-@wire_type(name="paxtor:NodeDown")
+@wire_type(name="actors.NodeDown")
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class NodeDown:

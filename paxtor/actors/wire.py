@@ -26,8 +26,10 @@ Format (stable; bump `handshake.PROTOCOL_VERSION` when it changes):
       set       [<2>, item, ...]          frozenset [<3>, item, ...]
                 (items sorted by their own encoding: equal sets encode alike
                 in every process, whatever their iteration order)
-      dataclass [<4>, "module:QualName", field1, field2, ...]  (positional, in
-                 `dataclasses.fields()` order, `init=False` fields skipped)
+      dataclass [<4>, name, field1, field2, ...]  (positional, in
+                 `dataclasses.fields()` order, `init=False` fields skipped;
+                 `name` is the one given to `@wire_type`, never a module path,
+                 so moving a class does not change the protocol)
       exception [<5>, "module.QualName", message, traceback-or-None]
       Pid       [<6>, node, incarnation, serial]   Ref [<7>, node, incarnation, serial]
     Markers keep the whole message one flat msgpack document (no nested
@@ -45,7 +47,7 @@ import dataclasses
 import datetime as _dt
 import threading
 import traceback as _traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 import msgpack
@@ -56,8 +58,10 @@ from paxtor.actors.ids import Pid, Ref
 __all__ = [
     "encode",
     "decode",
+    "decode_renamed",
     "wire_type",
     "registered_name",
+    "registered_types",
     "RemoteError",
     "WireError",
     "type_name_of",
@@ -181,25 +185,29 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 @overload
-def wire_type(cls: type[_T], /) -> type[_T]: ...
+def wire_type(cls: type[_T], /, *, name: str) -> type[_T]: ...
 @overload
-def wire_type(*, name: str | None = None) -> Callable[[type[_T]], type[_T]]: ...
+def wire_type(*, name: str) -> Callable[[type[_T]], type[_T]]: ...
 
 
 def wire_type(cls: type | None = None, /, *, name: str | None = None) -> Any:
     """Class decorator: let a dataclass travel over the wire as itself.
 
-    The class is known on the wire by ``name`` (default ``"module:QualName"``),
-    which must be registered on the receiving node too (same code everywhere,
-    as in Erlang). Fields travel positionally in `dataclasses.fields()` order;
-    fields with ``init=False`` are not sent. Use ``@wire_type`` after
-    ``@dataclass`` (i.e. above it).
+    The class is known on the wire by ``name`` (``"paxos.Ballot"``), which
+    must be registered on the receiving node too (same code everywhere, as in
+    Erlang). The name is part of the protocol, and of every log that holds
+    the type, so it is given, never derived from the module path: a class can
+    move without breaking peers or data. Fields travel positionally in
+    `dataclasses.fields()` order; fields with ``init=False`` are not sent.
+    Use ``@wire_type(name=...)`` after ``@dataclass`` (i.e. above it).
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError("@wire_type needs name=...: the wire name is part of the protocol")
 
     def register(klass: type) -> type:
         if not dataclasses.is_dataclass(klass) or not isinstance(klass, type):
             raise TypeError(f"@wire_type needs a dataclass, got {klass!r}")
-        wire_name = name or f"{klass.__module__}:{klass.__qualname__}"
+        wire_name = name
         fields = tuple(f for f in dataclasses.fields(klass) if f.init)
         record = _Record(
             cls=klass,
@@ -226,6 +234,12 @@ def registered_name(cls: type) -> str | None:
     """The wire name of a registered dataclass, or None."""
     record = _RECORDS_BY_TYPE.get(cls)
     return record.name if record else None
+
+
+def registered_types() -> dict[str, tuple[str, ...]]:
+    """Every registered wire name and its fields, in wire order (what the protocol pins)."""
+    with _REGISTRY_LOCK:
+        return {name: record.fields for name, record in sorted(_RECORDS_BY_NAME.items())}
 
 
 # --------------------------------------------------------------------------
@@ -410,10 +424,11 @@ class _Marker:
 _MARKERS = {code: _Marker(code) for code in range(_EXT_TUPLE, _EXT_REF + 1)}
 
 
-def _build_record(items: tuple[Any, ...]) -> Any:
+def _build_record(items: tuple[Any, ...], renamed: Mapping[str, str] | None) -> Any:
     if len(items) < 1 or type(items[0]) is not str:
         raise WireError("dataclass without a type name")
-    record = _RECORDS_BY_NAME.get(items[0])
+    name = items[0] if renamed is None else renamed.get(items[0], items[0])
+    record = _RECORDS_BY_NAME.get(name)
     if record is None:
         raise WireError(f"unknown wire type {items[0]!r}")
     try:
@@ -438,11 +453,12 @@ def _build_error(items: tuple[Any, ...]) -> RemoteError:
 class _Decoder:
     """Hooks for one thread's decodes, counting markers seen vs. consumed."""
 
-    __slots__ = ("seen", "used", "ext_hook", "list_hook")
+    __slots__ = ("seen", "used", "ext_hook", "list_hook", "renamed")
 
-    def __init__(self) -> None:
+    def __init__(self, renamed: Mapping[str, str] | None = None) -> None:
         self.seen = 0
         self.used = 0
+        self.renamed = renamed
         self.ext_hook = self._ext_hook  # bound once, not per decode
         self.list_hook = self._list_hook
 
@@ -482,7 +498,7 @@ class _Decoder:
         if code == _EXT_FROZENSET:
             return frozenset(items[1:])
         if code == _EXT_RECORD:
-            return _build_record(items[1:])
+            return _build_record(items[1:], self.renamed)
         return _build_error(items[1:])
 
 
@@ -492,7 +508,19 @@ _unpackb = msgpack.unpackb
 
 def decode(data: bytes | bytearray | memoryview) -> Any:
     """Decode one value; raises WireError (and only WireError) on bad input."""
-    decoder = _per_thread.decoder
+    return _decode(data, _per_thread.decoder)
+
+
+def decode_renamed(data: bytes | bytearray | memoryview, renamed: Mapping[str, str]) -> Any:
+    """`decode`, reading the registered type names in ``renamed`` as their new names.
+
+    For data written under older names (a log from before the names were pinned):
+    ``{"old name": "current name"}``. Never used for what peers send.
+    """
+    return _decode(data, _Decoder(renamed))
+
+
+def _decode(data: bytes | bytearray | memoryview, decoder: _Decoder) -> Any:
     outer = decoder.seen, decoder.used  # restored below: a re-entrant decode is harmless
     decoder.seen = decoder.used = 0
     try:

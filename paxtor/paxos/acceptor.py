@@ -85,7 +85,7 @@ though contended rounds skip ahead 2**16 at a time, and 2**64 counters last
 2**32 restarts."""
 
 
-@wire_type
+@wire_type(name="paxos.Prepare")
 @dataclass(frozen=True, slots=True)
 class Prepare:
     """Phase 1a; ``lease_fence``: the round would release this tenure for noconnection."""
@@ -96,7 +96,7 @@ class Prepare:
     lease_fence: LeaseFence | None = None
 
 
-@wire_type
+@wire_type(name="paxos.Promise")
 @dataclass(frozen=True, slots=True)
 class Promise:
     """Phase 1b: the acceptor promised ``ballot`` and reports what it accepted last."""
@@ -108,7 +108,7 @@ class Promise:
     accepted: Register
 
 
-@wire_type
+@wire_type(name="paxos.Accept")
 @dataclass(frozen=True, slots=True)
 class Accept:
     """Phase 2a; ``next_ballot`` asks for a promise of the proposer's next ballot (1-RTT)."""
@@ -120,7 +120,7 @@ class Accept:
     next_ballot: Ballot | None = None
 
 
-@wire_type
+@wire_type(name="paxos.Accepted")
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """Phase 2b; ``promised_next``: the acceptor also promised the requested next ballot."""
@@ -131,7 +131,7 @@ class Accepted:
     promised_next: bool
 
 
-@wire_type
+@wire_type(name="paxos.Nack")
 @dataclass(frozen=True, slots=True)
 class Nack:
     """Refusal of ``ballot``: a higher ballot was promised, or the lease veto applies."""
@@ -143,7 +143,7 @@ class Nack:
     reason: str = NACK_BALLOT
 
 
-@wire_type
+@wire_type(name="paxos.KeyRecord")
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
     """The durable state of one key at one acceptor (a log record and a snapshot row)."""
@@ -155,7 +155,7 @@ class KeyRecord:
     accepted: Register
 
 
-@wire_type
+@wire_type(name="paxos.PromiseFloor")
 @dataclass(frozen=True, slots=True)
 class PromiseFloor:
     """A durable bound: every promise made so far has a ballot counter <= ``counter``."""
@@ -163,7 +163,7 @@ class PromiseFloor:
     counter: int
 
 
-@wire_type
+@wire_type(name="paxos.Collected")
 @dataclass(frozen=True, slots=True)
 class Collected:
     """A durable record: the tombstones of ``keys`` in ``bucket`` were dropped.

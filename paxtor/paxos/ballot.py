@@ -21,7 +21,7 @@ NodeId = tuple[str, int]
 """A node incarnation: ``(node_name, incarnation)``."""
 
 
-@wire_type
+@wire_type(name="paxos.Ballot")
 @dataclass(frozen=True, slots=True, order=True)
 class Ballot:
     """A Paxos ballot: ordered by counter, then by proposer identity."""
@@ -42,6 +42,13 @@ class Ballot:
             and type(node[1]) is int
         ):
             raise ValueError(f"ballot node must be (node_name, incarnation), got {node!r}")
+
+    @staticmethod
+    def from_parts(counter: int, name: str, incarnation: int) -> Ballot:
+        """The ballot of a flat form (``counter, node_name, incarnation``), ZERO shared."""
+        if counter == 0 and name == "" and incarnation == 0:
+            return Ballot.ZERO
+        return Ballot(counter, (name, incarnation))
 
     def successor(self) -> Ballot:
         """The next ballot of the same proposer (what a 1-RTT accept asks to be promised)."""

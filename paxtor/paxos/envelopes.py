@@ -37,7 +37,7 @@ MEMBERSHIP_NAME = "paxos_membership"
 # -- across nodes (the round messages travel flat: see `paxtor.paxos.wire_format`) ------------
 
 
-@wire_type(name="paxos:LeaseHeartbeat")
+@wire_type(name="paxos.LeaseHeartbeat")
 @dataclass(frozen=True, slots=True)
 class LeaseHeartbeat:
     """A lease keeper's heartbeat to a voter's acceptor (acked at once to ``sender``)."""

@@ -87,7 +87,7 @@ def silence_threshold(lease: float, max_drift: float, margin: float) -> float:
 # -- wire messages -----------------------------------------------------------
 
 
-@wire_type
+@wire_type(name="paxos.Heartbeat")
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     """Sent by a node to every voter each heartbeat period."""
@@ -95,7 +95,7 @@ class Heartbeat:
     seq: int
 
 
-@wire_type
+@wire_type(name="paxos.HeartbeatAck")
 @dataclass(frozen=True, slots=True)
 class HeartbeatAck:
     """A voter's answer: ``fence`` counts the noconnection releases it voted against the sender."""

@@ -37,7 +37,6 @@ import structlog
 
 from paxtor.actors.ids import Pid
 from paxtor.actors.node import LocalNode
-from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import (
     Accept,
     Accepted,
@@ -50,6 +49,7 @@ from paxtor.paxos.acceptor import (
 )
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import BINDINGS_NAME, AcceptedNotice
+from paxtor.paxos.log_codec import encode_log_record
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.wire_format import pack_reply
 
@@ -141,7 +141,7 @@ class LocalAcceptor:
             slot = _FLOOR
             log.debug("promise_floor_raised", node=self.name, floor=record.counter)  # type: ignore[union-attr]
         try:
-            durable_log.append(encode(record), lambda: self._durable(slot, waiting))
+            durable_log.append(encode_log_record(record), lambda: self._durable(slot, waiting))
         except AcceptorLogError as exc:
             self._stop_voting(exc)
             return None
@@ -199,7 +199,7 @@ class LocalAcceptor:
             self._tombstones.pop((bucket, key), None)
         if self.durable_log is not None:
             try:
-                self.durable_log.append(encode(record))
+                self.durable_log.append(encode_log_record(record))
             except AcceptorLogError as exc:
                 self._stop_voting(exc)
         return len(record.keys)
@@ -244,6 +244,6 @@ class LocalAcceptor:
         if durable_log is None or not self._should_compact(durable_log):
             return
         try:
-            durable_log.compact(encode(record) for record in self.acceptor.snapshot())
+            durable_log.compact(encode_log_record(record) for record in self.acceptor.snapshot())
         except AcceptorLogError as exc:
             log.warning("acceptor_compaction_not_started", node=self.name, error=repr(exc))

@@ -33,13 +33,13 @@ import structlog
 
 from paxtor.actors.ids import Pid
 from paxtor.actors.node import LocalNode
-from paxtor.actors.wire import decode
-from paxtor.paxos.acceptor import Acceptor, Collected, KeyRecord, LogRecord, PromiseFloor
+from paxtor.paxos.acceptor import Acceptor, LogRecord
 from paxtor.paxos.ballot import NodeId
 from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
 from paxtor.paxos.config import PaxosConfig
 from paxtor.paxos.lease import LeaseClock, SilenceTracker
 from paxtor.paxos.local_acceptor import LocalAcceptor
+from paxtor.paxos.log_codec import LogRecordCorrupt, decode_log_record
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogCorrupt
 
 __all__ = ["PaxosNode", "ACCEPTOR_DIR", "open_paxos_node"]
@@ -148,7 +148,7 @@ class PaxosNode:
 
 
 def _decode_record(raw: bytes) -> LogRecord:
-    record = decode(raw)
-    if not isinstance(record, (KeyRecord, PromiseFloor, Collected)):
-        raise AcceptorLogCorrupt(f"acceptor log holds a {type(record).__name__}, not an acceptor record")
-    return record
+    try:
+        return decode_log_record(raw)
+    except LogRecordCorrupt as exc:
+        raise AcceptorLogCorrupt(str(exc)) from None

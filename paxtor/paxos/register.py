@@ -71,6 +71,7 @@ __all__ = [
     "check_transition",
     "empty_released",
     "identity",
+    "is_op_mark",
     "marks_with",
     "put_if_empty",
     "release_if_bound",
@@ -86,7 +87,7 @@ class ChangeRejected(ValueError):
     """A change function broke the register rules (epochs, tenures, justification)."""
 
 
-@wire_type
+@wire_type(name="paxos.Binding")
 @dataclass(frozen=True, slots=True)
 class Binding:
     """What a value's life is tied to; the value goes when any of these ends.
@@ -123,7 +124,7 @@ class Binding:
         return self.pid.incarnation if self.pid is not None else None
 
 
-@wire_type
+@wire_type(name="paxos.EndedBinding")
 @dataclass(frozen=True, slots=True)
 class EndedBinding:
     """The justification of a release: tenure ``epoch`` bound by ``binding`` ended for ``reason``.
@@ -143,7 +144,7 @@ class EndedBinding:
         return self.reason == NOCONNECTION
 
 
-@wire_type
+@wire_type(name="paxos.LeaseFence")
 @dataclass(frozen=True, slots=True)
 class LeaseFence:
     """A not-yet-chosen release, for noconnection, of tenure ``epoch`` bound by ``binding``.
@@ -171,7 +172,7 @@ class LeaseFence:
         return self.epoch == ended.epoch and self.binding == ended.binding
 
 
-@wire_type
+@wire_type(name="paxos.Register")
 @dataclass(frozen=True, slots=True)
 class Register:
     """One key's state. Empty registers keep their epoch (tombstones)."""
@@ -292,6 +293,14 @@ def _binding(
 ChangeFunction = Callable[[Register], Register]
 OpMark = tuple[str, int, int]
 """(proposer node name, its incarnation, the op number it gave one attempt of a change)."""
+
+
+def is_op_mark(mark: Any) -> bool:
+    """True if ``mark`` has an `OpMark`'s shape (for decoders)."""
+    return (
+        mark.__class__ is tuple and len(mark) == 3 and mark[0].__class__ is str
+        and mark[1].__class__ is int and mark[2].__class__ is int
+    )  # fmt: skip
 
 
 def marks_with(marks: tuple[OpMark, ...], mark: OpMark) -> tuple[OpMark, ...]:

@@ -26,7 +26,7 @@ from paxtor.actors.framing import MAX_FRAME_SIZE
 from paxtor.actors.ids import Pid
 from paxtor.paxos.acceptor import Accept, Accepted, Nack, Prepare, Promise
 from paxtor.paxos.ballot import Ballot
-from paxtor.paxos.register import Binding, LeaseFence, Register
+from paxtor.paxos.register import Binding, LeaseFence, Register, is_op_mark
 
 __all__ = [
     "REQUEST_TAGS",
@@ -46,13 +46,7 @@ P1A, P2A, P1B, P2B, NACK = "p1a", "p2a", "p1b", "p2b", "nak"
 REQUEST_TAGS = frozenset((P1A, P2A))
 REPLY_TAGS = frozenset((P1B, P2B, NACK))
 
-_ZERO = Ballot.ZERO
-
-
-def _ballot(counter: Any, name: Any, incarnation: Any) -> Ballot:
-    if counter == 0 and name == "" and incarnation == 0:
-        return _ZERO
-    return Ballot(counter, (name, incarnation))
+_ballot = Ballot.from_parts
 
 
 def _register(epoch: Any, filled: Any, value: Any, binding: Any, fences: Any, marks: Any) -> Register:
@@ -66,16 +60,9 @@ def _register(epoch: Any, filled: Any, value: Any, binding: Any, fences: Any, ma
         raise ValueError(f"filled must be a bool, got {filled!r}")
     if marks is None:
         marks = ()
-    elif marks.__class__ is not tuple or not all(_is_mark(m) for m in marks):
+    elif marks.__class__ is not tuple or not all(is_op_mark(m) for m in marks):
         raise ValueError(f"not op marks: {marks!r}")
     return Register(epoch, filled, value, binding, fences, marks)
-
-
-def _is_mark(mark: Any) -> bool:
-    return (
-        mark.__class__ is tuple and len(mark) == 3 and mark[0].__class__ is str
-        and mark[1].__class__ is int and mark[2].__class__ is int
-    )  # fmt: skip
 
 
 def _flat_register(r: Register) -> tuple[Any, ...]:

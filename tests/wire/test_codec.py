@@ -42,14 +42,14 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@wire_type
+@wire_type(name="test.Ballot")
 @dataclasses.dataclass(frozen=True)
 class Ballot:
     counter: int
     node: str
 
 
-@wire_type
+@wire_type(name="test.Prepare")
 @dataclasses.dataclass
 class Prepare:
     key: Any
@@ -65,7 +65,7 @@ class KwOnly:
     b: tuple = ()
 
 
-@wire_type
+@wire_type(name="test.Validated")
 @dataclasses.dataclass
 class Validated:
     n: int
@@ -167,7 +167,7 @@ def test_registered_dataclass_fields_with_init_false_are_rebuilt_locally() -> No
 
 
 def test_registry_names() -> None:
-    assert registered_name(Ballot) == f"{__name__}:Ballot"
+    assert registered_name(Ballot) == "test.Ballot"
     assert registered_name(KwOnly) == "test:KwOnly"
     assert registered_name(NotRegistered) is None
 
@@ -182,13 +182,18 @@ def test_registering_a_name_twice_for_another_class_fails() -> None:
 
 
 def test_reregistering_the_same_class_is_harmless() -> None:
-    assert wire_type(Ballot) is Ballot
+    assert wire_type(Ballot, name="test.Ballot") is Ballot
     assert roundtrip(Ballot(1, "x")) == Ballot(1, "x")
 
 
 def test_wire_type_refuses_a_non_dataclass() -> None:
     with pytest.raises(TypeError, match="dataclass"):
-        wire_type(AppError)
+        wire_type(AppError, name="test.AppError")
+
+
+def test_wire_type_needs_a_name_the_protocol_pins() -> None:
+    with pytest.raises(TypeError, match="name"):
+        wire_type(Ballot)  # type: ignore[call-overload]
 
 
 def test_builtin_subclasses_travel_as_their_base_type() -> None:
