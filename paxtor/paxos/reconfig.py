@@ -45,6 +45,7 @@ from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import FLOOR_STRIDE, Collected, KeyRecord, LogRecord, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME
+from paxtor.paxos.log_codec import decode_log_record
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.register import ChangeFunction, Register, identity
 from paxtor.paxos.voter_config import VoterConfig, check_voter_names
@@ -345,16 +346,24 @@ def _left(deadline: float) -> float:
 
 def read_state(sources: Iterable[str], ballot: Ballot | None = None) -> StateRead:
     """Every key's state with the highest accepted ballot among ``sources``, after each
-    promised ``ballot`` for every key (if given); see `StateRead`."""
+    promised ``ballot`` for every key (if given); see `StateRead`. The sources are read
+    at once: each encodes its pages while this node decodes another's."""
     read = StateRead()
-    for source in sources:
-        token, _count = call((ACCEPTOR_NAME, source), ("snapshot", ballot), timeout=CALL_TIMEOUT)
-        index: int | None = 0
-        while index is not None:
-            page, index = call((ACCEPTOR_NAME, source), ("page", token, index), timeout=CALL_TIMEOUT)
-            for record in page:
-                _take(read, record, ballot)
+    readers = [gevent.spawn(_read_source, read, source, ballot) for source in sources]
+    try:
+        gevent.joinall(readers, raise_error=True)
+    finally:
+        gevent.killall(readers)  # one source failed: the read is void, stop the others
     return read
+
+
+def _read_source(read: StateRead, source: str, ballot: Ballot | None) -> None:
+    token, _count = call((ACCEPTOR_NAME, source), ("snapshot", ballot), timeout=CALL_TIMEOUT)
+    index: int | None = 0
+    while index is not None:
+        page, index = call((ACCEPTOR_NAME, source), ("page", token, index), timeout=CALL_TIMEOUT)
+        for raw in page:
+            _take(read, decode_log_record(raw), ballot)
 
 
 def _take(read: StateRead, record: LogRecord, ballot: Ballot | None) -> None:
