@@ -4,8 +4,12 @@ Run from the repository root (`make chaos RUNS=N`). A run's shape (3 or 5
 voters, clocks under faketime) and fault schedule are a function of its seed;
 the interleavings are real, so a replay repeats the faults, not necessarily
 the failure. A PNG per run goes to --plot-dir (needs matplotlib: the `chaos`
-extra). --clock-beyond is the negative control: one voter's clock outside the
+extra). --clock-beyond is a negative control: one voter's clock outside the
 drift bound, where a violation is expected and does not fail the command.
+--amnesia is the other: a voter whose data directory was wiped votes at once,
+under the wipe_holder schedule (unless --faults says otherwise); every run
+must then report lost writes or two holders, and the command fails if one
+does not (the checkers would be blind to it).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-clocks", action="store_true", help="no node under faketime")
     parser.add_argument("--clock-beyond", type=float, nargs="?", const=BEYOND_RATE, default=None, metavar="RATE",
                         help=f"negative control: one voter's clock at xRATE (default {BEYOND_RATE}), outside the drift bound")
+    parser.add_argument("--amnesia", action="store_true",
+                        help="negative control: a voter whose data directory was wiped votes at once")
     parser.add_argument("--register-ops", choices=("mixed", "incr", "cas"), default="mixed",
                         help="register writes: blind increments and compare-and-set (default), or one of them")
     parser.add_argument("--plot-dir", default="chaos-results", help="where the per-run PNGs go (default ./chaos-results)")
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seed, args.seed + args.runs):
         result = run_once(seed, window=args.window, quiet=args.quiet, kinds=kinds, size=args.voters,
                           clients=args.clients, clock_beyond=args.clock_beyond, use_clocks=not args.no_clocks,
-                          plot_dir=args.plot_dir, register_mode=args.register_ops)  # fmt: skip
+                          plot_dir=args.plot_dir, register_mode=args.register_ops, amnesia=args.amnesia)  # fmt: skip
         print(format_run(result), flush=True)
         results.append(result)
     for handler in handlers:
@@ -72,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"negative control: {len(broke)} of {len(results)} runs found a violation"
               + (f" (seeds {broke})" if broke else " (the bound was exceeded without a visible break)"))
         return 0
+    if args.amnesia:
+        missed = [r.seed for r in results if not r.safety_violations]
+        print(f"negative control (--amnesia): {len(results) - len(missed)} of {len(results)} runs found a safety violation"
+              + (f"; MISSED in seeds {missed}" if missed else ""))
+        return 1 if missed else 0
     return 0 if all(r.ok for r in results) else 1
 
 

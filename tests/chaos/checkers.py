@@ -182,3 +182,31 @@ def check_singletons(served: list[tuple[Any, ...]]) -> Verdict:
     v.notes.append(f"{len(served)} calls served by {sum(len(p) for p in spans.values())} incarnations "
                    f"of {len(spans)} names")  # fmt: skip
     return v
+
+
+def check_cold_probe(events: list[tuple[Any, ...]]) -> Verdict:
+    """The cold probe of the voter nemeses: every acked probe write reads back as written, and
+    the probe lock is never granted to another process while its holder (alive to the end) held it."""
+    v = Verdict("cold-probe")
+    puts = {e[1]: (e[2], e[3]) for e in events if e[0] == "probe_put"}
+    gets = [e for e in events if e[0] == "probe_get"]
+    held = [e for e in events if e[0] == "probe_lock_held"]  # (_, key, pid, token, since, until)
+    tries = [e for e in events if e[0] == "probe_lock_try"]  # (_, key, pid, token, at)
+    if not (puts or gets or held or tries):
+        return v
+    for _, key, pid, token, at in tries:
+        if token is None:
+            continue
+        for _, held_key, holder, held_token, since, until in held:
+            if held_key == key and holder != pid and since <= at <= until:
+                v.violations.append(f"two holders: {key!r} granted to {pid!r} (token {token}) while {holder!r} "
+                                    f"held it (token {held_token}) and lived on")  # fmt: skip
+    lost = [f"{key!r} = {puts[key][0]!r} was acked, read back as {value!r}"
+            for _, key, value, at in gets if key in puts and at > puts[key][1] and value != puts[key][0]]  # fmt: skip
+    v.violations += [f"lost write: {what}" for what in lost[:5]]
+    if len(lost) > 5:
+        v.violations.append(f"lost writes: {len(lost) - 5} more")
+    granted = sum(1 for e in tries if e[3] is not None)
+    v.notes.append(f"{len(puts)} probe writes acked, {len(gets)} read back ({len(lost)} lost); "
+                   f"{len(held)} probe locks held, {len(tries)} tried by another node ({granted} granted)")  # fmt: skip
+    return v

@@ -10,12 +10,20 @@ cut off: it is the control channel. Faults on links are applied by remote
 spawn of `tests.chaos.agent.apply_faults` in the node's own process; kill -9,
 restart, SIGSTOP and SIGCONT act on the pid; a node may run under
 libfaketime (`ClockSkew`), set at its start and kept across restarts.
+
+Spare nodes ``node<N+clients+1>..`` run acceptors that are not voters yet
+(``python -m paxtor node M --voter``): the `reconfigure` nemesis starts them
+and makes them voters. `current_voters` follows the changes; `nodes` is
+every node process started. ``amnesia`` is the negative control of the wipe
+nemesis: every node lets a voter whose directory was wiped vote at once
+(`node_main.let_wiped_voters_vote`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,6 +54,7 @@ class Timing:
     reconnect_max: float = 0.3
     handshake_timeout: float = 1.0
     tombstone_ttl: float = 10.0  # short: runs collect the tombstones of idle lock keys
+    resume_change_after: float = 4.0  # short: a change whose coordinator failed is finished within a run
 
     @property
     def silence(self) -> float:
@@ -55,7 +64,7 @@ class Timing:
     def paxos(self) -> dict[str, Any]:
         return {
             "lease": self.lease, "margin": self.margin, "max_drift": self.max_drift,
-            "tombstone_ttl": self.tombstone_ttl,
+            "tombstone_ttl": self.tombstone_ttl, "resume_change_after": self.resume_change_after,
         }
 
 
@@ -96,42 +105,69 @@ class Addresses:
 
 @dataclass
 class ChaosCluster:
-    """Voters node1..nodeN and `clients` client nodes as OS processes (durable), this
-    process as the console; `clock_skews` puts some nodes (by number) under libfaketime."""
+    """Voters node1..nodeN, `clients` client nodes and `spares` spare acceptors as OS
+    processes (durable), this process as the console; `clock_skews` puts some nodes (by
+    number) under libfaketime. A spare starts when the nemesis first starts it (`restart`)."""
 
     size: int = 3
     seed: int = 0
     timing: Timing = field(default_factory=Timing)
     clients: int = 1
     clock_skews: dict[int, ClockSkew] = field(default_factory=dict)
+    spares: int = 0
+    amnesia: bool = False
 
     def __post_init__(self) -> None:
         self.local = LocalCluster(self.size, pythonpath=[REPO_ROOT], prefix="paxtor-chaos-",
-                                  spare=self.clients + 1)  # fmt: skip
+                                  spare=self.clients + self.spares + 1)  # fmt: skip
         self.addresses = Addresses.for_this_process()
         self.stopped: set[str] = set()  # SIGSTOPped nodes
+        #: the voters as the last change left them (the nemesis keeps it current)
+        self.current_voters: list[str] = list(self.local.voters)
         self._tag = 0
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
     def voters(self) -> list[str]:
-        return self.local.voters
+        """The voters now (node1..nodeN until a `reconfigure` changes them)."""
+        return list(self.current_voters)
 
     @property
     def client_nodes(self) -> list[str]:
         return [f"node{self.size + k}" for k in range(1, self.clients + 1)]
 
     @property
+    def spare_nodes(self) -> list[str]:
+        """Acceptors that are not voters at the start (`reconfigure` adds them)."""
+        first = self.size + self.clients
+        return [f"node{first + k}" for k in range(1, self.spares + 1)]
+
+    @property
+    def acceptor_nodes(self) -> list[str]:
+        """Every node that runs an acceptor: the first voters and the spares."""
+        return [*self.local.voters, *self.spare_nodes]
+
+    def beyond_numbered(self) -> list[str]:
+        """The nodes others do not find by number (node1..nodeN are): every node lists them
+        as seeds, so a spare made a voter is connected to all, as an operator's seeds would."""
+        return [*self.client_nodes, *self.spare_nodes]
+
+    @property
     def nodes(self) -> list[str]:
-        """Every node the nemesis may fault: the voters and the client nodes (not the console)."""
-        return [*self.voters, *self.client_nodes]
+        """Every node process started (the nemesis faults and heals them; not the console)."""
+        return sorted(self.local.processes, key=lambda name: int(name[4:]))
 
     def hosts(self) -> dict[int, str]:
-        return {int(name[4:]): self.addresses.of(name) for name in self.nodes}
+        numbers = range(1, self.size + self.clients + self.spares + 1)
+        return {n: self.addresses.of(f"node{n}") for n in numbers}
 
     @property
     def workdir(self) -> Path:
         return self.local.workdir
+
+    def data_dir(self, name: str) -> Path:
+        """Node `name`'s own data directory (node.meta and its acceptor log)."""
+        return self.local.workdir / "data" / name
 
     def argv(self, number: int) -> list[str]:
         settings = {
@@ -140,7 +176,8 @@ class ChaosCluster:
             "heartbeat_interval": self.timing.heartbeat_interval,
             "heartbeat_timeout": self.timing.heartbeat_timeout, "reconnect_max": self.timing.reconnect_max,
             "handshake_timeout": self.timing.handshake_timeout, "hosts": self.hosts(),
-            "voter": number <= self.size,
+            "voter": f"node{number}" in self.acceptor_nodes, "amnesia": self.amnesia,
+            "seeds": [self.seed_of(n) for n in self.beyond_numbered() if n != f"node{number}"],
         }  # fmt: skip
         argv = [sys.executable, "-m", "tests.chaos.node_main", str(number), json.dumps(settings)]
         skew = self.clock_skews.get(number)
@@ -158,7 +195,7 @@ class ChaosCluster:
             heartbeat_timeout=self.timing.heartbeat_timeout, handshake_timeout=self.timing.handshake_timeout,
             reconnect_max=self.timing.reconnect_max, paxos=self.timing.paxos(),
             host=self.addresses.console, hosts=self.hosts(),
-            seeds=[f"{self.addresses.of(c)}:{self.local.base_port + int(c[4:])}" for c in self.client_nodes],
+            seeds=[self.seed_of(n) for n in self.beyond_numbered()],
         )  # fmt: skip
         node.run(self._wait_connected, timeout)
         return node
@@ -183,6 +220,10 @@ class ChaosCluster:
     def pid_of(self, name: str) -> int:
         return self.process(name).pid
 
+    def seed_of(self, name: str) -> str:
+        """``host:port`` of node `name` (a `--seeds` entry)."""
+        return f"{self.addresses.of(name)}:{self.local.base_port + int(name[4:])}"
+
     # -- process faults -------------------------------------------------------------------
     def kill9(self, name: str) -> int:
         pid = self.pid_of(name)
@@ -191,8 +232,15 @@ class ChaosCluster:
         return pid
 
     def restart(self, name: str) -> int:
+        """Start node `name` (again) with its usual command; its pid (a spare's first start too)."""
         number = int(name[4:])
         return self.local.start(number, self.argv(number)).pid
+
+    def wipe(self, name: str) -> int:
+        """kill -9 node `name` and delete its data directory (a lost disk); the pid killed."""
+        pid = self.kill9(name)
+        shutil.rmtree(self.data_dir(name))
+        return pid
 
     def sigstop(self, name: str) -> None:
         self.process(name).pause()

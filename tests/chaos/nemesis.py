@@ -17,7 +17,11 @@ client, cut both ways from every other node), ipt_one_way (packets src -> dst
 dropped). On processes: kill (kill -9, restart later: durable state), pause
 (SIGSTOP longer than the lease, then SIGCONT), pause_holder (the same, timed
 to land inside a lock holder's critical section, just after it read the
-fenced resource). slow_disk: every fsync of one voter delayed. The console
+fenced resource). slow_disk: every fsync of one voter delayed. On who
+votes (`tests.chaos.voter_faults`): wipe (kill -9, delete the data
+directory, start again), wipe_holder (wipe a voter that holds writes the
+others missed, then read through it and them), reconfigure (replace a dead
+voter, or grow by two voters and shrink again, under load). The console
 (this process) is never cut off: it is the control channel.
 """
 
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gevent
@@ -33,10 +37,13 @@ import gevent
 from paxtor.actors import ReceiveTimeout, call, receive, self_pid
 from tests.chaos.firewall import Firewall
 from tests.chaos.harness import ChaosCluster
+from tests.chaos.voter_faults import EXTRA_SECONDS, VoterFaults
 from tests.chaos.workloads import RESOURCE
 
 KINDS = ("isolate", "halves", "one_way", "bridge", "ring", "kill", "pause", "pause_holder", "client_cut",
-         "slow_disk", "ipt_isolate", "ipt_one_way")  # fmt: skip
+         "slow_disk", "ipt_isolate", "ipt_one_way", "wipe", "wipe_holder", "reconfigure")  # fmt: skip
+#: Kinds that need a client node (they act from one).
+CLIENT_KINDS = ("client_cut", "wipe_holder")
 IPT_KINDS = ("ipt_isolate", "ipt_one_way")
 LINK_KINDS = ("isolate", "halves", "one_way", "bridge", "ring", "client_cut")
 
@@ -44,12 +51,20 @@ LINK_KINDS = ("isolate", "halves", "one_way", "bridge", "ring", "client_cut")
 @dataclass(frozen=True)
 class Fault:
     kind: str
-    #: isolate/kill/pause/slow_disk/ipt_isolate: (node,); halves: the minority;
-    #: one_way/ipt_one_way: (src, dst); client_cut: (client, *the voters it is cut from)
+    #: isolate/kill/pause/slow_disk/ipt_isolate/wipe: (node,); halves: the minority;
+    #: one_way/ipt_one_way: (src, dst); client_cut: (client, *the voters it is cut from);
+    #: wipe_holder: (the voter to wipe, *the minority stopped first, *the others);
+    #: reconfigure: ("replace", the voter that dies) or ("resize",)
     targets: tuple[str, ...]
     gap: float  # seconds of calm before it
     hold: float  # seconds it lasts
-    param: float = 0.0  # slow_disk: seconds added to each fsync
+    param: float = 0.0  # slow_disk: seconds added to each fsync; reconfigure: which voters leave
+
+    @property
+    def planned(self) -> float:
+        """Seconds it takes, its gap included (the runner plans the workloads' end with it)."""
+        extra = 1.0 if self.kind == "pause_holder" else EXTRA_SECONDS.get(self.kind, 0.0)
+        return self.gap + self.hold + extra
 
 
 def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: tuple[str, ...] | None = None,
@@ -57,10 +72,7 @@ def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: t
     """The enabled kinds and the faults of a run, from `seed` alone; they fit in `window` s.
     (Whether iptables works does not change it: the nemesis skips what it cannot play.)"""
     clients = list(clients)
-    if not clients:
-        kinds_possible = tuple(k for k in KINDS if k != "client_cut")
-    else:
-        kinds_possible = KINDS
+    kinds_possible = KINDS if clients else tuple(k for k in KINDS if k not in CLIENT_KINDS)
     rng = random.Random(seed)
     if kinds is None:
         enabled = tuple(k for k in kinds_possible if rng.random() < 0.6) or (rng.choice(kinds_possible),)
@@ -73,8 +85,10 @@ def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: t
         gap = rng.uniform(0.5, 1.5)
         if kind in ("pause", "pause_holder"):
             hold = rng.uniform(1.3 * lease, 2.5 * lease)  # longer than the lease: holders there must be fenced
-        elif kind == "kill":
+        elif kind in ("kill", "wipe"):
             hold = rng.uniform(1.0, 3.0)  # down time before the restart
+        elif kind == "wipe_holder":
+            hold = rng.uniform(1.5, 3.0)  # reading through the wiped voter and the minority
         else:
             hold = rng.uniform(1.5, 4.0)
         if used + gap + hold > window and faults and {f.kind for f in faults} >= set(enabled):
@@ -105,9 +119,16 @@ def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: t
         elif kind == "client_cut":
             cut = sorted(rng.sample(voters, rng.randint(1, len(voters))))
             targets = (rng.choice(clients), *cut)
+        elif kind == "wipe_holder":
+            shuffled = voters[:]
+            rng.shuffle(shuffled)
+            targets = tuple(shuffled)  # the voter to wipe, the minority, the others
+        elif kind == "reconfigure":
+            targets = ("replace", node) if rng.random() < 0.5 else ("resize",)
         else:
             targets = (node,)
         param = round(rng.uniform(0.05, 0.6), 3) if kind == "slow_disk" else 0.0
+        param = rng.random() if kind == "reconfigure" else param
         faults.append(Fault(kind, targets, gap, hold, param))
         used += gap + hold
         if used >= window:
@@ -129,6 +150,7 @@ class Nemesis:
         self.windows: list[tuple[str, float, float, str]] = []
         self.last_heal: float | None = None  # monotonic time of the final heal
         self._skipped_ipt = False
+        self.voter_faults = VoterFaults(cluster, self.note)
 
     def note(self, text: str) -> None:
         self.log.append((time.monotonic() - self.t0, text))
@@ -141,6 +163,7 @@ class Nemesis:
     def play(self, faults: list[Fault]) -> None:
         for fault in faults:
             gevent.sleep(fault.gap)
+            fault = replace(fault, targets=tuple(self.voter_faults.voter(t) for t in fault.targets))
             began = time.monotonic() - self.t0
             played = self.start(fault)
             gevent.sleep(fault.hold)
@@ -203,6 +226,12 @@ class Nemesis:
             self.note(f"slow disk: every fsync of {targets[0]} +{fault.param * 1000:.0f} ms  ({acks[targets[0]]})")
         elif kind in IPT_KINDS:
             self.ipt_start(fault)
+        elif kind == "wipe":
+            self.voter_faults.wipe(targets[0])
+        elif kind == "wipe_holder":
+            self.voter_faults.wipe_holder_start(targets, fault.hold)
+        elif kind == "reconfigure":
+            self.voter_faults.reconfigure_start(targets)
         return True
 
     def ipt_start(self, fault: Fault) -> None:
@@ -236,6 +265,12 @@ class Nemesis:
         elif fault.kind in ("pause", "pause_holder"):
             self.cluster.cont(fault.targets[0])
             self.note(f"SIGCONT {fault.targets[0]}")
+        elif fault.kind == "wipe":
+            self.voter_faults.restart_wiped(fault.targets[0])
+        elif fault.kind == "wipe_holder":
+            self.voter_faults.wipe_holder_end()
+        elif fault.kind == "reconfigure":
+            self.voter_faults.reconfigure_end(fault.param)
 
     def pause_holder(self, node: str, hold: float) -> None:
         """SIGSTOP `node` right after one of its lock holders read the fenced resource: it

@@ -27,6 +27,12 @@ class RunResult:
         return sum(len(v.violations) for v in self.verdicts) + (1 if self.error else 0)
 
     @property
+    def safety_violations(self) -> int:
+        """Violations of the safety checkers (lost writes, two holders, not linearizable...),
+        not counting liveness."""
+        return sum(len(v.violations) for v in self.verdicts if v.name != "liveness")
+
+    @property
     def unknown(self) -> bool:
         return any(v.unknown for v in self.verdicts)
 
@@ -54,7 +60,7 @@ def format_run(r: RunResult) -> str:
     if r.extra.get("shape"):
         lines.append(f"cluster: {r.extra['shape']}")
     if r.extra.get("negative_control"):
-        lines.append("NEGATIVE CONTROL: a clock runs outside the drift bound; a violation here is expected, not a bug")
+        lines.append(f"NEGATIVE CONTROL: {r.extra['negative_control']}; a violation here is expected, not a bug")
     lines.append("faults:")
     lines += [f"  [{t:6.2f}s] {text}" for t, text in r.faults_log] or ["  (none)"]
     lines.append("operations: " + ", ".join(f"{k}={n}" for k, n in r.operations.items()))

@@ -3,7 +3,9 @@
 A run's shape is a function of its seed: 3 or 5 voters (odd seeds: 5), one
 client node, which voters run under libfaketime (rate within the drift
 bound; `clock_beyond` puts one outside it, a negative control), and the
-fault schedule.
+fault schedule. `amnesia` is the other negative control: a voter whose
+directory was wiped votes at once (`node_main.let_wiped_voters_vote`), under
+the `wipe_holder` nemesis unless other kinds are given.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ CLIENT_SINGLETON_WORKERS = 1
 #: Beyond the drift bound (the negative control): a clock at this rate, by default.
 BEYOND_RATE = 0.4
 WARMUP = 1.0
+#: Acceptor nodes that start as non-voters, for the `reconfigure` nemesis (started only when used).
+SPARES = 3
+#: The faults of an `amnesia` run, unless others are given: the schedule that loses writes then.
+AMNESIA_KINDS = ("wipe_holder",)
 #: A dead holder's lock is freed once its node was silent for `Timing.silence` (the design's
 #: lease * (1 + drift)**2 + margin), then a release round and a handoff: this much more is
 #: allowed for detection, the rounds, and a slow shared machine.
@@ -69,10 +75,12 @@ LOCK_SLACK = 3.0
 
 
 def replay_command(seed: int, window: float, quiet: float, kinds: tuple[str, ...] | None, voters: int | None = None,
-                   clock_beyond: float | None = None, clocks_on: bool = True, register_mode: str = "mixed") -> str:
+                   clock_beyond: float | None = None, clocks_on: bool = True, register_mode: str = "mixed",
+                   amnesia: bool = False) -> str:
     cmd = f".venv/bin/python -m tests.chaos --runs 1 --seed {seed} --window {window:g} --quiet {quiet:g}"
     cmd += f" --voters {voters}" if voters else ""
     cmd += f" --clock-beyond {clock_beyond:g}" if clock_beyond else ""
+    cmd += " --amnesia" if amnesia else ""
     cmd += "" if clocks_on else " --no-clocks"
     cmd += f" --register-ops {register_mode}" if register_mode != "mixed" else ""
     return cmd + (f" --faults {','.join(kinds)}" if kinds else "")
@@ -119,22 +127,26 @@ def clock_skews(seed: int, size: int, timing: Timing, beyond: float | None = Non
 
 def run_once(seed: int, *, window: float = 12.0, quiet: float = 8.0, kinds: tuple[str, ...] | None = None,
              size: int | None = None, clients: int = 1, clock_beyond: float | None = None, use_clocks: bool = True,
-             plot_dir: str | Path | None = None, register_mode: str = "mixed") -> RunResult:
+             plot_dir: str | Path | None = None, register_mode: str = "mixed", amnesia: bool = False) -> RunResult:
     """One run from `seed` (`size` voters, default by seed); everything it started is killed
     by pid, and every iptables rule removed, before it returns. `plot_dir`: write the PNG there."""
     started = time.monotonic()
     voters = size or voters_for(seed)
     timing = Timing()
     skews = clock_skews(seed, voters, timing, clock_beyond) if use_clocks else {}
-    cluster = ChaosCluster(size=voters, seed=seed, timing=timing, clients=clients, clock_skews=skews)
-    enabled, faults = nemesis.schedule(seed, cluster.voters, window, timing.lease, kinds, clients=cluster.client_nodes)
-    replay = replay_command(seed, window, quiet, kinds, size, clock_beyond, use_clocks, register_mode)
+    cluster = ChaosCluster(size=voters, seed=seed, timing=timing, clients=clients, clock_skews=skews,
+                           spares=SPARES, amnesia=amnesia)  # fmt: skip
+    played = kinds or (AMNESIA_KINDS if amnesia else None)
+    enabled, faults = nemesis.schedule(seed, cluster.voters, window, timing.lease, played, clients=cluster.client_nodes)
+    replay = replay_command(seed, window, quiet, kinds, size, clock_beyond, use_clocks, register_mode, amnesia)
     result = RunResult(seed, enabled, [], {}, [], None, 0.0, replay)
     result.extra["shape"] = (f"{voters} voters, client nodes {cluster.client_nodes}, addresses "
                              f"{cluster.addresses.prefix}.*")  # fmt: skip
     result.extra["clocks"] = [f"node{n}: {skew}" for n, skew in sorted(skews.items())]
     if skews and any(not (1 - timing.max_drift <= s.rate <= 1 + timing.max_drift) for s in skews.values()):
-        result.extra["negative_control"] = True
+        result.extra["negative_control"] = "a clock runs outside the drift bound"
+    if amnesia:
+        result.extra["negative_control"] = "a voter whose directory was wiped votes at once (--amnesia)"
     fw: firewall.Firewall | None = None
     no_fw = None
     if any(f.kind in nemesis.IPT_KINDS for f in faults):
@@ -199,7 +211,7 @@ def _scenario(cluster: ChaosCluster, faults: list[nemesis.Fault], window: float,
     FencedSetResource.start_link(name=RESOURCE)
     Recorder.start_link(name=RECORDER)
     t0 = now()
-    planned = sum(f.gap + f.hold + (1.0 if f.kind == "pause_holder" else 0.0) for f in faults)
+    planned = sum(f.planned for f in faults)
     deadline = t0 + WARMUP + planned + 2.0 + quiet
     workers = []
     me = CLIENT_NAME
@@ -276,6 +288,7 @@ def _scenario(cluster: ChaosCluster, faults: list[nemesis.Fault], window: float,
         checkers.check_lock_set(resource_log, final_sets, events),
         register,
         checkers.check_singletons(served),
+        checkers.check_cold_probe(events),
         liveness,
     ]
     result.recovery = recovery

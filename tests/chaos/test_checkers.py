@@ -8,6 +8,7 @@ from tests.chaos.checkers import (
     check_lock_set,
     check_register,
     check_singletons,
+    check_cold_probe,
 )
 
 
@@ -108,3 +109,33 @@ def test_liveness_flags_a_workload_that_stalls_after_recovering() -> None:
     progress = {"a": [10.5, 11.0, 19.5], "b": [10.2, 11.0]}  # b stops 1 s after the heal
     verdict, _ = check_liveness(10.0, progress, {}, lock_bound=3.0, workload_end=20.0)
     assert [v for v in verdict.violations if v.startswith("b: stalled")] and len(verdict.violations) == 1
+
+
+def probe(lost: bool = False, granted: bool = False, holder_lived: bool = True) -> list[tuple]:
+    """A wipe probe: two keys written, read back; a lock held from 1.0 to 5.0, tried at 3.0."""
+    events = [("probe_put", ("p", 0), 0, 1.0), ("probe_put", ("p", 1), 1, 1.1),
+              ("probe_get", ("p", 0), None if lost else 0, 3.0), ("probe_get", ("p", 1), 1, 3.1),
+              ("probe_lock_try", "lk", "B", 1 if granted else None, 3.2)]  # fmt: skip
+    if holder_lived:
+        events.append(("probe_lock_held", "lk", "A", 1, 1.0, 5.0))
+    return events
+
+
+def test_a_clean_cold_probe_passes() -> None:
+    verdict = check_cold_probe(probe())
+    assert verdict.ok and "2 probe writes acked, 2 read back (0 lost)" in verdict.notes[0]
+
+
+def test_a_probe_write_read_back_empty_is_a_lost_write() -> None:
+    verdict = check_cold_probe(probe(lost=True))
+    assert verdict.violations == ["lost write: ('p', 0) = 0 was acked, read back as None"]
+
+
+def test_the_probe_lock_granted_while_its_holder_lived_is_two_holders() -> None:
+    verdict = check_cold_probe(probe(granted=True))
+    assert len(verdict.violations) == 1 and verdict.violations[0].startswith("two holders: 'lk' granted to 'B'")
+
+
+def test_the_probe_lock_granted_after_its_holder_died_proves_nothing() -> None:
+    """A holder whose node lost its lease is killed and never reports: the lock was free."""
+    assert check_cold_probe(probe(granted=True, holder_lived=False)).ok

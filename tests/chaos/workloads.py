@@ -299,3 +299,69 @@ def singleton_worker(worker: str, keys: list[str], client: str, deadline: float,
             continue
         send(recorder, ("served", key, pid, epoch, at, n, start, now()))
         gevent.sleep(rng.uniform(0, 0.02))
+
+
+# -- the cold probe: data nobody touches again, across a voter fault -------------------------
+#
+# The voter nemeses (`tests.chaos.voter_faults`) have `probe_write` put fresh keys and
+# `probe_hold` take a fresh lock before a fault, and `probe_read` read every key and try the
+# lock from a client node (which has no cached state of them) after it. The workloads only
+# touch hot keys, which every round rewrites on the voters of the moment; a key written once
+# lives only where its one round left it, so a voter change that did not move it, or a wiped
+# voter that voted before it caught up, loses it (`checkers.check_cold_probe`).
+
+
+def probe_write(keys: list[Any], recorder: Any, reply_to: Any, until: float, tag: Any) -> None:
+    """Put ``key -> i`` for each key, recording each acked put; tell `reply_to` when done."""
+    acked = 0
+    for i, key in enumerate(keys):
+        if now() >= until:
+            break
+        try:
+            chosen = paxos.put(key, i, timeout=OP_TIMEOUT)
+        except Exception:  # noqa: BLE001 - not acked: it proves nothing either way
+            continue
+        send(recorder, ("probe_put", key, chosen, now()))
+        acked += 1
+    send(reply_to, ("probe_written", tag, acked))
+
+
+def probe_hold(key: Any, recorder: Any, reply_to: Any) -> None:
+    """Take the lock on `key` and hold it until told ("probe_release",); the holder records
+    its tenure only if it lived to the end of it (a holder its node killed proves nothing)."""
+    try:
+        token = paxtor.lock(key, timeout=LOCK_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - no lock, no probe of it
+        send(reply_to, ("probe_holding", key, None, type(exc).__name__))
+        return
+    since = now()
+    send(reply_to, ("probe_holding", key, token, "ok"))
+    receive(lambda m: m == ("probe_release",))
+    send(recorder, ("probe_lock_held", key, self_pid(), token, since, now()))
+    with suppress(Exception):
+        paxtor.unlock(key)
+
+
+def probe_read(keys: list[Any], lock_key: Any, recorder: Any, reply_to: Any, until: float) -> None:
+    """Read every key back and try the lock (released at once if granted); record what came back."""
+    me = self_pid()
+    for key in keys:
+        if now() >= until:
+            break
+        try:
+            value = paxos.get(key, default=None, timeout=OP_TIMEOUT)
+        except Exception:  # noqa: BLE001 - no quorum: no reading
+            continue
+        send(recorder, ("probe_get", key, value, now()))
+    while now() < until:
+        try:
+            token = paxtor.try_lock(lock_key)
+        except Exception:  # noqa: BLE001 - no quorum: try again until `until`
+            gevent.sleep(0.2)
+            continue
+        send(recorder, ("probe_lock_try", lock_key, me, token, now()))
+        if token is not None:
+            with suppress(Exception):
+                paxtor.unlock(lock_key)
+        break
+    send(reply_to, ("probe_read_done", lock_key))
