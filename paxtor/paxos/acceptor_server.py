@@ -115,8 +115,8 @@ class AcceptorServer(GenServer):
                     return self._snapshot()
                 voting.fence(ballot, lambda: reply(caller, self._snapshot()))
                 return NoReply
-            case ("floor",):
-                return voting.acceptor.promise_floor
+            case ("floor",):  # a learner's promises do not count: it says nothing
+                return voting.acceptor.promise_floor if voting.acceptor.voting else None
             case ("adopt_floors", tuple(rows)) if all(r.__class__ is Collected for r in rows):
                 voting.persist(voting.acceptor.adopt(rows, 0), lambda: reply(caller, True))
                 return NoReply
