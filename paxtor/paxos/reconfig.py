@@ -98,24 +98,14 @@ def current_config(register: Register, fallback: VoterConfig) -> VoterConfig:
     return value if isinstance(value, VoterConfig) else fallback
 
 
-def catch_up_sources(node: PaxosNode, connected: Iterable[str]) -> list[str] | None:
-    """The voters a learner copies from, or None while too few are connected.
-
-    They must meet every quorum that does not count the learner (every value
-    chosen without it is then among them), and be a quorum themselves (the
-    new configuration is chosen by a round of theirs)."""
+def catch_up_sources(node: PaxosNode, connected: Iterable[str]) -> tuple[str, ...] | None:
+    """The voters a learner copies from (`VoterConfig.catch_up_sources`: connected voters
+    that said they vote), or None while too few are connected."""
     config = node.voter_config
-    if config is None or config.joint or not config.is_member(node.name):
+    if config is None:
         return None
-    sources = sorted(
-        v for v in connected
-        if config.is_member(v) and v != node.name and v not in node.learners
-        and getattr(node.peers.get(v), "role", None) == "voter"
-    )  # fmt: skip
-    outside = [v for v in config.members if v not in sources]
-    if config.is_quorum(outside) or not config.is_quorum(sources):
-        return None
-    return sources
+    able = [v for v in connected if v not in node.learners and getattr(node.peers.get(v), "role", None) == "voter"]
+    return config.catch_up_sources(node.name, able)
 
 
 def reseat(node: PaxosNode) -> None:

@@ -93,6 +93,7 @@ def test_clocks_beyond_the_drift_bound_can_break_ownership() -> None:
 
 NEGATIVE_CONTROLS = [
     ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}),
+    ("wiped_voter_votes", {"epochs", "linearizability", "owners"}),
     ("unfloored_promises", {"promises", "epochs", "linearizability"}),
     ("naive_delete", {"linearizability", "owners"}),
     ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}),
