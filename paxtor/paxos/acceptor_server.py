@@ -108,6 +108,8 @@ class AcceptorServer(GenServer):
             ):
                 return voting.collect(bucket, tombstones) if voting.acceptor.voting else 0
             case ("install", str(cluster), VoterConfig() as config):
+                if cluster != self.node.cluster:
+                    return None  # another cluster's configuration (or none yet): not installed
                 self.node.install_config(config, lambda: reply(caller, voting.acceptor.config_version))
                 return NoReply
             case ("snapshot", ballot) if ballot is None or isinstance(ballot, Ballot):
