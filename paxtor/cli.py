@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bound on clock-rate drift, e.g. 0.05 for 5%% (default 0.05)")
     node.add_argument("--tombstone-ttl", type=_positive, default=None, metavar="SECONDS",
                       help="drop keys emptied this long ago from every voter (default 60)")
+    node.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
+                      help="largest key and value of one request, encoded (default 1572864: 1.5 MiB)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
     return parser
 
@@ -156,7 +158,7 @@ def _paxos_settings(args: argparse.Namespace) -> dict[str, float]:
     """The PaxosKV settings given on the command line (the rest keep their defaults)."""
     given = {
         "lease": args.lease, "margin": args.lease_margin, "max_drift": args.max_drift,
-        "tombstone_ttl": args.tombstone_ttl,
+        "tombstone_ttl": args.tombstone_ttl, "max_request_bytes": args.max_request_bytes,
     }
     return {name: value for name, value in given.items() if value is not None}
 
