@@ -9,7 +9,8 @@ there); an exit signal ends that process and the next call starts a new
 one, as Erlang's shell does. Ctrl-D (or `quit()`) stops the node.
 `--no-shell` runs headless until SIGTERM/SIGINT, then stops cleanly (exit 0).
 
-Bad flags and a port in use are one-line errors with exit status 2.
+Bad flags, a port in use, and a data directory the node cannot use (a full
+disk, a corrupt log) are one-line errors with exit status 2.
 Logging (structlog) is configured here only: key=value, or JSON with `--log-json`.
 """
 
@@ -21,6 +22,7 @@ import errno
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import gevent
@@ -28,6 +30,7 @@ import gevent.event
 import structlog
 from greenlet import getcurrent
 
+from paxtor.actors.connection import ListenError
 from paxtor.paxos.node_meta import NodeMetaCorrupt
 from paxtor.paxos.storage import AcceptorLogError
 
@@ -154,6 +157,18 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _data_dir_error(exc: OSError, args: argparse.Namespace) -> str:
+    """What a start-up OSError other than listening says: the data directory could not be
+    written (or read), with the file when the error names one."""
+    directory = Path(args.data_dir or "paxtor-data").expanduser().absolute()
+    if args.name != "_":
+        directory = directory / args.name
+    what = exc.strerror or str(exc)
+    if exc.filename is not None and exc.strerror:
+        what = f"{exc.filename}: {exc.strerror}"
+    return f"cannot use the data directory {directory}: {what}"
+
+
 def _paxos_settings(args: argparse.Namespace) -> dict[str, float]:
     """The PaxosKV settings given on the command line (the rest keep their defaults)."""
     given = {
@@ -189,7 +204,7 @@ def run_node(args: argparse.Namespace) -> int:
             reconnect_max=args.reconnect_max,
             paxos=_paxos_settings(args),
         )
-    except OSError as exc:
+    except ListenError as exc:
         if exc.errno == errno.EADDRINUSE:
             if args.name == "_":
                 return _fail(f"no free node port on {args.host} from {args.base_port + 1}")
@@ -201,6 +216,10 @@ def run_node(args: argparse.Namespace) -> int:
     except (AcceptorLogError, NodeMetaCorrupt) as exc:  # the data directory: refused, never guessed at
         structlog.get_logger(__name__).error("node_refused", node=args.name, reason=str(exc))
         return _fail(str(exc))
+    except OSError as exc:  # anything else the start touched: the data directory (a full disk...)
+        reason = _data_dir_error(exc, args)
+        structlog.get_logger(__name__).error("node_refused", node=args.name, reason=reason)
+        return _fail(reason)
     if args.no_shell:
         return _run_headless(node)
     return _run_shell(node)

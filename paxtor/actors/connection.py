@@ -88,7 +88,7 @@ from paxtor.actors.handshake import (
 )
 from paxtor.actors.wire import WireError, decode, encode
 
-__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener"]
+__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener", "ListenError"]
 
 log = structlog.get_logger(__name__)
 
@@ -842,6 +842,11 @@ def _set_nodelay(sock: Any) -> None:
         pass
 
 
+class ListenError(OSError):
+    """The listening socket could not be bound or opened (its errno is the cause's:
+    EADDRINUSE for a port in use), as opposed to any other start-up failure."""
+
+
 class Listener:
     """Accepts connections on (host, port); each becomes an acceptor Connection.
 
@@ -885,6 +890,10 @@ class Listener:
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
             sock.bind((self.host, self._requested_port))
             sock.listen(self._backlog)
+        except OSError as exc:
+            sock.close()
+            where = f"{self.host}:{self._requested_port}"
+            raise ListenError(exc.errno, f"cannot listen on {where}: {exc.strerror or exc}") from exc
         except BaseException:
             sock.close()
             raise
