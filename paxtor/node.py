@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
+from paxtor.actors.connection import ListenError
 from paxtor.actors.discovery import node_number, numbered_name
 from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
 from paxtor.actors.messages import Down
@@ -233,10 +234,10 @@ def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) 
         try:
             incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
             return start_distributed(name, incarnation=incarnation, **options)
-        except OSError as exc:
+        except ListenError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-    raise OSError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
+    raise ListenError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
 
 
 def _port_free(host: str, port: int) -> bool:
