@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--data-dir", default=None, help="where durable state lives (default ./paxtor-data)")
     node.add_argument("--durability", choices=("fsync", "memory"), default="fsync")
     node.add_argument("--client", action="store_true", help="join without voting")
+    node.add_argument("--allow-modules", action="append", default=None, metavar="PREFIX[,...]",
+                      help="only these modules (and those under them) may be named by remote spawns and "
+                           "singleton starts here, e.g. myapp,paxtor.demo (default: any importable module)")
     node.add_argument("--no-shell", action="store_true", help="run headless until SIGTERM/SIGINT")
     node.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     node.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -169,6 +172,12 @@ def _data_dir_error(exc: OSError, args: argparse.Namespace) -> str:
     return f"cannot use the data directory {directory}: {what}"
 
 
+def _allowed_modules(args: argparse.Namespace) -> list[str] | None:
+    if args.allow_modules is None:
+        return None
+    return [prefix.strip() for group in args.allow_modules for prefix in group.split(",") if prefix.strip()]
+
+
 def _paxos_settings(args: argparse.Namespace) -> dict[str, float]:
     """The PaxosKV settings given on the command line (the rest keep their defaults)."""
     given = {
@@ -203,6 +212,7 @@ def run_node(args: argparse.Namespace) -> int:
             handshake_timeout=args.handshake_timeout,
             reconnect_max=args.reconnect_max,
             paxos=_paxos_settings(args),
+            allowed_modules=_allowed_modules(args),
         )
     except ListenError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -176,7 +176,8 @@ def start_node(
     dials from its own address (so a firewall rule per address pair can
     partition nodes of one machine).
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
-    heartbeat_timeout, handshake_timeout, ssl_context, faults, ...).
+    heartbeat_timeout, handshake_timeout, ssl_context, faults, allowed_modules:
+    the module prefixes peers may spawn and start singletons from here, ...).
     """
     _check_settings(cluster_size, durability, voter)
     options = dict(host=host, base_port=base_port, cluster_size=cluster_size, seeds=tuple(seeds), cookie=cookie)
