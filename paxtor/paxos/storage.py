@@ -21,9 +21,12 @@ records for it (the caller encodes them) and tells it when they are durable.
   On a loaded node the hand-off to a thread and back (an OS wake-up, the
   GIL, a wake-up of the hub) cost about as much as a fast fsync itself and
   capped the node's rounds per second; blocking the hub for a fraction of a
-  millisecond costs less. One slow fsync moves later ones to the thread;
-  fast ones there move them back. ``inline_sync_limit=0`` keeps every
-  fsync on the thread.
+  millisecond costs less. One slow fsync moves later ones to the thread
+  (the hub must not wait on a slow disk twice); they move back only once
+  the average has fallen under half the limit and at least `SYNC_DWELL`
+  syncs ran on the thread (`SyncPlacement`: without that margin, a disk
+  hovering near the limit moved them back and forth every few syncs).
+  ``inline_sync_limit=0`` keeps every fsync on the thread.
 - Fail-stop: if a write or fsync fails (ENOSPC, EIO), no callback of the
   failed batch or any later one fires, the log logs `acceptor_log_failed` and
   every further `append` raises `AcceptorLogFailed`. An acceptor that cannot
@@ -93,6 +96,7 @@ __all__ = [
     "AcceptorLogError",
     "AcceptorLogFailed",
     "Durability",
+    "SyncPlacement",
     "Ticket",
     "fsync_directory",
     "make_directory_durably",
@@ -109,6 +113,38 @@ _LOCK_FILE = "LOCK"
 INLINE_SYNC_LIMIT = 0.002
 SETTLE_LIMIT = 0.0005
 _SYNC_AVERAGE_WEIGHT = 0.2  # of the newest fsync in the running average
+#: Syncs on the thread before they may move back to the hub, and how far under the limit
+#: the average must be by then (hysteresis: see `SyncPlacement`).
+SYNC_DWELL = 16
+SYNC_BACK_BELOW = 0.5
+
+
+class SyncPlacement:
+    """Where the log's write+fsync runs: in the hub (``inline``) or on the sync thread (pure).
+
+    To the thread as soon as the running average of recent syncs reaches
+    `limit`; back to the hub once it is under ``limit * SYNC_BACK_BELOW`` and
+    at least `SYNC_DWELL` syncs ran on the thread since the move.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.average = 0.0  # seconds per write+fsync, recent ones weighted most
+        self.inline = limit > 0
+        self._since_move = 0
+
+    def observe(self, took: float) -> bool:
+        """Account one sync that took `took` seconds; True if the placement moved."""
+        self.average += _SYNC_AVERAGE_WEIGHT * (took - self.average)
+        self._since_move += 1
+        if self.inline:
+            move = self.average >= self.limit
+        else:
+            move = self.average < self.limit * SYNC_BACK_BELOW and self._since_move >= SYNC_DWELL
+        if move:
+            self.inline = not self.inline
+            self._since_move = 0
+        return move
 
 
 class AcceptorLogError(Exception):
@@ -333,8 +369,7 @@ class AcceptorLog:
         self._wakeup = gevent.event.Event()
         self._sync_thread = _SyncThread(self._hub) if durability == "fsync" else None
         self._settle = _Settle(self._hub, settle_limit) if durability == "fsync" and settle_limit > 0 else None
-        self._inline_sync_limit = inline_sync_limit
-        self._sync_average = 0.0  # seconds per write+fsync, recent batches weighted most
+        self._placement = SyncPlacement(inline_sync_limit)
         self._writer = gevent.spawn(self._run_writer)
 
     # --- opening and replay -------------------------------------------------
@@ -477,19 +512,18 @@ class AcceptorLog:
 
     def _sync(self, data: bytes) -> None:
         """Write and fsync ``data``: in the hub while the disk is fast, else on the sync thread."""
-        inline = self._sync_average < self._inline_sync_limit
-        if inline:
+        placement = self._placement
+        if placement.inline:
             took = self._timed_write_and_sync(self._fd, data)
         else:
             assert self._sync_thread is not None
             took = self._sync_thread.apply(self._timed_write_and_sync, (self._fd, data))
-        self._sync_average += _SYNC_AVERAGE_WEIGHT * (took - self._sync_average)  # type: ignore[operator]
-        if inline != (self._sync_average < self._inline_sync_limit):
+        if placement.observe(took):  # type: ignore[arg-type]
             log.info(
                 "acceptor_log_sync_moved",
                 directory=str(self.directory),
-                to="sync_thread" if inline else "hub",
-                average_ms=round(self._sync_average * 1e3, 3),
+                to="hub" if placement.inline else "sync_thread",
+                average_ms=round(placement.average * 1e3, 3),
             )
 
     def _timed_write_and_sync(self, fd: int, data: bytes) -> float:

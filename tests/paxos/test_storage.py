@@ -30,6 +30,8 @@ from paxtor.paxos.log_format import (
 )
 from paxtor.paxos.node_meta import META_FILE, NodeMeta, NodeMetaCorrupt
 from paxtor.paxos.storage import (
+    SYNC_DWELL,
+    SyncPlacement,
     AcceptorLog,
     AcceptorLogClosed,
     AcceptorLogCorrupt,
@@ -261,6 +263,40 @@ def test_fsyncs_run_in_the_hub_while_fast_and_on_the_sync_thread_once_slow(tmp_p
     assert threads[0] == hub_thread and hub_thread not in threads[1:] and len(threads) == 3
     (moved,) = events(logs, "acceptor_log_sync_moved")
     assert moved["to"] == "sync_thread"
+
+
+def test_sync_placement_moves_to_the_thread_at_once_and_back_only_with_margin():
+    placement = SyncPlacement(0.002)
+    assert placement.inline
+    moves = [placement.observe(t) for t in [0.0005] * 5 + [0.02]]
+    assert moves == [False] * 5 + [True] and not placement.inline  # one slow sync moves at once
+    moves = [placement.observe(0.0001) for _ in range(SYNC_DWELL + 5)]
+    assert moves.index(True) == SYNC_DWELL - 1 and moves.count(True) == 1 and placement.inline
+    assert SyncPlacement(0.0).inline is False  # a zero limit: always the thread
+
+
+def test_sync_placement_does_not_flap_on_a_disk_near_the_limit():
+    placement = SyncPlacement(0.002)
+    # a disk whose syncs hover around the limit: a single threshold moved at nearly every swing
+    durations = [0.003, 0.003, 0.003, 0.0012, 0.0012, 0.0012] * 20
+    assert sum(placement.observe(t) for t in durations) == 1
+
+
+def test_an_injected_slow_fsync_moves_the_syncs_once_not_back_and_forth(tmp_path):
+    pattern = iter([0.003, 0.003, 0.003, 0.0012, 0.0012, 0.0012] * 10)
+    opened = False
+
+    def slow_fsync(fd):
+        os.fsync(fd)
+        if opened:  # the records' syncs, in the hub or on the sync thread as placed
+            time.sleep(next(pattern, 0.0))
+
+    with capture_logs() as logs, AcceptorLog.open(tmp_path, fsync=slow_fsync) as alog:
+        opened = True
+        for i in range(60):
+            assert alog.append(b"r%d" % i).wait(10)
+    moved = events(logs, "acceptor_log_sync_moved")
+    assert [e["to"] for e in moved] == ["sync_thread"]
 
 
 def test_a_failing_callback_does_not_stop_the_others(tmp_path):
