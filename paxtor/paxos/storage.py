@@ -31,7 +31,18 @@ records for it (the caller encodes them) and tells it when they are durable.
   failed batch or any later one fires, the log logs `acceptor_log_failed` and
   every further `append` raises `AcceptorLogFailed`. An acceptor that cannot
   persist must stop voting. A failed fsync is never retried: after one the
-  kernel may already have dropped the dirty pages.
+  kernel may already have dropped the dirty pages, and what a read of the
+  file shows past the last successful fsync proves nothing.
+- Resuming (`resume`): the caller hands over its whole state, and the log
+  makes it durable without trusting anything written since the last
+  successful fsync. It cuts the current segment back to the end of that
+  fsync (the acknowledged records) and syncs the cut, removes what failed
+  rotations or earlier attempts left past it, starts a new segment <g+1>
+  and installs snapshot <g+1> of the state, as a compaction does; then it
+  takes appends again. A crash at any step leaves a directory that replays
+  to the acknowledged records, or to the whole state; nothing acknowledged
+  is ever lost, and the records of the failed batches were never
+  acknowledged. If the disk still refuses, the log stays failed.
 - Replay (`open` then `records()`): the snapshot, then the segments after it.
   A torn tail of the LAST segment (a bad or partial frame with nothing valid
   after it: the crash cut the last batch, whose callbacks never fired) is cut
@@ -83,6 +94,7 @@ from paxtor.paxos.log_format import (
     ParsedFile,
     encode_header,
     encode_record,
+    generation_of,
     parse_file,
     plan_layout,
     segment_name,
@@ -352,7 +364,8 @@ class AcceptorLog:
         self.fsync_count = 0  # fsyncs of appended records (one per batch)
         self._fsync = fsync
         self._write = write
-        self._on_failure = on_failure
+        #: called (in the writer greenlet) when a write or fsync fails; may be set after open
+        self.on_failure = on_failure
         self._step_hook = step_hook
         self._lock_fd = lock_fd
         self._records: list[bytes] = recovered.records if recovered else []
@@ -562,11 +575,81 @@ class AcceptorLog:
         item.fail(failure)
         while self._queue:
             self._queue.popleft().fail(failure)
-        if self._on_failure is not None:
+        if self.on_failure is not None:
             try:
-                self._on_failure(failure)
+                self.on_failure(failure)
             except Exception:
                 log.exception("acceptor_log_failure_callback_failed")
+
+    # --- resuming after a failure ---------------------------------------------
+
+    def resume(self, snapshot: Iterable[bytes]) -> None:
+        """After a failure: make `snapshot` (the caller's whole state now, as records) durable
+        as a new generation, then take appends again (see the module docstring).
+
+        Blocks the calling greenlet while files are written (the hub runs on).
+        Raises the OSError if the disk still refuses: the log stays failed and
+        this may be called again. Does nothing on a healthy log.
+        """
+        if self._failure is None:
+            return
+        if self._closing:
+            raise AcceptorLogClosed("the acceptor log is closed")
+        frames = []
+        for record in snapshot:
+            if not isinstance(record, (bytes, bytearray, memoryview)):
+                raise TypeError(f"records are bytes, got {type(record).__name__}")
+            frames.append(encode_record(bytes(record)))
+        if self._compaction is not None:
+            self._compaction.join()  # it fails with the log, or it finished: either way it is over
+        self._writer.join()  # gone since the failure; it closed the segment and the sync thread
+        generation = self._generation
+        durable_end = HEADER_SIZE + self._segment_bytes.get(generation, 0)
+        fd, size = self._hub.threadpool.apply(self._rebuild, (frames, generation, durable_end))
+        if self._closing:  # closed while the files were written
+            os.close(fd)
+            raise AcceptorLogClosed("the acceptor log is closed")
+        self._fd, self._generation = fd, generation + 1
+        self._segment_bytes = {generation + 1: 0}
+        self._snapshot_bytes = size
+        self._placement = SyncPlacement(self._placement.limit)
+        self._failure = None
+        self._sync_thread = _SyncThread(self._hub)
+        self._writer = gevent.spawn(self._run_writer)
+        log.info("acceptor_log_resumed", directory=str(self.directory), generation=generation + 1,
+                 records=len(frames), snapshot_bytes=size)
+
+    def _rebuild(self, frames: list[bytes], generation: int, durable_end: int) -> tuple[int, int]:
+        """In a threadpool thread: cut segment <generation> to `durable_end`, clear what lies past
+        it, then segment and snapshot <generation + 1>. The new segment's fd and the snapshot size."""
+        directory = self.directory
+        assert directory is not None
+        current = directory / segment_name(generation)
+        if current.exists():
+            fd = os.open(current, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, durable_end)
+                self._fsync(fd)
+            finally:
+                os.close(fd)
+            self._step("resume_truncated")
+        leftovers = [name for name in os.listdir(directory) if (generation_of(name) or 0) > generation]
+        for name in leftovers:
+            (directory / name).unlink(missing_ok=True)
+        fsync_directory(directory, self._fsync)
+        self._step("resume_cleared")
+        fd = _create_segment(directory, generation + 1, self._fsync)
+        try:
+            self._step("segment_rotated")
+            size = self._write_snapshot(frames, generation + 1)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:  # the new generation is the durable state now; what it replaced is mere leftovers
+            self._remove_obsolete()
+        except OSError as error:
+            log.warning("acceptor_log_leftovers_kept", directory=str(directory), error=repr(error))
+        return fd, size
 
     # --- compaction ---------------------------------------------------------
 
@@ -643,7 +726,14 @@ class AcceptorLog:
 
     def _install_snapshot(self, frames: list[bytes], generation: int) -> int:
         """In a threadpool thread: write, fsync, rename, fsync dir, then delete older files."""
+        size = self._write_snapshot(frames, generation)
+        self._remove_obsolete()
+        return size
+
+    def _write_snapshot(self, frames: list[bytes], generation: int) -> int:
+        """Snapshot <generation> in place, durably (temp file, fsync, rename, fsync dir); its size."""
         directory = self.directory
+        assert directory is not None
         final = directory / snapshot_name(generation)
         temp = directory / (snapshot_name(generation) + TMP_SUFFIX)
         header = encode_header(FileHeader(KIND_SNAPSHOT, generation, len(frames)))
@@ -662,12 +752,17 @@ class AcceptorLog:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        return len(data)
+
+    def _remove_obsolete(self) -> None:
+        """Delete the files the newest snapshot replaced (a replay ignores them anyway)."""
+        directory = self.directory
+        assert directory is not None
         for name in plan_layout(os.listdir(directory)).obsolete:
             (directory / name).unlink(missing_ok=True)
             self._step(f"removed {name}")
         fsync_directory(directory, self._fsync)
         self._step("compaction_done")
-        return len(data)
 
     def _step(self, name: str) -> None:
         if self._step_hook is not None:
