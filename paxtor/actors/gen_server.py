@@ -78,47 +78,26 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
-class _NoReplyType:
-    """The type of `NoReply` (a singleton)."""
+class _Sentinel:
+    """A named singleton value (`NoReply`, `Ignore`): compared by identity, shown by name."""
 
-    _instance: _NoReplyType | None = None
+    __slots__ = ("_name",)
 
-    def __new__(cls) -> _NoReplyType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __repr__(self) -> str:
-        return "NoReply"
+        return self._name
 
     def __reduce__(self) -> str:
-        return "NoReply"
+        return self._name  # pickled by reference: the module attribute of that name
 
 
 #: Returned by `handle_call` to reply later with `reply(caller, value)`.
-NoReply = _NoReplyType()
-
-
-class _IgnoreType:
-    """The type of `Ignore` (a singleton)."""
-
-    _instance: _IgnoreType | None = None
-
-    def __new__(cls) -> _IgnoreType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "Ignore"
-
-    def __reduce__(self) -> str:
-        return "Ignore"
-
-
+NoReply = _Sentinel("NoReply")
 #: Returned by `init` to start nothing: the start returns None and a supervisor
 #: keeps the child's spec without a process (OTP's ``ignore``).
-Ignore = _IgnoreType()
+Ignore = _Sentinel("Ignore")
 
 _NO_REPLY: Any = object()
 _NO_ARG: Any = object()

@@ -595,11 +595,7 @@ class AcceptorLog:
             return
         if self._closing:
             raise AcceptorLogClosed("the acceptor log is closed")
-        frames = []
-        for record in snapshot:
-            if not isinstance(record, (bytes, bytearray, memoryview)):
-                raise TypeError(f"records are bytes, got {type(record).__name__}")
-            frames.append(encode_record(bytes(record)))
+        frames = _frames(snapshot)
         if self._compaction is not None:
             self._compaction.join()  # it fails with the log, or it finished: either way it is over
         self._writer.join()  # gone since the failure; it closed the segment and the sync thread
@@ -688,11 +684,7 @@ class AcceptorLog:
         self._check_usable()
         if self._compaction is not None:
             raise AcceptorLogError("a compaction is already running")
-        frames = []
-        for record in snapshot:
-            if not isinstance(record, (bytes, bytearray, memoryview)):
-                raise TypeError(f"records are bytes, got {type(record).__name__}")
-            frames.append(encode_record(bytes(record)))
+        frames = _frames(snapshot)
         done = _Completion()
         if self.durability == "memory":
             done.complete()
@@ -796,6 +788,16 @@ class AcceptorLog:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _frames(records: Iterable[bytes]) -> list[bytes]:
+    """A snapshot's records framed for a file; TypeError for a record that is not bytes."""
+    frames = []
+    for record in records:
+        if not isinstance(record, (bytes, bytearray, memoryview)):
+            raise TypeError(f"records are bytes, got {type(record).__name__}")
+        frames.append(encode_record(bytes(record)))
+    return frames
 
 
 def _fire_callbacks(batch: _Batch) -> None:
