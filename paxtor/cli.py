@@ -31,7 +31,7 @@ import structlog
 from greenlet import getcurrent
 
 from paxtor.actors.connection import ListenError
-from paxtor.paxos.node_meta import NodeMetaCorrupt
+from paxtor.paxos.node_meta import NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import AcceptorLogError
 
 __all__ = ["main", "build_parser", "configure_logging"]
@@ -82,7 +82,7 @@ def _node_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Paxtor: CP locks and singleton processes on gevent.")
-    commands = parser.add_subparsers(dest="command", metavar="{node,demo}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{node,demo,cluster}", parser_class=_Parser)
     node = commands.add_parser("node", help="start a node (and a shell)", description=__doc__.split("\n\n")[1])
     node.add_argument("name", type=_node_name, metavar="_|N", help="'_' for the next free number, or N for nodeN")
     node.add_argument("--cluster-size", type=int, default=3, help="voters are node1..nodeN (default 3)")
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--data-dir", default=None, help="where durable state lives (default ./paxtor-data)")
     node.add_argument("--durability", choices=("fsync", "memory"), default="fsync")
     node.add_argument("--client", action="store_true", help="join without voting")
+    node.add_argument("--voter", action="store_true",
+                      help="run an acceptor even if N is above --cluster-size (it votes once added: paxtor cluster add)")
     node.add_argument("--allow-modules", action="append", default=None, metavar="PREFIX[,...]",
                       help="only these modules (and those under them) may be named by remote spawns and "
                            "singleton starts here, e.g. myapp,paxtor.demo (default: any importable module)")
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
                       help="largest key and value of one request, encoded (default 1572864: 1.5 MiB)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
+    from paxtor.cluster_command import add_cluster_parser
+
+    add_cluster_parser(commands)
     return parser
 
 
@@ -151,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(level="error")
         return run_demo()
+    if args.command == "cluster":
+        from paxtor.cluster_command import run_cluster
+
+        return run_cluster(args)
     sys.stderr.write(f"usage: {PROG} {{node,demo}} ... (see {PROG} --help)\n")
     return 2
 
@@ -192,6 +201,11 @@ def run_node(args: argparse.Namespace) -> int:
     from paxtor.node import start_node
 
     configure_logging(args.log_json, args.log_level)
+    if args.name != "_" and int(args.name[4:]) > args.cluster_size and not (args.voter or args.client):
+        return _fail(
+            f"{args.name} is not one of the voters a cluster is founded with (node1..node{args.cluster_size}): "
+            "pass --client to join as a client, or --voter to run an acceptor you then add (paxtor cluster add)"
+        )
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
     hosts = dict(pair for group in args.hosts for pair in group)
     own_host = hosts.get(int(args.name[4:]), args.host) if args.name != "_" else args.host
@@ -206,7 +220,7 @@ def run_node(args: argparse.Namespace) -> int:
             cookie=args.cookie,
             data_dir=args.data_dir,
             durability=args.durability,
-            voter=not args.client,
+            voter=args.voter or not args.client,
             heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout,
             handshake_timeout=args.handshake_timeout,
@@ -223,7 +237,7 @@ def run_node(args: argparse.Namespace) -> int:
         return _fail(f"cannot listen on {own_host}: {exc.strerror or exc}")
     except (ValueError, TypeError, CookieError) as exc:
         return _fail(str(exc))
-    except (AcceptorLogError, NodeMetaCorrupt) as exc:  # the data directory: refused, never guessed at
+    except (AcceptorLogError, NodeMetaCorrupt, NodeMetaMismatch) as exc:  # the data directory: refused, never guessed at
         structlog.get_logger(__name__).error("node_refused", node=args.name, reason=str(exc))
         return _fail(str(exc))
     except OSError as exc:  # anything else the start touched: the data directory (a full disk...)

@@ -1,6 +1,6 @@
-"""A Paxtor node: a distributed actor node plus the node services (later:
-PaxosKV) under one root supervisor. `start_node` is what `python -m paxtor
-node` and applications call (DESIGN section 4)."""
+"""A Paxtor node: a distributed actor node plus the node services (PaxosKV,
+locks, singletons) under one root supervisor. `start_node` is what
+`python -m paxtor node` and applications call (see the README's API)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from paxtor.actors.distribution import DistributedNode, host_map, start_distribu
 from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send
-from paxtor.paxos.services import PaxosConfig, PaxosNode, node_incarnation, paxos_supervisor_spec
+from paxtor.paxos.node_meta import NodeMeta
+from paxtor.paxos.services import PaxosConfig, PaxosNode, open_node_meta, paxos_supervisor_spec
 
 __all__ = ["Node", "start_node", "DURABILITY_MODES", "node_services", "MAX_AUTO_NUMBER"]
 
@@ -54,9 +55,11 @@ class Node:
         data_dir: Path | None,
         durability: str,
         voter: bool,
+        meta: NodeMeta,
         paxos: dict[str, Any] | None = None,
     ) -> None:
         self.dist = dist
+        self.meta = meta
         self.name = dist.name
         self.cluster_size = cluster_size
         self.data_dir = data_dir
@@ -64,9 +67,15 @@ class Node:
         self.voter = voter
         self.root_supervisor: Any = None
         self._root: Any = None
-        config = PaxosConfig(voters=self.voters, voter=voter, durability=durability, data_dir=data_dir, **(paxos or {}))
+        initial = tuple(numbered_name(i) for i in range(1, cluster_size + 1))
+        config = PaxosConfig(voters=initial, voter=voter, durability=durability, data_dir=data_dir, **(paxos or {}))
         #: this node's PaxosKV state (its acceptor log is open while the node runs)
-        self.paxos = PaxosNode(config, dist.local)
+        self.paxos = PaxosNode(config, dist.local, cluster=meta.cluster, on_cluster=self._joined)
+
+    def _joined(self, cluster: str) -> None:
+        """PaxosKV founded or joined ``cluster``: node.meta records it, handshakes carry it."""
+        self.meta.set_cluster(cluster)
+        self.dist.set_cluster(cluster)
 
     def __repr__(self) -> str:
         role = "voter" if self.voter else "client"
@@ -74,8 +83,15 @@ class Node:
 
     @property
     def voters(self) -> tuple[str, ...]:
-        """The configured voters: ``node1 .. node<cluster_size>``."""
-        return tuple(numbered_name(i) for i in range(1, self.cluster_size + 1))
+        """The cluster's voters: those of its voter configuration once this node knows it,
+        else the ones a new cluster is founded with (``node1 .. node<cluster_size>``)."""
+        config = self.paxos.voter_config
+        return config.voters if config is not None else self.paxos.initial_voters
+
+    @property
+    def cluster(self) -> str:
+        """The id of this node's cluster ("" until it founds or joins one)."""
+        return self.paxos.cluster
 
     @property
     def running(self) -> bool:
@@ -163,9 +179,11 @@ def start_node(
 
     `name` is ``"nodeN"``, a number N, or ``"_"``/None for the lowest free
     number on this host (the first ``base_port + N`` that can be bound).
-    The voters are ``node1 .. node<cluster_size>``; another number joins
-    as a client (not voting) — an explicit name must then say
-    ``voter=False``. `durability` is "fsync" (acceptor state in
+    A new cluster is founded with the voters ``node1 .. node<cluster_size>``
+    once all of them are up (later changes: `paxtor.cluster`). ``voter``:
+    the node has an acceptor, so it votes once it is one of the cluster's
+    voters (a node of another name or number waits to be added); with
+    ``"_"``, a number above ``cluster_size`` joins as a client. `durability` is "fsync" (acceptor state in
     `data_dir`/<name>, default ``./paxtor-data``) or "memory" (tests).
     `paxos` overrides PaxosKV settings (`paxtor.paxos.PaxosConfig`: lease,
     margin, max_drift, timeout, ...). A durable node's incarnation comes
@@ -185,7 +203,7 @@ def start_node(
         options["hosts"] = host_map(hosts)
     options.update(distribution)
     if name is None or name == "_":
-        dist = _start_lowest_free(options, data_dir, durability)
+        dist, meta = _start_lowest_free(options, data_dir, durability)
         number = node_number(dist.name)
         if voter and number is not None and number > cluster_size:
             log.warning("joined_as_client", node=dist.name, reason=f"the voters node1..node{cluster_size} are running")
@@ -193,13 +211,8 @@ def start_node(
     else:
         if isinstance(name, int) and not isinstance(name, bool):
             name = numbered_name(name)
-        number = node_number(name) if isinstance(name, str) else None
-        if voter and (number is None or number > cluster_size):
-            raise ValueError(
-                f"{name!r} cannot vote: the voters are node1..node{cluster_size} (pass voter=False to join as a client)"
-            )
-        incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
-        dist = start_distributed(name, incarnation=incarnation, **options)  # type: ignore[arg-type]
+        meta = open_node_meta(_resolve_data_dir(data_dir, name, durability), durability, name)
+        dist = start_distributed(name, incarnation=meta.incarnation, cluster=meta.cluster, **options)  # type: ignore[arg-type]
     node = None
     try:
         node = Node(
@@ -208,6 +221,7 @@ def start_node(
             data_dir=_resolve_data_dir(data_dir, dist.name, durability),
             durability=durability,
             voter=voter,
+            meta=meta,
             paxos=paxos,
         )
         node._start_services()
@@ -220,7 +234,7 @@ def start_node(
     return node
 
 
-def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) -> DistributedNode:
+def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) -> tuple[DistributedNode, NodeMeta]:
     """`start_distributed` for node1, node2, ...: the first whose port binds.
 
     The port is probed before the node's incarnation is taken from its data
@@ -233,8 +247,8 @@ def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) 
         if not _port_free(options.get("hosts", {}).get(number, options["host"]), options["base_port"] + number):
             continue
         try:
-            incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
-            return start_distributed(name, incarnation=incarnation, **options)
+            meta = open_node_meta(_resolve_data_dir(data_dir, name, durability), durability, name)
+            return start_distributed(name, incarnation=meta.incarnation, cluster=meta.cluster, **options), meta
         except ListenError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise

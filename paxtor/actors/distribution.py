@@ -38,7 +38,7 @@ import structlog
 from gevent.hub import get_hub
 from greenlet import getcurrent
 
-from paxtor.actors.connection import Connection, ConnectionConfig
+from paxtor.actors.connection import ClusterId, Connection, ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.discovery import Target, dial_targets, listen_port, node_number
 from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, spawn_reply_frame
@@ -179,6 +179,17 @@ class DistributedNode:
         log.info("distribution_started", node=self.name, incarnation=self.incarnation, host=self.host, port=self.port)
 
     # -- queries -------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> str:
+        """The id of this node's cluster ("" while it does not know it)."""
+        return self.config.cluster.value
+
+    def set_cluster(self, cluster: str) -> None:
+        """This node now belongs to ``cluster``: later handshakes tell and check it."""
+        if self.config.cluster.value and self.config.cluster.value != cluster:
+            raise ValueError(f"node {self.name} already belongs to cluster {self.config.cluster.value!r}")
+        self.config.cluster.value = cluster
 
     @property
     def port(self) -> int:
@@ -415,6 +426,7 @@ def start_distributed(
     reconnect_max: float = 5.0,
     faults: FaultInjector | None = None,
     hosts: Mapping[int | str, str] | None = None,
+    cluster: str = "",
     allowed_modules: Iterable[str] | None = None,
 ) -> DistributedNode:
     """Start node `name` in this OS process, listening and connected to its peers.
@@ -429,7 +441,9 @@ def start_distributed(
     other than `host` ({N or "nodeN": address}, e.g. one 127.0.0.0/8
     address per node): ``nodeN`` listens on, and is dialed at, its address;
     with `hosts` given, every dial leaves from this node's own address, so
-    per-address firewall rules can cut one node off. `allowed_modules`
+    per-address firewall rules can cut one node off. `cluster` is the id of
+    the cluster the node belongs to ("" until it learns it, `set_cluster`):
+    a peer of another cluster is refused at the handshake. `allowed_modules`
     (module prefixes, e.g. ``["myapp", "paxtor.demo"]``) limits what peers may
     spawn here by name (and what singletons this node starts); None allows any
     importable function, as Erlang's rpc does. Raises `ListenError` (an
@@ -454,6 +468,7 @@ def start_distributed(
         server_ssl_context=server_ctx,
         client_ssl_context=client_ctx,
         faults=faults,
+        cluster=ClusterId(cluster),
     )
     local = LocalNode.start(name, config.incarnation)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from paxtor.paxos.collection import max_request_time
 from paxtor.paxos.lease import silence_threshold
-from paxtor.paxos.proposer import majority
+from paxtor.paxos.voter_config import check_voter_names
 from paxtor.paxos.wire_format import MAX_ENCODED_SIZE
 
 __all__ = ["PaxosConfig", "numbered_voters", "MAX_REQUEST_BYTES"]
@@ -42,9 +42,11 @@ def _positive(name: str, value: float) -> None:
 class PaxosConfig:
     """How one node takes part in PaxosKV.
 
-    ``voters``: the configured voter names (quorum is a majority of THESE,
-    never of the connected nodes). ``voter``: whether this node votes (it
-    must then be one of ``voters``). ``lease``/``margin``/``max_drift``: the
+    ``voters``: the voters a new cluster is founded with (later changes are
+    decided by the cluster: `paxtor.paxos.voter_config`; quorum is always
+    counted against the configuration, never the connected nodes). ``voter``:
+    whether this node has an acceptor (it must then be one of ``voters``; it
+    votes once it belongs to the cluster's configuration). ``lease``/``margin``/``max_drift``: the
     safety model. ``heartbeat_interval``: how often the lease is renewed
     (default lease/4). ``timeout``: default time a `put`/`get`/`propose`
     may take before `NoQuorum`. ``attempt_timeout``: one round's wait for
@@ -57,6 +59,8 @@ class PaxosConfig:
     ``tombstone_ttl``: a key emptied this long ago is dropped from every voter
     once all are connected (`paxtor.paxos.collector`; None: never). No
     request retries for longer than about half of it (its op mark must outlive it).
+    ``resume_change_after``: a change of the voters found half-way (a joint
+    configuration) this long is finished by a voter (its coordinator died).
     ``max_request_bytes``: the most a request's key and value (or the register a
     change function makes) may take encoded; more is a ValueError in the caller,
     before anything is sent. Every message of a round carries them, every voter
@@ -81,21 +85,17 @@ class PaxosConfig:
     compact_ratio: float = 4.0
     compact_min_bytes: int = 1 << 20
     tombstone_ttl: float | None = 60.0
+    resume_change_after: float = 30.0
     max_request_bytes: int = MAX_REQUEST_BYTES
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        voters = tuple(self.voters)
-        if not voters or not all(isinstance(v, str) and v for v in voters):
-            raise ValueError(f"voters must be a non-empty list of node names, got {self.voters!r}")
-        if len(set(voters)) != len(voters):
-            raise ValueError(f"duplicate voters: {voters!r}")
-        object.__setattr__(self, "voters", voters)
+        object.__setattr__(self, "voters", check_voter_names(self.voters))
         if self.durability not in ("fsync", "memory"):
             raise ValueError(f"durability must be 'fsync' or 'memory', got {self.durability!r}")
         if self.durability == "fsync" and self.voter and self.data_dir is None:
             raise ValueError("a durable voter needs a data_dir")
-        for name in ("lease", "timeout", "attempt_timeout", "release_stagger", "compact_ratio"):
+        for name in ("lease", "timeout", "attempt_timeout", "release_stagger", "compact_ratio", "resume_change_after"):
             _positive(name, getattr(self, name))
         if self.thrifty_after is not None:
             _positive("thrifty_after", self.thrifty_after)
@@ -113,10 +113,6 @@ class PaxosConfig:
             raise ValueError(
                 f"max_request_bytes must be an int from {MIN_REQUEST_BYTES} to {MAX_ENCODED_SIZE}, got {size!r}"
             )
-
-    @property
-    def quorum(self) -> int:
-        return majority(self.voters)
 
     @property
     def silence(self) -> float:
