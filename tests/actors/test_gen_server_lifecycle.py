@@ -18,7 +18,6 @@ from paxtor.actors import (
     GenServer,
     Ignore,
     ReceiveTimeout,
-    Stop,
     Supervisor,
     call,
     monitor,
