@@ -51,7 +51,6 @@ def _name(text: str) -> str:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from paxtor import cluster
     from paxtor.cli import configure_logging
     from paxtor.node import start_node
     from paxtor.paxos.errors import NoQuorum
@@ -89,19 +88,13 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def _reach(node: Any, names: list[str], deadline: float) -> None:
-    """Dial the configuration's voters and the nodes named; wait (until `deadline`) for a
-    quorum of the voters and every node to be added to say what they are (a change checks
-    that a new voter runs an acceptor). A voter that is down does not hold the command up."""
+    """Dial the configuration's voters and the nodes named, and wait (until `deadline`) for
+    a quorum of the voters to say what they are: the command's rounds need them. A voter
+    that is down does not hold it up."""
     config = node.paxos.voter_config
     for name in sorted({*config.members, *names} - {node.name}):
         gevent.spawn(node.dist.connect, name, max(0.1, deadline - time.monotonic()))
-    new = [name for name in names if not config.is_member(name)]
-
-    def ready() -> bool:
-        heard = node.paxos.peers
-        return all(name in heard for name in new) and config.is_quorum([v for v in config.members if v in heard])
-
-    while not ready() and time.monotonic() < deadline:
+    while not config.is_quorum([v for v in config.members if v in node.paxos.peers]) and time.monotonic() < deadline:
         gevent.sleep(0.05)
 
 

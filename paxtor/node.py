@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
+from paxtor.actors.connection import ListenError
 from paxtor.actors.discovery import node_number, numbered_name
 from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
 from paxtor.actors.messages import Down
@@ -193,7 +194,8 @@ def start_node(
     dials from its own address (so a firewall rule per address pair can
     partition nodes of one machine).
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
-    heartbeat_timeout, handshake_timeout, ssl_context, faults, ...).
+    heartbeat_timeout, handshake_timeout, ssl_context, faults, allowed_modules:
+    the module prefixes peers may spawn and start singletons from here, ...).
     """
     _check_settings(cluster_size, durability, voter)
     options = dict(host=host, base_port=base_port, cluster_size=cluster_size, seeds=tuple(seeds), cookie=cookie)
@@ -247,10 +249,10 @@ def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) 
         try:
             meta = open_node_meta(_resolve_data_dir(data_dir, name, durability), durability, name)
             return start_distributed(name, incarnation=meta.incarnation, cluster=meta.cluster, **options), meta
-        except OSError as exc:
+        except ListenError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-    raise OSError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
+    raise ListenError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
 
 
 def _port_free(host: str, port: int) -> bool:

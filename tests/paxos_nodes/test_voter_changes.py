@@ -13,7 +13,7 @@ import paxtor
 from paxtor import cluster as voters_api
 from paxtor import paxos
 from paxtor.paxos.reconfig import SYSTEM_BUCKET, VOTERS_KEY, install_on, set_config
-from paxtor.testing import wait_until
+from paxtor.testing import wait_for_nodes, wait_until
 
 from .conftest import WAIT, Cluster
 
@@ -47,6 +47,7 @@ def test_an_added_voter_gets_every_key_and_votes(cluster: Cluster):
     _fill(nodes[0])
     node4 = cluster.start(4, voter=True)  # an acceptor that is not a voter yet
     wait_until(lambda: node4.paxos.voter_config is not None, WAIT)
+    wait_for_nodes(node4, cluster.voters)  # the change's install and bulk copy reach it
     assert node4.paxos.role == "client"
     assert nodes[0].run(voters_api.add_voter, "node4") == ("node1", "node2", "node3", "node4")
     wait_until(lambda: node4.paxos.role == "voter", WAIT)
@@ -135,6 +136,8 @@ def test_a_change_whose_coordinator_dies_is_finished_by_a_voter(cluster: Cluster
     client = cluster.start(6, voter=False)  # the coordinator: it dies after step 1
     node4 = cluster.start(4, voter=True)
     wait_until(lambda: client.paxos.voter_config is not None and node4.paxos.voter_config is not None, WAIT)
+    for node in (client, node4):  # node6 never meets node4: the joint quorum needs all three voters
+        wait_for_nodes(node, cluster.voters)
 
     def begin_change() -> None:
         current = client.paxos.voter_config
