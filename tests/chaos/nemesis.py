@@ -266,7 +266,7 @@ class Nemesis:
             self.cluster.cont(fault.targets[0])
             self.note(f"SIGCONT {fault.targets[0]}")
         elif fault.kind == "wipe":
-            self.voter_faults.restart_wiped(fault.targets[0])
+            self.voter_faults.wipe_end(fault.targets[0])
         elif fault.kind == "wipe_holder":
             self.voter_faults.wipe_holder_end()
         elif fault.kind == "reconfigure":

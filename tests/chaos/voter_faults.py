@@ -2,7 +2,10 @@
 
 - ``wipe``: kill -9 a voter, delete its data directory, start it again with
   the same command after the fault's hold. It comes back as a learner and
-  catches up by itself (README: Voters that lose their disk).
+  catches up by itself (README: Voters that lose their disk); the fault ends
+  once it has (or after `STEP_TIMEOUT`, noted): a fault that took other
+  voters away before that would be the loss of a majority's state, which no
+  consensus survives.
 - ``wipe_holder``: the schedule that loses writes if a wiped voter votes
   before it caught up. A minority of the voters is stopped while the cold
   probe (`Probe`) writes fresh keys and takes a fresh lock (only the others
@@ -55,7 +58,7 @@ STEP_TIMEOUT = 15.0
 CHANGE_TIMEOUT = 30.0
 #: Seconds a fault of each kind takes beyond its gap and hold (starting nodes, changes,
 #: the probe's phases): the runner plans the workloads' deadline with it.
-EXTRA_SECONDS = {"wipe_holder": 3.0, "reconfigure": 10.0}
+EXTRA_SECONDS = {"wipe": 1.0, "wipe_holder": 3.0, "reconfigure": 12.0}
 
 
 class Probe:
@@ -128,6 +131,10 @@ class VoterFaults:
     def restart_wiped(self, name: str) -> None:
         pid = self.cluster.restart(name)
         self.note(f"restart {name} (pid {pid}) with an empty directory: a learner until it catches up")
+
+    def wipe_end(self, name: str) -> None:
+        self.restart_wiped(name)
+        self.note(f"{name}: {self._votes_again(name)}")
 
     # -- wipe_holder ------------------------------------------------------------------------
 
