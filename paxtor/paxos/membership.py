@@ -248,7 +248,7 @@ class MembershipServer(GenServer):
         if hello.cluster and not node.cluster and node.acceptor is None:
             node.adopt_cluster(hello.cluster)  # a client joins whatever its peers belong to
         elif hello.cluster and not node.cluster and node.acceptor is not None:
-            self._join(hello.cluster)
+            self._join(hello.cluster, hello.config)
         if hello.config is not None and hello.cluster and hello.cluster == node.cluster:
             node.install_config(hello.config)
         if hello.role == VOTER:
@@ -258,13 +258,19 @@ class MembershipServer(GenServer):
         if hello.answer:
             self._tell(hello.node)
 
-    def _join(self, cluster: str) -> None:
+    def _join(self, cluster: str, config: VoterConfig | None) -> None:
         """This voter meets an existing cluster with no cluster of its own: a blank acceptor
-        joins as a learner; one with state from before clusters had ids waits to be founded."""
+        joins, as a learner if the configuration names it (it lost its state), else as an
+        acceptor that votes once a change adds it; one with state from before clusters had
+        ids waits to be founded."""
         acceptor = self.node.acceptor
         assert acceptor is not None
         if acceptor.blank:
             self.node.adopt_cluster(cluster)
+            if config is not None and not config.is_member(self.node.name):
+                log.info("acceptor_joined", node=self.node.name, cluster=cluster,
+                         detail="not a voter yet: it votes once a change of the voters adds it")
+                return
             log.warning(
                 "voter_is_learner",
                 node=self.node.name,

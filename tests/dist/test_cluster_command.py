@@ -78,6 +78,7 @@ def test_one_seed_is_enough_to_add_a_voter(voters: LocalCluster):
     new one, by number (--base-port); its rounds need a quorum of them, not the seed alone."""
     node4 = voters.start(4, extra=["--voter"])
     node4.wait_for_log("voter_config_installed", WAIT)
+    assert node4.events("acceptor_joined") and not node4.events("voter_is_learner")  # new, it lost nothing
     status, out = _cli(voters, "add", "node4", "--base-port", str(voters.base_port), seeds=(1,))
     assert status == 0, out
     assert "voters: node1 node2 node3 node4" in out
