@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from paxtor.paxos.sim import Mutations, SimConfig, SimResult, replay_command, run_seed
+from paxtor.paxos.sim import MUTATIONS, Mutations, SimConfig, SimResult, replay_command, run_seed, scenario
 from paxtor.paxos.sim.faults import FAULT_KINDS, plan_faults
 
 CHUNK = 50
@@ -91,30 +91,45 @@ def test_clocks_beyond_the_drift_bound_can_break_ownership() -> None:
 
 # -- negative controls --------------------------------------------------------------
 
+# (mutation, checkers that may catch it, scenario: None for the swarm, else a fault plan
+# written by hand in `paxtor.paxos.sim.faults.SCENARIOS`)
 NEGATIVE_CONTROLS = [
-    ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}),
-    ("wiped_voter_votes", {"epochs", "linearizability", "owners"}),
-    ("unfloored_promises", {"promises", "epochs", "linearizability"}),
-    ("naive_delete", {"linearizability", "owners"}),
-    ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}),
-    ("no_lease_veto", {"owners"}),
-    ("no_op_marks", {"linearizability"}),
-    ("collect_on_quorum", {"linearizability", "epochs"}),
-    ("unfloored_collection", {"promises", "linearizability", "epochs"}),
-    ("no_epoch_floor", {"epochs", "linearizability"}),
+    ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}, None),
+    ("wiped_voter_votes", {"epochs", "linearizability", "owners"}, None),
+    ("unfloored_promises", {"promises", "epochs", "linearizability"}, None),
+    ("naive_delete", {"linearizability", "owners"}, None),
+    ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}, None),
+    ("no_lease_veto", {"owners"}, None),
+    ("no_op_marks", {"linearizability"}, None),
+    ("collect_on_quorum", {"linearizability", "epochs"}, None),
+    ("unfloored_collection", {"promises", "linearizability", "epochs"}, None),
+    ("no_epoch_floor", {"epochs", "linearizability"}, None),
+    ("no_migration", {"linearizability", "epochs"}, None),
+    ("no_joint", {"linearizability", "epochs"}, None),
+    ("readd_with_state", {"linearizability", "epochs"}, None),
+    ("no_change_wait", {"owners"}, "owner_cut"),
 ]
 
 
-@pytest.mark.parametrize(("mutation", "checkers"), NEGATIVE_CONTROLS)
-def test_negative_control_is_caught(mutation: str, checkers: set[str]) -> None:
+@pytest.mark.parametrize(("mutation", "checkers", "name"), NEGATIVE_CONTROLS)
+def test_negative_control_is_caught(mutation: str, checkers: set[str], name: str | None) -> None:
     mutations = Mutations.only(mutation)
+    config, plan = scenario(name) if name is not None else (SimConfig(), None)
     for seed in range(300):
-        result = run_seed(seed, mutations=mutations)
+        result = run_seed(seed, config, mutations, plan)
         if checkers & set(result.checkers()):
             # the same seed without the bug is clean: the catch is the bug's
-            assert run_seed(seed).ok
+            assert run_seed(seed, config, plan=plan).ok
             return
     pytest.fail(f"{mutation} was not caught in 300 seeds")
+
+
+#: deliberate bugs the swarm does not catch (none in 600 seeds), kept in `mutations` all the same
+UNCAUGHT = {"no_heartbeat_fence"}
+
+
+def test_every_mutation_is_a_negative_control() -> None:
+    assert {m for m, _, _ in NEGATIVE_CONTROLS} == set(MUTATIONS) - UNCAUGHT
 
 
 def test_cli_summary_and_replay_command() -> None:
