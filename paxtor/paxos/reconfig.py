@@ -56,6 +56,7 @@ __all__ = [
     "VOTERS_KEY",
     "catch_up_sources",
     "change_voters",
+    "check_new_voters",
     "finish_change",
     "migrate",
     "read_config",
@@ -180,10 +181,31 @@ def change_voters(node: PaxosNode, voters: Sequence[str], *, timeout: float = 12
         if set(current.voters) == set(target):
             return current
         joint = current.change_to(target)
+        check_new_voters(node, [v for v in target if not current.is_member(v)], deadline)
         log.info("voter_change_started", node=node.name, change=joint.describe())
         chosen = api.propose(VOTERS_KEY, set_config(current, joint), bucket=SYSTEM_BUCKET, timeout=_left(deadline))
         if current_config(chosen, current) == joint:
             return finish_change(node, joint, deadline)
+
+
+def check_new_voters(node: PaxosNode, names: Sequence[str], deadline: float) -> None:
+    """Refuse to add a voter whose acceptor holds keys: one removed earlier kept the values
+    it held then, and the voters may have collected since the tombstones that ended them;
+    added back, it would bring those values back (``docs/protocol.md``, Voter changes).
+    Asked after the configuration was read and before the change is chosen: no
+    configuration names the node in between, so nothing can give it a key meanwhile."""
+    from paxtor.paxos import api
+
+    for name in names:
+        try:
+            count = call((ACCEPTOR_NAME, name), ("key_count",), timeout=min(CALL_TIMEOUT, _left(deadline)))
+        except CallError as exc:
+            raise api.NoQuorum(f"could not ask {name} what it holds before adding it: {exc}") from None
+        if count:
+            raise ValueError(
+                f"{name} holds {count} keys from when it was a voter: stop it, delete its data "
+                "directory, start it again, then add it"
+            )
 
 
 def finish_left_change(node: PaxosNode, joint: VoterConfig) -> None:

@@ -9,7 +9,8 @@ import pytest
 from paxtor.paxos.acceptor import NACK_CONFIG, NACK_LEARNER, Accept, Accepted, Acceptor, Nack, Prepare, Promise
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
-from paxtor.paxos.register import Register
+from paxtor.paxos.proposer import Proposer
+from paxtor.paxos.register import Register, identity
 from paxtor.paxos.voter_config import VoterConfig
 
 B, K = "default", "key"
@@ -95,3 +96,52 @@ def test_a_learner_that_only_reads_lets_a_round_of_its_lost_promise_choose_twice
     accept = Accept(B, K, high, Register.empty().claim("two"), None, 1)
     took = {a.identity[0] for a in (L, Bv) if type(a.on_accept(accept, 0.0)[0]) is Accepted}
     assert took == {"L", "B"}  # "two" is chosen too: two values chosen for one key
+
+
+def _round(ballot: Ballot, register: Register, config: VoterConfig, *voters: Acceptor) -> None:
+    """``register`` promised and accepted at ``ballot`` by every one of ``voters``."""
+    for a in voters:
+        assert type(a.on_prepare(Prepare(B, K, ballot, None, config.version))[0]) is Promise
+        assert type(a.on_accept(Accept(B, K, ballot, register, None, config.version), 0.0)[0]) is Accepted
+
+
+def _read(ballot: Ballot, config: VoterConfig, *voters: Acceptor) -> Register | None:
+    """What a read by ``voters`` (a quorum of ``config``) proposes: None if it needs no phase 2."""
+    round_ = Proposer(B, K, identity, ballot, config)
+    prepares = dict(round_.start().send)
+    for a in voters:
+        reply, _ = a.on_prepare(prepares[a.identity[0]])  # type: ignore[arg-type]
+        assert type(reply) is Promise
+        step = round_.on_promise(a.identity[0], reply)
+    return step.send[0][1].register if step.send else None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("wiped_first", [False, True])
+def test_a_voter_added_back_with_what_it_held_brings_back_a_collected_key(wiped_first: bool) -> None:
+    """Why a change refuses to add a voter that holds keys: D kept K's value when it was
+    removed; the voters emptied K since and collected its tombstone; in the joint
+    configuration that adds D back, D's is the only value a quorum reports, and a round
+    takes it for the latest. Wiped first, D holds nothing and K stays empty."""
+    p = ("p", 1)
+    v1 = VoterConfig.initial(("A", "B", "C", "D"))
+    a, b, c, d = (_acceptor(n, config=v1) for n in "ABCD")
+    held = Register.empty().claim("x")
+    _round(Ballot(10, p), held, v1, a, b, c, d)
+    v3 = v1.change_to(("A", "B", "C")).finished()  # D removed (it never heard of it)
+    for acceptor in (a, b, c):
+        acceptor.install("c", v3)
+    tombstone = held.release()
+    _round(Ballot(20, p), tombstone, v3, a, b, c)
+    for acceptor in (a, b, c):
+        assert acceptor.collect(B, [(K, Ballot(20, p))]) is not None  # every voter held it
+    if wiped_first:
+        d = _acceptor("D", voting=None, config=v3)  # blank, and no voter of v3: new
+    v4 = v3.change_to(("A", "B", "C", "D"))
+    for acceptor in (a, b, c, d):
+        acceptor.install("c", v4)
+    assert d.voting and d.key_count() == (0 if wiped_first else 1)
+    proposed = _read(Ballot(30, p), v4, a, b, d)  # two of A..C and three of A..D
+    if wiped_first:
+        assert proposed is not None and not proposed.filled  # the tombstone, as it was
+    else:
+        assert proposed == held  # "x" is back, at the epoch its tombstone had ended
