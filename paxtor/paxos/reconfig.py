@@ -242,10 +242,12 @@ def finish_change(node: PaxosNode, joint: VoterConfig, deadline: float) -> Voter
     install_on(node, joint, deadline, enough=lambda acks: joint.is_quorum(acks) and not old.is_quorum(
         [v for v in old.members if v not in acks]
     ))
+    installed = time.monotonic()
     node.install_config(joint)
     migrated, rounds = migrate(node, joint, deadline)
-    # leases counted by the old quorums alone must have run out before the new voters decide alone
-    wait = node.config.silence - (time.monotonic() - started)
+    # a lease counted by the old quorums alone rests on acks sent before the install ended: it
+    # must have run out before the new voters decide alone (docs/protocol.md, Voter changes)
+    wait = node.config.silence - (time.monotonic() - installed)
     if wait > 0:
         gevent.sleep(wait)
     final = joint.finished()

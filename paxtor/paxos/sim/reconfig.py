@@ -3,8 +3,8 @@
 `VoterChange` is ``change_voters`` (and ``finish_left_change``): choose the
 joint configuration, ``install_on`` its members until they meet every quorum
 of the old configuration and are a quorum of the joint one, ``migrate`` every
-key with one bulk Paxos round, wait the silence threshold since the change
-started, then choose and install the final configuration. `Reseat` is
+key with one bulk Paxos round, wait the silence threshold since the install
+ended, then choose and install the final configuration. `Reseat` is
 ``reseat``: a learner's new configuration version, installed on the voters it
 copies from, then their state read and adopted before it votes. Method names
 follow the production functions, step for step; each step that waits for
@@ -273,7 +273,7 @@ class VoterChange:
         self.pick = pick
         self.target: tuple[str, ...] | None = None
         self.joint = joint
-        self.started = 0.0
+        self.installed = 0.0  # when the joint configuration was installed (the node's clock)
         self.failures = 0
         self.then: Callable[[], None] = self.end
 
@@ -342,7 +342,6 @@ class VoterChange:
         assert joint.previous is not None
         self.joint, self.then = joint, then
         old = VoterConfig(joint.version - 1, joint.previous)
-        self.started = self.node.local()
 
         def enough(acks: list[str]) -> bool:
             return joint.is_quorum(acks) and not old.is_quorum([v for v in old.members if v not in acks])
@@ -351,13 +350,15 @@ class VoterChange:
 
     def _joint_installed(self) -> None:
         assert self.joint is not None
+        self.installed = self.node.local()
         self.node.install_config(self.joint)
         self.migrate(self.joint, self.wait_out_leases)
 
     def wait_out_leases(self) -> None:
-        """Leases counted by the old quorums alone must have run out before the new voters
-        decide alone: the silence threshold since the change started."""
-        wait = self.sim.config.silence - (self.node.local() - self.started)
+        """Leases counted by the old quorums alone rest on acks sent before the joint
+        configuration was installed: they must have run out before the new voters decide
+        alone, so wait the silence threshold since the install ended."""
+        wait = self.sim.config.silence - (self.node.local() - self.installed)
         if wait > 0:
             self.node.timer(wait, self._choose_final)
         else:
