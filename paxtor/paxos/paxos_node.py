@@ -192,11 +192,13 @@ class PaxosNode:
         """Use ``config`` (a configuration known chosen) if it is newer; True if it was.
 
         A voter's acceptor installs it too: from then on it refuses rounds of
-        older configurations. ``on_durable`` runs once that is on disk (at once
-        on a client, or if nothing changed)."""
+        older configurations. ``on_durable`` runs once that (or the record of a
+        newer one) is on disk; at once on a client."""
         current = self.voter_config
         if current is not None and config.version <= current.version:
-            if on_durable is not None:
+            if self.local_acceptor is not None:  # installed before: its record may be pending
+                self.local_acceptor.install(self.cluster, config, on_durable)
+            elif on_durable is not None:
                 on_durable()
             return False
         self._use_config(config)
