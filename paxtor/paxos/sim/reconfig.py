@@ -298,8 +298,8 @@ class VoterChange:
             if self.target is None:
                 self.end()
                 return
-        if set(current.voters) == set(self.target):
-            self.end()
+        if set(current.voters) == set(self.target) or self.sim.q.now >= self.sim.config.fault_time:
+            self.end()  # done, or the operator stopped at the final heal: no new change starts
             return
         joint = current.change_to(self.target)
         added = [v for v in self.target if not current.is_member(v)]
