@@ -308,7 +308,10 @@ class VoterChange:
     def _checked(self, current: VoterConfig, joint: VoterConfig, added: list[str], counts: dict[str, int]) -> None:
         """``check_new_voters``: a voter added must hold no key (one that voted before, and
         was removed since, holds values the others may have collected as tombstones)."""
-        unfit = [v for v in added if counts.get(v) != 0]
+        if any(v not in counts for v in added):
+            self.fail()  # one could not be asked (``NoQuorum``)
+            return
+        unfit = [v for v in added if counts[v] != 0]
         if unfit:
             self.sim.count("changes_refused")
             self.refused(unfit)
