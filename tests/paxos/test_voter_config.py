@@ -9,8 +9,8 @@ import pytest
 from paxtor.paxos.acceptor import NACK_CONFIG, NACK_LEARNER, Accept, Accepted, Acceptor, Nack, Prepare, Promise
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
-from paxtor.paxos.proposer import Proposer
-from paxtor.paxos.register import Register, identity
+from paxtor.paxos.proposer import Decision, Proposer, ProposerState
+from paxtor.paxos.register import Register, identity, put_if_empty
 from paxtor.paxos.voter_config import VoterConfig
 
 B, K = "default", "key"
@@ -145,3 +145,54 @@ def test_a_voter_added_back_with_what_it_held_brings_back_a_collected_key(wiped_
         assert proposed is not None and not proposed.filled  # the tombstone, as it was
     else:
         assert proposed == held  # "x" is back, at the epoch its tombstone had ended
+
+
+def _run(round_: Proposer, *voters: Acceptor) -> Decision:
+    """Drive ``round_`` to its decision with ``voters`` answering every message."""
+    pending = list(round_.start().send)
+    by_name = {a.identity[0]: a for a in voters}
+    while pending:
+        name, msg = pending.pop(0)
+        acceptor = by_name.get(name)
+        if acceptor is None:
+            continue
+        if type(msg) is Prepare:
+            reply, _ = acceptor.on_prepare(msg)
+            step = round_.on_promise(name, reply) if type(reply) is Promise else round_.on_nack(name, reply)
+        else:
+            reply, _ = acceptor.on_accept(msg, 0.0)  # type: ignore[arg-type]
+            step = round_.on_accepted(name, reply) if type(reply) is Accepted else round_.on_nack(name, reply)
+        if step.decision is not None:
+            return step.decision
+        pending.extend(step.send)
+    raise AssertionError("no decision")
+
+
+def test_a_one_round_trip_promise_holds_only_in_the_configuration_that_made_it() -> None:
+    """A 1-RTT round skips phase 1 on a promise a quorum made in an earlier round. Made by
+    the old voters, it means nothing to new ones: after the old voters emptied the key and
+    collected its tombstone, the stale accept finds new voters that promised nothing, and
+    a round of the joint configuration reads its value back as the latest."""
+    v1 = VoterConfig.initial(("A", "B", "C"))
+    a, b, c = (_acceptor(n, config=v1) for n in "ABC")
+    d = _acceptor("D", voting=None, config=v1)  # a spare: it knows the cluster, votes on nothing
+    proposer = ProposerState(("P", 1))
+    first = proposer.new_round(B, K, put_if_empty("x"), v1)
+    decision = _run(first, a, b, c)
+    proposer.on_decision(first, decision)
+    assert decision.ok and decision.next_ballot is not None and proposer.cached(B, K) is not None
+    # another node empties the key; the voters collect its tombstone
+    emptied = decision.register.release()  # type: ignore[union-attr]
+    _round(Ballot(2**40, ("q", 1)), emptied, v1, a, b, c)
+    for acceptor in (a, b, c):
+        assert acceptor.collect(B, [(K, Ballot(2**40, ("q", 1)))]) is not None
+    joint = v1.change_to(("A", "B", "C", "D"))
+    for acceptor in (a, b, c, d):
+        acceptor.install("c", joint)
+    stale = Accept(B, K, decision.next_ballot, decision.register, None, joint.version)  # type: ignore[arg-type]
+    assert type(d.on_accept(stale, 0.0)[0]) is Accepted  # D promised nothing: it takes it
+    proposed = _read(Ballot(2**41, ("r", 1)), joint, a, b, d)
+    assert proposed is not None and proposed.value == "x"  # the emptied value is back
+    # so a round of the joint configuration does not use the old voters' promise
+    second = proposer.new_round(B, K, identity, joint)
+    assert second.cached is None and all(type(m) is Prepare for _, m in second.start().send)
