@@ -106,7 +106,7 @@ NEGATIVE_CONTROLS = [
     ("no_epoch_floor", {"epochs", "linearizability"}, None),
     ("no_migration", {"linearizability", "epochs"}, None),
     ("no_joint", {"linearizability", "epochs"}, None),
-    ("readd_with_state", {"linearizability", "epochs"}, None),
+    ("readd_with_state", {"linearizability", "epochs"}, "readd"),
     ("no_change_wait", {"owners"}, "owner_cut"),
 ]
 
@@ -124,8 +124,11 @@ def test_negative_control_is_caught(mutation: str, checkers: set[str], name: str
     pytest.fail(f"{mutation} was not caught in 300 seeds")
 
 
-#: deliberate bugs the swarm does not catch (none in 600 seeds), kept in `mutations` all the same
-UNCAUGHT = {"no_heartbeat_fence"}
+#: deliberate bugs the swarm catches too rarely for this test (none in 600 seeds), kept in
+#: `mutations` all the same: one_rtt_across_configs needs a key emptied and collected while
+#: a node keeps a 1-RTT promise for it, then a change, then that node's next round on it
+#: (seed 4424 of 5000 is one; tests/paxos/test_voter_config.py shows it without the simulator)
+UNCAUGHT = {"no_heartbeat_fence", "one_rtt_across_configs"}
 
 
 def test_every_mutation_is_a_negative_control() -> None:

@@ -97,7 +97,6 @@ from paxtor.paxos.proposer import (
     Decision,
     ExactlyOnce,
     Proposer,
-    ProposerState,
 )
 from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
@@ -322,7 +321,7 @@ class SimNode:
         # keys (and FLOOR_SLOT, MEMBER_SLOT) with a record in `pending`
         self.pending_slots: set[Slot] = set()
         self.flush_armed = False
-        self.proposer = ProposerState(self.ident, backoff=sim.config.backoff)
+        self.proposer = sim.mutations.proposer_state_class()(self.ident, backoff=sim.config.backoff)
         self.lease = sim.mutations.lease_class()(self.config, sim.config.lease)
         self.lease_timer_armed = False
         self.last_heard: dict[str, float] = {}

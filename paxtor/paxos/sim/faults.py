@@ -26,7 +26,7 @@ from typing import Any
 
 from paxtor.paxos.sim.network import Link, NetworkFaults, bridge, halves, isolate, one_way, ring
 
-__all__ = ["CHANGE_KINDS", "FAULT_KINDS", "SCENARIOS", "FaultPlan", "owner_cut_plan", "plan_faults"]
+__all__ = ["CHANGE_KINDS", "FAULT_KINDS", "SCENARIOS", "FaultPlan", "owner_cut_plan", "plan_faults", "readd_plan"]
 
 FAULT_KINDS = (
     "drop",
@@ -238,7 +238,24 @@ def owner_cut_plan(lease: float = 1.0, fault_time: float = 10.0) -> FaultPlan:
     return plan
 
 
+def readd_plan(lease: float = 1.0, fault_time: float = 20.0) -> FaultPlan:
+    """The spare ``n4`` is added to the three voters, removed once that change is done, and
+    added back once the voters have had time to collect tombstones of keys it still holds
+    values of (the change must refuse it until it is wiped). Runs 20 leases of faults."""
+    voters, spares = ("n1", "n2", "n3"), ("n4",)
+    nodes = voters + spares
+    calm = NetworkFaults()
+    plan = FaultPlan(
+        voters, (), ("reconfigure",), calm, calm,
+        {n: 1.0 for n in nodes}, {n: 0.0 for n in nodes}, spares=spares, heal_at=fault_time,
+    )  # fmt: skip
+    plan.changes += [(0.5 * lease, "grow", "n1", None), (5.0 * lease, "shrink", "n2", "n4")]
+    plan.changes.append((15.0 * lease, "grow", "n3", None))
+    return plan
+
+
 #: name -> (the plan, the `SimConfig` fields it needs)
 SCENARIOS: dict[str, tuple[Callable[[], FaultPlan], dict[str, Any]]] = {
     "owner_cut": (owner_cut_plan, {"hold_max": 3.0}),
+    "readd": (readd_plan, {"fault_time": 20.0, "kv_keys": 8}),
 }

@@ -50,6 +50,10 @@ They live here, as subclasses, never in the production classes. A
   no key: a voter removed earlier comes back with the values it held then,
   and a key whose tombstone the voters collected meanwhile comes back to
   life (the bulk round, or any round, takes its value as the latest).
+- ``one_rtt_across_configs``: a proposer skips phase 1 on a promise made by a
+  quorum of an earlier voter configuration: its stale accept reaches new
+  voters that promised nothing, and for a key the old voters emptied and
+  dropped since, a round of the new configuration reads it back.
 - ``no_joint``: a change switches from the old voters straight to the new
   ones (chosen and installed where the joint configuration would be, keys
   then copied to it): until the copy is done, quorums of new voters decide
@@ -58,15 +62,16 @@ They live here, as subclasses, never in the production classes. A
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
+from typing import Any
 
 from paxtor.paxos.acceptor import Acceptor, Collected, Promise, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.collection import Collection
 from paxtor.paxos.lease import HeartbeatAck, LeaseClock
-from paxtor.paxos.proposer import Proposer, Step
-from paxtor.paxos.register import EndedBinding, LeaseFence, Register
+from paxtor.paxos.proposer import Proposer, ProposerState, Step
+from paxtor.paxos.register import ChangeFunction, EndedBinding, LeaseFence, Register
 from paxtor.paxos.sim.model import fifo_handoff
 from paxtor.paxos.sim.reconfig import VoterChange
 from paxtor.paxos.voter_config import VoterConfig
@@ -90,6 +95,7 @@ class Mutations:
     no_migration: bool = False
     no_change_wait: bool = False
     readd_with_state: bool = False
+    one_rtt_across_configs: bool = False
     no_joint: bool = False
 
     @classmethod
@@ -126,6 +132,9 @@ class Mutations:
         if self.readd_with_state:
             return UncheckedChange
         return DirectChange if self.no_joint else VoterChange
+
+    def proposer_state_class(self) -> type[ProposerState]:
+        return AnyConfigProposerState if self.one_rtt_across_configs else ProposerState
 
     def proposer_class(self, release: bool) -> type[Proposer]:
         if self.wrong_ballot_promise:
@@ -202,6 +211,14 @@ class NaiveDeleteProposer(Proposer):
             forged = self.ended
             self.change = lambda r: fifo_handoff(r, forged)
         return super()._propose(base, base_chosen, may_skip)
+
+
+class AnyConfigProposerState(ProposerState):
+    def new_round(self, bucket: str, key: Hashable, change: ChangeFunction, config: VoterConfig, **kw: Any) -> Proposer:
+        entry = self._cache.get((bucket, key))
+        if entry is not None:  # as if the promise had been made in this configuration
+            self._cache[(bucket, key)] = (entry[0], entry[1], config.version)
+        return super().new_round(bucket, key, change, config, **kw)
 
 
 class UnmigratedChange(VoterChange):

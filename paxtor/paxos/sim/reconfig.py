@@ -219,7 +219,8 @@ def pick_voters(
     """The voters a planned change of ``kind`` moves ``current`` to (None: nothing to do).
 
     Between `MIN_VOTERS` and `MAX_VOTERS` voters; a kind that does not fit the
-    current size turns into one that does. ``replace_dead`` swaps out ``victim``;
+    current size turns into one that does. ``shrink`` removes ``victim`` if given;
+    ``replace_dead`` swaps out ``victim``;
     ``replace_cut`` swaps out two voters (one if there is one spare), ``victim`` among
     them if it is one.
     """
@@ -234,6 +235,8 @@ def pick_voters(
         gone += rng.sample([v for v in voters if v not in gone], count - len(gone))
         added = rng.sample(spare, count)
         return tuple([v for v in voters if v not in gone] + added)
+    if kind == "shrink" and victim in voters and len(voters) > MIN_VOTERS:
+        return tuple(v for v in voters if v != victim)
     if kind == "shrink" and len(voters) <= MIN_VOTERS:
         kind = "grow"
     if kind == "grow" and (len(voters) >= MAX_VOTERS or not spare):
