@@ -4,6 +4,7 @@ from paxtor.fence import Fence, StaleToken
 from paxtor.lock import LockNotHeld, lock, locked, try_lock, unlock
 from paxtor.name import SingletonStartError, name, registered, whereis
 from paxtor.node import Node, start_node
+from paxtor.observe import ClusterInfo, cluster_info, subscribe, unsubscribe
 from paxtor.paxos import NoQuorum, wait_for_quorum
 
 __all__ = [
@@ -22,4 +23,8 @@ __all__ = [
     "LockNotHeld",
     "SingletonStartError",
     "NoQuorum",
+    "cluster_info",
+    "ClusterInfo",
+    "subscribe",
+    "unsubscribe",
 ]

@@ -8,6 +8,10 @@ greenlet is a process of the node (`receive`, `call` and `self_pid` work
 there); an exit signal ends that process and the next call starts a new
 one, as Erlang's shell does. Ctrl-D (or `quit()`) stops the node.
 `--no-shell` runs headless until SIGTERM/SIGINT, then stops cleanly (exit 0).
+`--http [HOST:]PORT` serves the node's web view and /metrics.
+
+`status` joins as a client, prints the cluster's state and leaves
+(`paxtor.observe.status`).
 
 Bad flags and a port in use are one-line errors with exit status 2.
 Logging (structlog) is configured here only: key=value, or JSON with `--log-json`.
@@ -28,6 +32,7 @@ import gevent.event
 import structlog
 from greenlet import getcurrent
 
+from paxtor.observe.status import add_status_parser, run_status
 from paxtor.paxos.node_meta import NodeMetaCorrupt
 from paxtor.paxos.storage import AcceptorLogError
 
@@ -79,7 +84,7 @@ def _node_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Paxtor: CP locks and singleton processes on gevent.")
-    commands = parser.add_subparsers(dest="command", metavar="{node,demo}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{node,status,demo}", parser_class=_Parser)
     node = commands.add_parser("node", help="start a node (and a shell)", description=__doc__.split("\n\n")[1])
     node.add_argument("name", type=_node_name, metavar="_|N", help="'_' for the next free number, or N for nodeN")
     node.add_argument("--cluster-size", type=int, default=3, help="voters are node1..nodeN (default 3)")
@@ -109,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bound on clock-rate drift, e.g. 0.05 for 5%% (default 0.05)")
     node.add_argument("--tombstone-ttl", type=_positive, default=None, metavar="SECONDS",
                       help="drop keys emptied this long ago from every voter (default 60)")
+    node.add_argument("--http", default=None, metavar="[HOST:]PORT",
+                      help="serve the read-only web view and /metrics there (host default 127.0.0.1)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
+    add_status_parser(commands, _positive, "nodes to connect to (and to ask)")
     return parser
 
 
@@ -138,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "node":
         return run_node(args)
+    if args.command == "status":
+        configure_logging(level="error")
+        return run_status(args)
     if args.command == "demo":
         from paxtor.demo import run_demo
 
         configure_logging(level="error")
         return run_demo()
-    sys.stderr.write(f"usage: {PROG} {{node,demo}} ... (see {PROG} --help)\n")
+    sys.stderr.write(f"usage: {PROG} {{node,status,demo}} ... (see {PROG} --help)\n")
     return 2
 
 
@@ -186,6 +197,7 @@ def run_node(args: argparse.Namespace) -> int:
             handshake_timeout=args.handshake_timeout,
             reconnect_max=args.reconnect_max,
             paxos=_paxos_settings(args),
+            http=args.http,
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

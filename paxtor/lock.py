@@ -228,6 +228,7 @@ def _acquire(table: LockTable, request: _Request, deadline: Deadline) -> int:
         if grant is not None:
             token = _hold(table, me, k, grant.epoch, term)
             if token is not None:
+                table.handoffs += 1
                 return token
         # a wake-up that cannot be trusted in this term, or one that may have been lost
         term = lease_term(deadline)

@@ -19,6 +19,7 @@ as `NAME_SERVER`. Two jobs:
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class _Resolved:
 class NameCache:
     """key -> pid of the singletons this node has looked up (read without messages)."""
 
-    __slots__ = ("server", "pids", "dead", "hosted", "__weakref__")
+    __slots__ = ("server", "pids", "dead", "hosted", "since", "__weakref__")
 
     def __init__(self, server: Pid) -> None:
         self.server = server
@@ -120,6 +121,8 @@ class NameCache:
         self.dead: OrderedDict[Pid, Any] = OrderedDict()
         #: singletons whose keeper runs here: key -> (user key, child pid)
         self.hosted: dict[bytes, tuple[Any, Pid]] = {}
+        #: key -> when (wall clock, s) its hosted singleton took the key
+        self.since: dict[bytes, float] = {}
 
     def remember_dead(self, pid: Pid, reason: Any) -> None:
         self.dead[pid] = reason
@@ -247,6 +250,7 @@ class NameServer(GenServer):
         if outcome[0] == "ok":
             child = outcome[1]
             self.cache.hosted[msg.key] = (pending[2], child)  # until the child's Down
+            self.cache.since[msg.key] = time.time()
             self._cache(msg.key, child)
         for caller in pending[1]:
             reply(caller, outcome)
@@ -262,6 +266,7 @@ class NameServer(GenServer):
             hosted = self.cache.hosted.get(key)
             if hosted is not None and hosted[1] == pid:
                 del self.cache.hosted[key]
+                self.cache.since.pop(key, None)
             return
         key = self.keepers.pop(msg.pid, None)  # a keeper ended
         if key is not None:

@@ -63,6 +63,8 @@ class Node:
         self.voter = voter
         self.root_supervisor: Any = None
         self._root: Any = None
+        #: the web view and /metrics (`paxtor.observe.web`), when started with `http`
+        self.web: Any = None
         config = PaxosConfig(voters=self.voters, voter=voter, durability=durability, data_dir=data_dir, **(paxos or {}))
         #: this node's PaxosKV state (its acceptor log is open while the node runs)
         self.paxos = PaxosNode(config, dist.local)
@@ -91,6 +93,8 @@ class Node:
 
     def stop(self) -> None:
         """Stop the services, the processes and the connections of this node."""
+        if self.web is not None:
+            self.web.stop()
         self.dist.stop()
         self.paxos.close()  # the acceptor log: flushed, unlocked
 
@@ -156,6 +160,7 @@ def start_node(
     voter: bool = True,
     paxos: dict[str, Any] | None = None,
     hosts: Mapping[int | str, str] | None = None,
+    http: str | tuple[str, int] | None = None,
     **distribution: Any,
 ) -> Node:
     """Start a Paxtor node in this OS process and connect it to its peers.
@@ -174,6 +179,8 @@ def start_node(
     listens there and is dialed there, and with `hosts` given every node
     dials from its own address (so a firewall rule per address pair can
     partition nodes of one machine).
+    `http` (``"HOST:PORT"``, or a port on 127.0.0.1) serves the read-only web
+    view and ``/metrics`` of this node (`paxtor.observe.web`); off by default.
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
     heartbeat_timeout, handshake_timeout, ssl_context, faults, ...).
     """
@@ -209,7 +216,13 @@ def start_node(
             paxos=paxos,
         )
         node._start_services()
+        if http is not None:
+            from paxtor.observe.web import start_web  # the top layer, started on request
+
+            node.web = start_web(dist.local, http)
     except BaseException:
+        if node is not None and node.web is not None:
+            node.web.stop()
         dist.stop()
         if node is not None:
             node.paxos.close()

@@ -5,8 +5,10 @@ default), never of whoever is connected, so two sides of a partition can
 never both have one. `QuorumView` is the pure count (this node counts
 itself when it votes); the membership process logs its transitions:
 
-    quorum_reached  message="Quorum reached. [cluster:2/3]"
-    quorum_lost     message="Quorum lost. [cluster:1/3]"
+    quorum_reached      message="Quorum reached. [cluster:2/3]"     (a voter)
+    quorum_lost         message="Quorum lost. [cluster:1/3]"
+    quorum_reachable    message="Quorum reachable. [voters:2/3]"    (a client:
+    quorum_unreachable  message="Quorum unreachable. [voters:1/3]"   not one of them)
 
 (``node_up``/``node_down`` are logged by the distribution layer.)
 """
@@ -26,14 +28,25 @@ from paxtor.actors.ids import Pid
 from paxtor.paxos.envelopes import MEMBERSHIP_NAME
 from paxtor.paxos.paxos_node import PaxosNode
 
-__all__ = ["QuorumView", "QuorumChange", "MembershipServer", "quorum_message", "watch_membership"]
+__all__ = ["QuorumView", "QuorumChange", "MembershipServer", "quorum_event", "quorum_message", "watch_membership"]
 
 log = structlog.get_logger(__name__)
 
 
-def quorum_message(reached: bool, connected: int, voters: int) -> str:
-    """The human line: ``Quorum reached. [cluster:2/3]`` / ``Quorum lost. [cluster:1/3]``."""
+def quorum_message(reached: bool, connected: int, voters: int, client: bool = False) -> str:
+    """The human line: ``Quorum reached. [cluster:2/3]`` / ``Quorum lost. [cluster:1/3]``
+    on a voter (it counts itself); a client counts the voters it reaches:
+    ``Quorum reachable. [voters:2/3]`` / ``Quorum unreachable. [voters:1/3]``."""
+    if client:
+        return f"Quorum {'reachable' if reached else 'unreachable'}. [voters:{connected}/{voters}]"
     return f"Quorum {'reached' if reached else 'lost'}. [cluster:{connected}/{voters}]"
+
+
+def quorum_event(reached: bool, client: bool = False) -> str:
+    """The log event of a quorum transition (see the module docstring)."""
+    if client:
+        return "quorum_reachable" if reached else "quorum_unreachable"
+    return "quorum_reached" if reached else "quorum_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +139,10 @@ class MembershipServer(GenServer):
 
     def _log(self, change: QuorumChange) -> None:
         level = log.info if change.reached else log.warning
+        client = not self.node.voter
         level(
-            "quorum_reached" if change.reached else "quorum_lost",
-            message=change.message,
+            quorum_event(change.reached, client),
+            message=quorum_message(change.reached, change.connected, change.voters, client),
             node=self.node.name,
             connected=change.connected,
             voters=change.voters,

@@ -15,6 +15,9 @@ writer, the owner named beside each field, and readers that never mutate.
   `LeaseClock` (the proposer reads terms from it) and which local pids hold
   which tenures (by pid, and by key).
 - ``buckets`` / ``watched`` (owner: the binding watcher).
+- ``counters`` (owner: the proposer): what its rounds did, for metrics.
+- ``lease_watchers`` (owner: whoever subscribes; read by the lease keeper):
+  local pids told of every `LeaseGained` / `LeaseLost`.
 
 `open_paxos_node` finds the open instance of the calling node, so the API
 reads the lease term from the clock itself (``paxos.lease_term``) instead
@@ -37,6 +40,7 @@ from paxtor.paxos.acceptor import Acceptor, LogRecord
 from paxtor.paxos.ballot import NodeId
 from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
 from paxtor.paxos.config import PaxosConfig
+from paxtor.paxos.counters import ProposerCounters
 from paxtor.paxos.lease import LeaseClock, SilenceTracker
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.log_codec import LogRecordCorrupt, decode_log_record
@@ -83,6 +87,10 @@ class PaxosNode:
         # owner: the binding watcher
         self.buckets: dict[str, BucketSpec] = {DEFAULT_BUCKET: BucketSpec(DEFAULT_BUCKET)}
         self.watched: set[Slot] = set()
+        # owner: the proposer
+        self.counters = ProposerCounters()
+        # owner: the subscriber (paxtor.observe); read by the lease keeper
+        self.lease_watchers: set[Pid] = set()
         self._opened = False
 
     def __repr__(self) -> str:

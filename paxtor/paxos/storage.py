@@ -58,6 +58,7 @@ import errno
 import fcntl
 import os
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ __all__ = [
     "AcceptorLogFailed",
     "Durability",
     "Ticket",
+    "SYNC_BUCKETS",
     "fsync_directory",
     "make_directory_durably",
 ]
@@ -109,6 +111,8 @@ _LOCK_FILE = "LOCK"
 INLINE_SYNC_LIMIT = 0.002
 SETTLE_LIMIT = 0.0005
 _SYNC_AVERAGE_WEIGHT = 0.2  # of the newest fsync in the running average
+#: upper bounds (seconds) of the write+fsync latency histogram (`AcceptorLog.sync_histogram`)
+SYNC_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class AcceptorLogError(Exception):
@@ -335,6 +339,9 @@ class AcceptorLog:
         self._settle = _Settle(self._hub, settle_limit) if durability == "fsync" and settle_limit > 0 else None
         self._inline_sync_limit = inline_sync_limit
         self._sync_average = 0.0  # seconds per write+fsync, recent batches weighted most
+        #: batches per latency bucket (`SYNC_BUCKETS`, the last one: over them all), and their total seconds
+        self.sync_histogram = [0] * (len(SYNC_BUCKETS) + 1)
+        self.sync_seconds = 0.0
         self._writer = gevent.spawn(self._run_writer)
 
     # --- opening and replay -------------------------------------------------
@@ -484,6 +491,8 @@ class AcceptorLog:
             assert self._sync_thread is not None
             took = self._sync_thread.apply(self._timed_write_and_sync, (self._fd, data))
         self._sync_average += _SYNC_AVERAGE_WEIGHT * (took - self._sync_average)  # type: ignore[operator]
+        self.sync_histogram[bisect_left(SYNC_BUCKETS, took)] += 1  # type: ignore[arg-type]
+        self.sync_seconds += took  # type: ignore[operator]
         if inline != (self._sync_average < self._inline_sync_limit):
             log.info(
                 "acceptor_log_sync_moved",
@@ -539,6 +548,11 @@ class AcceptorLog:
     @property
     def compacting(self) -> bool:
         return self._compaction is not None
+
+    @property
+    def sync_average(self) -> float:
+        """Recent seconds per write+fsync (a running average, newest batches weighted most)."""
+        return self._sync_average
 
     @property
     def log_bytes(self) -> int:
