@@ -197,6 +197,7 @@ class Connection:
         self._deliver_later: list[bytes] | None = None  # frames held back by `defer_rest`
         self._close_after_held: str | None = None
         self._defer_requested = False
+        self._close_expected = False  # we said goodbye: the peer's close is no fault
         self._received_chunks = 0  # bumped per recv (not when blocked): a sign of life
         self._writes_done = 0
         self._writing = False
@@ -320,6 +321,11 @@ class Connection:
             if not self._drained.wait(timeout):
                 return False
         return True
+
+    def expect_close(self) -> None:
+        """This side said goodbye: the peer will close its end, which is then
+        logged as an ordinary event, not a warning."""
+        self._close_expected = True
 
     def defer_rest(self) -> None:
         """From inside `on_message`: apply the frames after this one only
@@ -793,7 +799,7 @@ class Connection:
         self.close_reason = reason
         if not was_up:
             log.warning("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
-        elif requested:
+        elif requested or self._close_expected:
             log.info("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
         else:
             log.warning("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
