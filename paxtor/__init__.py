@@ -2,7 +2,7 @@
 
 from paxtor.fence import Fence, StaleToken
 from paxtor.lock import LockNotHeld, lock, locked, try_lock, unlock
-from paxtor.name import SingletonStartError, name, registered, whereis
+from paxtor.name import SingletonStartError, SingletonUnreachable, name, registered, whereis
 from paxtor.node import Node, start_node
 from paxtor.paxos import NoQuorum, wait_for_quorum
 
@@ -21,5 +21,6 @@ __all__ = [
     "StaleToken",
     "LockNotHeld",
     "SingletonStartError",
+    "SingletonUnreachable",
     "NoQuorum",
 ]

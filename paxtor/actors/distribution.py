@@ -133,6 +133,7 @@ class DistributedNode:
         hidden: bool = False,
         connect_all: bool = True,
         attrs: Mapping[str, Any] | None = None,
+        listen_socket: Any = None,
     ) -> None:
         self.local = local
         self.name = local.name
@@ -183,6 +184,7 @@ class DistributedNode:
             reconnect_max=reconnect_max,
             address_of=self._numbered_address,
             source_host=self.host if self.hosts else None,
+            listen_socket=listen_socket,
         )
         self.config = self.peers.config
         self.transport = NodeTransport(self, self.peers.up)
@@ -246,6 +248,14 @@ class DistributedNode:
         known.update((n, i) for n, i in mesh.direct.items() if n in self.peers.up)
         known.pop(self.name, None)
         return known
+
+    def unreached(self) -> list[str]:
+        """The visible nodes some peer is connected to and this node is not (the
+        mesh is incomplete: a message between this node and those may be lost), sorted."""
+        if self.mesh is None:
+            return []
+        up = self.peers.up
+        return sorted(name for name in self.mesh.known() if name not in up)
 
     def reached_by_others(self, name: str) -> list[str]:
         """The connected peers that are themselves connected to node `name`
@@ -528,6 +538,7 @@ def start_distributed(
     hidden: bool = False,
     connect_all: bool = True,
     attrs: Mapping[str, Any] | None = None,
+    listen_socket: Any = None,
 ) -> DistributedNode:
     """Start node `name` in this OS process, listening and connected to its peers.
 
@@ -545,14 +556,16 @@ def start_distributed(
     dials every node the peers name (`paxtor.actors.mesh`); a `hidden` node
     dials only its own targets and is named to nobody. `attrs` (str keys,
     plain values) travel with this node's announcement, for the layer above.
-    Raises OSError if the port is taken.
+    `listen_socket` (from `paxtor.actors.connection.bind_listener`) is the
+    listener's socket, bound beforehand (then `port` is not used). Raises
+    OSError if the port is taken.
     """
     problem = validate_node_name(name)
     if problem is not None or name == DEFAULT_NODE_NAME:
         raise ValueError(f"bad node name {name!r}: {problem or 'reserved for the non-distributed node'}")
     if get_node(name) is not None:
         raise ValueError(f"node {name!r} is already running in this OS process")
-    listen = listen_port(name, base_port, port)
+    listen = listen_socket.getsockname()[1] if listen_socket is not None else listen_port(name, base_port, port)
     placed = host_map(hosts)
     if not isinstance(hidden, bool) or not isinstance(connect_all, bool):
         raise TypeError(f"hidden and connect_all are bools, got {hidden!r}, {connect_all!r}")
@@ -585,6 +598,7 @@ def start_distributed(
             hidden=hidden,
             connect_all=connect_all,
             attrs=attrs,
+            listen_socket=listen_socket,
         )
         dist._start()
     except BaseException:

@@ -64,6 +64,7 @@ class PeerConnections:
         address_of: Callable[[str], tuple[str, int] | None] = lambda name: None,
         rng: random.Random | None = None,
         source_host: str | None = None,
+        listen_socket: Any = None,
     ) -> None:
         self.name = config.name
         self.config = dataclasses.replace(config, admit=self._admit)
@@ -92,8 +93,9 @@ class PeerConnections:
         self._changed = gevent.event.Event()
         self._stopped = False
         self.listener = Listener(
-            self.config, on_message=on_message, on_close=self._closed, on_up=self._up, host=host, port=port
-        )
+            self.config, on_message=on_message, on_close=self._closed, on_up=self._up, host=host, port=port,
+            sock=listen_socket,
+        )  # fmt: skip
 
     # -- life ------------------------------------------------------------------
 
