@@ -1,5 +1,6 @@
 """Paxtor: CP cluster-wide locks and singleton processes for gevent."""
 
+from paxtor.actors.node import WrongThread
 from paxtor.fence import Fence, StaleToken
 from paxtor.lock import LockNotHeld, lock, locked, try_lock, unlock
 from paxtor.name import SingletonStartError, SingletonUnreachable, name, registered, whereis
@@ -23,4 +24,5 @@ __all__ = [
     "SingletonStartError",
     "SingletonUnreachable",
     "NoQuorum",
+    "WrongThread",
 ]

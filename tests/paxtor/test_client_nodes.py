@@ -192,3 +192,23 @@ def test_start_node_refuses_role_mixups(cluster) -> None:
         paxtor.start_node("node3", cluster_size=3, base_port=cluster.base, hidden=True)
     with pytest.raises(TypeError):
         paxtor.start_node("x", cluster_size=3, base_port=cluster.base, voter=False, singletons="no")
+
+
+def test_calling_paxtor_from_a_plain_os_thread_is_a_clear_error(cluster) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def from_thread() -> None:
+        for attempt in (lambda: paxtor.lock("from-a-thread"), lambda: cluster["node1"].run(paxtor.try_lock, "x")):
+            try:
+                attempt()
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                errors.append(exc)
+
+    thread = threading.Thread(target=from_thread)
+    thread.start()
+    thread.join(WAIT)  # the thread never needs the hub: it fails before any switch
+    assert [type(e) for e in errors] == [paxtor.WrongThread, paxtor.WrongThread]
+    assert "gunicorn -k gevent" in str(errors[0])
+    assert cluster["node1"].run(paxtor.try_lock, "from-a-thread") is not None  # nothing was left behind
