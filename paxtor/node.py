@@ -5,7 +5,6 @@ node` and applications call (DESIGN section 4)."""
 from __future__ import annotations
 
 import errno
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,17 @@ from typing import Any
 import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
-from paxtor.actors.discovery import node_number, numbered_name
+from paxtor.actors.connection import bind_listener
+from paxtor.actors.discovery import listen_port, node_number, numbered_name
 from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
 from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send
+from paxtor.paxos.config import numbered_voters
 from paxtor.paxos.services import PaxosConfig, PaxosNode, node_incarnation, paxos_supervisor_spec
+from paxtor.roles import role_attrs
 
-__all__ = ["Node", "start_node", "DURABILITY_MODES", "node_services", "MAX_AUTO_NUMBER"]
+__all__ = ["Node", "start_node", "configured_voters", "DURABILITY_MODES", "node_services", "MAX_AUTO_NUMBER"]
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +30,15 @@ DURABILITY_MODES: tuple[str, ...] = ("fsync", "memory")
 #: `name="_"` tries node1, node2, ... up to this number.
 MAX_AUTO_NUMBER = 99
 ROOT_SUPERVISOR = "paxtor_node_sup"
+
+
+def configured_voters(cluster_size: int) -> tuple[str, ...]:
+    """The names of the configured voters: ``node1 .. node<cluster_size>``.
+
+    The one place that says which names vote: `Node.voters`, the checks of
+    `start_node` and the choice of a name for ``"_"`` all ask it.
+    """
+    return numbered_voters(cluster_size)
 
 
 def node_services(node: Node) -> list[Any]:
@@ -54,6 +65,7 @@ class Node:
         durability: str,
         voter: bool,
         paxos: dict[str, Any] | None = None,
+        singletons: bool = True,
     ) -> None:
         self.dist = dist
         self.name = dist.name
@@ -61,6 +73,9 @@ class Node:
         self.data_dir = data_dir
         self.durability = durability
         self.voter = voter
+        #: whether singletons may be placed here (never on a hidden node)
+        self.singletons = singletons
+        self.hidden = dist.hidden
         self.root_supervisor: Any = None
         self._root: Any = None
         #: the web view and /metrics (`paxtor.observe.web`), when started with `http`
@@ -70,13 +85,18 @@ class Node:
         self.paxos = PaxosNode(config, dist.local)
 
     def __repr__(self) -> str:
-        role = "voter" if self.voter else "client"
-        return f"<paxtor.Node {self.name} {role} {self.dist.host}:{self.dist.port} durability={self.durability}>"
+        return f"<paxtor.Node {self.name} {self.role} {self.dist.host}:{self.dist.port} durability={self.durability}>"
+
+    @property
+    def role(self) -> str:
+        """"voter", "client" or "hidden client", and "no singletons" when it hosts none."""
+        role = "voter" if self.voter else "hidden client" if self.hidden else "client"
+        return role if self.singletons or self.hidden else f"{role}, no singletons"
 
     @property
     def voters(self) -> tuple[str, ...]:
-        """The configured voters: ``node1 .. node<cluster_size>``."""
-        return tuple(numbered_name(i) for i in range(1, self.cluster_size + 1))
+        """The configured voters (`configured_voters`)."""
+        return configured_voters(self.cluster_size)
 
     @property
     def running(self) -> bool:
@@ -124,13 +144,18 @@ def _root_main(parent: Any, children: list[Any]) -> None:
         receive()
 
 
-def _check_settings(cluster_size: Any, durability: Any, voter: Any) -> None:
+def _check_settings(cluster_size: Any, durability: Any, voter: Any, singletons: Any, hidden: Any) -> None:
     if not isinstance(cluster_size, int) or isinstance(cluster_size, bool) or cluster_size < 1:
         raise ValueError(f"cluster_size must be an int >= 1, got {cluster_size!r}")
-    if durability not in DURABILITY_MODES:
+    if durability is not None and durability not in DURABILITY_MODES:
         raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
-    if not isinstance(voter, bool):
-        raise TypeError(f"voter must be a bool, got {voter!r}")
+    for what, value in (("voter", voter), ("hidden", hidden)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{what} must be a bool, got {value!r}")
+    if singletons is not None and not isinstance(singletons, bool):
+        raise TypeError(f"singletons must be a bool or None, got {singletons!r}")
+    if hidden and singletons:
+        raise ValueError("a hidden node hosts no singletons (singletons=True with hidden=True)")
 
 
 def _resolve_data_dir(data_dir: Any, name: str, durability: str) -> Path | None:
@@ -156,24 +181,36 @@ def start_node(
     seeds: Iterable[str] = (),
     cookie: str | bytes | None = None,
     data_dir: str | Path | None = None,
-    durability: str = "fsync",
+    durability: str | None = None,
     voter: bool = True,
     paxos: dict[str, Any] | None = None,
     hosts: Mapping[int | str, str] | None = None,
+    singletons: bool | None = None,
+    hidden: bool = False,
     http: str | tuple[str, int] | None = None,
     **distribution: Any,
 ) -> Node:
     """Start a Paxtor node in this OS process and connect it to its peers.
 
-    `name` is ``"nodeN"``, a number N, or ``"_"``/None for the lowest free
-    number on this host (the first ``base_port + N`` that can be bound).
-    The voters are ``node1 .. node<cluster_size>``; another number joins
-    as a client (not voting) — an explicit name must then say
-    ``voter=False``. `durability` is "fsync" (acceptor state in
-    `data_dir`/<name>, default ``./paxtor-data``) or "memory" (tests).
+    `name` is ``"nodeN"``, a number N, any other unique name for a client
+    (e.g. ``f"web-{hostname}-{pid}"``), or ``"_"``/None for the lowest free
+    number on this host (the first ``base_port + N`` that can be bound; a
+    client, ``voter=False``, never takes a configured voter's number). The
+    voters are `configured_voters` (``node1 .. node<cluster_size>``);
+    another name joins as a client (not voting): an explicit name must then
+    say ``voter=False``. `durability` is "fsync" (acceptor state in
+    `data_dir`/<name>, default ``./paxtor-data``) or "memory"; it defaults
+    to "fsync" for voters and "memory" for clients, which then write
+    nothing (a client's only state is its incarnation, taken from the clock).
+    `singletons=False` hosts no singletons here (placement skips the node);
+    `hidden=True` makes a client that connects only to the nodes it dials
+    (its seeds, the numbered voters), is named to no other node, and hosts
+    nothing: a tool that looks at the cluster and leaves.
     `paxos` overrides PaxosKV settings (`paxtor.paxos.PaxosConfig`: lease,
     margin, max_drift, timeout, ...). A durable node's incarnation comes
-    from ``node.meta`` in its data directory (it grows at every start).
+    from ``node.meta`` in its data directory (it grows at every start); the
+    node binds its port first, so two processes racing for one name never
+    touch one ``node.meta``.
     `hosts` ({N or "nodeN": address}) puts numbered nodes on addresses other
     than `host`, e.g. ``{1: "127.0.0.11", 2: "127.0.0.12"}``: ``nodeN``
     listens there and is dialed there, and with `hosts` given every node
@@ -182,29 +219,44 @@ def start_node(
     `http` (``"HOST:PORT"``, or a port on 127.0.0.1) serves the read-only web
     view and ``/metrics`` of this node (`paxtor.observe.web`); off by default.
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
-    heartbeat_timeout, handshake_timeout, ssl_context, faults, ...).
+    heartbeat_timeout, handshake_timeout, ssl_context, faults, connect_all, ...).
     """
-    _check_settings(cluster_size, durability, voter)
+    _check_settings(cluster_size, durability, voter, singletons, hidden)
+    voters = configured_voters(cluster_size)
+    if hidden:
+        if voter and name not in (None, "_") and _full_name(name) in voters:
+            raise ValueError(f"{_full_name(name)!r} is a configured voter: a voter cannot be hidden")
+        voter = False
     options = dict(host=host, base_port=base_port, cluster_size=cluster_size, seeds=tuple(seeds), cookie=cookie)
     if hosts:
         options["hosts"] = host_map(hosts)
     options.update(distribution)
     if name is None or name == "_":
-        dist = _start_lowest_free(options, data_dir, durability)
-        number = node_number(dist.name)
-        if voter and number is not None and number > cluster_size:
-            log.warning("joined_as_client", node=dist.name, reason=f"the voters node1..node{cluster_size} are running")
+        name, sock = _bind_lowest_free(options, voters, voter)
+        if voter and name not in voters:
+            log.warning("joined_as_client", node=name, reason=f"the voters {', '.join(voters)} are running")
             voter = False
     else:
-        if isinstance(name, int) and not isinstance(name, bool):
-            name = numbered_name(name)
-        number = node_number(name) if isinstance(name, str) else None
-        if voter and (number is None or number > cluster_size):
+        name = _full_name(name)
+        if voter and name not in voters:
             raise ValueError(
-                f"{name!r} cannot vote: the voters are node1..node{cluster_size} (pass voter=False to join as a client)"
+                f"{name!r} cannot vote: the voters are {', '.join(voters)} (pass voter=False to join as a client)"
             )
+        if not voter and name in voters:
+            raise ValueError(f"{name!r} is a configured voter's name: a client needs a name of its own")
+        sock = _bind(options, name)
+    durability = durability or ("fsync" if voter else "memory")
+    singletons = (not hidden) if singletons is None else singletons
+    attrs = role_attrs(voter=voter, singletons=singletons)
+    dist = None
+    try:
         incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
-        dist = start_distributed(name, incarnation=incarnation, **options)  # type: ignore[arg-type]
+        dist = start_distributed(
+            name, incarnation=incarnation, listen_socket=sock, hidden=hidden, attrs=attrs, **options  # type: ignore[arg-type]
+        )
+    except BaseException:
+        sock.close()
+        raise
     node = None
     try:
         node = Node(
@@ -214,6 +266,7 @@ def start_node(
             durability=durability,
             voter=voter,
             paxos=paxos,
+            singletons=singletons,
         )
         node._start_services()
         if http is not None:
@@ -227,38 +280,44 @@ def start_node(
         if node is not None:
             node.paxos.close()
         raise
-    log.info("node_started", node=node.name, voter=voter, durability=durability, port=dist.port)
+    log.info("node_started", node=node.name, voter=voter, singletons=singletons, hidden=hidden, durability=durability, port=dist.port)
     return node
 
 
-def _start_lowest_free(options: dict[str, Any], data_dir: Any, durability: str) -> DistributedNode:
-    """`start_distributed` for node1, node2, ...: the first whose port binds.
+def _full_name(name: str | int) -> str:
+    """``nodeN`` for a number N; a name as it is."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        return numbered_name(name)
+    if not isinstance(name, str):
+        raise TypeError(f"a node name is a str or a number, got {name!r}")
+    return name
 
-    The port is probed before the node's incarnation is taken from its data
-    directory, so a running node's ``node.meta`` is never touched.
+
+def _listen_host(options: dict[str, Any], name: str) -> str:
+    number = node_number(name)
+    return options.get("hosts", {}).get(number, options["host"]) if number is not None else options["host"]
+
+
+def _bind(options: dict[str, Any], name: str) -> Any:
+    """The listening socket of node `name`, bound before its state is touched (OSError if taken)."""
+    port = listen_port(name, options["base_port"], options.pop("port", None))
+    return bind_listener(_listen_host(options, name), port)
+
+
+def _bind_lowest_free(options: dict[str, Any], voters: tuple[str, ...], voter: bool) -> tuple[str, Any]:
+    """The first ``nodeN`` whose port this process can bind, and the bound socket.
+
+    Binding is the claim: two processes starting at once never get one name,
+    and the name's data directory is only touched once its port is ours. A
+    client skips the configured voters' names.
     """
     for number in range(1, MAX_AUTO_NUMBER + 1):
         name = numbered_name(number)
-        if get_node(name) is not None:
-            continue  # running in this OS process
-        if not _port_free(options.get("hosts", {}).get(number, options["host"]), options["base_port"] + number):
-            continue
+        if (not voter and name in voters) or get_node(name) is not None:
+            continue  # a voter's name, or running in this OS process
         try:
-            incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
-            return start_distributed(name, incarnation=incarnation, **options)
+            return name, _bind(dict(options), name)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
     raise OSError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
-
-
-def _port_free(host: str, port: int) -> bool:
-    """Whether `port` can be bound now, as the listener binds it (a probe: the real
-    bind may still lose a race, which `start_distributed` reports as EADDRINUSE)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True

@@ -88,7 +88,7 @@ from paxtor.actors.handshake import (
 )
 from paxtor.actors.wire import WireError, decode, encode
 
-__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener"]
+__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener", "bind_listener"]
 
 log = structlog.get_logger(__name__)
 
@@ -197,6 +197,7 @@ class Connection:
         self._deliver_later: list[bytes] | None = None  # frames held back by `defer_rest`
         self._close_after_held: str | None = None
         self._defer_requested = False
+        self._close_expected = False  # we said goodbye: the peer's close is no fault
         self._received_chunks = 0  # bumped per recv (not when blocked): a sign of life
         self._writes_done = 0
         self._writing = False
@@ -320,6 +321,11 @@ class Connection:
             if not self._drained.wait(timeout):
                 return False
         return True
+
+    def expect_close(self) -> None:
+        """This side said goodbye: the peer will close its end, which is then
+        logged as an ordinary event, not a warning."""
+        self._close_expected = True
 
     def defer_rest(self) -> None:
         """From inside `on_message`: apply the frames after this one only
@@ -793,7 +799,7 @@ class Connection:
         self.close_reason = reason
         if not was_up:
             log.warning("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
-        elif requested:
+        elif requested or self._close_expected:
             log.info("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
         else:
             log.warning("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
@@ -842,10 +848,25 @@ def _set_nodelay(sock: Any) -> None:
         pass
 
 
+def bind_listener(host: str, port: int, backlog: int = 128) -> Any:
+    """A gevent TCP socket bound to (host, port) and listening (OSError if taken):
+    a node that must own its port before anything else binds it with this first."""
+    sock = gevent.socket.socket(_stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
+    try:
+        sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Listener:
     """Accepts connections on (host, port); each becomes an acceptor Connection.
 
-    `port=0` binds a free port; read the bound one from `.port`. Callbacks are
+    `port=0` binds a free port; read the bound one from `.port`. `sock`, a
+    socket from `bind_listener`, is used instead of binding one. Callbacks are
     passed to every accepted Connection (``on_close`` also runs for peers
     that fail the handshake; their ``conn.peer`` is None). At most
     `max_pending_handshakes` unauthenticated connections are held at once;
@@ -863,6 +884,7 @@ class Listener:
         port: int = 0,
         backlog: int = 128,
         max_pending_handshakes: int = 64,
+        sock: Any = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -873,6 +895,7 @@ class Listener:
         self._on_close = on_close
         self._on_up = on_up
         self._sock: Any = None
+        self._prebound = sock
         self._acceptor: gevent.Greenlet | None = None
         self._stopped = False
         self.connections: set[Connection] = set()
@@ -880,14 +903,10 @@ class Listener:
 
     def start(self) -> Listener:
         """Bind, listen and start accepting; returns self."""
-        sock = gevent.socket.socket(_stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
-        try:
-            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self._requested_port))
-            sock.listen(self._backlog)
-        except BaseException:
-            sock.close()
-            raise
+        if self._prebound is not None:
+            sock, self._prebound = self._prebound, None
+        else:
+            sock = bind_listener(self.host, self._requested_port, self._backlog)
         self._sock = sock
         self._acceptor = gevent.spawn(self._accept_loop)
         log.debug("listener_started", local=self.config.name, host=self.host, port=self.port)

@@ -30,6 +30,7 @@ from paxtor.lock_messages import LOCKS_BUCKET
 from paxtor.lock_register import owner_of, waiters_of
 from paxtor.name_register import RUNNING, STARTING, state_of
 from paxtor.observe.info import ClusterInfo, LockInfo, NodeInfo, SingletonInfo, VoterInfo
+from paxtor.observe.report import hidden_peers
 from paxtor.observe.roles import configured_role
 from paxtor.observe.scan import merge_rows
 from paxtor.paxos.paxos_node import open_paxos_node
@@ -55,6 +56,7 @@ def cluster_info(
 
     A node is up if it is connected to the observing node and answered; the
     others (configured voters, and peers that other nodes report) show as down.
+    Hidden nodes (status clients) are left out.
 
     Call it in a process of a running node (``node.run(paxtor.cluster_info)``
     from outside one). `locks` / `singletons` False skip the key scans (cheap:
@@ -114,12 +116,13 @@ def gather(deadline: float, *, locks: bool = True, singletons: bool = True) -> C
     if paxos is None:
         raise RuntimeError(f"node {local.name!r} runs no Paxtor services: start it with paxtor.start_node")
     dist = distributed_node(local)
-    reachable = {local.name, *(dist.nodes() if dist is not None else ())}
+    peers = set(dist.nodes()) - set(hidden_peers(dist)) if dist is not None else set()
+    reachable = {local.name, *peers}
     reports = node_reports(sorted(reachable), deadline)
     known = {*reachable, *paxos.voters}
     for outcome in reports.values():  # the peers the others see: down if this node does not
         if outcome[0] == "ok":
-            known.update(outcome[1]["connected"])
+            known.update(set(outcome[1]["connected"]) - set(outcome[1]["hidden_peers"]))
     answered = {name: o[1] for name, o in reports.items() if o[0] == "ok"}
     errors = [o[1] for o in reports.values() if o[0] == "error"]
     voters, quorum = _voter_config(answered, paxos.voters, paxos.quorum)

@@ -19,7 +19,7 @@ from paxtor.name_server import name_cache
 from paxtor.observe.roles import node_role
 from paxtor.paxos.paxos_node import open_paxos_node
 
-__all__ = ["node_report", "lock_table_of", "name_cache_of"]
+__all__ = ["node_report", "hidden_peers", "lock_table_of", "name_cache_of"]
 
 
 def lock_table_of(local: LocalNode) -> Any:
@@ -57,6 +57,7 @@ def node_report(local: LocalNode) -> dict[str, Any]:
         "voters": list(paxos.voters),
         "quorum": paxos.quorum,
         "connected": connected,
+        "hidden_peers": hidden_peers(dist),
         "lease": {
             "valid": valid,
             "remaining": round(expires_at - now, 3) if valid and expires_at is not None else None,
@@ -67,6 +68,11 @@ def node_report(local: LocalNode) -> dict[str, Any]:
         "singletons": _singletons(local),
         "time": time.time(),
     }
+
+
+def hidden_peers(dist: Any) -> list[str]:
+    """The connected peers that announced themselves hidden (status clients and the like)."""
+    return [peer for peer in dist.nodes() if (info := dist.peer_info(peer)) is not None and info.hidden]
 
 
 def _acceptor(paxos: Any) -> dict[str, Any] | None:

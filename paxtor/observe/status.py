@@ -1,7 +1,7 @@
 """``python -m paxtor status``: join the cluster as a client, print its state, leave.
 
-The command starts a client node that votes for nothing (memory durability,
-no data directory), connects to the seeds (and the numbered nodes of
+The command starts a hidden client node (it votes for nothing, hosts no
+singleton, is named to no other node, and keeps nothing on disk), connects to the seeds (and the numbered nodes of
 ``--base-port``, as any node does), and asks one connected node, a voter if
 it can, to gather `cluster_info` (the result streams back in parts, so a
 cluster with 100,000 held locks is read in pages, never in one message).
@@ -16,7 +16,6 @@ flags.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import secrets
@@ -62,8 +61,7 @@ def run_status(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     try:
         node = paxtor.start_node(
             name, cluster_size=args.cluster_size, host=args.host, base_port=args.base_port, seeds=seeds,
-            cookie=args.cookie, durability="memory", voter=False, reconnect_max=0.5,
-            **_hidden_options(paxtor.start_node),
+            cookie=args.cookie, durability="memory", voter=False, hidden=True, reconnect_max=0.5,
         )  # fmt: skip
     except (OSError, ValueError, TypeError) as exc:
         sys.stderr.write(f"paxtor status: error: {exc}\n")
@@ -98,12 +96,6 @@ def run_status(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
 
 def _gather_via(via: str, timeout: float) -> ClusterInfo:
     return cluster_info(timeout=timeout, via=via)
-
-
-def _hidden_options(start_node: Any) -> dict[str, Any]:
-    """Host nothing and stay out of others' node lists, where `start_node` can (hidden nodes)."""
-    params = inspect.signature(start_node).parameters
-    return {flag: value for flag, value in (("hidden", True), ("singletons", False)) if flag in params}
 
 
 def _first_peer(node: Any, cluster_size: int, timeout: float) -> str | None:

@@ -272,7 +272,9 @@ def test_a_corrupt_data_directory_is_a_one_line_error(tmp_path):
     "args, message",
     [
         (["node", "1", "--bogus"], "unrecognized arguments: --bogus"),
-        (["node", "one"], "a node is '_'"),
+        (["node", "node0"], "a node is '_'"),
+        (["node", "web-1"], "cannot vote"),
+        (["node", "web-1", "--tls-cert", "x.pem"], "TLS needs all three"),
         (["node", "1", "--durability", "paper"], "invalid choice: 'paper'"),
         (["node", "1", "--heartbeat-timeout", "-1"], "must be > 0"),
         (["node", "1", "--lease", "0"], "must be > 0"),

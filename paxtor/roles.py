@@ -1,0 +1,55 @@
+"""What a Paxtor node announces of its role, and which nodes may do what.
+
+Every node tells its peers, in the mesh's announcement (`paxtor.actors.mesh`),
+whether it votes and whether it hosts singletons (a web worker says
+``singletons=False``). Hidden nodes (a status tool) host nothing and are no
+lock home. A peer whose announcement has not arrived yet counts as hosting
+nothing until it does: placement may only name nodes known to accept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paxtor.actors.distribution import DistributedNode, NodeInfo, distributed_node
+from paxtor.actors.node import current_node
+
+__all__ = ["PAXTOR", "SINGLETONS", "VOTER", "role_attrs", "hosts_singletons", "singleton_hosts", "lock_home_candidates"]
+
+#: Attribute keys of a Paxtor node's announcement.
+PAXTOR, VOTER, SINGLETONS = "paxtor", "voter", "singletons"
+
+
+def role_attrs(*, voter: bool, singletons: bool) -> dict[str, Any]:
+    """The attributes a Paxtor node announces."""
+    return {PAXTOR: 1, VOTER: voter, SINGLETONS: singletons}
+
+
+def hosts_singletons(info: NodeInfo | None) -> bool:
+    """Whether the node that announced `info` accepts singletons."""
+    return info is not None and not info.hidden and info.attrs.get(SINGLETONS) is True
+
+
+def _is_paxtor(info: NodeInfo | None) -> bool:
+    return info is not None and not info.hidden and PAXTOR in info.attrs
+
+
+def singleton_hosts(dist: DistributedNode | None = None) -> list[str]:
+    """The current node (if it accepts singletons) and every connected peer that does."""
+    dist = dist or distributed_node()
+    if dist is None:
+        return [current_node().name]
+    found = [dist.name] if hosts_singletons(dist.info) else []
+    found += [name for name in dist.nodes() if hosts_singletons(dist.peer_info(name))]
+    return found
+
+
+def lock_home_candidates(dist: DistributedNode | None = None) -> list[str]:
+    """The nodes that may be a lock's home: this one (unless hidden) and every connected,
+    visible Paxtor node; this one alone if there is none."""
+    dist = dist or distributed_node()
+    if dist is None:
+        return [current_node().name]
+    found = [] if dist.hidden else [dist.name]
+    found += [name for name in dist.nodes() if _is_paxtor(dist.peer_info(name))]
+    return found or [dist.name]
