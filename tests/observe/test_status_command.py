@@ -59,7 +59,8 @@ def test_status_lists_nodes_voters_and_locks_then_a_killed_voter_as_down() -> No
              "waiters": [repr(waiter)]},
         ]  # fmt: skip
         voters = {v["name"]: v for v in data["voter_info"]}
-        assert voters["node1"]["fsyncs"] > 0 and voters["node1"]["log_bytes"] > 0  # durable voters
+        wrote = [v for v in voters.values() if v["fsyncs"] and v["log_bytes"]]
+        assert len(wrote) >= 2  # durable voters: a quorum synced the lock's rounds
 
         cluster.kill("node3")
         wait_node_down(node, "node3")
