@@ -139,7 +139,10 @@ class WebView:
         self.gather_took = 0.0
         self._page = resources.files("paxtor.observe").joinpath("view.html").read_bytes()
         self.server = WSGIServer(address, self.app, log=None, error_log=_ErrorLog())
-        self.server.start()
+        try:
+            self.server.start()
+        except OSError as exc:  # a bad flag, said in one line: not the node's own port
+            raise ValueError(f"cannot serve the web view on {address[0]}:{address[1]}: {exc.strerror or exc}") from exc
         self.sampler = local.spawn(self._sample_forever)
 
     @property

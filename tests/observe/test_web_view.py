@@ -70,6 +70,17 @@ def test_addresses_default_to_loopback() -> None:
         parse_address("localhost")
 
 
+def test_a_busy_http_port_is_a_clear_error_and_no_node_is_left(cluster: Cluster) -> None:
+    node1 = _start_with_web(cluster)
+    port = node1.web.address[1]
+    with pytest.raises(ValueError, match=f"cannot serve the web view on 127.0.0.1:{port}"):
+        paxtor.start_node(
+            4, cluster_size=3, base_port=cluster.base, cookie=cluster.cookie, voter=False, durability="memory",
+            http=f"127.0.0.1:{port}",
+        )  # fmt: skip
+    assert paxtor.actors.distribution.distributed_node("node4") is None
+
+
 def test_metrics_parse_as_prometheus_text_and_count_what_happened(cluster: Cluster) -> None:
     node1 = _start_with_web(cluster)
     base = node1.web.url
