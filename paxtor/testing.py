@@ -532,6 +532,15 @@ class LocalCluster:
         """Start node `number`: ``python -m paxtor node`` (plus `extra` flags), or `argv`."""
         return self._launch(f"node{number}", argv or self.node_argv(number, *extra, shell=shell), shell)
 
+    def start_client(self, name: str, *extra: str) -> NodeProcess:
+        """Start client node `name` (``python -m paxtor node NAME --client``; memory
+        durability, so no data directory) with the cluster's flags plus `extra`."""
+        argv = [
+            sys.executable, "-m", "paxtor", "node", name, "--client", "--no-shell",
+            "--cluster-size", str(self.size), "--base-port", str(self.base_port), "--log-json", *self.flags, *extra,
+        ]  # fmt: skip
+        return self._launch(name, argv, False)
+
     def _launch(self, name: str, argv: list[str], shell: bool) -> NodeProcess:
         runs = sum(1 for p in self._started if p.name == name)
         log_path = self.workdir / (f"{name}.log" if runs == 0 else f"{name}.{runs + 1}.log")

@@ -126,8 +126,18 @@ class PeerConnections:
 
     def dial(self, name: str, host: str, port: int) -> None:
         """Keep node `name` at (host, port) connected, as any target, until
-        `stop_dialing_node`; a new address replaces the one being dialed."""
-        if self._stopped or name == self.name or self.has_target(name):
+        `stop_dialing_node`; a new address replaces the one being dialed. A
+        numbered target's address is only a guess (`base_port + N` on
+        `host`): the node's own announcement replaces it; a seed's is kept."""
+        if self._stopped or name == self.name:
+            return
+        configured = [t for t in self.targets if t.name == name]
+        if configured:
+            for target in configured:
+                if not target.seed and target.address != (host, port):
+                    log.info("target_moved", node=self.name, peer=name, was=str(target), now=f"{host}:{port}")
+                    target.host, target.port = host, port
+                    self._kicks[id(target)].set()
             return
         learned = self._learned.get(name)
         if learned is not None and not learned[1].dead:
