@@ -2,8 +2,9 @@
 
 Every node tells its peers, in the mesh's announcement (`paxtor.actors.mesh`),
 whether it votes and whether it hosts singletons (a web worker says
-``singletons=False``). Hidden nodes (a status tool) host nothing and are no
-lock home. A peer whose announcement has not arrived yet counts as hosting
+``singletons=False``). Lock homes are voters while any is connected (a
+voter's round needs one remote vote fewer). Hidden nodes (a status tool)
+host nothing and are no lock home. A peer whose announcement has not arrived yet counts as hosting
 nothing until it does: placement may only name nodes known to accept.
 """
 
@@ -45,11 +46,15 @@ def singleton_hosts(dist: DistributedNode | None = None) -> list[str]:
 
 
 def lock_home_candidates(dist: DistributedNode | None = None) -> list[str]:
-    """The nodes that may be a lock's home: this one (unless hidden) and every connected,
-    visible Paxtor node; this one alone if there is none."""
+    """The nodes that may be a lock's home: the connected voters (this one
+    included), whose rounds need one remote vote fewer than a client's; else
+    every connected visible Paxtor node; else this node alone."""
     dist = dist or distributed_node()
     if dist is None:
         return [current_node().name]
-    found = [] if dist.hidden else [dist.name]
-    found += [name for name in dist.nodes() if _is_paxtor(dist.peer_info(name))]
-    return found or [dist.name]
+    infos = [(name, dist.peer_info(name)) for name in dist.nodes()]
+    if not dist.hidden:
+        infos.append((dist.name, dist.info))
+    paxtor_nodes = [(name, info) for name, info in infos if _is_paxtor(info)]
+    voters = [name for name, info in paxtor_nodes if info.attrs.get(VOTER) is True]  # type: ignore[union-attr]
+    return voters or [name for name, _ in paxtor_nodes] or [dist.name]
