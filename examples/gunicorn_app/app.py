@@ -30,6 +30,7 @@ import paxtor
 from paxtor.actors import spawn
 
 STORE = Path(os.environ.get("PAXTOR_APP_STORE", "counters"))
+STORE.mkdir(parents=True, exist_ok=True)
 MAX_TIMEOUT = 30.0
 
 

@@ -15,7 +15,9 @@ boot, so no exception leaves these hooks.
 
 Settings come from the environment: ``PAXTOR_SEEDS`` (host:port of one or
 more voters), ``PAXTOR_CLUSTER_SIZE`` (3), ``PAXTOR_BASE_PORT`` (4370),
-``PAXTOR_HOST`` (where the worker listens, 127.0.0.1), ``PAXTOR_COOKIE``,
+``PAXTOR_HOST`` (where the worker listens, 127.0.0.1; 0.0.0.0 in a
+container), ``PAXTOR_HOSTS`` (the voters' addresses, ``1=voter1,2=...``,
+as their ``--hosts``), ``PAXTOR_COOKIE``,
 ``PAXTOR_LEASE`` and ``PAXTOR_LEASE_MARGIN`` (seconds, optional: every
 node of a cluster must use the voters' values).
 """
@@ -49,6 +51,9 @@ def node_options() -> dict[str, Any]:
         host=env.get("PAXTOR_HOST", "127.0.0.1"),
         seeds=[s for s in env.get("PAXTOR_SEEDS", "").split(",") if s.strip()],
     )
+    if env.get("PAXTOR_HOSTS"):
+        pairs = (item.split("=", 1) for item in env["PAXTOR_HOSTS"].split(",") if item.strip())
+        options["hosts"] = {int(number.strip().removeprefix("node")): address.strip() for number, address in pairs}
     if env.get("PAXTOR_LEASE"):
         lease = float(env["PAXTOR_LEASE"])
         options["paxos"] = dict(lease=lease, margin=float(env.get("PAXTOR_LEASE_MARGIN", "0.5")))

@@ -212,3 +212,20 @@ def test_calling_paxtor_from_a_plain_os_thread_is_a_clear_error(cluster) -> None
     assert [type(e) for e in errors] == [paxtor.WrongThread, paxtor.WrongThread]
     assert "gunicorn -k gevent" in str(errors[0])
     assert cluster["node1"].run(paxtor.try_lock, "from-a-thread") is not None  # nothing was left behind
+
+
+def test_a_clean_stop_logs_no_warning_anywhere(cluster) -> None:
+    from structlog.testing import capture_logs
+
+    a = start_client(cluster, "web-a")
+    b = start_client(cluster, "web-b")
+    testing.wait_for_nodes(a, ["web-b"])
+    assert a.run(paxtor.try_lock, "held-while-stopping") is not None
+    with capture_logs() as logs:
+        cluster.stop("web-a")  # a client: the voters keep their quorum
+        cluster.stop("node3")  # a voter: two of three still answer
+        testing.wait_node_down(b, "web-a")
+        testing.wait_node_down(b, "node3")
+    closed = [e for e in logs if e["event"] == "connection_closed"]
+    assert len(closed) >= 2 * 5  # both ends of each of the two nodes' connections
+    assert [e for e in logs if e["log_level"] in ("warning", "error")] == []
