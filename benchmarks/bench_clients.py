@@ -91,7 +91,7 @@ def idle_mesh(seconds: float) -> dict[str, Any]:
         alone.start_all()
         clients = _clients(mesh, MESH_NODES - mesh.size)
         for name in clients:  # every client connected to every other node: the mesh is whole
-            testing.wait_until(lambda: _peers_up(mesh, name) >= MESH_NODES - 1, 120, step=0.2)
+            testing.wait_until(lambda: len(mesh.processes[name].peers_up()) >= MESH_NODES - 1, 120, step=0.2)
         alone.processes["node1"].wait_for_log("lease_gained", 60)
         gevent.sleep(2.0)  # start-up is over
         mesh_pids = [p.pid for p in mesh.processes.values()]
@@ -111,16 +111,6 @@ def idle_mesh(seconds: float) -> dict[str, Any]:
         "alone_cpu_s_per_min": alone_node,
         "mesh_node_over_alone": mesh_node / alone_node if alone_node else None,
     }
-
-
-def _peers_up(cluster: Any, name: str) -> int:
-    up: set[str] = set()
-    for event in cluster.processes[name].events():
-        if event.get("event") == "node_up":
-            up.add(event["peer"])
-        elif event.get("event") == "node_down":
-            up.discard(event["peer"])
-    return len(up)
 
 
 def main(argv: list[str] | None = None) -> int:

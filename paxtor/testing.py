@@ -438,6 +438,16 @@ class NodeProcess:
                 found.append(entry)
         return found
 
+    def peers_up(self) -> set[str]:
+        """The peers its log says are connected now (``node_up`` not followed by ``node_down``)."""
+        up: set[str] = set()
+        for event in self.events():
+            if event.get("event") == "node_up":
+                up.add(event["peer"])
+            elif event.get("event") == "node_down":
+                up.discard(event["peer"])
+        return up
+
     def wait_for_log(self, match: str | Callable[[dict[str, Any]], Any], timeout: float = WAIT) -> dict[str, Any]:
         """The first log line that `match` accepts (or named `match`), polled with a
         deadline: only the node's own log can tell. TimeoutError (with the log's tail)."""

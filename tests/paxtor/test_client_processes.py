@@ -44,21 +44,10 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         yield c
 
 
-def peers_up(cluster: LocalCluster, name: str) -> set[str]:
-    """The peers `name`'s own log says are connected now."""
-    up: set[str] = set()
-    for event in cluster.processes[name].events():
-        if event.get("event") == "node_up":
-            up.add(event["peer"])
-        elif event.get("event") == "node_down":
-            up.discard(event["peer"])
-    return up
-
-
 def test_six_client_processes_given_one_voter_each_form_a_mesh_and_share_locks_and_singletons(cluster) -> None:
     for name in CLIENTS:
         others = set(CLIENTS) - {name}
-        wait_until(lambda: (cluster.check_running(), others <= peers_up(cluster, name))[1], WAIT)
+        wait_until(lambda: (cluster.check_running(), others <= cluster.processes[name].peers_up())[1], WAIT)
     tester = cluster.join("tester", singletons=False, seeds=[f"{VOTER_HOSTS[1]}:{cluster.base_port + 1}"],
                           hosts=VOTER_HOSTS, paxos=dict(lease=1.0, margin=0.25))  # fmt: skip
     wait_for_nodes(tester, [*cluster.voters, *CLIENTS], WAIT)
