@@ -180,7 +180,10 @@ def test_a_worker_whose_node_cannot_start_keeps_its_master_up(voters, tmp_path: 
 
         body = wait_until(refused, 30, step=0.1)
         assert "cluster_size" in body["error"]
-        gevent.sleep(2.5)  # a retry in the background fails again: still no crash
+        failures = lambda: master.proc.log_path.read_text().count("paxtor_node_start_failed")  # noqa: E731
+        wait_until(lambda: failures() >= 4, 30, step=0.1)  # both workers retried, and failed again
         assert master.proc.alive()
+        status, body, _ = in_thread(f"{master.url}/incr?key=x", timeout=2).get()
+        assert status == 503 and "paxtor node not running" in body["error"]
     finally:
         master.proc.stop(grace=15)

@@ -16,10 +16,13 @@ import gevent
 import pytest
 
 import paxtor
-from paxtor import testing
+from paxtor import paxos, testing
 from paxtor.actors import call, receive, self_pid, send, spawn
 from paxtor.actors import exit as exit_
 from paxtor.actors.faults import FaultInjector
+from paxtor.lock_messages import LOCKS_BUCKET
+from paxtor.lock_register import waiters_of
+from paxtor.paxos.register import identity
 from paxtor.placement import rendezvous_order
 from paxtor.roles import SINGLETONS, singleton_hosts
 from paxtor.rounds import paxos_key
@@ -71,6 +74,16 @@ def start_holder(key: str) -> tuple:
     return pid, receive(lambda m: isinstance(m, tuple) and m[0] == "locked", timeout=WAIT)[1]
 
 
+def wait_queued(cluster: testing.Cluster, key: str, waiters: int = 1) -> None:
+    """Until the lock's register (read by a linearizable round) has `waiters` queued."""
+
+    def queued() -> bool:
+        reg = cluster["node1"].run(paxos.propose, paxos_key(key), identity, bucket=LOCKS_BUCKET)
+        return len(waiters_of(reg)) >= waiters
+
+    testing.wait_until(queued, WAIT)
+
+
 def lock_and_time(key: str, timeout: float) -> tuple[int, float]:
     return paxtor.lock(key, timeout=timeout), time.monotonic()
 
@@ -102,7 +115,7 @@ def test_a_lock_passes_between_two_clients_that_cannot_reach_each_other_within_a
     key = "partitioned-handoff"
     holder, token = a.run(start_holder, key)
     waiter = gevent.spawn(b.run, lock_and_time, key, 3 * WAIT)
-    gevent.sleep(0.3)  # the waiter queues behind the holder
+    wait_queued(cluster, key)
     assert not waiter.ready()
     unlocked_at = a.run(unlock_now, holder)
     got, at = waiter.get(timeout=4 * WAIT)
@@ -123,7 +136,7 @@ def test_a_lost_wake_up_is_recovered_by_the_waiters_own_re_read(cluster, monkeyp
     key = "lost-wake-up"
     holder, token = a.run(start_holder, key)
     waiter = gevent.spawn(b.run, lock_and_time, key, 3 * WAIT)
-    gevent.sleep(0.3)
+    wait_queued(cluster, key)
     unlocked_at = a.run(unlock_now, holder)
     got, at = waiter.get(timeout=4 * WAIT)
     assert got == token + 1 and at - unlocked_at < 0.5 + 1.0
