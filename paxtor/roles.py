@@ -10,6 +10,7 @@ nothing until it does: placement may only name nodes known to accept.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from paxtor.actors.distribution import DistributedNode, NodeInfo, distributed_node
@@ -48,10 +49,23 @@ def singleton_hosts(dist: DistributedNode | None = None) -> list[str]:
 def lock_home_candidates(dist: DistributedNode | None = None) -> list[str]:
     """The nodes that may be a lock's home: the connected voters (this one
     included), whose rounds need one remote vote fewer than a client's; else
-    every connected visible Paxtor node; else this node alone."""
+    every connected visible Paxtor node; else this node alone. (Asked for
+    every round of a contended lock: kept until the mesh changes.)"""
     dist = dist or distributed_node()
     if dist is None:
         return [current_node().name]
+    cached = _homes.get(dist)
+    if cached is not None and cached[0] == dist.mesh_version:
+        return cached[1]
+    found = _lock_homes(dist)
+    _homes[dist] = (dist.mesh_version, found)
+    return found
+
+
+_homes: weakref.WeakKeyDictionary[DistributedNode, tuple[int, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def _lock_homes(dist: DistributedNode) -> list[str]:
     infos = [(name, dist.peer_info(name)) for name in dist.nodes()]
     if not dist.hidden:
         infos.append((dist.name, dist.info))

@@ -152,6 +152,9 @@ class DistributedNode:
         self.mesh: MeshView | None = None  # made at start, once the port is bound
         self._announce_scheduled = False
         self._announced: tuple[Any, ...] | None = None
+        #: bumped whenever a connection or a peer's view changes (for the caches of the layers above)
+        self.mesh_version = 0
+        self._unreached: tuple[int, list[str]] = (-1, [])
         self.running = True
         self._node_watchers: dict[Pid, int] = {}  # pid -> subscriptions
         #: the frames that are not signals for the LocalNode
@@ -252,10 +255,12 @@ class DistributedNode:
     def unreached(self) -> list[str]:
         """The visible nodes some peer is connected to and this node is not (the
         mesh is incomplete: a message between this node and those may be lost), sorted."""
-        if self.mesh is None:
-            return []
-        up = self.peers.up
-        return sorted(name for name in self.mesh.known() if name not in up)
+        version, found = self._unreached
+        if version != self.mesh_version and self.mesh is not None:
+            up = self.peers.up
+            found = sorted(name for name in self.mesh.known() if name not in up)
+            self._unreached = (self.mesh_version, found)
+        return found
 
     def reached_by_others(self, name: str) -> list[str]:
         """The connected peers that are themselves connected to node `name`
@@ -360,6 +365,7 @@ class DistributedNode:
     def _peer_up(self, conn: Connection) -> None:
         peer = conn.peer
         assert peer is not None
+        self.mesh_version += 1
         if self.mesh is not None:
             self.transport.send_frame(conn, mesh_frame(*self.mesh.announcement()))  # the first frame
         self.transport.release_held(conn)  # before anything else is sent on it
@@ -373,6 +379,7 @@ class DistributedNode:
         level("node_down", node=self.name, peer=name, peer_incarnation=incarnation, reason=reason)
         self.local.on_node_down(name)
         self.transport.node_lost(name)
+        self.mesh_version += 1
         if self.mesh is not None:
             self.mesh.on_peer_down(name)
             self._schedule_announce()
@@ -402,6 +409,7 @@ class DistributedNode:
         except ValueError as exc:
             conn.close(f"bad_view: {exc}")
             return
+        self.mesh_version += 1
         self._schedule_announce()  # our own peers' list now has this one's address
         self._update_dials()
 
