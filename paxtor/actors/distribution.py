@@ -185,7 +185,7 @@ class DistributedNode:
             port=port,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
-            address_of=self._numbered_address,
+            address_of=self._address_of,
             source_host=self.host if self.hosts else None,
             listen_socket=listen_socket,
         )
@@ -271,6 +271,13 @@ class DistributedNode:
         """The incarnation of connected peer `name`, or None."""
         conn = self.peers.up.get(name)
         return conn.peer.incarnation if conn is not None and conn.peer is not None else None
+
+    def _address_of(self, name: str) -> tuple[str, int] | None:
+        """Where to dial `name` on request (`connect`): where it announced itself, else by number."""
+        info = self.mesh.info(name) if self.mesh is not None else None
+        if info is not None and info.host:
+            return info.address
+        return self._numbered_address(name)
 
     def _numbered_address(self, name: str) -> tuple[str, int] | None:
         number = node_number(name)
@@ -415,11 +422,16 @@ class DistributedNode:
 
     def _update_dials(self) -> None:
         """Dial every node the mesh knows and we are not connected to; stop
-        dialing those nobody names any more."""
-        if not self.connect_all or not self.running or self.mesh is None:
+        dialing those nobody names any more. Without connect_all (a hidden
+        node) only the own targets are dialed, at the addresses they announce."""
+        if not self.running or self.mesh is None:
             return
         peers = self.peers
-        wanted = self.mesh.to_dial(peers.up)
+        if self.connect_all:
+            wanted = self.mesh.to_dial(peers.up)
+        else:
+            up = peers.up
+            wanted = {n: i for n, i in self.mesh.known().items() if n not in up and peers.has_target(n)}
         for name, info in wanted.items():
             peers.dial(name, info.host, info.port)
         for name in peers.dialing_learned():
