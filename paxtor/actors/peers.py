@@ -216,7 +216,8 @@ class PeerConnections:
         return True
 
     def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:
-        """Block until `condition()` holds, re-checked on every peer up/down."""
+        """Block until `condition()` holds, re-checked on every peer up/down and
+        at the end of every connection attempt."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not condition():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -270,6 +271,7 @@ class PeerConnections:
             _count(self._attempts, key, -1)
             if shaking[0]:
                 _count(self._shaking, key, -1)
+            self._notify()  # whoever waits on `reaching` looks again
             self._on_attempt_over()
 
     def _attempt(self, target: Target, shaking: list[bool]) -> Connection | None:

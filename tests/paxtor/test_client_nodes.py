@@ -160,6 +160,8 @@ def test_a_singleton_on_a_client_this_one_cannot_reach_fails_at_once_naming_its_
     assert a.run(call, counter, "inc") == 1
     assert a.run(paxtor.whereis, counter).node == "web-a"
     assert b.run(call, counter, "inc") == 2  # reached from the other client
+    c = start_client(cluster, "web-c", singletons=False)  # just up: it may not have reached web-a yet
+    assert c.run(call, counter, "inc") == 3
     cut(cluster, "web-a", "web-b")
     b.dist.peers.wait_until(lambda: b.dist.reached_by_others("web-a"), WAIT)
     started = time.monotonic()
@@ -167,7 +169,7 @@ def test_a_singleton_on_a_client_this_one_cannot_reach_fails_at_once_naming_its_
         b.run(call, counter, "inc")
     assert time.monotonic() - started < 2.0
     assert "no quorum" not in str(caught.value) and caught.value.node == "web-a"
-    assert cluster["node1"].run(call, counter, "inc") == 3  # still the one process, reached from the rest
+    assert cluster["node1"].run(call, counter, "inc") == 4  # still the one process, reached from the rest
 
 
 def test_a_node_without_singletons_never_hosts_one(cluster) -> None:
