@@ -84,6 +84,7 @@ def node_main(number: int, base_port: int, data_dir: str, durability: str = "fsy
     from paxtor.actors import Supervisor, receive, self_pid, send, spawn
     from paxtor.actors.distribution import start_distributed
     from paxtor.paxos.services import PaxosConfig, PaxosNode, node_incarnation, numbered_voters, paxos_supervisor_spec
+    from paxtor.roles import role_attrs
     from paxtor.services import paxtor_services
 
     name = f"node{number}"
@@ -91,7 +92,7 @@ def node_main(number: int, base_port: int, data_dir: str, durability: str = "fsy
     incarnation = node_incarnation(node_dir, durability)  # type: ignore[arg-type]
     dist = start_distributed(
         name, base_port=base_port, cluster_size=3, cookie=COOKIE, incarnation=incarnation,
-        heartbeat_interval=1.0, heartbeat_timeout=10.0,
+        heartbeat_interval=1.0, heartbeat_timeout=10.0, attrs=role_attrs(voter=True, singletons=True),
     )
     pnode = PaxosNode(PaxosConfig(voters=numbered_voters(3), durability=durability, data_dir=node_dir),  # type: ignore[arg-type]
         dist.local,

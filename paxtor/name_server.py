@@ -386,10 +386,19 @@ def _connected(node_name: str) -> bool:
 
 
 def _check_reachable(name: Any, key: bytes, node_name: str) -> None:
-    """SingletonUnreachable if `node_name` is not connected here but some peer is connected to it."""
+    """SingletonUnreachable if `node_name` is not connected here but some peer is connected to it.
+
+    An attempt to connect it that is in flight (a node just heard of) is waited
+    for first, for one handshake timeout at most; one that failed is not retried here.
+    """
     if _connected(node_name):
         return
     dist = distributed_node()
+    if dist is not None and dist.peers.reaching(node_name):
+        peers = dist.peers
+        peers.wait_until(lambda: node_name in peers.up or not peers.reaching(node_name), dist.config.handshake_timeout)
+        if _connected(node_name):
+            return
     reached_by = dist.reached_by_others(node_name) if dist is not None else []
     if reached_by:
         assert dist is not None

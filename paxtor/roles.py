@@ -2,13 +2,15 @@
 
 Every node tells its peers, in the mesh's announcement (`paxtor.actors.mesh`),
 whether it votes and whether it hosts singletons (a web worker says
-``singletons=False``). Hidden nodes (a status tool) host nothing and are no
-lock home. A peer whose announcement has not arrived yet counts as hosting
+``singletons=False``). Lock homes are voters while any is connected (a
+voter's round needs one remote vote fewer). Hidden nodes (a status tool)
+host nothing and are no lock home. A peer whose announcement has not arrived yet counts as hosting
 nothing until it does: placement may only name nodes known to accept.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from paxtor.actors.distribution import DistributedNode, NodeInfo, distributed_node
@@ -45,11 +47,28 @@ def singleton_hosts(dist: DistributedNode | None = None) -> list[str]:
 
 
 def lock_home_candidates(dist: DistributedNode | None = None) -> list[str]:
-    """The nodes that may be a lock's home: this one (unless hidden) and every connected,
-    visible Paxtor node; this one alone if there is none."""
+    """The nodes that may be a lock's home: the connected voters (this one
+    included), whose rounds need one remote vote fewer than a client's; else
+    every connected visible Paxtor node; else this node alone. (Asked for
+    every round of a contended lock: kept until the mesh changes.)"""
     dist = dist or distributed_node()
     if dist is None:
         return [current_node().name]
-    found = [] if dist.hidden else [dist.name]
-    found += [name for name in dist.nodes() if _is_paxtor(dist.peer_info(name))]
-    return found or [dist.name]
+    cached = _homes.get(dist)
+    if cached is not None and cached[0] == dist.mesh_version:
+        return cached[1]
+    found = _lock_homes(dist)
+    _homes[dist] = (dist.mesh_version, found)
+    return found
+
+
+_homes: weakref.WeakKeyDictionary[DistributedNode, tuple[int, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def _lock_homes(dist: DistributedNode) -> list[str]:
+    infos = [(name, dist.peer_info(name)) for name in dist.nodes()]
+    if not dist.hidden:
+        infos.append((dist.name, dist.info))
+    paxtor_nodes = [(name, info) for name, info in infos if _is_paxtor(info)]
+    voters = [name for name, info in paxtor_nodes if info.attrs.get(VOTER) is True]  # type: ignore[union-attr]
+    return voters or [name for name, _ in paxtor_nodes] or [dist.name]

@@ -798,7 +798,8 @@ class Connection:
         self._state = _CLOSED
         self.close_reason = reason
         if not was_up:
-            log.warning("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
+            level = log.info if _benign_refusal(reason) else log.warning
+            level("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
         elif requested or self._close_expected:
             log.info("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
         else:
@@ -826,6 +827,17 @@ class Connection:
             self._on_close(self, reason)
         except Exception:
             log.exception("on_close_failed", local=self.config.name, peer=self._label())
+
+
+#: Refusals that only say "another connection to this peer is (about to be) in use".
+_BENIGN_REFUSALS = ("simultaneous_connect", "already_connected")
+
+
+def _benign_refusal(reason: str) -> bool:
+    """A handshake refused because both nodes dialed each other, or one is connected already:
+    the mesh makes these common, and the other connection serves."""
+    head, _, detail = reason.partition(": ")
+    return head in ("not_admitted", "refused_by_peer") and detail in _BENIGN_REFUSALS
 
 
 def _raw_socket(sock: Any) -> Any:

@@ -152,6 +152,9 @@ class DistributedNode:
         self.mesh: MeshView | None = None  # made at start, once the port is bound
         self._announce_scheduled = False
         self._announced: tuple[Any, ...] | None = None
+        #: bumped whenever a connection or a peer's view changes (for the caches of the layers above)
+        self.mesh_version = 0
+        self._unreached: tuple[int, list[str]] = (-1, [])
         self.running = True
         self._node_watchers: dict[Pid, int] = {}  # pid -> subscriptions
         #: the frames that are not signals for the LocalNode
@@ -182,7 +185,7 @@ class DistributedNode:
             port=port,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
-            address_of=self._numbered_address,
+            address_of=self._address_of,
             source_host=self.host if self.hosts else None,
             listen_socket=listen_socket,
         )
@@ -252,10 +255,12 @@ class DistributedNode:
     def unreached(self) -> list[str]:
         """The visible nodes some peer is connected to and this node is not (the
         mesh is incomplete: a message between this node and those may be lost), sorted."""
-        if self.mesh is None:
-            return []
-        up = self.peers.up
-        return sorted(name for name in self.mesh.known() if name not in up)
+        version, found = self._unreached
+        if version != self.mesh_version and self.mesh is not None:
+            up = self.peers.up
+            found = sorted(name for name in self.mesh.known() if name not in up)
+            self._unreached = (self.mesh_version, found)
+        return found
 
     def reached_by_others(self, name: str) -> list[str]:
         """The connected peers that are themselves connected to node `name`
@@ -266,6 +271,13 @@ class DistributedNode:
         """The incarnation of connected peer `name`, or None."""
         conn = self.peers.up.get(name)
         return conn.peer.incarnation if conn is not None and conn.peer is not None else None
+
+    def _address_of(self, name: str) -> tuple[str, int] | None:
+        """Where to dial `name` on request (`connect`): where it announced itself, else by number."""
+        info = self.mesh.info(name) if self.mesh is not None else None
+        if info is not None and info.host:
+            return info.address
+        return self._numbered_address(name)
 
     def _numbered_address(self, name: str) -> tuple[str, int] | None:
         number = node_number(name)
@@ -360,6 +372,7 @@ class DistributedNode:
     def _peer_up(self, conn: Connection) -> None:
         peer = conn.peer
         assert peer is not None
+        self.mesh_version += 1
         if self.mesh is not None:
             self.transport.send_frame(conn, mesh_frame(*self.mesh.announcement()))  # the first frame
         self.transport.release_held(conn)  # before anything else is sent on it
@@ -373,6 +386,7 @@ class DistributedNode:
         level("node_down", node=self.name, peer=name, peer_incarnation=incarnation, reason=reason)
         self.local.on_node_down(name)
         self.transport.node_lost(name)
+        self.mesh_version += 1
         if self.mesh is not None:
             self.mesh.on_peer_down(name)
             self._schedule_announce()
@@ -402,16 +416,22 @@ class DistributedNode:
         except ValueError as exc:
             conn.close(f"bad_view: {exc}")
             return
+        self.mesh_version += 1
         self._schedule_announce()  # our own peers' list now has this one's address
         self._update_dials()
 
     def _update_dials(self) -> None:
         """Dial every node the mesh knows and we are not connected to; stop
-        dialing those nobody names any more."""
-        if not self.connect_all or not self.running or self.mesh is None:
+        dialing those nobody names any more. Without connect_all (a hidden
+        node) only the own targets are dialed, at the addresses they announce."""
+        if not self.running or self.mesh is None:
             return
         peers = self.peers
-        wanted = self.mesh.to_dial(peers.up)
+        if self.connect_all:
+            wanted = self.mesh.to_dial(peers.up)
+        else:
+            up = peers.up
+            wanted = {n: i for n, i in self.mesh.known().items() if n not in up and peers.has_target(n)}
         for name, info in wanted.items():
             peers.dial(name, info.host, info.port)
         for name in peers.dialing_learned():

@@ -126,8 +126,18 @@ class PeerConnections:
 
     def dial(self, name: str, host: str, port: int) -> None:
         """Keep node `name` at (host, port) connected, as any target, until
-        `stop_dialing_node`; a new address replaces the one being dialed."""
-        if self._stopped or name == self.name or self.has_target(name):
+        `stop_dialing_node`; a new address replaces the one being dialed. A
+        numbered target's address is only a guess (`base_port + N` on
+        `host`): the node's own announcement replaces it; a seed's is kept."""
+        if self._stopped or name == self.name:
+            return
+        configured = [t for t in self.targets if t.name == name]
+        if configured:
+            for target in configured:
+                if not target.seed and target.address != (host, port):
+                    log.info("target_moved", node=self.name, peer=name, was=str(target), now=f"{host}:{port}")
+                    target.host, target.port = host, port
+                    self._kicks[id(target)].set()
             return
         learned = self._learned.get(name)
         if learned is not None and not learned[1].dead:
@@ -206,7 +216,8 @@ class PeerConnections:
         return True
 
     def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:
-        """Block until `condition()` holds, re-checked on every peer up/down."""
+        """Block until `condition()` holds, re-checked on every peer up/down and
+        at the end of every connection attempt."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not condition():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -260,6 +271,7 @@ class PeerConnections:
             _count(self._attempts, key, -1)
             if shaking[0]:
                 _count(self._shaking, key, -1)
+            self._notify()  # whoever waits on `reaching` looks again
             self._on_attempt_over()
 
     def _attempt(self, target: Target, shaking: list[bool]) -> Connection | None:

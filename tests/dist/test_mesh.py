@@ -14,7 +14,7 @@ from paxtor.actors.distribution import DistributedNode, start_distributed
 from paxtor.actors.faults import FaultInjector
 from paxtor.actors.mesh import MeshView, NodeInfo, announced_host, info_from_wire, info_to_wire, view_from_wire
 
-from .conftest import COOKIE, WAIT
+from .conftest import COOKIE, WAIT, free_port_block
 
 FAST = dict(cookie=COOKIE, heartbeat_interval=0.1, heartbeat_timeout=1.0, handshake_timeout=1.0, reconnect_max=0.3)
 
@@ -199,3 +199,26 @@ def test_many_nodes_through_a_chain_of_seeds_form_one_mesh() -> None:
     for i in itertools.islice(itertools.count(1), 7):
         nodes.append(start_distributed(f"m{i}", port=0, seeds=_seed(nodes[-1]), **FAST))
     _all_connected(nodes)
+
+
+def test_a_hidden_node_given_one_seed_finds_the_numbered_voters_where_they_announce_themselves() -> None:
+    base = free_port_block(3)
+    hosts = {1: "127.0.0.11", 2: "127.0.0.12", 3: "127.0.0.13"}
+    voters = [start_distributed(f"node{n}", base_port=base, cluster_size=3, hosts=hosts, **FAST) for n in (1, 2, 3)]
+    _all_connected(voters)
+    # its guess by number (127.0.0.1 + base + N) finds nothing: the voters' announcements correct it
+    status = start_distributed("status-2", port=0, base_port=base, cluster_size=3, hidden=True,
+                               seeds=[f"{hosts[2]}:{base + 2}"], **FAST)  # fmt: skip
+    assert status.wait_for_nodes(["node1", "node2", "node3"], WAIT)
+    assert status.peers.dialing_learned() == []
+    assert all("status-2" not in v.known_nodes() or v.peer_info("status-2").hidden for v in voters)
+
+
+def test_a_hidden_node_connects_on_request_to_a_node_it_only_heard_of() -> None:
+    a = start_distributed("a", port=0, **FAST)
+    b = start_distributed("b", port=0, seeds=_seed(a), **FAST)
+    _all_connected([a, b])
+    h = start_distributed("status-3", port=0, seeds=_seed(a), hidden=True, **FAST)
+    assert h.peers.wait_until(lambda: "b" in h.known_nodes(), WAIT)
+    assert "b" not in h.nodes()
+    assert h.connect("b", WAIT) and "status-3" in b.nodes()

@@ -184,6 +184,8 @@ def test_sigterm_stops_a_node_cleanly_with_exit_0(cluster, tester):
     assert down.reason.startswith("peer_stopping")
     events = [e.get("event") for e in node5.events()]
     assert "node_stopping" in events and "distribution_stopped" in events
+    stopping = events.index("node_stopping")
+    assert [e for e in node5.events()[stopping:] if e.get("level") in ("warning", "error")] == []  # a clean stop
     assert up.incarnation > 0
 
 

@@ -16,10 +16,13 @@ import gevent
 import pytest
 
 import paxtor
-from paxtor import testing
+from paxtor import paxos, testing
 from paxtor.actors import call, receive, self_pid, send, spawn
 from paxtor.actors import exit as exit_
 from paxtor.actors.faults import FaultInjector
+from paxtor.lock_messages import LOCKS_BUCKET
+from paxtor.lock_register import waiters_of
+from paxtor.paxos.register import identity
 from paxtor.placement import rendezvous_order
 from paxtor.roles import SINGLETONS, singleton_hosts
 from paxtor.rounds import paxos_key
@@ -71,6 +74,16 @@ def start_holder(key: str) -> tuple:
     return pid, receive(lambda m: isinstance(m, tuple) and m[0] == "locked", timeout=WAIT)[1]
 
 
+def wait_queued(cluster: testing.Cluster, key: str, waiters: int = 1) -> None:
+    """Until the lock's register (read by a linearizable round) has `waiters` queued."""
+
+    def queued() -> bool:
+        reg = cluster["node1"].run(paxos.propose, paxos_key(key), identity, bucket=LOCKS_BUCKET)
+        return len(waiters_of(reg)) >= waiters
+
+    testing.wait_until(queued, WAIT)
+
+
 def lock_and_time(key: str, timeout: float) -> tuple[int, float]:
     return paxtor.lock(key, timeout=timeout), time.monotonic()
 
@@ -102,7 +115,7 @@ def test_a_lock_passes_between_two_clients_that_cannot_reach_each_other_within_a
     key = "partitioned-handoff"
     holder, token = a.run(start_holder, key)
     waiter = gevent.spawn(b.run, lock_and_time, key, 3 * WAIT)
-    gevent.sleep(0.3)  # the waiter queues behind the holder
+    wait_queued(cluster, key)
     assert not waiter.ready()
     unlocked_at = a.run(unlock_now, holder)
     got, at = waiter.get(timeout=4 * WAIT)
@@ -123,7 +136,7 @@ def test_a_lost_wake_up_is_recovered_by_the_waiters_own_re_read(cluster, monkeyp
     key = "lost-wake-up"
     holder, token = a.run(start_holder, key)
     waiter = gevent.spawn(b.run, lock_and_time, key, 3 * WAIT)
-    gevent.sleep(0.3)
+    wait_queued(cluster, key)
     unlocked_at = a.run(unlock_now, holder)
     got, at = waiter.get(timeout=4 * WAIT)
     assert got == token + 1 and at - unlocked_at < 0.5 + 1.0
@@ -147,6 +160,8 @@ def test_a_singleton_on_a_client_this_one_cannot_reach_fails_at_once_naming_its_
     assert a.run(call, counter, "inc") == 1
     assert a.run(paxtor.whereis, counter).node == "web-a"
     assert b.run(call, counter, "inc") == 2  # reached from the other client
+    c = start_client(cluster, "web-c", singletons=False)  # just up: it may not have reached web-a yet
+    assert c.run(call, counter, "inc") == 3
     cut(cluster, "web-a", "web-b")
     b.dist.peers.wait_until(lambda: b.dist.reached_by_others("web-a"), WAIT)
     started = time.monotonic()
@@ -154,7 +169,7 @@ def test_a_singleton_on_a_client_this_one_cannot_reach_fails_at_once_naming_its_
         b.run(call, counter, "inc")
     assert time.monotonic() - started < 2.0
     assert "no quorum" not in str(caught.value) and caught.value.node == "web-a"
-    assert cluster["node1"].run(call, counter, "inc") == 3  # still the one process, reached from the rest
+    assert cluster["node1"].run(call, counter, "inc") == 4  # still the one process, reached from the rest
 
 
 def test_a_node_without_singletons_never_hosts_one(cluster) -> None:
@@ -212,3 +227,20 @@ def test_calling_paxtor_from_a_plain_os_thread_is_a_clear_error(cluster) -> None
     assert [type(e) for e in errors] == [paxtor.WrongThread, paxtor.WrongThread]
     assert "gunicorn -k gevent" in str(errors[0])
     assert cluster["node1"].run(paxtor.try_lock, "from-a-thread") is not None  # nothing was left behind
+
+
+def test_a_clean_stop_logs_no_warning_anywhere(cluster) -> None:
+    from structlog.testing import capture_logs
+
+    a = start_client(cluster, "web-a")
+    b = start_client(cluster, "web-b")
+    testing.wait_for_nodes(a, ["web-b"])
+    assert a.run(paxtor.try_lock, "held-while-stopping") is not None
+    with capture_logs() as logs:
+        cluster.stop("web-a")  # a client: the voters keep their quorum
+        cluster.stop("node3")  # a voter: two of three still answer
+        testing.wait_node_down(b, "web-a")
+        testing.wait_node_down(b, "node3")
+    closed = [e for e in logs if e["event"] == "connection_closed"]
+    assert len(closed) >= 2 * 5  # both ends of each of the two nodes' connections
+    assert [e for e in logs if e["log_level"] in ("warning", "error")] == []
