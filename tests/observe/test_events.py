@@ -47,18 +47,18 @@ def test_quorum_lease_and_node_events_arrive_in_order(cluster: Cluster) -> None:
     cluster.stop("node2")
     assert _next(events, NodeDown).node == "node2"
     cluster.stop("node3")
-    seen = [events.get(timeout=WAIT) for _ in range(3)]
-    by_type = {type(e): e for e in seen}
-    assert set(by_type) == {NodeDown, QuorumLost, LeaseLost}, seen
-    assert seen.index(by_type[NodeDown]) < seen.index(by_type[QuorumLost])  # the node, then what it caused
-    assert (by_type[QuorumLost].connected, by_type[QuorumLost].voters) == (1, 3)
-    assert by_type[LeaseLost].reason in ("expired", "fenced") and by_type[LeaseLost].node == "node1"
+    down = _next(events, NodeDown)  # a lease lapse under load may come between: skipped
+    assert down.node == "node3"
+    lost = _next(events, QuorumLost)  # the node, then what it caused
+    assert (lost.node, lost.connected, lost.voters) == ("node1", 1, 3)
+    lease_lost = _next(events, LeaseLost)
+    assert lease_lost.reason in ("expired", "fenced") and lease_lost.node == "node1"
 
     cluster.start(2)
     assert _next(events, NodeUp).node == "node2"
     reached = _next(events, QuorumReached)
     assert (reached.connected, reached.voters) == (2, 3)
-    assert _next(events, LeaseGained).term > by_type[LeaseLost].term
+    assert _next(events, LeaseGained).term > lease_lost.term
 
 
 def test_only_the_kinds_asked_for_and_none_after_unsubscribe(cluster: Cluster) -> None:
