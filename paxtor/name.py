@@ -11,6 +11,11 @@ The child spec travels as an import reference: ``"pkg.mod:Class"``,
 ``("pkg.mod:Class", arg)``, a class (turned into its reference), or a
 module-level start function; the same code must be installed on every node.
 
+A singleton whose host is up but cannot be reached from this node (a
+partition between the two, while both reach the voters) raises
+`SingletonUnreachable` at once, naming the host: it is not restarted here,
+since it still runs. `paxtor.roles` says which nodes may host singletons.
+
 How exactly one is guaranteed, and what it costs, is in
 `paxtor.singleton_keeper` (claim before start) and `paxtor.name_server`
 (per-node cache invalidated by monitors: a steady-state call through a name
