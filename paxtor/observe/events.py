@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from paxtor.actors import ChildSpec, Down, GenServer, Pid, demonitor, monitor, self_pid, send
 from paxtor.actors import call as actor_call
 from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node
@@ -51,6 +53,8 @@ __all__ = [
     "subscribe",
     "unsubscribe",
 ]
+
+log = structlog.get_logger(__name__)
 
 EVENT_KINDS = ("quorum", "lease", "nodes")
 #: the registered name of every node's event server
@@ -150,7 +154,7 @@ class EventServer(GenServer):
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         match request:
-            case ("subscribe", Pid() as pid, tuple(kinds)):
+            case ("subscribe", Pid() as pid, tuple(kinds)) if pid.node == self.name:
                 entry = self.subscribers.get(pid)
                 if entry is None:
                     entry = self.subscribers[pid] = (monitor(pid), set())
@@ -163,7 +167,9 @@ class EventServer(GenServer):
                     if not entry[1]:
                         self._drop(pid)
                 return None
-        raise ValueError(f"unknown event server request {request!r}"[:300])
+        # answered, not raised: a bad request must not end every subscription (events are local)
+        log.warning("event_server_bad_request", request=repr(request)[:200], caller=repr(caller.pid))
+        return ("bad_request", repr(request)[:200])
 
     def connected(self) -> list[str]:
         dist = distributed_node(self.paxos.local) if self.paxos is not None else None

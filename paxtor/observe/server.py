@@ -12,6 +12,9 @@ One `ObserveServer` runs on every Paxtor node, registered as
                                    start `gather` here in a new process that
                                    streams the result to ``reply_to``; its pid
 
+Anything else is answered ``("bad_request", ...)`` (and logged): the service
+keeps running.
+
 The streamed parts are ``("info_head", tag, ClusterInfo without locks and
 singletons)``, then ``("info_part", tag, "locks" | "singletons", items)`` of
 at most `PAGE_SIZE` items, then ``("info_end", tag)``.
@@ -71,7 +74,8 @@ class ObserveServer(GenServer):
                 return {} if cache is None else dict(cache.since)
             case ("gather", float(timeout) | int(timeout), bool(locks), bool(singletons), Pid() as to, tag):
                 return spawn(stream_info, to, tag, time.monotonic() + timeout, locks, singletons)
-        raise ValueError(f"unknown observer request {request!r}"[:300])
+        log.warning("observer_bad_request", request=repr(request)[:200], caller=repr(caller.pid))
+        return ("bad_request", repr(request)[:200])  # answered: a bad request must not restart the service
 
 
 def stream_info(to: Pid, tag: Any, deadline: float, locks: bool, singletons: bool) -> None:

@@ -107,3 +107,22 @@ def test_a_client_logs_the_voters_it_reaches_not_a_cluster_count(cluster: Cluste
         ("quorum_reachable", "Quorum reachable. [voters:2/3]"),
         ("quorum_unreachable", "Quorum unreachable. [voters:1/3]"),
     ]
+
+
+def test_bad_requests_are_answered_and_the_servers_keep_running(cluster: Cluster) -> None:
+    cluster.start_all()
+    cluster.wait_ready()
+
+    def poke() -> tuple:
+        servers = [paxtor.actors.whereis(name) for name in ("paxtor_events", "paxtor_observe")]
+        answers = (
+            paxtor.actors.call("paxtor_events", ("subscribe", paxtor.actors.Pid("node2", 1, 1), ("nodes",))),
+            paxtor.actors.call("paxtor_events", "hello"),
+            paxtor.actors.call("paxtor_observe", ("scan_page", 1, 10**9)),
+            paxtor.actors.call("paxtor_observe", ("report", "extra")),
+        )
+        return servers, answers, [paxtor.actors.whereis(name) for name in ("paxtor_events", "paxtor_observe")]
+
+    before, answers, after = cluster["node1"].run(poke)
+    assert [answer[0] for answer in answers] == ["bad_request"] * 4
+    assert before == after
