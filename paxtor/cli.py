@@ -33,7 +33,7 @@ import structlog
 from greenlet import getcurrent
 
 from paxtor.observe.status import add_status_parser, run_status
-from paxtor.paxos.node_meta import NodeMetaCorrupt
+from paxtor.paxos.node_meta import NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import AcceptorLogError
 
 __all__ = ["main", "build_parser", "configure_logging"]
@@ -91,7 +91,7 @@ def _node_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Paxtor: CP locks and singleton processes on gevent.")
-    commands = parser.add_subparsers(dest="command", metavar="{node,status,demo}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{node,status,demo,cluster}", parser_class=_Parser)
     node = commands.add_parser("node", help="start a node (and a shell)", description=__doc__.split("\n\n")[1])
     node.add_argument("name", type=_node_name, metavar="_|N|NAME",
                       help="'_' for the next free number, N for nodeN, or a client's unique name (with --client)")
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-cert", metavar="PEM", help="this node's certificate (TLS between nodes; with --tls-key, --tls-ca)")
     node.add_argument("--tls-key", metavar="PEM", help="this node's private key")
     node.add_argument("--tls-ca", metavar="PEM", help="the CA that signs every node's certificate")
+    node.add_argument("--voter", action="store_true",
+                      help="run an acceptor even if N is above --cluster-size (it votes once added: paxtor cluster add)")
     node.add_argument("--no-shell", action="store_true", help="run headless until SIGTERM/SIGINT")
     node.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     node.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -135,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="serve the read-only web view and /metrics there (host default 127.0.0.1)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
     add_status_parser(commands, _positive, "nodes to connect to (and to ask)")
+    from paxtor.cluster_command import add_cluster_parser
+
+    add_cluster_parser(commands)
     return parser
 
 
@@ -171,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(level="error")
         return run_demo()
-    sys.stderr.write(f"usage: {PROG} {{node,status,demo}} ... (see {PROG} --help)\n")
+    if args.command == "cluster":
+        from paxtor.cluster_command import run_cluster
+
+        return run_cluster(args)
+    sys.stderr.write(f"usage: {PROG} {{node,status,demo,cluster}} ... (see {PROG} --help)\n")
     return 2
 
 
@@ -202,8 +211,8 @@ def _tls(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _role_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """start_node's role arguments from --client, --hidden, --no-singletons, --port."""
-    flags: dict[str, Any] = {"voter": not (args.client or args.hidden), "hidden": args.hidden}
+    """start_node's role arguments from --client, --voter, --hidden, --no-singletons, --port."""
+    flags: dict[str, Any] = {"voter": args.voter or not (args.client or args.hidden), "hidden": args.hidden}
     if args.no_singletons:
         flags["singletons"] = False
     if args.port is not None:
@@ -216,6 +225,11 @@ def run_node(args: argparse.Namespace) -> int:
     from paxtor.node import start_node
 
     configure_logging(args.log_json, args.log_level)
+    if args.name != "_" and int(args.name[4:]) > args.cluster_size and not (args.voter or args.client):
+        return _fail(
+            f"{args.name} is not one of the voters a cluster is founded with (node1..node{args.cluster_size}): "
+            "pass --client to join as a client, or --voter to run an acceptor you then add (paxtor cluster add)"
+        )
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
     hosts = dict(pair for group in args.hosts for pair in group)
     numbered = args.name.startswith("node") and args.name[4:].isdigit()
@@ -249,7 +263,7 @@ def run_node(args: argparse.Namespace) -> int:
         return _fail(f"cannot listen on {own_host}: {exc.strerror or exc}")
     except (ValueError, TypeError, CookieError) as exc:
         return _fail(str(exc))
-    except (AcceptorLogError, NodeMetaCorrupt) as exc:  # the data directory: refused, never guessed at
+    except (AcceptorLogError, NodeMetaCorrupt, NodeMetaMismatch) as exc:  # the data directory: refused, never guessed at
         structlog.get_logger(__name__).error("node_refused", node=args.name, reason=str(exc))
         return _fail(str(exc))
     if args.no_shell:

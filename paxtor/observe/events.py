@@ -31,12 +31,12 @@ import structlog
 
 from paxtor.actors import ChildSpec, Down, GenServer, Pid, demonitor, monitor, self_pid, send
 from paxtor.actors import call as actor_call
-from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node
+from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node, monitor_nodes
 from paxtor.actors.gen_server import Caller
 from paxtor.actors.node import current_node
 from paxtor.paxos.lease import LeaseGained as _PaxosLeaseGained
 from paxtor.paxos.lease import LeaseLost as _PaxosLeaseLost
-from paxtor.paxos.membership import QuorumView, watch_membership
+from paxtor.paxos.membership import QuorumChange, QuorumView
 from paxtor.paxos.paxos_node import PaxosNode, open_paxos_node
 
 __all__ = [
@@ -143,7 +143,11 @@ class EventServer(GenServer):
             raise RuntimeError("the event server needs the node's PaxosKV services")
         self.name = self.paxos.name
         self.me = self_pid()
-        self.view: QuorumView = watch_membership(self.paxos)
+        monitor_nodes(True)
+        # the membership server decides quorum transitions (they follow node and configuration
+        # changes) and tells its watchers; until the first one, the state it would compute now
+        self.paxos.quorum_watchers.add(self.me)
+        self.quorum = watch_quorum(self.paxos).has_quorum
         self.paxos.lease_watchers.add(self.me)
         self.lease = self.paxos.lease.valid(time.monotonic())
         self.subscribers: dict[Pid, tuple[Any, set[str]]] = {}  # pid -> (monitor ref, kinds)
@@ -151,6 +155,7 @@ class EventServer(GenServer):
     def terminate(self, reason: Any) -> None:
         if self.paxos is not None:
             self.paxos.lease_watchers.discard(self.me)
+            self.paxos.quorum_watchers.discard(self.me)
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         match request:
@@ -159,7 +164,7 @@ class EventServer(GenServer):
                 if entry is None:
                     entry = self.subscribers[pid] = (monitor(pid), set())
                 entry[1].update(kinds)
-                return ClusterState(self.name, self.view.has_quorum, self.lease, tuple(sorted(self.connected())))
+                return ClusterState(self.name, self.quorum, self.lease, tuple(sorted(self.connected())))
             case ("unsubscribe", Pid() as pid, tuple(kinds)):
                 entry = self.subscribers.get(pid)
                 if entry is not None:
@@ -178,11 +183,12 @@ class EventServer(GenServer):
     def handle_info(self, msg: Any) -> None:
         cls = msg.__class__
         if cls is NodeUp or cls is NodeDown:
-            change = self.view.up(msg.node) if cls is NodeUp else self.view.down(msg.node)
             self._publish("nodes", msg)
-            if change is not None:
-                event = QuorumReached if change.reached else QuorumLost
-                self._publish("quorum", event(self.name, change.connected, change.voters))
+        elif cls is QuorumChange:
+            if msg.reached != self.quorum:
+                self.quorum = msg.reached
+                event = QuorumReached if msg.reached else QuorumLost
+                self._publish("quorum", event(self.name, msg.connected, msg.voters))
         elif cls is _PaxosLeaseLost:
             self.lease = False
             self._publish("lease", LeaseLost(self.name, msg.term, msg.reason))
@@ -202,6 +208,12 @@ class EventServer(GenServer):
     def _drop(self, pid: Pid) -> None:
         ref, _ = self.subscribers.pop(pid)
         demonitor(ref, flush=True)
+
+
+def watch_quorum(paxos: PaxosNode) -> QuorumView:
+    """A `QuorumView` of `paxos` as connected now (read once: the membership server keeps the real one)."""
+    dist = distributed_node(paxos.local)
+    return QuorumView(paxos, dist.nodes() if dist is not None else ())
 
 
 def _start() -> Pid:

@@ -31,7 +31,7 @@ from paxtor.lock_register import owner_of, waiters_of
 from paxtor.name_register import RUNNING, STARTING, state_of
 from paxtor.observe.info import ClusterInfo, LockInfo, NodeInfo, SingletonInfo, VoterInfo
 from paxtor.observe.report import hidden_peers
-from paxtor.observe.roles import configured_role
+from paxtor.observe.roles import configured_role, voter_set
 from paxtor.observe.scan import merge_rows
 from paxtor.paxos.paxos_node import open_paxos_node
 from paxtor.singleton_keeper import NAMES_BUCKET
@@ -119,13 +119,14 @@ def gather(deadline: float, *, locks: bool = True, singletons: bool = True) -> C
     peers = set(dist.nodes()) - set(hidden_peers(dist)) if dist is not None else set()
     reachable = {local.name, *peers}
     reports = node_reports(sorted(reachable), deadline)
-    known = {*reachable, *paxos.voters}
+    own_voters, own_quorum, _ = voter_set(paxos)
+    known = {*reachable, *own_voters}
     for outcome in reports.values():  # the peers the others see: down if this node does not
         if outcome[0] == "ok":
             known.update(set(outcome[1]["connected"]) - set(outcome[1]["hidden_peers"]))
     answered = {name: o[1] for name, o in reports.items() if o[0] == "ok"}
     errors = [o[1] for o in reports.values() if o[0] == "error"]
-    voters, quorum = _voter_config(answered, paxos.voters, paxos.quorum)
+    voters, quorum = _voter_config(answered, own_voters, own_quorum)
     nodes = tuple(_node_info(name, answered.get(name), voters) for name in sorted(known, key=_node_order))
     voter_info = tuple(_voter_info(name, answered.get(name)) for name in voters)
     lock_list: list[LockInfo] = []
@@ -162,12 +163,13 @@ def _node_order(name: str) -> tuple[int, str]:
 
 
 def _voter_config(answered: dict[str, dict], voters: tuple[str, ...], quorum: int) -> tuple[tuple[str, ...], int]:
-    """The voter set and quorum the voters themselves report (this node's configuration otherwise)."""
-    for name in voters:
-        report = answered.get(name)
-        if report is not None and report["role"] != "client":
-            return tuple(report["voters"]), int(report["quorum"])
-    return voters, quorum
+    """The newest voter configuration any node reports (this node's own otherwise)."""
+    best: tuple[int, tuple[str, ...], int] = (-1, voters, quorum)
+    for report in answered.values():
+        version = report.get("config_version")
+        if version is not None and version > best[0]:
+            best = (version, tuple(report["voters"]), int(report["quorum"]))
+    return best[1], best[2]
 
 
 def _node_info(name: str, report: dict[str, Any] | None, voters: tuple[str, ...]) -> NodeInfo:

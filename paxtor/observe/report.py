@@ -16,7 +16,7 @@ from paxtor.actors.distribution import distributed_node
 from paxtor.actors.node import LocalNode
 from paxtor.lock_agent import lock_table
 from paxtor.name_server import name_cache
-from paxtor.observe.roles import node_role
+from paxtor.observe.roles import node_role, voter_set
 from paxtor.paxos.paxos_node import open_paxos_node
 
 __all__ = ["node_report", "hidden_peers", "lock_table_of", "name_cache_of"]
@@ -44,6 +44,7 @@ def node_report(local: LocalNode) -> dict[str, Any]:
     dist = distributed_node(local)
     if paxos is None or dist is None:
         raise RuntimeError(f"node {local.name!r} is not a running Paxtor node")
+    voters, quorum, version = voter_set(paxos)
     now = time.monotonic()
     expires_at = paxos.lease.expires_at
     valid = paxos.lease.valid(now)
@@ -54,8 +55,9 @@ def node_report(local: LocalNode) -> dict[str, Any]:
         "role": node_role(paxos),
         "hidden": bool(getattr(dist, "hidden", False)),
         "address": f"{dist.host}:{dist.port}",
-        "voters": list(paxos.voters),
-        "quorum": paxos.quorum,
+        "voters": list(voters),
+        "quorum": quorum,
+        "config_version": version,
         "connected": connected,
         "hidden_peers": hidden_peers(dist),
         "lease": {

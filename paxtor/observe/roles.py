@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ROLES", "node_role", "configured_role"]
+from paxtor.paxos.voter_config import majority
+
+__all__ = ["ROLES", "node_role", "configured_role", "voter_set"]
 
 ROLES = ("voter", "learner", "client")
 
@@ -27,3 +29,14 @@ def node_role(paxos: Any) -> str:
 def configured_role(name: str, voters: tuple[str, ...]) -> str:
     """The role a node that did not answer has by the configuration alone."""
     return "voter" if name in voters else "client"
+
+
+def voter_set(paxos: Any) -> tuple[tuple[str, ...], int, int | None]:
+    """The voters a node knows, the fewest of them that make a quorum, and the version of
+    its configuration (None before the node knows one: then the voters a new cluster is
+    founded with)."""
+    config = paxos.voter_config
+    if config is None:
+        voters = tuple(paxos.initial_voters)
+        return voters, majority(voters), None
+    return tuple(config.voters), config.quorum_size(), config.version
