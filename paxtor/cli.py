@@ -28,7 +28,7 @@ import gevent.event
 import structlog
 from greenlet import getcurrent
 
-from paxtor.paxos.node_meta import NodeMetaCorrupt
+from paxtor.paxos.node_meta import NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import AcceptorLogError
 
 __all__ = ["main", "build_parser", "configure_logging"]
@@ -86,7 +86,7 @@ def _node_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Paxtor: CP locks and singleton processes on gevent.")
-    commands = parser.add_subparsers(dest="command", metavar="{node,demo}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{node,demo,cluster}", parser_class=_Parser)
     node = commands.add_parser("node", help="start a node (and a shell)", description=__doc__.split("\n\n")[1])
     node.add_argument("name", type=_node_name, metavar="_|N|NAME",
                       help="'_' for the next free number, N for nodeN, or a client's unique name (with --client)")
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-cert", metavar="PEM", help="this node's certificate (TLS between nodes; with --tls-key, --tls-ca)")
     node.add_argument("--tls-key", metavar="PEM", help="this node's private key")
     node.add_argument("--tls-ca", metavar="PEM", help="the CA that signs every node's certificate")
+    node.add_argument("--voter", action="store_true",
+                      help="run an acceptor even if N is above --cluster-size (it votes once added: paxtor cluster add)")
     node.add_argument("--no-shell", action="store_true", help="run headless until SIGTERM/SIGINT")
     node.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     node.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -127,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--tombstone-ttl", type=_positive, default=None, metavar="SECONDS",
                       help="drop keys emptied this long ago from every voter (default 60)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
+    from paxtor.cluster_command import add_cluster_parser
+
+    add_cluster_parser(commands)
     return parser
 
 
@@ -160,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(level="error")
         return run_demo()
+    if args.command == "cluster":
+        from paxtor.cluster_command import run_cluster
+
+        return run_cluster(args)
     sys.stderr.write(f"usage: {PROG} {{node,demo}} ... (see {PROG} --help)\n")
     return 2
 
@@ -192,7 +201,7 @@ def _tls(args: argparse.Namespace) -> dict[str, Any]:
 
 def _role_flags(args: argparse.Namespace) -> dict[str, Any]:
     """start_node's role arguments from --client, --hidden, --no-singletons, --port."""
-    flags: dict[str, Any] = {"voter": not (args.client or args.hidden), "hidden": args.hidden}
+    flags: dict[str, Any] = {"voter": args.voter or not (args.client or args.hidden), "hidden": args.hidden}
     if args.no_singletons:
         flags["singletons"] = False
     if args.port is not None:
@@ -205,9 +214,16 @@ def run_node(args: argparse.Namespace) -> int:
     from paxtor.node import start_node
 
     configure_logging(args.log_json, args.log_level)
+    numbered = args.name.startswith("node") and args.name[4:].isdigit()
+    if args.name != "_" and not (args.voter or args.client or args.hidden) and (
+        not numbered or int(args.name[4:]) > args.cluster_size
+    ):
+        return _fail(
+            f"{args.name} is not one of the voters a cluster is founded with (node1..node{args.cluster_size}): "
+            "pass --client to join as a client, or --voter to run an acceptor you then add (paxtor cluster add)"
+        )
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
     hosts = dict(pair for group in args.hosts for pair in group)
-    numbered = args.name.startswith("node") and args.name[4:].isdigit()
     own_host = hosts.get(int(args.name[4:]), args.host) if numbered else args.host
     try:
         node = start_node(
@@ -237,7 +253,7 @@ def run_node(args: argparse.Namespace) -> int:
         return _fail(f"cannot listen on {own_host}: {exc.strerror or exc}")
     except (ValueError, TypeError, CookieError) as exc:
         return _fail(str(exc))
-    except (AcceptorLogError, NodeMetaCorrupt) as exc:  # the data directory: refused, never guessed at
+    except (AcceptorLogError, NodeMetaCorrupt, NodeMetaMismatch) as exc:  # the data directory: refused, never guessed at
         structlog.get_logger(__name__).error("node_refused", node=args.name, reason=str(exc))
         return _fail(str(exc))
     if args.no_shell:

@@ -5,7 +5,7 @@ The demo starts three voters on this host as ``python -m paxtor node N
 acceptors in a temporary directory), joins them from this process as a client
 node, and then shows, with timings:
 
-1. quorum forming (``Quorum reached. [cluster:2/3]``);
+1. the cluster forming (founded once every voter is up; ``Quorum reached.``);
 2. the lock example: ten processes on three nodes take ``paxtor.lock("some
    key")`` and print their digit five times, 0.1 s apart: runs of five;
 3. the counter example: ``apple = paxtor.name("apple", Counter)`` and
@@ -209,20 +209,27 @@ def _expect(match: Callable[[Any], bool], what: str, timeout: float = STEP_TIMEO
         return msg
 
 
+def current_node_cluster() -> str:
+    """The id of the cluster the demo's own node joined."""
+    from paxtor.actors.distribution import distributed_node
+    from paxtor.actors.node import current_node
+
+    dist = distributed_node(current_node())
+    return dist.cluster if dist is not None else "?"
+
+
 def _is(tag: str) -> Callable[[Any], bool]:
     return lambda m: isinstance(m, tuple) and len(m) > 0 and m[0] == tag
 
 
 def show_quorum_forming(cluster: LocalCluster, clock: Clock) -> None:
-    """Wait for every voter to connect, printing the quorum line as it is crossed."""
+    """Wait for every voter to connect (a new cluster is founded once all are up), then
+    for a quorum's lease."""
     connected: list[str] = []
-    quorum = cluster.size // 2 + 1
 
     def arrived(voter: str) -> None:
         connected.append(voter)
-        count = len(connected)
-        line = quorum_message(True, count, cluster.size) if count == quorum else f"[cluster:{count}/{cluster.size}]"
-        clock.say(f"{voter} is up   {line}")
+        clock.say(f"{voter} is up   [cluster:{len(connected)}/{cluster.size}]")
 
     for voter in connected_nodes():  # connected before this process subscribed (NodeUp from now on)
         if voter in cluster.voters:
@@ -232,6 +239,8 @@ def show_quorum_forming(cluster: LocalCluster, clock: Clock) -> None:
         if up.node not in connected:
             arrived(up.node)
     paxtor.wait_for_quorum(timeout=STEP_TIMEOUT)
+    founded = current_node_cluster()
+    clock.say(f"all voters up: cluster {founded} founded   {quorum_message(True, cluster.size, cluster.size)}")
     clock.say("this node holds a lease from a quorum of voters: it may lock and name (paxtor.wait_for_quorum)")
     for proc in cluster.processes.values():
         lines = [e.get("message") for e in proc.events("quorum_reached") if e.get("message")]

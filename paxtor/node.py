@@ -1,6 +1,6 @@
-"""A Paxtor node: a distributed actor node plus the node services (later:
-PaxosKV) under one root supervisor. `start_node` is what `python -m paxtor
-node` and applications call (DESIGN section 4)."""
+"""A Paxtor node: a distributed actor node plus the node services (PaxosKV,
+locks, singletons) under one root supervisor. `start_node` is what
+`python -m paxtor node` and applications call (see the README's API)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send
 from paxtor.paxos.config import numbered_voters
-from paxtor.paxos.services import PaxosConfig, PaxosNode, node_incarnation, paxos_supervisor_spec
+from paxtor.paxos.node_meta import NodeMeta
+from paxtor.paxos.services import PaxosConfig, PaxosNode, open_node_meta, paxos_supervisor_spec
 from paxtor.roles import role_attrs
 
 __all__ = ["Node", "start_node", "configured_voters", "DURABILITY_MODES", "node_services", "MAX_AUTO_NUMBER"]
@@ -33,10 +34,13 @@ ROOT_SUPERVISOR = "paxtor_node_sup"
 
 
 def configured_voters(cluster_size: int) -> tuple[str, ...]:
-    """The names of the configured voters: ``node1 .. node<cluster_size>``.
+    """The voters a node knows of before it has joined: those a new cluster is
+    founded with, ``node1 .. node<cluster_size>``.
 
-    The one place that says which names vote: `Node.voters`, the checks of
-    `start_node` and the choice of a name for ``"_"`` all ask it.
+    The one place `start_node` asks which names vote before the node runs
+    (the checks of its arguments, the choice of a name for ``"_"``, the
+    founding voters); once running, `Node.voters` is the cluster's current
+    voter configuration.
     """
     return numbered_voters(cluster_size)
 
@@ -64,10 +68,12 @@ class Node:
         data_dir: Path | None,
         durability: str,
         voter: bool,
+        meta: NodeMeta,
         paxos: dict[str, Any] | None = None,
         singletons: bool = True,
     ) -> None:
         self.dist = dist
+        self.meta = meta
         self.name = dist.name
         self.cluster_size = cluster_size
         self.data_dir = data_dir
@@ -78,9 +84,15 @@ class Node:
         self.hidden = dist.hidden
         self.root_supervisor: Any = None
         self._root: Any = None
-        config = PaxosConfig(voters=self.voters, voter=voter, durability=durability, data_dir=data_dir, **(paxos or {}))
+        initial = configured_voters(cluster_size)
+        config = PaxosConfig(voters=initial, voter=voter, durability=durability, data_dir=data_dir, **(paxos or {}))
         #: this node's PaxosKV state (its acceptor log is open while the node runs)
-        self.paxos = PaxosNode(config, dist.local)
+        self.paxos = PaxosNode(config, dist.local, cluster=meta.cluster, on_cluster=self._joined)
+
+    def _joined(self, cluster: str) -> None:
+        """PaxosKV founded or joined ``cluster``: node.meta records it, handshakes carry it."""
+        self.meta.set_cluster(cluster)
+        self.dist.set_cluster(cluster)
 
     def __repr__(self) -> str:
         return f"<paxtor.Node {self.name} {self.role} {self.dist.host}:{self.dist.port} durability={self.durability}>"
@@ -93,8 +105,15 @@ class Node:
 
     @property
     def voters(self) -> tuple[str, ...]:
-        """The configured voters (`configured_voters`)."""
-        return configured_voters(self.cluster_size)
+        """The cluster's voters: those of its voter configuration once this node knows it,
+        else the ones a new cluster is founded with (`configured_voters`)."""
+        config = self.paxos.voter_config
+        return config.voters if config is not None else self.paxos.initial_voters
+
+    @property
+    def cluster(self) -> str:
+        """The id of this node's cluster ("" until it founds or joins one)."""
+        return self.paxos.cluster
 
     @property
     def running(self) -> bool:
@@ -190,10 +209,13 @@ def start_node(
     `name` is ``"nodeN"``, a number N, any other unique name for a client
     (e.g. ``f"web-{hostname}-{pid}"``), or ``"_"``/None for the lowest free
     number on this host (the first ``base_port + N`` that can be bound; a
-    client, ``voter=False``, never takes a configured voter's number). The
-    voters are `configured_voters` (``node1 .. node<cluster_size>``);
-    another name joins as a client (not voting): an explicit name must then
-    say ``voter=False``. `durability` is "fsync" (acceptor state in
+    client, ``voter=False``, never takes the number of a voter the cluster
+    is founded with). A new cluster is founded with the voters
+    `configured_voters` (``node1 .. node<cluster_size>``) once all of them
+    are up (later changes: `paxtor.cluster`). ``voter``: the node has an
+    acceptor, so it votes once it is one of the cluster's voters (a node of
+    another name or number waits to be added); with ``"_"``, a number above
+    ``cluster_size`` joins as a client. `durability` is "fsync" (acceptor state in
     `data_dir`/<name>, default ``./paxtor-data``) or "memory"; it defaults
     to "fsync" for voters and "memory" for clients, which then write
     nothing (a client's only state is its incarnation, taken from the clock).
@@ -231,22 +253,18 @@ def start_node(
             voter = False
     else:
         name = _full_name(name)
-        if voter and name not in voters:
-            raise ValueError(
-                f"{name!r} cannot vote: the voters are {', '.join(voters)} (pass voter=False to join as a client)"
-            )
         if not voter and name in voters:
-            raise ValueError(f"{name!r} is a configured voter's name: a client needs a name of its own")
+            raise ValueError(f"{name!r} is the name of a voter the cluster is founded with: a client needs its own")
         sock = _bind(options, name)
     durability = durability or ("fsync" if voter else "memory")
     singletons = (not hidden) if singletons is None else singletons
     attrs = role_attrs(voter=voter, singletons=singletons)
-    dist = None
     try:
-        incarnation = node_incarnation(_resolve_data_dir(data_dir, name, durability), durability)
+        meta = open_node_meta(_resolve_data_dir(data_dir, name, durability), durability, name)
         dist = start_distributed(
-            name, incarnation=incarnation, listen_socket=sock, hidden=hidden, attrs=attrs, **options  # type: ignore[arg-type]
-        )
+            name, incarnation=meta.incarnation, cluster=meta.cluster, listen_socket=sock, hidden=hidden, attrs=attrs,
+            **options,  # type: ignore[arg-type]
+        )  # fmt: skip
     except BaseException:
         sock.close()
         raise
@@ -258,6 +276,7 @@ def start_node(
             data_dir=_resolve_data_dir(data_dir, dist.name, durability),
             durability=durability,
             voter=voter,
+            meta=meta,
             paxos=paxos,
             singletons=singletons,
         )

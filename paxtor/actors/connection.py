@@ -62,7 +62,7 @@ import socket as _stdsocket
 import ssl
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
@@ -102,6 +102,18 @@ _UP = "up"
 _CLOSED = "closed"
 
 
+class ClusterId:
+    """The cluster id a node's handshakes carry: set once, when the node learns it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"ClusterId({self.value!r})"
+
+
 @dataclass(frozen=True)
 class ConnectionConfig:
     """What a node needs to open and accept connections (one per node)."""
@@ -124,6 +136,8 @@ class ConnectionConfig:
     random_bytes: Callable[[int], bytes] = os.urandom
     admit: Callable[[str, int], str | None] | None = None
     """Acceptor only: may refuse an authenticated peer (returns a reason)."""
+    cluster: ClusterId = field(default_factory=lambda: ClusterId(""))
+    """The id of the cluster this node belongs to, told and checked at every handshake."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_timeout <= self.heartbeat_interval:
@@ -420,6 +434,7 @@ class Connection:
                 incarnation=config.incarnation,
                 random_bytes=config.random_bytes,
                 expected_peer=self.expected_peer,
+                cluster=config.cluster.value,
             )
             if self.expected_peer is not None:
                 self._resolve_faults(self.expected_peer)
@@ -431,6 +446,7 @@ class Connection:
                 incarnation=config.incarnation,
                 random_bytes=config.random_bytes,
                 admit=config.admit,
+                cluster=config.cluster.value,
             )
         decoder = self._decoder
         while True:
@@ -829,13 +845,14 @@ class Connection:
             log.exception("on_close_failed", local=self.config.name, peer=self._label())
 
 
-#: Refusals that only say "another connection to this peer is (about to be) in use".
-_BENIGN_REFUSALS = ("simultaneous_connect", "already_connected")
+#: Refusals that only say "another connection to this peer is (about to be) in use", or
+#: "this node is stopping" (`paxtor.actors.peers.NODE_STOPPING`).
+_BENIGN_REFUSALS = ("simultaneous_connect", "already_connected", "node_stopping")
 
 
 def _benign_refusal(reason: str) -> bool:
-    """A handshake refused because both nodes dialed each other, or one is connected already:
-    the mesh makes these common, and the other connection serves."""
+    """A handshake refused because both nodes dialed each other, one is connected already,
+    or the acceptor is stopping: the mesh makes these common, and nothing is lost."""
     head, _, detail = reason.partition(": ")
     return head in ("not_admitted", "refused_by_peer") and detail in _BENIGN_REFUSALS
 

@@ -48,7 +48,7 @@ import structlog
 from gevent.hub import get_hub
 from greenlet import getcurrent
 
-from paxtor.actors.connection import Connection, ConnectionConfig
+from paxtor.actors.connection import ClusterId, Connection, ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.discovery import Target, dial_targets, listen_port, node_number
 from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, mesh_frame, spawn_reply_frame
@@ -205,6 +205,17 @@ class DistributedNode:
         log.info("distribution_started", node=self.name, incarnation=self.incarnation, host=self.host, port=self.port)
 
     # -- queries -------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> str:
+        """The id of this node's cluster ("" while it does not know it)."""
+        return self.config.cluster.value
+
+    def set_cluster(self, cluster: str) -> None:
+        """This node now belongs to ``cluster``: later handshakes tell and check it."""
+        if self.config.cluster.value and self.config.cluster.value != cluster:
+            raise ValueError(f"node {self.name} already belongs to cluster {self.config.cluster.value!r}")
+        self.config.cluster.value = cluster
 
     @property
     def port(self) -> int:
@@ -559,6 +570,7 @@ def start_distributed(
     connect_all: bool = True,
     attrs: Mapping[str, Any] | None = None,
     listen_socket: Any = None,
+    cluster: str = "",
 ) -> DistributedNode:
     """Start node `name` in this OS process, listening and connected to its peers.
 
@@ -577,8 +589,10 @@ def start_distributed(
     dials only its own targets and is named to nobody. `attrs` (str keys,
     plain values) travel with this node's announcement, for the layer above.
     `listen_socket` (from `paxtor.actors.connection.bind_listener`) is the
-    listener's socket, bound beforehand (then `port` is not used). Raises
-    OSError if the port is taken.
+    listener's socket, bound beforehand (then `port` is not used). `cluster`
+    is the id of the cluster the node belongs to ("" until it learns it,
+    `set_cluster`): a peer of another cluster is refused at the handshake.
+    Raises OSError if the port is taken.
     """
     problem = validate_node_name(name)
     if problem is not None or name == DEFAULT_NODE_NAME:
@@ -601,6 +615,7 @@ def start_distributed(
         server_ssl_context=server_ctx,
         client_ssl_context=client_ctx,
         faults=faults,
+        cluster=ClusterId(cluster),
     )
     local = LocalNode.start(name, config.incarnation)
     try:

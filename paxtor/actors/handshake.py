@@ -4,17 +4,23 @@ Four messages, the initiator proving first (as in Erlang's handshake, so an
 unauthenticated client never obtains a proof it could attack offline):
 
     initiator                                   acceptor
-    Hello(version, name_i, incarnation_i, nonce_i)  ->
-                 <-  Challenge(version, name_a, incarnation_a, nonce_a)
+    Hello(version, name_i, incarnation_i, nonce_i, cluster_i)  ->
+                 <-  Challenge(version, name_a, incarnation_a, nonce_a, cluster_a)
     Proof(HMAC(cookie, "initiator" + transcript))   ->
                  <-  Proof(HMAC(cookie, "acceptor" + transcript))
 
 The transcript is every field of Hello and Challenge (version, both names,
-both incarnations, both nonces), length-prefixed. Each proof is bound to both
+both incarnations, both nonces, both cluster ids), length-prefixed. Each proof is bound to both
 fresh nonces, both identities and its role: it is worthless on any other
 connection and cannot be reflected back to its author. Either side answers a
 failure with `Refused(reason)` where that helps the operator (bad version,
-name clash, bad cookie) and then closes.
+name clash, bad cookie, another cluster) and then closes.
+
+``cluster`` is the id of the cluster a node belongs to ("" while it does not
+know yet: a new node, a client before it met anyone). Two nodes that both
+know theirs and differ refuse each other (``other_cluster``): a node started
+with a data directory of another cluster, or pointed at the wrong seeds,
+never reaches any process.
 
 This authenticates the peer; it does not encrypt or protect later frames.
 Against an attacker on the network path, run the connection over TLS.
@@ -79,6 +85,7 @@ class Hello:
     name: str
     incarnation: int
     nonce: bytes
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class Challenge:
     name: str
     incarnation: int
     nonce: bytes
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,8 +122,8 @@ _TAGS: dict[type, str] = {
     Refused: "paxtor-refused",
 }
 _FIELD_TYPES: dict[str, tuple[type, tuple[type, ...]]] = {
-    "paxtor-hello": (Hello, (int, str, int, bytes)),
-    "paxtor-challenge": (Challenge, (int, str, int, bytes)),
+    "paxtor-hello": (Hello, (int, str, int, bytes, str)),
+    "paxtor-challenge": (Challenge, (int, str, int, bytes, str)),
     "paxtor-proof": (Proof, (bytes,)),
     "paxtor-refused": (Refused, (str,)),
 }
@@ -175,7 +183,12 @@ def validate_node_name(name: object) -> str | None:
     return None
 
 
-def _check_identity(version: int, name: str, incarnation: int, nonce: bytes, own_name: str) -> str | None:
+MAX_CLUSTER_LENGTH = 64
+
+
+def _check_identity(
+    version: int, name: str, incarnation: int, nonce: bytes, own_name: str, cluster: str, own_cluster: str
+) -> str | None:
     """Reason code for a peer identity we refuse, or None."""
     if version != PROTOCOL_VERSION:
         return f"version_mismatch: peer speaks {version}, we speak {PROTOCOL_VERSION}"
@@ -188,6 +201,10 @@ def _check_identity(version: int, name: str, incarnation: int, nonce: bytes, own
         return "malformed: negative incarnation"
     if len(nonce) != NONCE_SIZE:
         return "malformed: bad nonce size"
+    if len(cluster) > MAX_CLUSTER_LENGTH:
+        return "malformed: cluster id too long"
+    if cluster and own_cluster and cluster != own_cluster:
+        return f"other_cluster: peer belongs to cluster {cluster!r}, we to {own_cluster!r}"
     return None
 
 
@@ -204,10 +221,12 @@ def compute_proof(cookie: bytes, role: bytes, hello: Hello, challenge: Challenge
         hello.name.encode(),
         str(hello.incarnation).encode(),
         hello.nonce,
+        hello.cluster.encode(),
         str(challenge.version).encode(),
         challenge.name.encode(),
         str(challenge.incarnation).encode(),
         challenge.nonce,
+        challenge.cluster.encode(),
     )
     return hmac.new(cookie, b"".join(_field(p) for p in parts), hashlib.sha256).digest()
 
@@ -218,10 +237,11 @@ def compute_proof(cookie: bytes, role: bytes, hello: Hello, challenge: Challenge
 
 @dataclass(frozen=True)
 class Peer:
-    """The authenticated identity of the other side."""
+    """The authenticated identity of the other side ("" cluster: it does not know its own yet)."""
 
     name: str
     incarnation: int
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -240,7 +260,9 @@ def _fail(reason: str, *, tell_peer: str | None = None) -> Step:
 class _Machine:
     """Shared plumbing: finished machines accept nothing more."""
 
-    def __init__(self, *, cookie: bytes, name: str, incarnation: int, random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(
+        self, *, cookie: bytes, name: str, incarnation: int, random_bytes: Callable[[int], bytes], cluster: str = ""
+    ) -> None:
         if not cookie:
             raise ValueError("empty cookie")
         problem = validate_node_name(name)
@@ -249,6 +271,7 @@ class _Machine:
         self._cookie = cookie
         self.name = name
         self.incarnation = incarnation
+        self.cluster = cluster
         self._random_bytes = random_bytes
         self.outcome: Peer | HandshakeFailed | None = None
         self._state = "start"
@@ -293,8 +316,9 @@ class Initiator(_Machine):
         incarnation: int,
         random_bytes: Callable[[int], bytes],
         expected_peer: str | None = None,
+        cluster: str = "",
     ) -> None:
-        super().__init__(cookie=cookie, name=name, incarnation=incarnation, random_bytes=random_bytes)
+        super().__init__(cookie=cookie, name=name, incarnation=incarnation, random_bytes=random_bytes, cluster=cluster)
         self.expected_peer = expected_peer
         self._hello: Hello | None = None
         self._challenge: Challenge | None = None
@@ -303,7 +327,7 @@ class Initiator(_Machine):
         """The opening message."""
         if self._state != "start":
             raise RuntimeError("handshake already started")
-        self._hello = Hello(PROTOCOL_VERSION, self.name, self.incarnation, self._new_nonce())
+        self._hello = Hello(PROTOCOL_VERSION, self.name, self.incarnation, self._new_nonce(), self.cluster)
         self._state = "await_challenge"
         return Step([self._hello])
 
@@ -317,8 +341,9 @@ class Initiator(_Machine):
     def _on_challenge(self, challenge: Challenge) -> Step:
         assert self._hello is not None
         problem = _check_identity(
-            challenge.version, challenge.name, challenge.incarnation, challenge.nonce, self.name
-        )
+            challenge.version, challenge.name, challenge.incarnation, challenge.nonce, self.name,
+            challenge.cluster, self.cluster,
+        )  # fmt: skip
         if problem is not None:
             return _fail(problem, tell_peer=problem.split(":", 1)[0])
         if self.expected_peer is not None and challenge.name != self.expected_peer:
@@ -335,7 +360,7 @@ class Initiator(_Machine):
         expected = compute_proof(self._cookie, ACCEPTOR, self._hello, self._challenge)
         if not hmac.compare_digest(proof.digest, expected):
             return _fail("bad_cookie: peer's proof does not match our cookie")
-        return Step(outcome=Peer(self._challenge.name, self._challenge.incarnation))
+        return Step(outcome=Peer(self._challenge.name, self._challenge.incarnation, self._challenge.cluster))
 
 
 class Acceptor(_Machine):
@@ -354,8 +379,9 @@ class Acceptor(_Machine):
         incarnation: int,
         random_bytes: Callable[[int], bytes],
         admit: Callable[[str, int], str | None] | None = None,
+        cluster: str = "",
     ) -> None:
-        super().__init__(cookie=cookie, name=name, incarnation=incarnation, random_bytes=random_bytes)
+        super().__init__(cookie=cookie, name=name, incarnation=incarnation, random_bytes=random_bytes, cluster=cluster)
         self._admit = admit
         self._hello: Hello | None = None
         self._challenge: Challenge | None = None
@@ -374,14 +400,16 @@ class Acceptor(_Machine):
         return _fail(f"malformed: unexpected {type(message).__name__} in state {self._state}")
 
     def _on_hello(self, hello: Hello) -> Step:
-        problem = _check_identity(hello.version, hello.name, hello.incarnation, hello.nonce, self.name)
+        problem = _check_identity(
+            hello.version, hello.name, hello.incarnation, hello.nonce, self.name, hello.cluster, self.cluster
+        )
         if problem is not None:
             return _fail(problem, tell_peer=problem.split(":", 1)[0])
         nonce = self._new_nonce()
         if hmac.compare_digest(nonce, hello.nonce):  # only a broken random source does this
             return _fail("reflection: nonce collision")
         self._hello = hello
-        self._challenge = Challenge(PROTOCOL_VERSION, self.name, self.incarnation, nonce)
+        self._challenge = Challenge(PROTOCOL_VERSION, self.name, self.incarnation, nonce, self.cluster)
         self._state = "await_proof"
         return Step([self._challenge])
 
@@ -390,7 +418,7 @@ class Acceptor(_Machine):
         expected = compute_proof(self._cookie, INITIATOR, self._hello, self._challenge)
         if not hmac.compare_digest(proof.digest, expected):
             return _fail("bad_cookie: peer's proof does not match our cookie", tell_peer="bad_cookie")
-        peer = Peer(self._hello.name, self._hello.incarnation)
+        peer = Peer(self._hello.name, self._hello.incarnation, self._hello.cluster)
         if self._admit is not None:
             refusal = self._admit(peer.name, peer.incarnation)
             if refusal is not None:

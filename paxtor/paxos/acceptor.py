@@ -18,7 +18,13 @@ Contract for the driver (the acceptor process):
   ``log`` is every record ever synced, in order (the last `KeyRecord` per key
   wins, the highest `PromiseFloor` counts), or `Acceptor.snapshot()`. A fresh
   `SilenceTracker` started at the restart time is required and safe. An
-  acceptor that lost its records must not vote (amnesia breaks Paxos).
+  acceptor that lost its records must not vote (amnesia breaks Paxos): one
+  rebuilt from nothing is *blank* and refuses every round ("learner") until it
+  is made a voter (`found`, `install`, `adopt` + `start_voting`; see
+  `MemberState`). ``voting=True`` makes one that votes from the start.
+- Every round message carries the proposer's voter configuration version; an
+  acceptor refuses one older than the configuration it installed ("config"),
+  which is what ends an old configuration's rounds (`paxtor.paxos.reconfig`).
 
 Rules: promise a ballot >= every ballot promised so far; accept a ballot >=
 the promise, unless the register carries a `LeaseFence` the `SilenceTracker`
@@ -59,6 +65,7 @@ from paxtor.actors.wire import wire_type
 from paxtor.paxos.ballot import Ballot, NodeId
 from paxtor.paxos.lease import Heartbeat, HeartbeatAck, SilenceTracker
 from paxtor.paxos.register import LeaseFence, Register
+from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = [
     "Accept",
@@ -73,11 +80,16 @@ __all__ = [
     "PromiseFloor",
     "FLOOR_STRIDE",
     "NACK_BALLOT",
+    "NACK_CONFIG",
+    "NACK_LEARNER",
     "NACK_LEASE_VETO",
+    "MemberState",
 ]
 
 NACK_BALLOT = "ballot"
 NACK_LEASE_VETO = "lease_veto"
+NACK_CONFIG = "config"
+NACK_LEARNER = "learner"
 
 FLOOR_STRIDE = 1 << 32
 """How far above a prepare's counter a raised floor goes: raises are rare even
@@ -94,6 +106,7 @@ class Prepare:
     key: Hashable
     ballot: Ballot
     lease_fence: LeaseFence | None = None
+    config: int = 0  # the proposer's voter configuration version
 
 
 @wire_type(name="paxos.Promise")
@@ -118,6 +131,7 @@ class Accept:
     ballot: Ballot
     register: Register
     next_ballot: Ballot | None = None
+    config: int = 0  # the proposer's voter configuration version
 
 
 @wire_type(name="paxos.Accepted")
@@ -134,13 +148,16 @@ class Accepted:
 @wire_type(name="paxos.Nack")
 @dataclass(frozen=True, slots=True)
 class Nack:
-    """Refusal of ``ballot``: a higher ballot was promised, or the lease veto applies."""
+    """Refusal of ``ballot``: a higher ballot was promised, the lease veto applies, the
+    proposer's voter configuration is older than ``config`` (this acceptor's), or this
+    acceptor does not vote (a learner)."""
 
     bucket: str
     key: Hashable
     ballot: Ballot
     promised: Ballot
     reason: str = NACK_BALLOT
+    config: int = 0
 
 
 @wire_type(name="paxos.KeyRecord")
@@ -179,7 +196,19 @@ class Collected:
     epoch: int
 
 
-LogRecord = KeyRecord | PromiseFloor | Collected
+@wire_type(name="paxos.MemberState")
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """A durable record: the cluster this acceptor belongs to, the newest voter
+    configuration it installed, and whether it votes. ``voting`` is False while its
+    state may be incomplete: it lost it (a wiped disk), or it never joined."""
+
+    cluster: str
+    config: VoterConfig | None
+    voting: bool
+
+
+LogRecord = KeyRecord | PromiseFloor | Collected | MemberState
 
 
 class Acceptor:
@@ -191,6 +220,8 @@ class Acceptor:
         silence: SilenceTracker,
         records: Iterable[LogRecord] = (),
         epoch_floors: Mapping[str, int] | None = None,
+        *,
+        voting: bool | None = None,
     ) -> None:
         self.identity = identity
         self.silence = silence
@@ -199,14 +230,27 @@ class Acceptor:
         #: every dropped tombstone was promised and accepted at ballot counters <= this
         self.collected_floor = 0
         floor = 0
+        member: MemberState | None = None
+        replayed = False
         for record in records:
+            replayed = True
             cls = record.__class__
             if cls is PromiseFloor:
                 floor = max(floor, record.counter)  # type: ignore[union-attr]
             elif cls is Collected:
                 self._drop(record)  # type: ignore[arg-type]
+            elif cls is MemberState:
+                member = record  # type: ignore[assignment]
             else:
                 self._keys[(record.bucket, record.key)] = record  # type: ignore[union-attr]
+        #: a log that never recorded a membership but holds votes is from before clusters had
+        #: ids: it voted, so it still does; a log with nothing in it is blank and does not vote
+        #: (``voting``: say otherwise, for an acceptor of a cluster of its own, e.g. in tests)
+        self.member = member if member is not None else MemberState("", None, replayed)
+        if voting is not None:
+            self.member = MemberState(self.member.cluster, self.member.config, voting)
+        #: True if this acceptor never recorded anything (a new or wiped data directory)
+        self.blank = not replayed and voting is None
         # promises in memory may go up to `promise_floor` (durable once its record is)
         self.promise_floor = floor
         # what this life's predecessors may have promised and forgotten, refused for good:
@@ -247,10 +291,90 @@ class Acceptor:
     def snapshot(self) -> list[LogRecord]:
         """What a compacted log must hold to rebuild this acceptor: the floors and every key."""
         floors: list[LogRecord] = [PromiseFloor(self.promise_floor)]
+        if not self.blank:
+            floors.append(self.member)
         if self.collected_floor:
             floors.append(Collected("", (), self.collected_floor, 0))
         floors.extend(Collected(bucket, (), 0, epoch) for bucket, epoch in self._floors.items())
         return [*floors, *self._keys.values()]
+
+    # -- membership -------------------------------------------------------------------
+
+    @property
+    def voting(self) -> bool:
+        """Whether this acceptor answers rounds and heartbeats (see `MemberState`)."""
+        return self.member.voting
+
+    @property
+    def config_version(self) -> int:
+        config = self.member.config
+        return config.version if config is not None else 0
+
+    def found(self, cluster: str, config: VoterConfig, voting: bool = True) -> MemberState:
+        """A new cluster is founded with this acceptor among its voters. It votes if it
+        voted before (a log from before clusters had ids) or if ``voting`` (every
+        founding voter was blank: nobody can have lost anything)."""
+        if self.member.cluster:
+            raise ValueError(f"this acceptor already belongs to cluster {self.member.cluster!r}")
+        return self._set_member(MemberState(cluster, config, voting or self.member.voting))
+
+    def install(self, cluster: str, config: VoterConfig) -> MemberState | None:
+        """Install a newer voter configuration (known chosen); the record to log, or None.
+
+        A blank acceptor never votes on what it learns: named in ``config``, it
+        lost its state and must catch up (`adopt`); not named, it is new, and
+        votes from the first configuration that adds it (it never voted before).
+        """
+        member = self.member
+        if config.version <= self.config_version:
+            return None
+        voting = member.voting
+        if not voting and member.config is not None and not member.config.is_member(self.identity[0]):
+            voting = config.is_member(self.identity[0])  # added: it has nothing to forget
+        self.blank = False
+        return self._set_member(MemberState(cluster or member.cluster, config, voting))
+
+    def adopt(self, records: Iterable[LogRecord], floor: int) -> list[LogRecord]:
+        """Take the state a catch-up read from other voters (records) and refuse every
+        ballot up to ``floor`` (they were fenced there); the records to log, in order.
+        The caller logs a voting `MemberState` after them once they are durable."""
+        out: list[LogRecord] = []
+        if floor > self.promise_floor:
+            self.promise_floor = self.restart_floor = floor
+            self._restart_promise = max(self._restart_promise, Ballot(floor + 1, ("", 0)))
+            self._absent_promise = max(self._absent_promise, self._restart_promise)
+            out.append(PromiseFloor(floor))
+        for record in records:
+            cls = record.__class__
+            if cls is Collected:
+                self._drop(record)  # type: ignore[arg-type]
+                self._raise_absent_promise()
+                out.append(record)
+            elif cls is KeyRecord:
+                mine = self._keys.get((record.bucket, record.key))  # type: ignore[union-attr]
+                if mine is None or record.accepted_ballot > mine.accepted_ballot:  # type: ignore[union-attr]
+                    out.append(self._put(record))  # type: ignore[arg-type]
+        return out
+
+    def start_voting(self) -> MemberState:
+        """Caught up (`adopt`'s records are durable): vote from now on."""
+        return self._set_member(MemberState(self.member.cluster, self.member.config, True))
+
+    def _set_member(self, member: MemberState) -> MemberState:
+        self.member = member
+        self.blank = False
+        return member
+
+    def fence(self, ballot: Ballot) -> PromiseFloor | None:
+        """Promise ``ballot`` for every key at once (a bulk phase 1: catch-up and voter changes).
+
+        Keys promised higher keep their promise. Returns the floor record the
+        promise must wait for (a restart refuses every ballot at or under it)."""
+        if ballot > self._restart_promise:
+            self._restart_promise = ballot
+            if ballot > self._absent_promise:
+                self._absent_promise = ballot
+        return self._cover(ballot)
 
     def epoch_floor(self, bucket: str) -> int:
         """The highest epoch of any tombstone ever collected in ``bucket`` (0 if none)."""
@@ -314,24 +438,31 @@ class Acceptor:
         """Feed every message from any node here (the lease veto depends on it)."""
         self.silence.heard(node, incarnation, now)
 
-    def on_heartbeat(self, node: str, incarnation: int, hb: Heartbeat, now: float) -> HeartbeatAck:
+    def on_heartbeat(self, node: str, incarnation: int, hb: Heartbeat, now: float) -> HeartbeatAck | None:
+        """The ack to send at once; None from an acceptor that does not vote (its ack must
+        not count towards a lease: it takes no part in the releases a lease fends off)."""
         self.silence.heard(node, incarnation, now)
-        return HeartbeatAck(hb.seq, self.identity, self.silence.fence_generation(node))
+        if not self.member.voting:
+            return None
+        return HeartbeatAck(hb.seq, self.identity, self.silence.fence_generation(node), self.config_version)
 
     # -- Paxos ----------------------------------------------------------------
 
     def on_prepare(
         self, msg: Prepare, now: float | None = None
     ) -> tuple[Promise | Nack, PromiseFloor | None]:
+        refusal = self._refusal(msg)
+        if refusal is not None:
+            return refusal, None
         state = self.state(msg.bucket, msg.key)
         if msg.ballot < state.promised:
-            return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
+            return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_BALLOT, self.config_version), None
         fence = msg.lease_fence
         if fence is not None:
             if now is None:
                 raise ValueError("on_prepare of a fenced release needs `now` (the lease veto)")
             if self._vetoes(fence, now):
-                return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO), None
+                return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO, self.config_version), None
         record = None
         if msg.ballot != state.promised:
             self._put(KeyRecord(state.bucket, state.key, msg.ballot, state.accepted_ballot, state.accepted))
@@ -340,18 +471,21 @@ class Acceptor:
         return reply, record
 
     def on_accept(self, msg: Accept, now: float) -> tuple[Accepted | Nack, KeyRecord | None]:
+        refusal = self._refusal(msg)
+        if refusal is not None:
+            return refusal, None
         state = self.state(msg.bucket, msg.key)
         if msg.ballot < state.promised:
-            return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
+            return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_BALLOT, self.config_version), None
         if msg.ballot == state.accepted_ballot and state.accepted_ballot != Ballot.ZERO:
             if msg.register != state.accepted:  # one ballot, two values: a broken proposer
-                return Nack(msg.bucket, msg.key, msg.ballot, state.promised), None
+                return Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_BALLOT, self.config_version), None
             # a duplicate: already accepted, nothing new to persist
             promised_next = msg.next_ballot is not None and state.promised == msg.next_ballot
             return Accepted(msg.bucket, msg.key, msg.ballot, promised_next), None
         if self._lease_veto(msg.register, now):
             return (
-                Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO),
+                Nack(msg.bucket, msg.key, msg.ballot, state.promised, NACK_LEASE_VETO, self.config_version),
                 None,
             )
         for fence in msg.register.lease_fences:
@@ -364,6 +498,16 @@ class Acceptor:
         record = self._put(KeyRecord(state.bucket, state.key, promised, msg.ballot, msg.register))
         reply = Accepted(msg.bucket, msg.key, msg.ballot, msg.next_ballot is not None)
         return reply, record
+
+    def _refusal(self, msg: Prepare | Accept) -> Nack | None:
+        """A learner answers nothing but "learner"; a round of an older voter configuration
+        than this acceptor installed is refused (that configuration's quorums are over)."""
+        member = self.member
+        if not member.voting:
+            return Nack(msg.bucket, msg.key, msg.ballot, Ballot.ZERO, NACK_LEARNER, self.config_version)
+        if msg.config < self.config_version:
+            return Nack(msg.bucket, msg.key, msg.ballot, Ballot.ZERO, NACK_CONFIG, self.config_version)
+        return None
 
     def _cover(self, ballot: Ballot) -> PromiseFloor | None:
         """The floor record a promise of ``ballot`` must wait for, if the floor is below it."""

@@ -9,7 +9,21 @@ once: the lease veto then admits releases of the earlier one's pids).
 This node's own proposer votes through `LocalAcceptor` directly, without a
 message to this process. The tombstone collectors of the voters call it:
 ``("tombstones", bucket, keys)`` (which it holds durably) and ``("collect",
-bucket, ((key, ballot), ...))`` (drop those).
+bucket, ((key, ballot), ...))`` (drop those). Voter changes and catch-up
+(`paxtor.paxos.reconfig`) call it too, each answered once durable:
+
+- ``("install", cluster, config)``: install a newer voter configuration;
+- ``("floor",)``: the promise floor (above every promise made so far);
+- ``("adopt_floors", collected)``: take other voters' floors of dropped keys;
+- ``("snapshot", ballot | None)``: promise ``ballot`` for every key (if
+  given), then keep a copy of this acceptor's state to be read in pages with
+  ``("page", token, index)`` (a tuple of records and the next index, None at
+  the end);
+- ``("bulk_accept", ballot, config_version, items)``: accept each
+  ``(bucket, key, register)`` at ``ballot``; the ``(bucket, key)`` refused.
+
+A learner (its acceptor does not vote) answers no heartbeat and no call of
+the collectors, and refuses rounds with "learner".
 """
 
 from __future__ import annotations
@@ -19,18 +33,26 @@ from typing import Any
 
 import structlog
 
-from paxtor.actors import GenServer
+from paxtor.actors import GenServer, NoReply, reply
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.distribution import NodeUp, monitor_nodes
 from paxtor.actors.ids import Pid
+from paxtor.actors.wire import encode
+from paxtor.paxos.acceptor import Collected, LogRecord, MemberState
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LeaseHeartbeat
 from paxtor.paxos.paxos_node import PaxosNode
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import REQUEST_TAGS, pack_reply, unpack_request
 
 __all__ = ["AcceptorServer"]
 
 log = structlog.get_logger(__name__)
+
+#: A page of a snapshot is cut once its records encode to this many bytes.
+PAGE_BYTES = 1 << 20
+#: An unread snapshot is dropped after this long.
+SNAPSHOT_TTL = 120.0
 
 
 class AcceptorServer(GenServer):
@@ -47,6 +69,8 @@ class AcceptorServer(GenServer):
         self.name = node.name
         self.voting = node.local_acceptor
         self.deliver = node.local.deliver_message
+        self._snapshots: dict[int, tuple[list[LogRecord], float]] = {}
+        self._next_token = 0
         monitor_nodes(True)
 
     def handle_info(self, msg: Any) -> None:
@@ -63,23 +87,75 @@ class AcceptorServer(GenServer):
         elif cls is LeaseHeartbeat:
             sender = msg.sender
             ack = self.voting.acceptor.on_heartbeat(sender.node, sender.incarnation, msg.heartbeat, time.monotonic())
-            self.deliver(sender, ack)
+            if ack is not None:
+                self.deliver(sender, ack)
         elif cls is NodeUp:
             self.voting.heard(msg.node, msg.incarnation)
 
     def handle_call(self, request: Any, caller: Any) -> Any:
+        voting = self.voting
         match request:
             case ("read", str(bucket), key):
-                return self.voting.acceptor.state(bucket, key)
+                return voting.acceptor.state(bucket, key)
             case ("key_count",):
-                return self.voting.acceptor.key_count()
+                return voting.acceptor.key_count()
             case ("tombstones", str(bucket), tuple(keys)):
-                return tuple(self.voting.held_tombstones(bucket, keys))
+                if not voting.acceptor.voting:
+                    return None  # a learner's tombstones say nothing: the batch is skipped
+                return tuple(voting.held_tombstones(bucket, keys))
             case ("collect", str(bucket), tuple(tombstones)) if all(
                 isinstance(t, tuple) and len(t) == 2 and isinstance(t[1], Ballot) for t in tombstones
             ):
-                return self.voting.collect(bucket, tombstones)
+                return voting.collect(bucket, tombstones) if voting.acceptor.voting else 0
+            case ("install", str(cluster), VoterConfig() as config):
+                self.node.install_config(config, lambda: reply(caller, voting.acceptor.config_version))
+                return NoReply
+            case ("snapshot", ballot) if ballot is None or isinstance(ballot, Ballot):
+                if ballot is None:
+                    return self._snapshot()
+                voting.fence(ballot, lambda: reply(caller, self._snapshot()))
+                return NoReply
+            case ("floor",):
+                return voting.acceptor.promise_floor
+            case ("adopt_floors", tuple(rows)) if all(r.__class__ is Collected for r in rows):
+                voting.persist(voting.acceptor.adopt(rows, 0), lambda: reply(caller, True))
+                return NoReply
+            case ("page", int(token), int(index)):
+                return self._page(token, index)
+            case ("bulk_accept", Ballot() as ballot, int(config), tuple(items)):
+                voting.bulk_accept(ballot, config, items, lambda refused: reply(caller, tuple(refused)))
+                return NoReply
         return super().handle_call(request, caller)
+
+    # -- snapshots read in pages ----------------------------------------------------------
+
+    def _snapshot(self) -> tuple[int, int]:
+        """Copy this acceptor's state now; (token, records) to read it with ``page``."""
+        now = time.monotonic()
+        for token in [t for t, (_, born) in self._snapshots.items() if now - born > SNAPSHOT_TTL]:
+            del self._snapshots[token]
+        self._next_token += 1
+        records = [r for r in self.voting.acceptor.snapshot() if r.__class__ is not MemberState]
+        self._snapshots[self._next_token] = (records, now)
+        return self._next_token, len(records)
+
+    def _page(self, token: int, index: int) -> tuple[tuple[LogRecord, ...], int | None]:
+        """Records from ``index``, at most about `PAGE_BYTES` encoded, and the next index."""
+        entry = self._snapshots.get(token)
+        if entry is None:
+            raise KeyError(f"no snapshot {token} (it expired after {SNAPSHOT_TTL} s, or was read)")
+        records = entry[0]
+        page: list[LogRecord] = []
+        size = 0
+        while index < len(records) and (not page or size < PAGE_BYTES):
+            record = records[index]
+            size += len(encode(record))
+            page.append(record)
+            index += 1
+        if index >= len(records):
+            del self._snapshots[token]
+            return tuple(page), None
+        return tuple(page), index
 
 
 def _start(node: PaxosNode) -> Pid:

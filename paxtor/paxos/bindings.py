@@ -290,7 +290,9 @@ class BindingWatcher(GenServer):
         if owner == node.name:
             return 0.0
         assert watch.ended is not None
-        others = sorted(v for v in node.voters if v != owner)
+        config = node.voter_config
+        members = config.members if config is not None else node.initial_voters
+        others = sorted(v for v in members if v != owner)
         rank = others.index(node.name) if node.name in others else len(others)
         owner_first = owner is not None and not watch.ended.is_noconnection
         return node.config.release_stagger * (rank + (1 if owner_first else 0))

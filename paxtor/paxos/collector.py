@@ -1,6 +1,7 @@
 """The tombstone collector of a voter: drops keys emptied long ago, on every voter at once.
 
-Every ``tombstone_ttl / 4`` seconds, if every voter is connected, it takes
+Every ``tombstone_ttl / 4`` seconds, if every voter of the (stable) voter
+configuration is connected and votes, it takes
 the keys this node's acceptor has held as tombstones for ``tombstone_ttl``
 (`LocalAcceptor.due_tombstones`) and, per bucket, runs one `Collection`:
 
@@ -123,11 +124,14 @@ class TombstoneCollector(GenServer):
             log.exception("tombstone_collection_failed", node=self.node.name)
 
     def _pass(self) -> None:
-        voters = self.node.voters
+        config = self.node.voter_config
+        if config is None or config.joint or not self.node.voting:
+            return  # no configuration yet, or a change under way: nothing is dropped
+        voters = config.voters
         dist = distributed_node(self.node.local)
         connected = set(dist.nodes()) if dist is not None else set()
-        if any(v != self.node.name and v not in connected for v in voters):
-            return  # a voter is away: nothing can be dropped
+        if any(v != self.node.name and (v not in connected or v in self.node.learners) for v in voters):
+            return  # a voter is away or is catching up: nothing can be dropped
         by_bucket: dict[str, list[Hashable]] = {}
         for bucket, key in self.voting.due_tombstones(self.ttl, PASS_LIMIT):
             by_bucket.setdefault(bucket, []).append(key)

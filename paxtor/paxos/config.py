@@ -14,7 +14,7 @@ from pathlib import Path
 
 from paxtor.paxos.collection import max_request_time
 from paxtor.paxos.lease import silence_threshold
-from paxtor.paxos.proposer import majority
+from paxtor.paxos.voter_config import check_voter_names
 
 __all__ = ["PaxosConfig", "numbered_voters"]
 
@@ -35,9 +35,11 @@ def _positive(name: str, value: float) -> None:
 class PaxosConfig:
     """How one node takes part in PaxosKV.
 
-    ``voters``: the configured voter names (quorum is a majority of THESE,
-    never of the connected nodes). ``voter``: whether this node votes (it
-    must then be one of ``voters``). ``lease``/``margin``/``max_drift``: the
+    ``voters``: the voters a new cluster is founded with (later changes are
+    decided by the cluster: `paxtor.paxos.voter_config`; quorum is always
+    counted against the configuration, never the connected nodes). ``voter``:
+    whether this node has an acceptor (it must then be one of ``voters``; it
+    votes once it belongs to the cluster's configuration). ``lease``/``margin``/``max_drift``: the
     safety model. ``heartbeat_interval``: how often the lease is renewed
     (default lease/4). ``timeout``: default time a `put`/`get`/`propose`
     may take before `NoQuorum`. ``attempt_timeout``: one round's wait for
@@ -50,6 +52,8 @@ class PaxosConfig:
     ``tombstone_ttl``: a key emptied this long ago is dropped from every voter
     once all are connected (`paxtor.paxos.collector`; None: never). No
     request retries for longer than about half of it (its op mark must outlive it).
+    ``resume_change_after``: a change of the voters found half-way (a joint
+    configuration) this long is finished by a voter (its coordinator died).
     """
 
     voters: tuple[str, ...]
@@ -69,20 +73,16 @@ class PaxosConfig:
     compact_ratio: float = 4.0
     compact_min_bytes: int = 1 << 20
     tombstone_ttl: float | None = 60.0
+    resume_change_after: float = 30.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        voters = tuple(self.voters)
-        if not voters or not all(isinstance(v, str) and v for v in voters):
-            raise ValueError(f"voters must be a non-empty list of node names, got {self.voters!r}")
-        if len(set(voters)) != len(voters):
-            raise ValueError(f"duplicate voters: {voters!r}")
-        object.__setattr__(self, "voters", voters)
+        object.__setattr__(self, "voters", check_voter_names(self.voters))
         if self.durability not in ("fsync", "memory"):
             raise ValueError(f"durability must be 'fsync' or 'memory', got {self.durability!r}")
         if self.durability == "fsync" and self.voter and self.data_dir is None:
             raise ValueError("a durable voter needs a data_dir")
-        for name in ("lease", "timeout", "attempt_timeout", "release_stagger", "compact_ratio"):
+        for name in ("lease", "timeout", "attempt_timeout", "release_stagger", "compact_ratio", "resume_change_after"):
             _positive(name, getattr(self, name))
         if self.thrifty_after is not None:
             _positive("thrifty_after", self.thrifty_after)
@@ -95,10 +95,6 @@ class PaxosConfig:
             raise ValueError("heartbeat_interval must be shorter than the lease")
         if self.margin < 0 or self.max_drift < 0 or self.bucket_grace < 0:
             raise ValueError("margin, max_drift and bucket_grace must be >= 0")
-
-    @property
-    def quorum(self) -> int:
-        return majority(self.voters)
 
     @property
     def silence(self) -> float:

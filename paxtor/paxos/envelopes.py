@@ -24,6 +24,7 @@ __all__ = [
     "WatchTenure",
     "VouchRelease",
     "ProposeDone",
+    "MembershipChanged",
     "Timer",
 ]
 
@@ -96,6 +97,11 @@ class ProposeDone:
     register: Register | None
     error: BaseException | None
     applied: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanged:
+    """Membership server -> proposer: the configuration, or who can vote, changed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,11 +59,11 @@ extend a lease that A's vote has already voided.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from paxtor.actors.wire import wire_type
 from paxtor.paxos.ballot import NodeId
+from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = [
     "Heartbeat",
@@ -93,6 +93,7 @@ class Heartbeat:
     """Sent by a node to every voter each heartbeat period."""
 
     seq: int
+    config: int = 0  # the sender's voter configuration version
 
 
 @wire_type(name="paxos.HeartbeatAck")
@@ -103,6 +104,7 @@ class HeartbeatAck:
     seq: int
     voter: NodeId
     fence: int
+    config: int = 0  # the voter's installed configuration version
 
 
 # -- owner side ----------------------------------------------------------------
@@ -128,15 +130,21 @@ LeaseEvent = LeaseGained | LeaseLost
 
 
 class LeaseClock:
-    """One node's lease with the configured voters (pure; ``now`` is its monotonic clock)."""
+    """One node's lease with the configured voters (pure; ``now`` is its monotonic clock).
 
-    def __init__(self, voters: Iterable[str], quorum: int, lease: float) -> None:
-        self.voters: tuple[str, ...] = tuple(voters)
-        if not 1 <= quorum <= len(self.voters):
-            raise ValueError(f"quorum {quorum} impossible with {len(self.voters)} voters")
+    Acks count by the quorums of ``config``. An ack from a voter on a NEWER
+    configuration does not count (its quorums are not this clock's):
+    `config_behind` then names that version, and the driver installs the
+    configuration (`set_config`) before the next heartbeat. The term and the
+    expiry survive a change: see ``docs/protocol.md`` (Voter changes) for why a
+    lease counted by the old quorums cannot outlive the change.
+    """
+
+    def __init__(self, config: VoterConfig | None, lease: float) -> None:
         if lease <= 0:
             raise ValueError("lease must be > 0")
-        self.quorum = quorum
+        self.config = config
+        self.config_behind: int | None = None  # a newer configuration version an ack revealed
         self.lease = lease
         self._seq = 0
         self._rounds: dict[int, tuple[float, list[str]]] = {}  # seq -> (t_sent, voters that acked)
@@ -162,12 +170,26 @@ class LeaseClock:
         """Whether the lease holds at ``now`` (does not emit events; call `poll` for those)."""
         return self._expires_at is not None and now < self._expires_at
 
+    @property
+    def voters(self) -> tuple[str, ...]:
+        """Who gets heartbeats: every member of the configuration (none before one is known)."""
+        return self.config.members if self.config is not None else ()
+
+    def set_config(self, config: VoterConfig) -> None:
+        """Count acks by ``config``'s quorums from now on (a newer configuration)."""
+        if self.config is not None and config.version <= self.config.version:
+            return
+        self.config = config
+        if self.config_behind is not None and self.config_behind <= config.version:
+            self.config_behind = None
+        self._rounds.clear()  # acks gathered for the old quorums are not counted again
+
     def send_heartbeat(self, now: float) -> Heartbeat:
         """Start a heartbeat round at ``now``: send the returned message to every voter."""
         self._seq += 1
         self._rounds[self._seq] = (now, [])
         self._prune(now)
-        return Heartbeat(self._seq)
+        return Heartbeat(self._seq, self.config.version if self.config is not None else 0)
 
     def poll(self, now: float) -> list[LeaseEvent]:
         """Report a lease that ran out by ``now``; the driver calls this at `expires_at`."""
@@ -178,7 +200,12 @@ class LeaseClock:
     def on_ack(self, voter: str, ack: HeartbeatAck, now: float) -> list[LeaseEvent]:
         """Count one voter's ack; returns LeaseLost/LeaseGained events, in order."""
         events = self.poll(now)
-        if voter not in self.voters or ack.voter[0] != voter:
+        config = self.config
+        if config is None or not config.is_member(voter) or ack.voter[0] != voter:
+            return events
+        if ack.config > config.version:
+            if self.config_behind is None or ack.config > self.config_behind:
+                self.config_behind = ack.config
             return events
         verdict = self._fence_check(voter, ack)
         if verdict == "stale":
@@ -195,7 +222,7 @@ class LeaseClock:
         if voter in acked:
             return events
         acked.append(voter)
-        if len(acked) < self.quorum:
+        if not config.is_quorum(acked):
             return events
         until = t_sent + self.lease
         if until <= now:

@@ -28,7 +28,7 @@ from paxtor.actors.gen_server import Caller
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.primitives import demonitor, self_pid
 from paxtor.actors.timers import TimerHandle, send_after
-from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, LeaseHeartbeat, Timer
+from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, MEMBERSHIP_NAME, LeaseHeartbeat, Timer
 from paxtor.paxos.lease import HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
 from paxtor.paxos.paxos_node import PaxosNode
 
@@ -74,16 +74,21 @@ class LeaseKeeper(GenServer):
     # -- heartbeats and acks --------------------------------------------------------
 
     def _heartbeat(self) -> None:
+        send_after(self.node.local, self.me, self.interval, Timer(_HEARTBEAT, None))
+        voters = self.clock.voters
+        if not voters:
+            return  # no voter configuration known yet
         hb = self.clock.send_heartbeat(time.monotonic())
         msg = LeaseHeartbeat(self.me, hb)
-        for voter in self.node.voters:
+        for voter in voters:
             self.deliver_named(ACCEPTOR_NAME, voter, msg)
-        send_after(self.node.local, self.me, self.interval, Timer(_HEARTBEAT, None))
 
     def handle_info(self, msg: Any) -> None:
         cls = msg.__class__
         if cls is HeartbeatAck:
             self._events(self.clock.on_ack(msg.voter[0], msg, time.monotonic()))
+            if self.clock.config_behind is not None:  # that voter knows a newer configuration
+                self.deliver_named(MEMBERSHIP_NAME, self.node.name, ("ask", msg.voter[0]))
         elif cls is Timer:
             if msg.kind == _HEARTBEAT:
                 self._heartbeat()

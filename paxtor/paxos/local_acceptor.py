@@ -42,6 +42,7 @@ from paxtor.paxos.acceptor import (
     Accepted,
     Acceptor,
     KeyRecord,
+    LogRecord,
     Nack,
     Prepare,
     Promise,
@@ -51,6 +52,8 @@ from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.log_codec import encode_log_record
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
+from paxtor.paxos.register import Register
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import pack_reply
 
 __all__ = ["LocalAcceptor"]
@@ -60,9 +63,10 @@ log = structlog.get_logger(__name__)
 _COMPACT_CHECK_EVERY = 512
 
 Reply = Promise | Accepted | Nack
-Waiting = list[tuple[Pid | None, Any]]
+Waiting = list[tuple[Any, Any]]  # (pid to reply to | None for the binding watcher | a callback, message)
 
 _FLOOR = ("", object())  # the slot of `PromiseFloor` records: no (bucket, key) equals it
+_MEMBER = ("", object())  # the slot of `MemberState` records
 
 
 class LocalAcceptor:
@@ -140,16 +144,105 @@ class LocalAcceptor:
         if record.__class__ is PromiseFloor:
             slot = _FLOOR
             log.debug("promise_floor_raised", node=self.name, floor=record.counter)  # type: ignore[union-attr]
+        self._append(slot, record, waiting)
+        return None
+
+    def _append(self, slot: Any, record: LogRecord, waiting: Waiting) -> bool:
+        """Log ``record``; what waits in ``waiting`` goes once it is durable. False if the log failed."""
+        durable_log = self.durable_log
+        assert durable_log is not None
         try:
             durable_log.append(encode_log_record(record), lambda: self._durable(slot, waiting))
         except AcceptorLogError as exc:
             self._stop_voting(exc)
-            return None
+            return False
         self._appends += 1
         self._tails[slot] = (self._appends, waiting)
         if self._appends % _COMPACT_CHECK_EVERY == 0:
             self._maybe_compact()
-        return None
+        return True
+
+    def persist(self, records: Iterable[LogRecord], on_durable: Callable[[], None] | None = None) -> None:
+        """Log ``records`` in order; ``on_durable`` runs once the last is on disk (at once in
+        memory). Replies for their keys wait for them, as for a vote's."""
+        records = list(records)
+        now = time.monotonic()
+        for record in records:
+            if record.__class__ is KeyRecord:
+                self._track(record, now)  # type: ignore[arg-type]
+        if self.durable_log is None or not records:
+            if on_durable is not None:
+                on_durable()
+            return
+        last = len(records) - 1
+        for i, record in enumerate(records):
+            cls = record.__class__
+            if cls is KeyRecord:
+                slot: Any = (record.bucket, record.key)  # type: ignore[union-attr]
+            elif cls is PromiseFloor:
+                slot = _FLOOR
+            else:
+                slot = _MEMBER
+            waiting: Waiting = [(on_durable, None)] if i == last and on_durable is not None else []
+            if not self._append(slot, record, waiting):
+                return
+
+    # -- membership: the cluster, its voter configurations, catching up --------------------
+
+    def found(self, cluster: str, config: VoterConfig, voting: bool, on_durable: Callable[[], None]) -> None:
+        """This acceptor is a voter of the new cluster ``cluster`` (``voting``: it may vote at once)."""
+        record = self.acceptor.found(cluster, config, voting)
+        log.info("acceptor_founded", node=self.name, cluster=cluster, config=config.describe(), voting=voting)
+        self.persist([record], on_durable)
+
+    def install(self, cluster: str, config: VoterConfig, on_durable: Callable[[], None] | None = None) -> None:
+        """Install a newer configuration; ``on_durable`` once it is on disk (at once if not newer)."""
+        record = self.acceptor.install(cluster, config)
+        self.persist([record] if record is not None else [], on_durable)
+
+    def catch_up(self, records: Iterable[LogRecord], floor: int, on_voting: Callable[[], None]) -> int:
+        """Take the state read from the other voters, then vote once it is durable; how many
+        records were taken (`Acceptor.adopt`)."""
+        taken = self.acceptor.adopt(records, floor)
+
+        def durable() -> None:
+            self.persist([self.acceptor.start_voting()], on_voting)
+
+        self.persist(taken, durable)
+        return len(taken)
+
+    def fence(self, ballot: Ballot, on_durable: Callable[[], None]) -> None:
+        """Promise ``ballot`` for every key (`Acceptor.fence`); ``on_durable`` once it holds
+        across a restart."""
+        record = self.acceptor.fence(ballot)
+        self.persist([record] if record is not None else [], on_durable)
+
+    def bulk_accept(
+        self, ballot: Ballot, config: int, items: Iterable[tuple[str, Hashable, Register]], on_durable: Callable[[list[Hashable]], None]
+    ) -> None:
+        """Accept each ``(bucket, key, register)`` at ``ballot`` as an `Accept` would; once
+        durable, ``on_durable`` gets the ``(bucket, key)`` slots refused (promised higher, vetoed)."""
+        now = time.monotonic()
+        acceptor = self.acceptor
+        refused: list[Hashable] = []
+        records: list[LogRecord] = []
+        notices = []
+        for bucket, key, register in items:
+            reply, record = acceptor.on_accept(Accept(bucket, key, ballot, register, None, config), now)
+            if reply.__class__ is not Accepted:
+                refused.append((bucket, key))
+            elif record is not None:
+                records.append(record)
+                notice = self._notice(record)
+                if notice is not None:
+                    notices.append(notice)
+
+        def durable() -> None:
+            for notice in notices:
+                self._deliver_named(BINDINGS_NAME, self.name, notice)
+            on_durable(refused)
+
+        self.persist(records, durable)
 
     # -- tombstone collection ---------------------------------------------------------
 
@@ -224,8 +317,10 @@ class LocalAcceptor:
         for to, msg in waiting:
             if to is None:
                 self._deliver_named(BINDINGS_NAME, self.name, msg)
-            else:
+            elif to.__class__ is Pid:
                 self._deliver(to, msg)
+            else:
+                to()  # a callback of `persist`
 
     def _notice(self, record: KeyRecord) -> AcceptedNotice | None:
         """A notice for the binding watcher, if this accept concerns a binding."""

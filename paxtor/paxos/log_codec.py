@@ -6,11 +6,13 @@ depend on where a class lives or on its wire name:
     (1, bucket, key, *promised, *accepted_ballot, *register)    a `KeyRecord`
     (2, counter)                                                a `PromiseFloor`
     (3, bucket, keys, counter, epoch)                           a `Collected`
+    (4, cluster, version, voters, previous, voting)             a `MemberState`
 
 with ``ballot = counter, node_name, incarnation``, ``register = epoch, filled,
 value, binding, fences, marks``, ``binding = None | (pid, node, parent,
 until)``, ``fences = ((epoch, binding), ...)`` and ``marks = ((node,
-incarnation, op), ...)``. Keys and values are whatever the wire codec carries
+incarnation, op), ...)``; a `MemberState` without a configuration has version
+0. Keys and values are whatever the wire codec carries
 (`paxtor.actors.wire`), so a value holding an application's own `@wire_type`
 depends on that type's (pinned) name.
 
@@ -26,13 +28,14 @@ from typing import Any
 
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import WireError, decode_renamed, encode
-from paxtor.paxos.acceptor import Collected, KeyRecord, LogRecord, PromiseFloor
+from paxtor.paxos.acceptor import Collected, KeyRecord, LogRecord, MemberState, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.register import Binding, LeaseFence, OpMark, Register, is_op_mark
+from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = ["LEGACY_NAMES", "LogRecordCorrupt", "decode_log_record", "encode_log_record"]
 
-_KEY, _FLOOR, _COLLECTED = 1, 2, 3
+_KEY, _FLOOR, _COLLECTED, _MEMBER = 1, 2, 3, 4
 
 #: Module-path wire names that logs written before the names were pinned hold.
 LEGACY_NAMES = {
@@ -66,6 +69,10 @@ def encode_log_record(record: LogRecord) -> bytes:
         return encode((_FLOOR, record.counter))  # type: ignore[union-attr]
     if cls is Collected:
         return encode((_COLLECTED, record.bucket, record.keys, record.counter, record.epoch))  # type: ignore[union-attr]
+    if cls is MemberState:
+        c = record.config  # type: ignore[union-attr]
+        flat = (0, (), None) if c is None else (c.version, c.voters, c.previous)
+        return encode((_MEMBER, record.cluster, *flat, record.voting))  # type: ignore[union-attr]
     raise TypeError(f"not an acceptor log record: {record!r}")
 
 
@@ -77,7 +84,7 @@ def decode_log_record(data: bytes) -> LogRecord:
             return _from_flat(item)
     except (WireError, ValueError, TypeError, IndexError) as exc:
         raise LogRecordCorrupt(f"unreadable acceptor record: {exc}") from None
-    if item.__class__ in (KeyRecord, PromiseFloor, Collected):
+    if item.__class__ in (KeyRecord, PromiseFloor, Collected):  # the legacy format had no others
         return item  # type: ignore[no-any-return]
     raise LogRecordCorrupt(f"acceptor log holds a {type(item).__name__}, not an acceptor record")
 
@@ -91,6 +98,9 @@ def _from_flat(t: tuple[Any, ...]) -> LogRecord:
         return PromiseFloor(_int(t[1]))
     if kind == _COLLECTED and len(t) == 5 and t[2].__class__ is tuple:
         return Collected(_str(t[1]), t[2], _int(t[3]), _int(t[4]))
+    if kind == _MEMBER and len(t) == 6:
+        config = None if t[2] == 0 else VoterConfig(_int(t[2]), t[3], t[4])
+        return MemberState(_str(t[1]), config, _bool(t[5]))
     raise ValueError(f"unknown record shape (kind {kind!r}, {len(t)} fields)")
 
 

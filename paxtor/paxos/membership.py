@@ -1,34 +1,77 @@
-"""Cluster membership as PaxosKV sees it: which CONFIGURED voters are connected.
+"""Cluster membership as PaxosKV sees it: the cluster, its voters, and who can answer.
 
-Quorum is always a majority of the configured voters (``node1..nodeN`` by
-default), never of whoever is connected, so two sides of a partition can
-never both have one. `QuorumView` is the pure count (this node counts
-itself when it votes); the membership process logs its transitions:
+Every node runs a membership server (``paxos_membership``). When two nodes
+connect, each tells the other a `MemberHello`: its cluster id, the newest
+voter configuration it knows (`paxtor.paxos.voter_config`) and its role
+(``voter``, ``learner``, ``blank``: an acceptor that has never belonged to a
+cluster, or ``client``). Every configuration a node installed was chosen by
+consensus, so a node adopts any newer one it hears of; it tells its peers
+again whenever its own role or configuration changes.
+
+Founding. A cluster is founded once, by the first of the configured voters
+(``node1`` by default), when EVERY configured voter is connected and none
+belongs to a cluster: it draws a cluster id and sends `Found` to each. If
+all of them are blank they vote at once; a blank one among voters that hold
+state (a log from before clusters had ids) is a learner. Founding needs all
+of them so that a voter whose disk was wiped can never found a second
+cluster with a voter that never started while the others are away.
+
+Learners. A voter that is blank in an existing cluster lost its state (a
+wiped or replaced disk); it never votes on its own. Its membership server
+starts `paxtor.paxos.reconfig.reseat` once enough of the other voters are
+connected: the cluster moves to a new configuration version, which ends
+every round the lost state could have taken part in, and the learner copies
+the state of the others before it votes again.
+
+Changes left half-way. A change of the voters (`paxtor.paxos.reconfig`)
+passes through a joint configuration; if the node running it dies, the first
+voting member (in configuration order) that has seen the cluster stuck in
+the joint configuration for ``resume_change_after`` seconds (30 by default)
+finishes it.
+
+Quorum is counted against the configuration, never against whoever is
+connected. The server logs transitions of this node's view:
 
     quorum_reached  message="Quorum reached. [cluster:2/3]"
     quorum_lost     message="Quorum lost. [cluster:1/3]"
-
-(``node_up``/``node_down`` are logged by the distribution layer.)
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from paxtor.actors import GenServer
+from paxtor.actors import Down, GenServer, monitor
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node, monitor_nodes
 from paxtor.actors.ids import Pid
-from paxtor.paxos.envelopes import MEMBERSHIP_NAME
+from paxtor.actors.primitives import self_pid, spawn
+from paxtor.actors.timers import send_after
+from paxtor.actors.wire import wire_type
+from paxtor.paxos.envelopes import MEMBERSHIP_NAME, PROPOSER_NAME, MembershipChanged, Timer
 from paxtor.paxos.paxos_node import PaxosNode
+from paxtor.paxos.voter_config import VoterConfig
 
-__all__ = ["QuorumView", "QuorumChange", "MembershipServer", "quorum_message", "watch_membership"]
+__all__ = [
+    "Found",
+    "MemberHello",
+    "MembershipServer",
+    "QuorumChange",
+    "QuorumView",
+    "quorum_message",
+    "watch_membership",
+]
 
 log = structlog.get_logger(__name__)
+
+VOTER, LEARNER, BLANK, CLIENT = "voter", "learner", "blank", "client"
+#: how often the server looks again at what it waits for (founding, catch-up, a change to finish)
+TICK = 1.0
 
 
 def quorum_message(reached: bool, connected: int, voters: int) -> str:
@@ -36,9 +79,32 @@ def quorum_message(reached: bool, connected: int, voters: int) -> str:
     return f"Quorum {'reached' if reached else 'lost'}. [cluster:{connected}/{voters}]"
 
 
+@wire_type(name="paxos.MemberHello")
+@dataclass(frozen=True, slots=True)
+class MemberHello:
+    """What a node tells its peers of itself; ``answer``: the sender wants theirs back."""
+
+    node: str
+    cluster: str
+    config: VoterConfig | None
+    role: str
+    answer: bool = False
+
+
+@wire_type(name="paxos.Found")
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The founder to every configured voter: the cluster is ``cluster``, its first
+    configuration ``config``; ``all_blank``: every voter was blank, so all vote at once."""
+
+    cluster: str
+    config: VoterConfig
+    all_blank: bool
+
+
 @dataclass(frozen=True, slots=True)
 class QuorumChange:
-    """The connected voters crossed the quorum line (up if ``reached``)."""
+    """The voters that can answer crossed the quorum line (up if ``reached``)."""
 
     reached: bool
     connected: int
@@ -50,54 +116,68 @@ class QuorumChange:
 
 
 class QuorumView:
-    """Connected configured voters, self included when voting (pure)."""
+    """Which members of the node's configuration can answer now: the connected ones that
+    vote (and this node, if it votes). Kept current by NodeUp/NodeDown messages."""
 
-    def __init__(self, voters: Iterable[str], quorum: int, me: str) -> None:
-        self.voters = tuple(voters)
-        self.quorum = quorum
-        self.connected: set[str] = {me} if me in self.voters else set()
+    def __init__(self, node: PaxosNode, connected: Iterable[str] = ()) -> None:
+        self.node = node
+        self.connected: set[str] = set(connected)
+
+    def up(self, name: str) -> None:
+        self.connected.add(name)
+
+    def down(self, name: str) -> None:
+        self.connected.discard(name)
+
+    @property
+    def able(self) -> set[str]:
+        """The members that can answer now."""
+        return self.node.voting_members(self.connected)
 
     @property
     def has_quorum(self) -> bool:
-        return len(self.connected) >= self.quorum
+        config = self.node.voter_config
+        return config is not None and config.is_quorum(self.able)
 
-    def up(self, node: str) -> QuorumChange | None:
-        if node not in self.voters or node in self.connected:
-            return None
-        before = self.has_quorum
-        self.connected.add(node)
-        return self._change(before)
+    def down_members(self) -> list[str]:
+        """The members that cannot answer now (disconnected, or learners)."""
+        config = self.node.voter_config
+        if config is None:
+            return []
+        able = self.able
+        return [v for v in config.members if v not in able]
 
-    def down(self, node: str) -> QuorumChange | None:
-        if node not in self.connected:
-            return None
-        before = self.has_quorum
-        self.connected.discard(node)
-        return self._change(before)
-
-    def _change(self, before: bool) -> QuorumChange | None:
+    def change(self, before: bool) -> QuorumChange | None:
+        """The transition since ``before`` (a former `has_quorum`), if any."""
         after = self.has_quorum
         if after == before:
             return None
-        return QuorumChange(after, len(self.connected), len(self.voters))
+        config = self.node.voter_config
+        voters = config.voters if config is not None else self.node.initial_voters
+        able = self.able
+        return QuorumChange(after, sum(1 for v in voters if v in able), len(voters))
 
 
 def watch_membership(node: PaxosNode) -> QuorumView:
-    """A `QuorumView` of the calling process's node, kept current by NodeUp/NodeDown messages.
-
-    Subscribes the calling process (it must feed `NodeUp`/`NodeDown` to the view).
-    """
-    view = QuorumView(node.voters, node.quorum, node.name)
+    """A `QuorumView` of the calling process's node; subscribes the caller to NodeUp/NodeDown,
+    which it must feed to the view."""
     monitor_nodes(True)
     dist = distributed_node(node.local)
-    if dist is not None:
-        for peer in dist.nodes():
-            view.up(peer)
-    return view
+    return QuorumView(node, dist.nodes() if dist is not None else ())
+
+
+def role_of(node: PaxosNode) -> str:
+    """The role a node tells its peers (see the module docstring)."""
+    acceptor = node.acceptor
+    if acceptor is None:
+        return CLIENT
+    if acceptor.blank and not node.cluster:
+        return BLANK
+    return VOTER if acceptor.voting else LEARNER
 
 
 class MembershipServer(GenServer):
-    """Logs quorum transitions of this node's view (see the module docstring)."""
+    """See the module docstring. Registered as ``paxos_membership`` on every node."""
 
     @classmethod
     def child_spec(cls, node: PaxosNode) -> ChildSpec:  # type: ignore[override]
@@ -105,24 +185,178 @@ class MembershipServer(GenServer):
 
     def init(self, node: PaxosNode) -> None:
         self.node = node
+        self.me = self_pid()
         self.view = watch_membership(node)
-        if self.view.has_quorum:
-            self._log(QuorumChange(True, len(self.view.connected), len(self.view.voters)))
+        self.quorum = self.view.has_quorum
+        self.told: MemberHello | None = None
+        self.catching_up: Pid | None = None  # a reseat of this learner
+        self.finishing: Pid | None = None  # a change of the voters left half-way
+        self.joint_since: tuple[int, float] | None = None  # (version, since when) of a joint config
+        if self.quorum:
+            self._log(self.view.change(False))  # type: ignore[arg-type]
+        for peer in self.view.connected:
+            self._tell(peer)
+        self.told = self._hello()
+        self._tick()
+
+    # -- events ---------------------------------------------------------------------------
 
     def handle_info(self, msg: Any) -> None:
-        if msg.__class__ is NodeUp:
-            change = self.view.up(msg.node)
-        elif msg.__class__ is NodeDown:
-            change = self.view.down(msg.node)
+        cls = msg.__class__
+        if cls is NodeUp:
+            self.view.up(msg.node)
+            self._tell(msg.node)
+        elif cls is NodeDown:
+            self.view.down(msg.node)
+            self.node.peers.pop(msg.node, None)
+        elif cls is MemberHello:
+            self._on_hello(msg)
+        elif cls is Found:
+            self._on_found(msg)
+        elif cls is Timer:
+            self._tick()
+        elif cls is Down and msg.pid == self.catching_up:
+            self.catching_up = None
+        elif cls is Down and msg.pid == self.finishing:
+            self.finishing = None
+        elif cls is tuple and msg[:1] == ("learner",) and len(msg) == 2:
+            self.node.learners.add(msg[1])  # a voter refused a round as a learner
+        elif cls is tuple and msg[:1] == ("ask",) and len(msg) == 2:
+            self._tell(msg[1], answer=True)  # a voter said it knows a newer configuration
         else:
             return
-        if change is not None:
-            self._log(change)
+        self._changed()
 
     def handle_call(self, request: Any, caller: Any) -> Any:
         if request == "connected_voters":
-            return sorted(self.view.connected)
+            return sorted(self.view.able)
+        if request == "hello":
+            return self._hello()
         return super().handle_call(request, caller)
+
+    def _tick(self) -> None:
+        send_after(self.node.local, self.me, TICK, Timer("tick", None))
+
+    def _on_hello(self, hello: MemberHello) -> None:
+        node = self.node
+        if node.cluster and hello.cluster and hello.cluster != node.cluster:
+            log.error("member_of_another_cluster", node=node.name, peer=hello.node, cluster=hello.cluster)
+            return
+        node.peers[hello.node] = hello
+        if hello.cluster and not node.cluster and node.acceptor is None:
+            node.adopt_cluster(hello.cluster)  # a client joins whatever its peers belong to
+        elif hello.cluster and not node.cluster and node.acceptor is not None:
+            self._join(hello.cluster)
+        if hello.config is not None and hello.cluster and hello.cluster == node.cluster:
+            node.install_config(hello.config)
+        if hello.role == VOTER:
+            node.learners.discard(hello.node)
+        elif hello.role in (LEARNER, BLANK):
+            node.learners.add(hello.node)
+        if hello.answer:
+            self._tell(hello.node)
+
+    def _join(self, cluster: str) -> None:
+        """This voter meets an existing cluster with no cluster of its own: a blank acceptor
+        joins as a learner; one with state from before clusters had ids waits to be founded."""
+        acceptor = self.node.acceptor
+        assert acceptor is not None
+        if acceptor.blank:
+            self.node.adopt_cluster(cluster)
+            log.warning(
+                "voter_is_learner",
+                node=self.node.name,
+                cluster=cluster,
+                detail="this voter's data directory is empty in an existing cluster: it lost its "
+                "state, and votes again only once it has caught up from the other voters",
+            )
+
+    # -- founding ---------------------------------------------------------------------------
+
+    def _maybe_found(self) -> None:
+        node = self.node
+        acceptor = node.acceptor
+        initial = node.initial_voters
+        if node.cluster or acceptor is None or acceptor.member.config is not None or node.name != initial[0]:
+            return
+        roles = [role_of(node)]
+        for voter in initial[1:]:
+            hello = node.peers.get(voter)
+            if voter not in self.view.connected or hello is None:
+                return
+            if hello.cluster or hello.config is not None or hello.role not in (BLANK, VOTER):
+                return
+            roles.append(hello.role)
+        found = Found(secrets.token_hex(8), VoterConfig.initial(initial), all(r == BLANK for r in roles))
+        log.info("cluster_founded", node=node.name, cluster=found.cluster, voters=",".join(initial),
+                 all_blank=found.all_blank)
+        for voter in initial[1:]:
+            node.local.deliver_named(MEMBERSHIP_NAME, voter, found)
+        self._on_found(found)
+
+    def _on_found(self, found: Found) -> None:
+        node = self.node
+        local_acceptor = node.local_acceptor
+        if node.cluster or local_acceptor is None or local_acceptor.acceptor.member.cluster:
+            return
+        voting = found.all_blank or not local_acceptor.acceptor.blank
+        local_acceptor.found(found.cluster, found.config, voting, lambda: None)
+        node.adopt_cluster(found.cluster)
+        node.install_config(found.config)
+
+    # -- after every change ---------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._maybe_found()
+        self._maybe_catch_up()
+        self._maybe_finish_change()
+        change = self.view.change(self.quorum)
+        if change is not None:
+            self.quorum = change.reached
+            self._log(change)
+        hello = self._hello()
+        if hello != self.told:
+            self.told = hello
+            for peer in self.view.connected:
+                self._tell(peer)
+            self.node.local.deliver_named(PROPOSER_NAME, self.node.name, MembershipChanged())
+
+    def _maybe_catch_up(self) -> None:
+        node = self.node
+        if self.catching_up is not None or node.role != LEARNER or not node.cluster:
+            return
+        from paxtor.paxos.reconfig import catch_up_sources, reseat  # the reseat drives rounds
+
+        if catch_up_sources(node, self.view.connected) is None:
+            return
+        self.catching_up = spawn(reseat, node)
+        monitor(self.catching_up)
+
+    def _maybe_finish_change(self) -> None:
+        node = self.node
+        config = node.voter_config
+        if config is None or not config.joint:
+            self.joint_since = None
+            return
+        now = time.monotonic()
+        if self.joint_since is None or self.joint_since[0] != config.version:
+            self.joint_since = (config.version, now)
+        able = [v for v in config.members if v in self.view.able]
+        waited = now - self.joint_since[1]
+        if self.finishing is not None or not able or able[0] != node.name or waited < node.config.resume_change_after:
+            return
+        from paxtor.paxos.reconfig import finish_left_change
+
+        log.warning("voter_change_resumed", node=node.name, config=config.describe())
+        self.finishing = spawn(finish_left_change, node, config)
+        monitor(self.finishing)
+
+    def _hello(self, answer: bool = False) -> MemberHello:
+        node = self.node
+        return MemberHello(node.name, node.cluster, node.voter_config, role_of(node), answer)
+
+    def _tell(self, peer: str, answer: bool = False) -> None:
+        self.node.local.deliver_named(MEMBERSHIP_NAME, peer, self._hello(answer))
 
     def _log(self, change: QuorumChange) -> None:
         level = log.info if change.reached else log.warning

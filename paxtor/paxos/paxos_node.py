@@ -15,19 +15,21 @@ writer, the owner named beside each field, and readers that never mutate.
   `LeaseClock` (the proposer reads terms from it) and which local pids hold
   which tenures (by pid, and by key).
 - ``buckets`` / ``watched`` (owner: the binding watcher).
-
-`open_paxos_node` finds the open instance of the calling node, so the API
-reads the lease term from the clock itself (``paxos.lease_term``) instead
-of asking the lease keeper: a read needs no message, and the term read is a
-hint only, since ``hold`` (a call) is what grants, against the keeper's view.
+- ``cluster`` / ``voter_config`` / ``peers`` / ``learners`` (owner: the
+  membership server, through `install_config` and `adopt_cluster`): the
+  cluster this node belongs to, the newest voter configuration it knows, what
+  each connected peer said of itself, and the voters known not to vote yet.
+  A node proposes nothing before it knows a configuration: quorums are counted
+  against it (`paxtor.paxos.voter_config`).
 """
 
 from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -41,6 +43,7 @@ from paxtor.paxos.lease import LeaseClock, SilenceTracker
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.log_codec import LogRecordCorrupt, decode_log_record
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogCorrupt
+from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = ["PaxosNode", "ACCEPTOR_DIR", "open_paxos_node"]
 
@@ -61,23 +64,34 @@ def open_paxos_node(local: LocalNode) -> PaxosNode | None:
 class PaxosNode:
     """The PaxosKV state of one running node (see the module docstring)."""
 
-    def __init__(self, config: PaxosConfig, local: LocalNode) -> None:
-        if config.voter and local.name not in config.voters:
-            raise ValueError(f"node {local.name!r} is not one of the voters {config.voters!r}")
+    def __init__(
+        self,
+        config: PaxosConfig,
+        local: LocalNode,
+        *,
+        cluster: str = "",
+        on_cluster: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         self.local = local
         self.name = local.name
         self.incarnation = local.incarnation
         self.identity: NodeId = (local.name, local.incarnation)
-        self.voters = config.voters
-        self.quorum = config.quorum
-        self.voter = config.voter
+        #: the voters a new cluster is founded with (`paxtor.paxos.membership`)
+        self.initial_voters = config.voters
+        self.voter = config.voter  # this node has an acceptor (it votes once it may)
         # this voter's acceptor (the acceptor process and the proposer vote through it)
         self.acceptor: Acceptor | None = None
         self.log: AcceptorLog | None = None
         self.local_acceptor: LocalAcceptor | None = None
+        # owner: the membership server
+        self.cluster = cluster
+        self.voter_config: VoterConfig | None = None
+        self.peers: dict[str, Any] = {}  # name -> the MemberHello it sent
+        self.learners: set[str] = set()
+        self._on_cluster = on_cluster
         # owner: the lease keeper
-        self.lease = LeaseClock(self.voters, self.quorum, config.lease)
+        self.lease = LeaseClock(None, config.lease)
         self.holds: dict[Pid, dict[Slot, int]] = {}
         self.held_by: dict[Slot, Pid] = {}
         # owner: the binding watcher
@@ -86,8 +100,8 @@ class PaxosNode:
         self._opened = False
 
     def __repr__(self) -> str:
-        role = "voter" if self.voter else "client"
-        return f"<PaxosNode {self.name}.{self.incarnation} {role} voters={len(self.voters)}>"
+        config = self.voter_config.describe() if self.voter_config is not None else "no configuration"
+        return f"<PaxosNode {self.name}.{self.incarnation} {self.role} {config}>"
 
     # -- life -----------------------------------------------------------------------
 
@@ -112,6 +126,15 @@ class PaxosNode:
                 self.watched,
                 compact=lambda lg: lg.should_compact(ratio=config.compact_ratio, min_log_bytes=config.compact_min_bytes),
             )
+            member = self.acceptor.member
+            if member.cluster:
+                if self.cluster and self.cluster != member.cluster:
+                    raise AcceptorLogCorrupt(
+                        f"the acceptor log belongs to cluster {member.cluster!r}, node.meta says {self.cluster!r}"
+                    )
+                self.adopt_cluster(member.cluster)
+            if member.config is not None:
+                self._use_config(member.config)
             log.info(
                 "acceptor_ready",
                 node=self.name,
@@ -119,7 +142,12 @@ class PaxosNode:
                 durability=self.config.durability,
                 keys=len(self.acceptor.records()),
                 restart_floor=self.acceptor.restart_floor,
+                role=self.role,
+                config=self.voter_config.describe() if self.voter_config is not None else None,
             )
+            if self.acceptor.blank and self.config.durability == "memory":
+                log.info("acceptor_blank", node=self.name, detail="memory durability: it votes again only "
+                         "in a new cluster, or after catching up from the other voters")
         self._opened = True
         _open_nodes[self.local] = self
 
@@ -130,6 +158,59 @@ class PaxosNode:
         log_, self.log = self.log, None
         if log_ is not None:
             log_.close()
+
+    # -- membership (owner: the membership server) ----------------------------------
+
+    @property
+    def role(self) -> str:
+        """"voter" (votes), "learner" (a voter that may not vote yet), or "client"."""
+        acceptor = self.acceptor
+        if acceptor is None:
+            return "client"
+        config = self.voter_config
+        if config is not None and not config.is_member(self.name):
+            return "client"  # not (or no longer) among the voters
+        return "voter" if acceptor.voting else "learner"
+
+    @property
+    def voting(self) -> bool:
+        """Whether this node's acceptor answers rounds now."""
+        return self.acceptor is not None and self.acceptor.voting and self.role == "voter"
+
+    def adopt_cluster(self, cluster: str) -> None:
+        """This node belongs to ``cluster`` (recorded in node.meta and told at handshakes)."""
+        if not cluster or cluster == self.cluster:
+            return
+        if self.cluster:
+            raise ValueError(f"node {self.name} belongs to cluster {self.cluster!r}, not {cluster!r}")
+        self.cluster = cluster
+        log.info("cluster_joined", node=self.name, cluster=cluster)
+        if self._on_cluster is not None:
+            self._on_cluster(cluster)
+
+    def install_config(self, config: VoterConfig, on_durable: Callable[[], None] | None = None) -> bool:
+        """Use ``config`` (a configuration known chosen) if it is newer; True if it was.
+
+        A voter's acceptor installs it too: from then on it refuses rounds of
+        older configurations. ``on_durable`` runs once that is on disk (at once
+        on a client, or if nothing changed)."""
+        current = self.voter_config
+        if current is not None and config.version <= current.version:
+            if on_durable is not None:
+                on_durable()
+            return False
+        self._use_config(config)
+        if self.local_acceptor is not None:
+            self.local_acceptor.install(self.cluster, config, on_durable)
+        elif on_durable is not None:
+            on_durable()
+        log.info("voter_config_installed", node=self.name, config=config.describe(), role=self.role)
+        return True
+
+    def _use_config(self, config: VoterConfig) -> None:
+        self.voter_config = config
+        self.lease.set_config(config)
+        self.learners &= set(config.members)
 
     # -- reads for other processes ----------------------------------------------------
 
@@ -145,6 +226,17 @@ class PaxosNode:
         """The bucket's spec; an unknown bucket releases with the default policy."""
         spec = self.buckets.get(name)
         return spec if spec is not None else BucketSpec(name)
+
+    def voting_members(self, connected: Iterable[str]) -> set[str]:
+        """The members of the configuration that can answer now: this node if it votes,
+        and the ``connected`` ones not known to be learners."""
+        config = self.voter_config
+        if config is None:
+            return set()
+        able = {v for v in connected if config.is_member(v) and v not in self.learners}
+        if self.voting:
+            able.add(self.name)
+        return able
 
 
 def _decode_record(raw: bytes) -> LogRecord:

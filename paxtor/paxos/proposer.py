@@ -2,7 +2,8 @@
 
 Contract for the driver (the proposer process):
 
-1. ``round = state.new_round(bucket, key, change, voters, quorum, ...)``;
+1. ``round = state.new_round(bucket, key, change, config, ...)`` (``config``: the
+   node's `VoterConfig`, whose quorums the round counts);
    ``step = round.start()``; send each ``(voter, msg)`` of ``step.send``.
    A release round passes ``ended=EndedBinding(epoch, binding, reason)``
    (with ``change=release_if_bound(ended, policy)``). A voter passes
@@ -33,7 +34,10 @@ Contract for the driver (the proposer process):
      (kill the waiter first, e.g. ``"lease_expired"``). Only the owner's
      node can vouch for that, and until it does, every round on the key
      carries the fence and is vetoed by acceptors that still hear the node.
-   - ``NO_QUORUM``: no quorum answered before the timeout (``NoQuorum``).
+   - ``NO_QUORUM``: no quorum answered before the timeout (``NoQuorum``), or too
+     many voters refused as learners (they do not vote yet) for a quorum to remain.
+   - ``NEW_CONFIG``: a voter refused the round's configuration as older than its
+     own (``decision.config_version``): install that configuration, then retry.
    - ``REJECTED``: the change function raised or broke the register rules
      (``decision.error``); nothing was sent.
 
@@ -41,7 +45,8 @@ Contract for the driver (the proposer process):
    accepts: its value may still be chosen later (a later round may adopt it),
    so retrying a non-idempotent change may apply it twice.
 
-Quorum is a majority of the CONFIGURED voters, never of the connected ones.
+Quorum is counted against the CONFIGURED voters (`VoterConfig.is_quorum`: a
+majority, or a majority of each set during a change), never the connected ones.
 The round applies ``change`` to the register accepted with the highest ballot
 among a quorum of promises; if a quorum reports that same ballot, the value
 is known chosen and a read (change returns it unchanged) skips phase 2.
@@ -56,11 +61,19 @@ modified, so a retry can tell that an earlier attempt's value was adopted.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Union
 
-from paxtor.paxos.acceptor import NACK_BALLOT, Accept, Accepted, Nack, Prepare, Promise
+from paxtor.paxos.acceptor import (
+    NACK_BALLOT,
+    NACK_LEASE_VETO,
+    Accept,
+    Accepted,
+    Nack,
+    Prepare,
+    Promise,
+)
 from paxtor.paxos.ballot import Ballot, NodeId
 from paxtor.paxos.register import (
     ChangeFunction,
@@ -73,12 +86,14 @@ from paxtor.paxos.register import (
     marks_with,
     tenure_ended,
 )
+from paxtor.paxos.voter_config import VoterConfig, majority
 
 __all__ = [
     "AppliedChange",
     "ExactlyOnce",
     "CHOSEN",
     "CONFLICT",
+    "NEW_CONFIG",
     "NO_QUORUM",
     "REJECTED",
     "VETOED",
@@ -95,13 +110,9 @@ CONFLICT = "conflict"
 VETOED = "vetoed"
 NO_QUORUM = "no_quorum"
 REJECTED = "rejected"
+NEW_CONFIG = "new_config"
 
 Message = Union[Prepare, Accept]
-
-
-def majority(voters: Sequence[str]) -> int:
-    """The quorum size for a configured voter set."""
-    return len(voters) // 2 + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +153,7 @@ class Decision:
     error: str | None = None  # REJECTED: what the change function did wrong
     next_ballot: Ballot | None = None  # CHOSEN: a quorum promised it (1-RTT next time)
     proposed: Register | None = None  # what phase 2 sent, if it started (see VETOED)
+    config_version: int = 0  # NEW_CONFIG: the newer configuration a voter has
 
     @property
     def ok(self) -> bool:
@@ -168,8 +180,7 @@ class Proposer:
         key: Hashable,
         change: ChangeFunction,
         ballot: Ballot,
-        voters: Sequence[str],
-        quorum: int,
+        config: VoterConfig,
         *,
         ended: EndedBinding | None = None,
         cached: Register | None = None,
@@ -180,18 +191,14 @@ class Proposer:
         op: OpMark | None = None,
         spread: bool = False,
     ) -> None:
-        self.voters: tuple[str, ...] = tuple(voters)
-        if len(set(self.voters)) != len(self.voters):
-            raise ValueError(f"duplicate voters: {self.voters!r}")
-        if not len(self.voters) // 2 < quorum <= len(self.voters):
-            raise ValueError(f"quorum {quorum} is not a majority of {len(self.voters)} voters")
+        self.config = config
+        self.voters: tuple[str, ...] = config.members
         if next_ballot is not None and next_ballot <= ballot:
             raise ValueError("next_ballot must be above ballot")
         self.bucket = bucket
         self.key = key
         self.change = change
         self.ballot = ballot
-        self.quorum = quorum
         self.ended = ended
         self.cached = cached
         self.next_ballot = next_ballot
@@ -215,7 +222,7 @@ class Proposer:
         if self.cached is not None:
             # chosen once, but maybe not the latest: phase 2 must still win a quorum
             return self._propose(self.cached, base_chosen=True, may_skip=False)
-        msg = Prepare(self.bucket, self.key, self.ballot, self._release_fence())
+        msg = Prepare(self.bucket, self.key, self.ballot, self._release_fence(), self.config.version)
         return Step(tuple((v, msg) for v in self.voters))
 
     def on_promise(self, voter: str, msg: Promise) -> Step:
@@ -223,7 +230,7 @@ class Proposer:
             return Step()
         self._promises[voter] = msg
         self._nacks.pop(voter, None)
-        if len(self._promises) < self.quorum:
+        if not self.config.is_quorum(self._promises):
             return Step()
         base, base_chosen = self._base()
         return self._propose(base, base_chosen)
@@ -233,9 +240,9 @@ class Proposer:
             return Step()
         self._accepted[voter] = msg.promised_next
         self._nacks.pop(voter, None)
-        if len(self._accepted) < self.quorum:
+        if not self.config.is_quorum(self._accepted):
             return Step()
-        promised_next = sum(self._accepted.values()) >= self.quorum
+        promised_next = self.config.is_quorum([v for v, promised in self._accepted.items() if promised])
         return self._decide(
             CHOSEN,
             register=self.proposed,
@@ -250,16 +257,21 @@ class Proposer:
         yes = self._promises if self.phase == _PREPARE else self._accepted
         if voter in yes:
             return Step()  # a late duplicate after this voter already said yes
+        if msg.config > self.config.version:  # this round's quorums are over: learn the new ones
+            return self._decide(NEW_CONFIG, retry_after=0.0, config_version=msg.config)
         self._nacks[voter] = msg
         if msg.promised > self._highest:
             self._highest = msg.promised
-        silent = sum(1 for v in down if v in self.voters and v not in yes and v not in self._nacks)
-        if len(self._nacks) + silent <= len(self.voters) - self.quorum:
+        silent = {v for v in down if v in self.voters and v not in yes}
+        if self.config.is_quorum([v for v in self.voters if v not in self._nacks and v not in silent]):
             return Step()
-        if any(n.reason == NACK_BALLOT for n in self._nacks.values()):
+        reasons = {n.reason for n in self._nacks.values()}
+        if NACK_BALLOT in reasons:
             retry = self.backoff.delay(self.attempt, self.backoff_draw)
             return self._decide(CONFLICT, retry_after=retry)
-        return self._decide(VETOED, retry_after=self.backoff.veto_delay(self.backoff_draw))
+        if NACK_LEASE_VETO in reasons:
+            return self._decide(VETOED, retry_after=self.backoff.veto_delay(self.backoff_draw))
+        return self._decide(NO_QUORUM)  # learners (and voters down) leave no quorum to answer
 
     def on_timeout(self) -> Step:
         """The driver's deadline for this round passed."""
@@ -287,8 +299,8 @@ class Proposer:
                 best = p
         assert best is not None
         top = best.accepted_ballot
-        same = sum(1 for p in self._promises.values() if p.accepted_ballot == top)
-        return best.accepted, top != Ballot.ZERO and same >= self.quorum
+        same = [v for v, p in self._promises.items() if p.accepted_ballot == top]
+        return best.accepted, top != Ballot.ZERO and self.config.is_quorum(same)
 
     def _propose(self, base: Register, base_chosen: bool, may_skip: bool = True) -> Step:
         try:
@@ -304,7 +316,7 @@ class Proposer:
         self.proposed = new
         self.phase = _ACCEPT
         self._nacks.clear()
-        msg = Accept(self.bucket, self.key, self.ballot, new, self.next_ballot)
+        msg = Accept(self.bucket, self.key, self.ballot, new, self.next_ballot, self.config.version)
         return Step(tuple((v, msg) for v in self.voters))
 
     def _release_fence(self) -> LeaseFence | None:
@@ -340,6 +352,7 @@ class Proposer:
         retry_after: float | None = None,
         error: str | None = None,
         next_ballot: Ballot | None = None,
+        config_version: int = 0,
     ) -> Step:
         self.phase = _DONE
         proposed = self.proposed
@@ -353,6 +366,7 @@ class Proposer:
             error,
             next_ballot,
             proposed,
+            config_version,
         )
         self.decision = decision
         return Step(decision=decision)
@@ -464,8 +478,7 @@ class ProposerState:
         bucket: str,
         key: Hashable,
         change: ChangeFunction,
-        voters: Sequence[str],
-        quorum: int,
+        config: VoterConfig,
         *,
         ended: EndedBinding | None = None,
         attempt: int = 0,
@@ -497,8 +510,7 @@ class ProposerState:
             key,
             change,
             ballot,
-            voters,
-            quorum,
+            config,
             ended=ended,
             cached=cached,
             next_ballot=next_ballot,

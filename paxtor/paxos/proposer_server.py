@@ -9,10 +9,13 @@ common case for a key used from one node.
 
 Per request, until its deadline (default 5 s):
 
-- an attempt starts only when a quorum of the CONFIGURED voters is connected
-  (so a request that cannot win sends nothing and leaves nothing
-  half-written), and, for a claim of a local pid, only while this node's
-  lease is valid;
+- an attempt starts only when this node knows the voter configuration and a
+  quorum of its voters can answer (connected, and not learners: so a request
+  that cannot win sends nothing and leaves nothing half-written), and, for a
+  claim of a local pid, only while this node's lease is valid;
+- a voter that refuses a round's configuration as older than its own
+  (NEW_CONFIG) is asked for its configuration (through the membership
+  server), and the request retries once it is installed;
 - CONFLICT and VETOED are retried after the core's randomized backoff (the
   random draws come from this process's own `random.Random`); an attempt
   with no quorum of answers within ``attempt_timeout`` is retried too; a
@@ -28,8 +31,8 @@ Per request, until its deadline (default 5 s):
   key last starved the others). Any ballot is safe; only liveness depends
   on this;
 - thrifty phases: each phase goes first to a quorum only (this node and
-  voters picked by the key's hash), the other voters get it on a refusal or
-  after ``thrifty_after`` without a decision;
+  voters picked by the key's hash until they make a quorum), the other voters
+  get it on a refusal or after ``thrifty_after`` without a decision;
 - on VETOED, a lease fence naming a pid of THIS node that is not a live,
   granted owner here is vouched for: the pid is killed if alive (it was
   handed the key while this node was cut off) and the binding watcher
@@ -59,13 +62,15 @@ from paxtor.actors.gen_server import Caller, Cast
 from paxtor.actors.ids import Pid
 from paxtor.actors.primitives import self_pid
 from paxtor.actors.wire import encode
-from paxtor.paxos.acceptor import Accept, Accepted, Nack, Promise
+from paxtor.paxos.acceptor import NACK_LEARNER, Accept, Accepted, Nack, Promise
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import (
     ACCEPTOR_NAME,
     BINDINGS_NAME,
     LEASE_KEEPER_NAME,
+    MEMBERSHIP_NAME,
     PROPOSER_NAME,
+    MembershipChanged,
     ProposeDone,
     Timer,
     VouchRelease,
@@ -78,6 +83,7 @@ from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.proposer import (
     CHOSEN,
     CONFLICT,
+    NEW_CONFIG,
     NO_QUORUM,
     REJECTED,
     VETOED,
@@ -171,8 +177,6 @@ class ProposerServer(GenServer):
         self.state = ProposerState(node.identity, one_rtt=config.one_rtt)
         self.rng = random.Random(config.seed)
         self.view = watch_membership(node)
-        self.voters = node.voters
-        self.quorum = node.quorum
         self.attempt_timeout = config.attempt_timeout
         self.thrifty_after = config.thrifty_after
         cap = config.max_request_time
@@ -202,13 +206,15 @@ class ProposerServer(GenServer):
         elif cls is ProposeRequest:
             self._submit(msg, None)
         elif cls is NodeUp:
-            change = self.view.up(msg.node)
+            self.view.up(msg.node)
             self._others = self._connected_others()
-            if change is not None:
-                self._resume_waiting()
+            self._resume_waiting()
         elif cls is NodeDown:
             self.view.down(msg.node)
             self._others = self._connected_others()
+        elif cls is MembershipChanged:
+            self._others = self._connected_others()
+            self._resume_waiting()
 
     def _submit(self, request: ProposeRequest, caller: Caller | None) -> None:
         timeout = self.node.config.timeout if request.timeout is None else request.timeout
@@ -237,7 +243,8 @@ class ProposerServer(GenServer):
             self._fail_no_quorum(slot_key, slot, "no quorum of voters answered in time")
             return
         term = self.node.lease.term_at(now)
-        if not self.view.has_quorum or (pending.request.claims_local and term is None):
+        config = self.node.voter_config
+        if config is None or not self.view.has_quorum or (pending.request.claims_local and term is None):
             # nothing is sent that cannot win: wait for quorum (NodeUp) or the lease
             slot.waiting = True
             wait = min(remaining, self.node.config.heartbeat_interval)  # type: ignore[type-var]
@@ -253,8 +260,7 @@ class ProposerServer(GenServer):
             request.bucket,
             request.key,
             pending.change,
-            self.voters,
-            self.quorum,
+            config,
             ended=request.ended,
             attempt=pending.attempt,
             backoff_draw=self.rng.random(),
@@ -319,15 +325,25 @@ class ProposerServer(GenServer):
         elif cls is Promise:
             step = round_.on_promise(voter, msg)
         elif cls is Nack:
+            self._learn_from(voter, msg)
             # voters that are down cannot answer: with them a remote nack may decide the round now
             # (not the local vote's, answered inside this very dispatch: a retry must not recurse)
-            connected = self.view.connected
-            down = [v for v in self.voters if v not in connected] if voter != self.node.name else ()
+            down = self.view.down_members() if voter != self.node.name else ()
             step = round_.on_nack(voter, msg, down=down)
         else:
             return
         if step.send or step.decision is not None:
             self._step(slot_key, slot, step)
+
+    def _learn_from(self, voter: str, nack: Nack) -> None:
+        """A refusal may tell of a learner, or of a newer voter configuration."""
+        config = self.node.voter_config
+        if voter == self.node.name:
+            return
+        if nack.reason == NACK_LEARNER:
+            self.deliver_named(MEMBERSHIP_NAME, self.node.name, ("learner", voter))
+        if config is not None and nack.config > config.version:
+            self.deliver_named(MEMBERSHIP_NAME, self.node.name, ("ask", voter))
 
     def _step(self, slot_key: Slot, slot: _KeySlot, step: Step) -> None:
         if step.send and not self._dispatch(slot_key, slot, step):
@@ -398,21 +414,26 @@ class ProposerServer(GenServer):
         return slot.first
 
     def _pick_first(self, slot_key: Slot) -> set[str] | None:
-        name = self.node.name
-        first = {name} if self.node.voter else set()
-        others = self._others
-        need = self.quorum - len(first)
-        if need <= 0:
-            return first
-        if len(others) < need:
+        config = self.node.voter_config
+        if config is None:
             return None
-        start = hash(slot_key) % len(others)
-        first.update((others[start:] + others[:start])[:need])
-        return first
+        first = {self.node.name} if self.node.voting else set()
+        others = self._others
+        if others:
+            start = hash(slot_key) % len(others)
+            for voter in others[start:] + others[:start]:
+                if config.is_quorum(first):
+                    break
+                first.add(voter)
+        return first if config.is_quorum(first) else None
 
     def _connected_others(self) -> list[str]:
-        """The connected voters other than this node, in configured order."""
-        return [v for v in self.voters if v != self.node.name and v in self.view.connected]
+        """The members that can answer, other than this node, in configured order."""
+        config = self.node.voter_config
+        if config is None:
+            return []
+        able = self.view.able
+        return [v for v in config.members if v != self.node.name and v in able]
 
     def _send_deferred(self, slot: _KeySlot) -> None:
         deferred, slot.deferred = slot.deferred, []
@@ -481,11 +502,16 @@ class ProposerServer(GenServer):
             self._yield_slot(slot_key, slot)
             return
         delay = decision.retry_after
+        if outcome == NEW_CONFIG:
+            config = self.node.voter_config
+            if config is None or config.version < decision.config_version:
+                delay = None  # not here yet (the membership server asked for it): back off
         if delay is None:  # NO_QUORUM: an attempt got too few answers; back off a little
             delay = self.state.backoff.delay(pending.attempt, self.rng.random())
         pending.attempt += 1
         if time.monotonic() + delay >= pending.deadline:
-            why = {CONFLICT: "competing proposals", VETOED: "lease veto", NO_QUORUM: "no quorum"}
+            why = {CONFLICT: "competing proposals", VETOED: "lease veto", NO_QUORUM: "no quorum",
+                   NEW_CONFIG: "the voter configuration changed"}
             self._fail_no_quorum(slot_key, slot, f"gave up at the deadline ({why.get(outcome, outcome)})")
             return
         self._set_timer(slot_key, slot, delay, _RETRY)
@@ -582,9 +608,11 @@ class ProposerServer(GenServer):
         pending = slot.active
         assert pending is not None
         request = pending.request
+        config = self.node.voter_config
+        voters = config.describe() if config is not None else "not known yet"
         error = NoQuorum(
             f"{why}: bucket {request.bucket!r} key {request.key!r} "
-            f"(voters {', '.join(self.voters)}; connected {', '.join(sorted(self.view.connected)) or 'none'})",
+            f"(voters {voters}; able to answer {', '.join(sorted(self.view.able)) or 'none'})",
             maybe_applied=pending.maybe_applied,
         )
         self._finish(slot_key, slot, None, error)

@@ -2,9 +2,9 @@
 
 What `paxtor.node` (the node's owner) calls, in this order::
 
-    incarnation = node_incarnation(data_dir, durability)   # before distribution starts
-    dist = start_distributed(name, incarnation=incarnation, ...)
-    paxos = PaxosNode(PaxosConfig(...), dist.local)
+    meta = open_node_meta(data_dir, durability, name)     # before distribution starts
+    dist = start_distributed(name, incarnation=meta.incarnation, cluster=meta.cluster, ...)
+    paxos = PaxosNode(PaxosConfig(...), dist.local, cluster=meta.cluster, on_cluster=...)
     paxos.open()                                          # replays the acceptor log
     children = paxos_services(paxos)                      # child specs for the root supervisor
     ...
@@ -13,7 +13,8 @@ What `paxtor.node` (the node's owner) calls, in this order::
 The processes run under one supervisor (``paxos_sup``, one_for_one: their
 shared state lives in `PaxosNode`, so a restarted process carries on):
 
-    paxos_membership  quorum_reached / quorum_lost log lines
+    paxos_membership  the cluster, its voter configuration, founding, catch-up,
+                      quorum_reached / quorum_lost log lines
     paxos_acceptor    (voters only) the acceptor, replies after fsync
     paxos_lease       heartbeats, lease terms, holds, lease_expired kills
     paxos_proposer    rounds
@@ -44,7 +45,7 @@ log = structlog.get_logger(__name__)
 __all__ = [
     "PaxosConfig",
     "PaxosNode",
-    "node_incarnation",
+    "open_node_meta",
     "paxos_services",
     "paxos_supervisor_spec",
     "numbered_voters",
@@ -54,17 +55,15 @@ __all__ = [
 SUPERVISOR_NAME = "paxos_sup"
 
 
-def node_incarnation(data_dir: str | os.PathLike[str] | None, durability: str) -> int | None:
-    """This run's incarnation from ``node.meta`` (durable nodes), made durable before returning.
-
-    None with memory durability: the distribution layer's clock-based
-    incarnation is used then. Call it once per start, before the node serves.
-    """
-    if durability != "fsync":
-        return None
+def open_node_meta(data_dir: str | os.PathLike[str] | None, durability: str, name: str) -> NodeMeta:
+    """This run's identity from ``node.meta`` (its incarnation made durable before returning;
+    `NodeMetaMismatch` for a directory of another node). With memory durability nothing is
+    read or written. Call it once per start, before the node serves."""
+    if durability == "memory":
+        return NodeMeta(None, None, name)  # the distribution layer draws an incarnation from the clock
     if data_dir is None:
         raise ValueError("durability='fsync' needs a data directory")
-    return NodeMeta.open(Path(data_dir), durability).incarnation
+    return NodeMeta.open(Path(data_dir), durability, name=name)
 
 
 def paxos_services(node: PaxosNode) -> list[ChildSpec]:

@@ -7,14 +7,15 @@ Python callback per object, on both sides; as ONE flat tuple of scalars it
 costs one (measured: about 3x less codec time per round). Only the rare
 parts (a `Binding`, lease fences) stay objects inside the tuple.
 
-    ("p1a", sender_node, sender_incarnation, sender_serial, bucket, key, *ballot)
-    ("p2a", sender..., bucket, key, *ballot, *next_ballot_or_nones, *register)
+    ("p1a", sender_node, sender_incarnation, sender_serial, bucket, key, *ballot, config[, fence])
+    ("p2a", sender..., bucket, key, *ballot, config, *next_ballot_or_nones, *register)
     ("p1b", voter, bucket, key, *ballot, *accepted_ballot, *register)
     ("p2b", voter, bucket, key, *ballot, promised_next)
-    ("nak", voter, bucket, key, *ballot, *promised, reason)
+    ("nak", voter, bucket, key, *ballot, *promised, reason, config)
 
 with ``ballot = counter, node_name, incarnation`` and ``register = epoch,
-filled, value, binding, fences`` (``fences`` None when empty). `unpack_*`
+filled, value, binding, fences, marks`` (``fences`` and ``marks`` None when
+empty), ``config`` a voter configuration version. `unpack_*`
 raise ValueError for anything malformed (the caller drops it and logs).
 """
 
@@ -75,7 +76,10 @@ def _flat_register(r: Register) -> tuple[Any, ...]:
 def pack_request(sender: Pid, msg: Prepare | Accept) -> tuple[Any, ...]:
     """The flat form of phase 1a/2a from proposer process ``sender``."""
     b = msg.ballot
-    head = (sender.node, sender.incarnation, sender.serial, msg.bucket, msg.key, b.counter, b.node[0], b.node[1])
+    head = (
+        sender.node, sender.incarnation, sender.serial, msg.bucket, msg.key,
+        b.counter, b.node[0], b.node[1], msg.config,
+    )  # fmt: skip
     if msg.__class__ is Prepare:
         return (P1A, *head) if msg.lease_fence is None else (P1A, *head, msg.lease_fence)
     n = msg.next_ballot
@@ -89,13 +93,16 @@ def unpack_request(t: tuple[Any, ...]) -> tuple[Pid, Prepare | Accept]:
         tag = t[0]
         sender = Pid(t[1], t[2], t[3])
         ballot = _ballot(t[6], t[7], t[8])
-        if tag == P1A and len(t) == 9:
-            return sender, Prepare(t[4], t[5], ballot)
-        if tag == P1A and len(t) == 10 and isinstance(t[9], LeaseFence):
-            return sender, Prepare(t[4], t[5], ballot, t[9])
-        if tag == P2A and len(t) == 18:
-            nxt = None if t[9] is None else _ballot(t[9], t[10], t[11])
-            return sender, Accept(t[4], t[5], ballot, _register(*t[12:18]), nxt)
+        config = t[9]
+        if config.__class__ is not int:
+            raise ValueError(f"bad configuration version {config!r}")
+        if tag == P1A and len(t) == 10:
+            return sender, Prepare(t[4], t[5], ballot, None, config)
+        if tag == P1A and len(t) == 11 and isinstance(t[10], LeaseFence):
+            return sender, Prepare(t[4], t[5], ballot, t[10], config)
+        if tag == P2A and len(t) == 19:
+            nxt = None if t[10] is None else _ballot(t[10], t[11], t[12])
+            return sender, Accept(t[4], t[5], ballot, _register(*t[13:19]), nxt, config)
     except (TypeError, IndexError) as exc:
         raise ValueError(f"malformed paxos request: {exc}") from None
     raise ValueError(f"malformed paxos request {str(t)[:200]}")
@@ -115,7 +122,7 @@ def pack_reply(voter: str, msg: Promise | Accepted | Nack) -> tuple[Any, ...]:
         a = msg.accepted_ballot
         return (P1B, *head, a.counter, a.node[0], a.node[1], *_flat_register(msg.accepted))
     p = msg.promised
-    return (NACK, *head, p.counter, p.node[0], p.node[1], msg.reason)
+    return (NACK, *head, p.counter, p.node[0], p.node[1], msg.reason, msg.config)
 
 
 def unpack_reply(t: tuple[Any, ...]) -> tuple[str, Promise | Accepted | Nack]:
@@ -129,8 +136,8 @@ def unpack_reply(t: tuple[Any, ...]) -> tuple[str, Promise | Accepted | Nack]:
         if tag == P1B and len(t) == 16:
             accepted_ballot = _ballot(t[7], t[8], t[9])
             return voter, Promise(t[2], t[3], ballot, accepted_ballot, _register(*t[10:16]))
-        if tag == NACK and len(t) == 11:
-            return voter, Nack(t[2], t[3], ballot, _ballot(t[7], t[8], t[9]), t[10])
+        if tag == NACK and len(t) == 12 and t[11].__class__ is int:
+            return voter, Nack(t[2], t[3], ballot, _ballot(t[7], t[8], t[9]), t[10], t[11])
     except (TypeError, IndexError) as exc:
         raise ValueError(f"malformed paxos reply: {exc}") from None
     raise ValueError(f"malformed paxos reply {str(t)[:200]}")

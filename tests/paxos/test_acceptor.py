@@ -34,7 +34,7 @@ FENCED = Register(epoch=1, lease_fences=(LeaseFence(1, Binding(pid=OWNER)),))
 
 
 def acceptor(now: float = 0.0, records: list[KeyRecord | PromiseFloor] | None = None) -> Acceptor:
-    return Acceptor(("n1", 1), SilenceTracker(THRESHOLD, started_at=now), records or [])
+    return Acceptor(("n1", 1), SilenceTracker(THRESHOLD, started_at=now), records or [], voting=True)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ def test_the_floor_rises_only_when_a_prepare_passes_it() -> None:
 
 
 def test_unknown_keys_start_at_the_bucket_epoch_floor() -> None:
-    acc = Acceptor(("n1", 1), SilenceTracker(THRESHOLD, 0.0), epoch_floors={"locks": 41})
+    acc = Acceptor(("n1", 1), SilenceTracker(THRESHOLD, 0.0), epoch_floors={"locks": 41}, voting=True)
     assert acc.epoch_floor("locks") == 41 and acc.epoch_floor(B) == 0
     reply, _ = acc.on_prepare(Prepare("locks", "k", A1))
     assert isinstance(reply, Promise) and reply.accepted == Register.empty(41)
@@ -311,7 +311,7 @@ def test_messages_travel_on_the_wire() -> None:
 
 
 def test_a_fenced_prepare_is_refused_without_a_promise_while_the_owner_is_heard() -> None:
-    acc = Acceptor(("a", 1), SilenceTracker(4.0, 0.0))
+    acc = Acceptor(("a", 1), SilenceTracker(4.0, 0.0), voting=True)
     acc.heard("o", 1, 1.0)
     fence = LeaseFence(1, Binding(pid=Pid("o", 1, 7)))
     reply, record = acc.on_prepare(Prepare(B, K, A1, fence), now=2.0)

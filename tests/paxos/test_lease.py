@@ -6,6 +6,7 @@ import pytest
 
 from paxtor.paxos.acceptor import Accept, Acceptor
 from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.lease import (
     HeartbeatAck,
     LeaseClock,
@@ -27,7 +28,7 @@ def ack(voter: str, seq: int, fence: int = 0, incarnation: int = 1) -> Heartbeat
 
 
 def clock_with_lease(t_sent: float = 10.0, cls: type[LeaseClock] = LeaseClock) -> LeaseClock:
-    lc = cls(VOTERS, 2, L)
+    lc = cls(VoterConfig.initial(VOTERS), L)
     hb = lc.send_heartbeat(t_sent)
     lc.on_ack("a", ack("a", hb.seq), t_sent + 0.01)
     lc.on_ack("b", ack("b", hb.seq), t_sent + 0.02)
@@ -70,7 +71,7 @@ def test_no_release_while_the_owner_believes_its_lease(drift: float, margin: flo
 
 
 def test_lease_from_a_quorum_of_acks() -> None:
-    lc = LeaseClock(VOTERS, 2, L)
+    lc = LeaseClock(VoterConfig.initial(VOTERS), L)
     assert not lc.valid(0.0) and lc.expires_at is None and lc.term_at(0.0) is None
     hb = lc.send_heartbeat(10.0)
     assert lc.on_ack("a", ack("a", hb.seq), 10.1) == []  # one is not a quorum
@@ -111,7 +112,7 @@ def test_an_unnoticed_lapse_still_starts_a_new_term() -> None:
 
 
 def test_acks_of_an_already_expired_round_give_nothing() -> None:
-    lc = LeaseClock(VOTERS, 2, L)
+    lc = LeaseClock(VoterConfig.initial(VOTERS), L)
     hb = lc.send_heartbeat(10.0)
     lc.on_ack("a", ack("a", hb.seq), 11.5)
     assert lc.on_ack("b", ack("b", hb.seq), 11.6) == []
@@ -128,7 +129,7 @@ def test_acks_of_an_already_expired_round_give_nothing() -> None:
     ],
 )
 def test_fence_in_acks(first_fence: int, second_fence: int, lost: bool) -> None:
-    lc = LeaseClock(VOTERS, 2, L)
+    lc = LeaseClock(VoterConfig.initial(VOTERS), L)
     hb = lc.send_heartbeat(0.0)
     lc.on_ack("a", ack("a", hb.seq, first_fence), 0.1)  # may itself be a fence: not counted
     lc.on_ack("b", ack("b", hb.seq), 0.1)
@@ -169,11 +170,9 @@ def test_voter_incarnations() -> None:
     assert not lc.valid(1.0)
 
 
-def test_quorum_must_be_a_valid_size() -> None:
+def test_a_lease_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        LeaseClock(VOTERS, 4, L)
-    with pytest.raises(ValueError):
-        LeaseClock(VOTERS, 2, 0.0)
+        LeaseClock(VoterConfig.initial(VOTERS), 0.0)
 
 
 def test_silence_tracker() -> None:
@@ -206,7 +205,7 @@ def test_case_two_of_the_proof_a_heartbeat_in_flight_during_the_vote() -> None:
     fenced = Register(epoch=1, lease_fences=(LeaseFence(1, Binding(pid=owner)),))
     for clock_class, keeps_lease in ((LeaseClock, False), (UnfencedLeaseClock, True)):
         acceptors = {
-            v: Acceptor((v, 1), SilenceTracker(threshold, started_at=0.0)) for v in VOTERS
+            v: Acceptor((v, 1), SilenceTracker(threshold, started_at=0.0), voting=True) for v in VOTERS
         }
         lc = clock_with_lease(0.0, clock_class)  # valid until 1.0 on the owner's clock
         # a and b heard nothing from the owner since 0: they vote the release at 1.2

@@ -11,11 +11,12 @@ import pytest
 
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import encode
-from paxtor.paxos.acceptor import Collected, KeyRecord, PromiseFloor
+from paxtor.paxos.acceptor import Collected, KeyRecord, MemberState, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.log_codec import LogRecordCorrupt, decode_log_record, encode_log_record
 from paxtor.paxos.register import Binding, LeaseFence, Register
 from paxtor.paxos.storage import AcceptorLog
+from paxtor.paxos.voter_config import VoterConfig
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "datadir-v1" / "node2"
 
@@ -45,7 +46,14 @@ FIXTURE_RECORDS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("record", FIXTURE_RECORDS, ids=lambda r: type(r).__name__)
+MEMBERSHIP = [
+    MemberState("c0ffee", VoterConfig(3, ("node1", "node2", "node4"), ("node1", "node2", "node3")), False),
+    MemberState("c0ffee", VoterConfig(4, ("node1", "node2", "node4")), True),
+    MemberState("", None, True),
+]
+
+
+@pytest.mark.parametrize("record", FIXTURE_RECORDS + MEMBERSHIP, ids=lambda r: type(r).__name__)
 def test_every_record_round_trips(record: object) -> None:
     assert decode_log_record(encode_log_record(record)) == record  # type: ignore[arg-type]
 

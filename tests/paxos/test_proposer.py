@@ -18,6 +18,7 @@ from paxtor.paxos.acceptor import (
 )
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.proposer import (
     CHOSEN,
     CONFLICT,
@@ -43,6 +44,7 @@ from paxtor.paxos.register import (
 )
 
 VOTERS = ("a", "b", "c")
+CONFIG = VoterConfig.initial(VOTERS)
 BK, KEY = "default", "k"
 ME = ("p", 1)
 BALLOT = Ballot(5, ME)
@@ -51,7 +53,7 @@ OWNED = Register.empty().claim("v", pid=P)
 
 
 def round_(change=identity, ballot=BALLOT, **kw) -> Proposer:  # type: ignore[no-untyped-def]
-    return Proposer(BK, KEY, change, ballot, VOTERS, 2, **kw)
+    return Proposer(BK, KEY, change, ballot, CONFIG, **kw)
 
 
 def promise(accepted_ballot: Ballot = Ballot.ZERO, reg: Register | None = None, ballot: Ballot = BALLOT) -> Promise:
@@ -66,7 +68,7 @@ class Cluster:
     """Three in-memory acceptors and synchronous delivery: enough to run whole rounds."""
 
     def __init__(self, voters: Sequence[str] = VOTERS, silence: float = 4.0) -> None:
-        self.acceptors = {v: Acceptor((v, 1), SilenceTracker(silence, 0.0)) for v in voters}
+        self.acceptors = {v: Acceptor((v, 1), SilenceTracker(silence, 0.0), voting=True) for v in voters}
         self.down: set[str] = set()
 
     def run(self, rnd: Proposer, now: float = 0.0) -> Decision:
@@ -96,7 +98,7 @@ def test_a_round_prepares_then_accepts_then_decides() -> None:
     rnd = round_(put_if_empty("v"))
     step = rnd.start()
     assert targets(step) == list(VOTERS)
-    assert all(msg == Prepare(BK, KEY, BALLOT) for _, msg in step.send)
+    assert all(msg == Prepare(BK, KEY, BALLOT, None, CONFIG.version) for _, msg in step.send)
     assert rnd.on_promise("a", promise()).send == ()
     step = rnd.on_promise("b", promise())
     assert targets(step) == list(VOTERS)  # phase 2 goes to every voter
@@ -131,9 +133,7 @@ def test_only_promises_for_this_ballot_from_distinct_voters_count(voter: str, ms
 def test_quorum_is_a_majority_of_configured_voters() -> None:
     assert [majority(("a",) * n) for n in (1, 2, 3, 4, 5, 7)] == [1, 2, 2, 3, 3, 4]
     with pytest.raises(ValueError):
-        Proposer(BK, KEY, identity, BALLOT, VOTERS, 1)  # not a majority
-    with pytest.raises(ValueError):
-        Proposer(BK, KEY, identity, BALLOT, ("a", "a", "b"), 2)
+        VoterConfig.initial(("a", "a", "b"))
 
 
 def test_change_applies_to_the_highest_accepted_ballot() -> None:
@@ -282,18 +282,18 @@ def test_change_functions_cannot_forge_or_drop_fences() -> None:
 def test_end_to_end_release_is_vetoed_then_accepted() -> None:
     cluster = Cluster()
     state = ProposerState(ME)
-    claim = state.new_round(BK, KEY, put_if_empty("v", Binding(pid=P)), VOTERS, 2)
+    claim = state.new_round(BK, KEY, put_if_empty("v", Binding(pid=P)), CONFIG)
     assert cluster.run(claim).register.binding == Binding(pid=P)
     ended = EndedBinding(1, Binding(pid=P), NOCONNECTION)
     for acc in cluster.acceptors.values():
         acc.heard("o", 1, 1.0)  # the owner's node talks to everyone
-    release = state.new_round(BK, KEY, release_if_bound(ended), VOTERS, 2, ended=ended)
+    release = state.new_round(BK, KEY, release_if_bound(ended), CONFIG, ended=ended)
     decision = cluster.run(release, now=2.0)
     assert decision.outcome == VETOED
     assert decision.proposed is None  # refused at phase 1: no accept any later round could adopt
     assert not any(acc.state(BK, KEY).accepted.lease_fences for acc in cluster.acceptors.values())
     state.on_decision(release, decision)
-    release = state.new_round(BK, KEY, release_if_bound(ended), VOTERS, 2, ended=ended)
+    release = state.new_round(BK, KEY, release_if_bound(ended), CONFIG, ended=ended)
     decision = cluster.run(release, now=5.0)  # silent for 4.0 since 1.0
     assert decision.outcome == CHOSEN and decision.register.is_empty
     assert decision.register.lease_fences == (LeaseFence(1, Binding(pid=P)),)
@@ -304,58 +304,58 @@ def test_end_to_end_release_is_vetoed_then_accepted() -> None:
 
 def test_ballots_are_unique_and_fast_forward() -> None:
     state = ProposerState(ME, one_rtt=False)
-    first = state.new_round(BK, KEY, identity, VOTERS, 2).ballot
-    second = state.new_round(BK, KEY, identity, VOTERS, 2).ballot  # concurrent, same key
+    first = state.new_round(BK, KEY, identity, CONFIG).ballot
+    second = state.new_round(BK, KEY, identity, CONFIG).ballot  # concurrent, same key
     assert first < second and first.node == second.node == ME
     state.observe(Ballot(40, ("q", 7)))
-    assert state.new_round(BK, KEY, identity, VOTERS, 2).ballot == Ballot(41, ME)
+    assert state.new_round(BK, KEY, identity, CONFIG).ballot == Ballot(41, ME)
 
 
 def test_conflict_fast_forwards_the_next_round() -> None:
     state = ProposerState(ME)
-    rnd = state.new_round(BK, KEY, identity, VOTERS, 2)
+    rnd = state.new_round(BK, KEY, identity, CONFIG)
     decision = Decision(CONFLICT, rnd.ballot, highest_seen=Ballot(70, ("q", 1)))
     state.on_decision(rnd, decision)
-    assert state.new_round(BK, KEY, identity, VOTERS, 2).ballot.counter == 71
+    assert state.new_round(BK, KEY, identity, CONFIG).ballot.counter == 71
 
 
 def test_one_rtt_after_writing_a_key_last() -> None:
     cluster = Cluster()
     state = ProposerState(ME)
-    first = state.new_round(BK, KEY, put_if_empty("v"), VOTERS, 2)
+    first = state.new_round(BK, KEY, put_if_empty("v"), CONFIG)
     decision = cluster.run(first)
     state.on_decision(first, decision)
     assert decision.next_ballot is not None and state.cached(BK, KEY) == decision.register
-    second = state.new_round(BK, KEY, lambda r: r.with_value("w"), VOTERS, 2)
+    second = state.new_round(BK, KEY, lambda r: r.with_value("w"), CONFIG)
     assert second.ballot == decision.next_ballot
     assert [type(m) for _, m in second.start().send] == [Accept] * 3  # no phase 1
-    second = state.new_round(BK, KEY, lambda r: r.with_value("w"), VOTERS, 2)  # cache consumed
+    second = state.new_round(BK, KEY, lambda r: r.with_value("w"), CONFIG)  # cache consumed
     assert [type(m) for _, m in second.start().send] == [Prepare] * 3
 
 
 def test_one_rtt_after_another_proposer_wrote_fails_safely() -> None:
     cluster = Cluster()
     mine, theirs = ProposerState(ME), ProposerState(("q", 1))
-    first = mine.new_round(BK, KEY, put_if_empty("v"), VOTERS, 2)
+    first = mine.new_round(BK, KEY, put_if_empty("v"), CONFIG)
     mine.on_decision(first, cluster.run(first))
-    other = theirs.new_round(BK, KEY, lambda r: r.with_value("theirs"), VOTERS, 2)
+    other = theirs.new_round(BK, KEY, lambda r: r.with_value("theirs"), CONFIG)
     other.ballot = Ballot(100, ("q", 1))
     assert cluster.run(other).ok
-    stale = mine.new_round(BK, KEY, lambda r: r.with_value("mine"), VOTERS, 2)
+    stale = mine.new_round(BK, KEY, lambda r: r.with_value("mine"), CONFIG)
     decision = cluster.run(stale)
     assert decision.outcome == CONFLICT  # the cached promise was superseded
     mine.on_decision(stale, decision)
     assert mine.cached(BK, KEY) is None
-    retry = mine.new_round(BK, KEY, lambda r: r.with_value(r.value + "+mine"), VOTERS, 2)
+    retry = mine.new_round(BK, KEY, lambda r: r.with_value(r.value + "+mine"), CONFIG)
     assert cluster.run(retry).register.value == "theirs+mine"
 
 
 def test_a_known_higher_promise_skips_a_stale_cache() -> None:
     cluster = Cluster()
     state = ProposerState(ME)
-    first = state.new_round(BK, KEY, put_if_empty("v"), VOTERS, 2)
+    first = state.new_round(BK, KEY, put_if_empty("v"), CONFIG)
     state.on_decision(first, cluster.run(first))
-    rnd = state.new_round(BK, KEY, identity, VOTERS, 2, known_promised=Ballot(99, ("q", 1)))
+    rnd = state.new_round(BK, KEY, identity, CONFIG, known_promised=Ballot(99, ("q", 1)))
     assert rnd.cached is None
     assert [type(m) for _, m in rnd.start().send] == [Prepare] * 3
 
@@ -364,20 +364,20 @@ def test_quorum_survives_a_minority_down_but_not_a_majority() -> None:
     cluster = Cluster()
     state = ProposerState(ME)
     cluster.down = {"c"}
-    assert cluster.run(state.new_round(BK, KEY, put_if_empty("v"), VOTERS, 2)).ok
+    assert cluster.run(state.new_round(BK, KEY, put_if_empty("v"), CONFIG)).ok
     cluster.down = {"b", "c"}
-    decision = cluster.run(state.new_round(BK, "k2", put_if_empty("v"), VOTERS, 2))
+    decision = cluster.run(state.new_round(BK, "k2", put_if_empty("v"), CONFIG))
     assert decision.outcome == NO_QUORUM and not decision.maybe_applied
 
 
 def test_a_noconnection_release_skips_the_one_rtt_cache_and_names_its_tenure() -> None:
     cluster = Cluster()
     state = ProposerState(ME)
-    claim = state.new_round(BK, KEY, put_if_empty("v", Binding(pid=P)), VOTERS, 2)
+    claim = state.new_round(BK, KEY, put_if_empty("v", Binding(pid=P)), CONFIG)
     state.on_decision(claim, cluster.run(claim))
     assert state.cached(BK, KEY) is not None  # the next round of ours could skip phase 1 ...
     ended = EndedBinding(1, Binding(pid=P), NOCONNECTION)
-    release = state.new_round(BK, KEY, release_if_bound(ended), VOTERS, 2, ended=ended)
+    release = state.new_round(BK, KEY, release_if_bound(ended), CONFIG, ended=ended)
     step = release.start()  # ... but a noconnection release asks the acceptors first
     assert {type(msg) for _, msg in step.send} == {Prepare}
     assert all(msg.lease_fence == LeaseFence(1, Binding(pid=P)) for _, msg in step.send)
@@ -387,10 +387,10 @@ def test_a_round_given_an_op_marks_what_its_change_changed() -> None:
     cluster = Cluster()
     state = ProposerState(ME, one_rtt=False)
     other = ("q", 2, 99)
-    cluster.run(state.new_round(BK, KEY, put_if_empty("v"), VOTERS, 2, op=other))
-    write = state.new_round(BK, KEY, lambda r: r.with_value("w"), VOTERS, 2, op=("me", 1, 7))
+    cluster.run(state.new_round(BK, KEY, put_if_empty("v"), CONFIG, op=other))
+    write = state.new_round(BK, KEY, lambda r: r.with_value("w"), CONFIG, op=("me", 1, 7))
     written = cluster.run(write).register
     assert written.value == "w" and written.op_marks == (("me", 1, 7), other)  # one per node
     assert written.op_mark("me") == ("me", 1, 7) and written.visible().op_marks == ()
-    read = state.new_round(BK, KEY, identity, VOTERS, 2, op=("me", 1, 8))
+    read = state.new_round(BK, KEY, identity, CONFIG, op=("me", 1, 8))
     assert cluster.run(read).register.op_marks == written.op_marks  # a read changes nothing

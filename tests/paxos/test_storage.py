@@ -28,7 +28,7 @@ from paxtor.paxos.log_format import (
     segment_name,
     snapshot_name,
 )
-from paxtor.paxos.node_meta import META_FILE, NodeMeta, NodeMetaCorrupt
+from paxtor.paxos.node_meta import META_FILE, NodeMeta, NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import (
     AcceptorLog,
     AcceptorLogClosed,
@@ -600,15 +600,37 @@ def test_crash_while_writing_the_snapshot_or_creating_the_segment(tmp_path):
 
 
 def test_node_meta_incarnation_grows_at_every_open(tmp_path):
-    assert [NodeMeta.open(tmp_path).incarnation for _ in range(3)] == [1, 2, 3]
+    first = NodeMeta.open(tmp_path).incarnation
+    assert [NodeMeta.open(tmp_path).incarnation for _ in range(2)] == [first + 1, first + 2]
     assert (tmp_path / META_FILE).exists()
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_new_directory_starts_at_the_clock_so_a_wiped_node_never_reuses_an_incarnation(tmp_path):
+    clock = iter([1_800_000_000 * 10**9, 1_800_000_001 * 10**9])  # one second apart
+    first = NodeMeta.open(tmp_path / "a", clock=lambda: next(clock)).incarnation
+    for _ in range(100):  # a long life: many restarts
+        last = NodeMeta.open(tmp_path / "a").incarnation
+    shutil.rmtree(tmp_path / "a")  # the disk is wiped
+    again = NodeMeta.open(tmp_path / "a", clock=lambda: next(clock)).incarnation
+    assert last == first + 100 and again > last
+
+
+def test_a_directory_of_another_node_is_refused(tmp_path):
+    NodeMeta.open(tmp_path / "n", name="node2")
+    with pytest.raises(NodeMetaMismatch, match="node2"):
+        NodeMeta.open(tmp_path / "n", name="node1")
+    meta = NodeMeta.open(tmp_path / "n", name="node2")
+    meta.set_cluster("c1")
+    with pytest.raises(NodeMetaMismatch, match="c1"):
+        NodeMeta.open(tmp_path / "n", name="node2", cluster="c2")
+    assert NodeMeta.open(tmp_path / "n", name="node2").cluster == "c1"
+
+
 def test_node_meta_survives_a_leftover_temp_file(tmp_path):
-    NodeMeta.open(tmp_path)
+    first = NodeMeta.open(tmp_path).incarnation
     (tmp_path / (META_FILE + ".tmp")).write_bytes(b"garbage from a crash")
-    assert NodeMeta.open(tmp_path).incarnation == 2
+    assert NodeMeta.open(tmp_path).incarnation == first + 1
 
 
 def test_corrupt_node_meta_is_refused(tmp_path):

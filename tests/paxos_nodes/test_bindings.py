@@ -169,7 +169,10 @@ def test_quorum_log_lines(cluster: Cluster):
     from paxtor.actors import call
     from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 
-    cluster.start(1)
+    cluster.durability = "fsync"  # node2 restarts below: a voter that keeps its state votes at once
+    _ready(*cluster.start_all())  # a new cluster is founded once all its voters are up
+    cluster.stop("node3")
+    cluster.stop("node2")
     events: gevent.queue.Queue = gevent.queue.Queue()
 
     def watch() -> None:

@@ -60,7 +60,7 @@ class HeldFsync:
 def _acceptor(tmp_path: Path, fsync: HeldFsync, node: LocalNode) -> tuple[LocalAcceptor, AcceptorLog]:
     acceptor_log = AcceptorLog.open(tmp_path / "acceptor", "fsync", fsync=fsync, inline_sync_limit=0.0)
     fsync.armed = True  # the appends from now on
-    acceptor = Acceptor(("node1", 1), SilenceTracker(1.0, time.monotonic()))
+    acceptor = Acceptor(("node1", 1), SilenceTracker(1.0, time.monotonic()), voting=True)
     return LocalAcceptor(acceptor, acceptor_log, node, set()), acceptor_log
 
 

@@ -199,6 +199,8 @@ def test_proof_is_bound_to_role_and_every_transcript_field() -> None:
         compute_proof(COOKIE, INITIATOR, hello, Challenge(1, "d", 2, b"m" * 32)),
         compute_proof(COOKIE, INITIATOR, hello, Challenge(1, "b", 4, b"m" * 32)),
         compute_proof(COOKIE, INITIATOR, hello, Challenge(1, "b", 2, b"p" * 32)),
+        compute_proof(COOKIE, INITIATOR, Hello(1, "a", 1, b"n" * 32, "c1"), challenge),
+        compute_proof(COOKIE, INITIATOR, hello, Challenge(1, "b", 2, b"m" * 32, "c1")),
         # field boundaries are unambiguous: moving a character between names changes the proof
         compute_proof(COOKIE, INITIATOR, Hello(1, "ab", 1, b"n" * 32), Challenge(1, "", 2, b"m" * 32)),
     ]
@@ -249,6 +251,28 @@ def test_version_mismatch_is_refused_by_the_initiator() -> None:
     assert failure(step.outcome).startswith("version_mismatch")
 
 
+def test_nodes_of_two_clusters_refuse_each_other_at_the_hello() -> None:
+    i_out, a_out, transcript = run(initiator(cluster="c1"), acceptor(cluster="c2"))
+    assert failure(a_out).startswith("other_cluster")
+    assert failure(i_out) == "refused_by_peer: other_cluster"
+    assert len(transcript) == 2  # Hello, Refused: nothing provable was sent
+
+
+def test_the_initiator_refuses_an_acceptor_of_another_cluster() -> None:
+    i = initiator(cluster="c1")
+    i.start()
+    step = i.receive(Challenge(PROTOCOL_VERSION, "node2", 1, bytes(32), "c2"))
+    assert failure(step.outcome).startswith("other_cluster")
+
+
+def test_a_node_that_does_not_know_its_cluster_yet_is_admitted_and_learns_the_peers() -> None:
+    i_out, a_out, _ = run(initiator(cluster=""), acceptor(cluster="c2"))
+    assert i_out == Peer("node2", 22, "c2")
+    assert a_out == Peer("node1", 11, "")
+    i_out, a_out, _ = run(initiator(cluster="c2", seed=5), acceptor(cluster="c2", seed=6))
+    assert i_out == Peer("node2", 22, "c2") and a_out == Peer("node1", 11, "c2")
+
+
 def test_unexpected_peer_name_fails_the_initiator() -> None:
     i_out, _, _ = run(initiator(expected_peer="node3"), acceptor(name="node2"))
     assert failure(i_out).startswith("unexpected_peer")
@@ -288,7 +312,7 @@ def test_admit_hook_is_not_consulted_for_a_bad_cookie() -> None:
         msgpack.packb(["paxtor-hello", 1, "n", 1]),  # missing nonce
         msgpack.packb(["paxtor-hello", 1, "n", 1, "not-bytes"]),
         msgpack.packb(["paxtor-hello", True, "n", 1, b"x" * 32]),  # bool is not an int here
-        msgpack.packb(["paxtor-hello", 1, "n", 1, b"x" * 32, "extra"]),
+        msgpack.packb(["paxtor-hello", 1, "n", 1, b"x" * 32, "", "extra"]),
         msgpack.packb(["paxtor-proof", msgpack.ExtType(1, b"")]),  # no ext types before auth
         msgpack.packb(["paxtor-refused", "x" * MAX_HANDSHAKE_FRAME]),  # too large
         msgpack.packb(["paxtor-hello", 1, "n", 1, b"x" * 32]) + b"\x00",  # trailing data

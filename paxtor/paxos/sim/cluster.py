@@ -55,6 +55,7 @@ from paxtor.paxos.lease import (
     SilenceTracker,
     silence_threshold,
 )
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.proposer import (
     REJECTED,
     VETOED,
@@ -228,16 +229,21 @@ class SimNode:
         self.ident = (self.name, self.incarnation)
         now = self.local()
         if self.voter:
+            # the first boot founds the cluster (every voter blank: all vote); a restart
+            # replays what was synced. An acceptor that came back empty is a learner and
+            # votes on nothing, unless the negative control lets it (amnesia).
+            voting: bool | None = True if self.incarnation == 1 else None
             if sim.mutations.forget_on_restart:
                 self.durable = {}
+                voting = True
             silence = SilenceTracker(sim.config.silence, started_at=now)
             acceptor_class = sim.mutations.acceptor_class()
-            self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()))
+            self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()), voting=voting)
         self.pending: list[tuple[str | None, Any, KeyRecord | PromiseFloor | Collected | None, Accept | None]] = []
         self.pending_slots: set[Slot] = set()  # keys (and FLOOR_SLOT) with a record in `pending`
         self.flush_armed = False
         self.proposer = ProposerState(self.ident, backoff=sim.config.backoff)
-        self.lease = sim.mutations.lease_class()(sim.voters, sim.quorum, sim.config.lease)
+        self.lease = sim.mutations.lease_class()(sim.voter_config, sim.config.lease)
         self.lease_timer_armed = False
         self.last_heard: dict[str, float] = {}
         self.known_incarnation: dict[str, int] = {}
@@ -553,8 +559,7 @@ class SimNode:
             op.bucket,
             op.key,
             op.once,
-            sim.voters,
-            sim.quorum,
+            sim.voter_config,
             ended=op.ended,
             attempt=op.attempt,
             backoff_draw=sim.rng.random(),
@@ -780,6 +785,7 @@ class Cluster:
         )
         self.voters = self.plan.voters
         self.quorum = majority(self.voters)
+        self.voter_config = VoterConfig.initial(self.voters)
         self.q = EventQueue()
         self.net = Network(self.rng, self.plan.net)
         self.end = config.fault_time + config.tail

@@ -4,7 +4,8 @@ They live here, as subclasses, never in the production classes. A
 `Mutations` value switches them on for a run; ``python -m paxtor.paxos.sim
 --mutation NAME`` runs seeds with one on.
 
-- ``forget_on_restart``: a restarted acceptor comes back empty (amnesia).
+- ``forget_on_restart``: a restarted acceptor comes back empty and votes at once
+  (amnesia: the voter whose disk was wiped is not held back as a learner).
 - ``unfloored_promises``: promises are kept in memory only and no promise
   floor is ever synced, so a restarted acceptor may break a promise it made.
 - ``naive_delete``: a release empties whatever tenure the key holds now,

@@ -1,0 +1,105 @@
+"""The cluster's voters: see them, add, remove, replace (README: Operations).
+
+Every function acts from the current node (the node of the calling process),
+which may be any node of the cluster, a client too. A change is decided by
+consensus and survives crashes: see `paxtor.paxos.reconfig` for how it goes
+and why no two disjoint quorums can decide during it. A new voter must be
+running with an acceptor (``start_node(name, voter=True)``, or ``python -m
+paxtor node N --voter``) and connected before it is added; it copies every
+key during the change and votes once the change is done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from paxtor.actors.node import current_node
+from paxtor.paxos.errors import NoQuorum, NotRunning
+from paxtor.paxos.paxos_node import PaxosNode, open_paxos_node
+from paxtor.paxos.reconfig import change_voters, read_config
+from paxtor.paxos.voter_config import VoterConfig
+
+__all__ = ["voters", "config", "add_voter", "remove_voter", "replace_voter", "set_voters"]
+
+#: How long a change may take by default (it copies every key once).
+CHANGE_TIMEOUT = 120.0
+
+
+def _node() -> PaxosNode:
+    node = open_paxos_node(current_node())
+    if node is None:
+        raise NotRunning(f"PaxosKV is not running on node {current_node().name!r}")
+    return node
+
+
+def config(*, fresh: bool = True, timeout: float = 10.0) -> VoterConfig:
+    """The cluster's voter configuration: read by a round (``fresh``), or as this node knows it."""
+    node = _node()
+    if fresh:
+        return read_config(node, time.monotonic() + timeout)
+    if node.voter_config is None:
+        raise NoQuorum("this node does not know the cluster's voters yet")
+    return node.voter_config
+
+
+def voters(*, fresh: bool = True, timeout: float = 10.0) -> tuple[str, ...]:
+    """The names of the cluster's voters (the new ones, while a change is under way)."""
+    return config(fresh=fresh, timeout=timeout).voters
+
+
+def set_voters(names: Iterable[str], *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
+    """Make ``names`` the voters (add, remove and replace in one change); the new voters."""
+    node = _node()
+    names = tuple(names)
+    current = node.voter_config
+    for name in names:
+        if current is not None and current.is_member(name):
+            continue
+        _check_can_vote(node, name)
+    return change_voters(node, names, timeout=timeout).voters
+
+
+def add_voter(name: str, *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
+    """Add the running node ``name`` to the voters; the new voters."""
+    current = config()
+    if name in current.voters:
+        return current.voters
+    return set_voters((*current.voters, name), timeout=timeout)
+
+
+def remove_voter(name: str, *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
+    """Remove ``name`` from the voters (it may be down); the new voters."""
+    current = config()
+    if name not in current.voters:
+        return current.voters
+    rest = tuple(v for v in current.voters if v != name)
+    if not rest:
+        raise ValueError("the last voter cannot be removed")
+    return set_voters(rest, timeout=timeout)
+
+
+def replace_voter(old: str, new: str, *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
+    """Put the running node ``new`` in the place of voter ``old`` (e.g. a dead machine)."""
+    current = config()
+    if old not in current.voters:
+        raise ValueError(f"{old!r} is not a voter (the voters are {', '.join(current.voters)})")
+    if new in current.voters:
+        raise ValueError(f"{new!r} is a voter already")
+    return set_voters(tuple(new if v == old else v for v in current.voters), timeout=timeout)
+
+
+def _check_can_vote(node: PaxosNode, name: str) -> None:
+    """A new voter must be connected and have an acceptor, or the change would only
+    weaken the cluster (a voter that can never answer)."""
+    if name == node.name:
+        if node.acceptor is None:
+            raise ValueError(f"{name} has no acceptor: start it with voter=True to make it a voter")
+        return
+    hello = node.peers.get(name)
+    if hello is None:
+        raise ValueError(f"{name} is not connected to {node.name}: start it (with voter=True) first")
+    if hello.role == "client":
+        raise ValueError(f"{name} has no acceptor: restart it with voter=True (--voter) to make it a voter")
+    if hello.cluster and hello.cluster != node.cluster:
+        raise ValueError(f"{name} belongs to another cluster ({hello.cluster})")

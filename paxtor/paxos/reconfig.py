@@ -1,0 +1,379 @@
+"""Changing the voters, and bringing back a voter that lost its state.
+
+Every change moves the cluster to a new voter configuration
+(`paxtor.paxos.voter_config`), chosen by consensus in one register (key
+``"voters"`` of bucket ``"paxtor.system"``) and then *installed* on the
+voters: an acceptor that installed version v refuses every round tagged with
+an older version. Installing on enough voters that every quorum of the old
+configuration contains one of them ends the old configuration's rounds for
+good, whatever messages are still in flight. ``docs/protocol.md`` (Voter
+changes) gives the whole argument; in short:
+
+`change_voters` (add, remove, replace, resize) goes through a joint
+configuration: (1) choose ``joint = old -> new`` (quorums need a majority of
+both) and install it on a quorum of each; (2) copy every key to a quorum of
+the new voters with one bulk Paxos round (`migrate`: phase 1 for every key at
+once, then phase 2 in pages; a key some voter promised higher gets an
+ordinary identity round instead); (3) wait until no lease counted by the old
+quorums alone can still hold (the silence threshold after step 1); (4)
+choose and install the new stable configuration. A change interrupted by a
+crash is finished by `finish_change`, which any voter runs when it finds the
+cluster stuck in a joint configuration.
+
+`reseat` brings back a voter whose data directory was wiped: it is a learner
+(it votes on nothing). It (1) chooses a new version of the same
+configuration, (2) installs it on the other voters, which ends every round
+its lost promises could still take part in, (3) copies their state (every
+chosen value is there: they meet every quorum without it), and only then
+votes again. It needs enough of the other voters for (2) and (3): both of
+them in a cluster of three.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any
+
+import gevent
+import gevent.event
+import structlog
+
+from paxtor.actors import call
+from paxtor.actors.messages import CallError
+from paxtor.actors.wire import encode
+from paxtor.paxos.acceptor import FLOOR_STRIDE, Collected, KeyRecord, LogRecord, PromiseFloor
+from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.envelopes import ACCEPTOR_NAME
+from paxtor.paxos.paxos_node import PaxosNode
+from paxtor.paxos.register import ChangeFunction, Register, identity
+from paxtor.paxos.voter_config import VoterConfig, check_voter_names
+
+__all__ = [
+    "SYSTEM_BUCKET",
+    "VOTERS_KEY",
+    "catch_up_sources",
+    "change_voters",
+    "finish_change",
+    "migrate",
+    "read_config",
+    "read_state",
+    "reseat",
+    "set_config",
+]
+
+log = structlog.get_logger(__name__)
+
+SYSTEM_BUCKET = "paxtor.system"
+VOTERS_KEY = "voters"
+#: One call to a voter (an install, a page of a snapshot) may take this long.
+CALL_TIMEOUT = 30.0
+#: A page of the bulk round's phase 2 is sent once its registers encode to this many bytes.
+PAGE_BYTES = 1 << 20
+
+
+def set_config(expected: VoterConfig, new: VoterConfig) -> ChangeFunction:
+    """The change of the configuration register: ``expected`` -> ``new``, else keep.
+
+    An empty register stands for the configuration the cluster was founded
+    with (version 1): the first change writes it."""
+
+    def change(register: Register) -> Register:
+        current = register.value if register.filled else None
+        if current is None and expected.version == 1:
+            current = expected
+        if current != expected:
+            return register
+        return register.with_value(new) if register.filled else register.claim(new)
+
+    return change
+
+
+def current_config(register: Register, fallback: VoterConfig) -> VoterConfig:
+    """The configuration a register read says is current (``fallback``: the founding one)."""
+    value = register.value if register.filled else None
+    return value if isinstance(value, VoterConfig) else fallback
+
+
+def catch_up_sources(node: PaxosNode, connected: Iterable[str]) -> list[str] | None:
+    """The voters a learner copies from, or None while too few are connected.
+
+    They must meet every quorum that does not count the learner (every value
+    chosen without it is then among them), and be a quorum themselves (the
+    new configuration is chosen by a round of theirs)."""
+    config = node.voter_config
+    if config is None or config.joint or not config.is_member(node.name):
+        return None
+    sources = sorted(
+        v for v in connected
+        if config.is_member(v) and v != node.name and v not in node.learners
+        and getattr(node.peers.get(v), "role", None) == "voter"
+    )  # fmt: skip
+    outside = [v for v in config.members if v not in sources]
+    if config.is_quorum(outside) or not config.is_quorum(sources):
+        return None
+    return sources
+
+
+def reseat(node: PaxosNode) -> None:
+    """Bring this learner back (see the module docstring); runs in its own process."""
+    from paxtor.paxos import api  # the API runs rounds through this node's proposer
+
+    dist_nodes = _connected(node)
+    sources = catch_up_sources(node, dist_nodes)
+    config = node.voter_config
+    local_acceptor = node.local_acceptor
+    if sources is None or config is None or local_acceptor is None:
+        return
+    started = time.monotonic()
+    new = VoterConfig(config.version + 1, config.voters)
+    log.info("catch_up_started", node=node.name, sources=",".join(sources), config=config.describe())
+    try:
+        chosen = api.propose(VOTERS_KEY, set_config(config, new), bucket=SYSTEM_BUCKET, timeout=10)
+    except api.NoQuorum as exc:
+        log.info("catch_up_deferred", node=node.name, reason=str(exc)[:200])
+        return
+    now_config = current_config(chosen, config)
+    if now_config != new:
+        node.install_config(now_config)  # the cluster moved on: start again from there
+        log.info("catch_up_deferred", node=node.name, reason=f"the voters are now {now_config.describe()}")
+        return
+    for source in sources:
+        call((ACCEPTOR_NAME, source), ("install", node.cluster, new), timeout=CALL_TIMEOUT)
+    node.install_config(new)
+    read = read_state(sources)
+    done = gevent.event.Event()
+    taken = local_acceptor.catch_up(read.records(), read.floor, done.set)
+    done.wait()
+    log.info(
+        "catch_up_done",
+        node=node.name,
+        records=taken,
+        config=new.describe(),
+        seconds=round(time.monotonic() - started, 3),
+        message=f"{node.name} caught up from {', '.join(sources)} and votes again",
+    )
+
+
+class StateRead:
+    """What `read_state` gathered: per key, the state with the highest accepted ballot."""
+
+    def __init__(self) -> None:
+        self.best: dict[tuple[str, Hashable], KeyRecord] = {}
+        self.collected: list[Collected] = []  # the sources' dropped-key floors
+        self.floor = 0  # the highest promise floor among the sources
+        #: keys some source had promised above the read's ballot (a round is under way there)
+        self.contested: set[tuple[str, Hashable]] = set()
+
+    def records(self) -> list[LogRecord]:
+        return [*self.collected, *self.best.values()]
+
+
+def change_voters(node: PaxosNode, voters: Sequence[str], *, timeout: float = 120.0) -> VoterConfig:
+    """Make ``voters`` the cluster's voters (see the module docstring); the new configuration.
+
+    Runs in a process of ``node`` (any node that knows the configuration, a
+    client too). Finishes a change it finds under way first. Raises `NoQuorum`
+    if a step cannot reach the voters it needs before ``timeout``."""
+    from paxtor.paxos import api
+
+    target = check_voter_names(voters)
+    deadline = time.monotonic() + timeout
+    while True:
+        current = read_config(node, deadline)
+        if current.joint:
+            finish_change(node, current, deadline)
+            continue
+        if set(current.voters) == set(target):
+            return current
+        joint = current.change_to(target)
+        log.info("voter_change_started", node=node.name, change=joint.describe())
+        chosen = api.propose(VOTERS_KEY, set_config(current, joint), bucket=SYSTEM_BUCKET, timeout=_left(deadline))
+        if current_config(chosen, current) == joint:
+            return finish_change(node, joint, deadline)
+
+
+def finish_left_change(node: PaxosNode, joint: VoterConfig) -> None:
+    """Finish a change whose coordinator went away (run by a voter, in its own process)."""
+    from paxtor.paxos import api
+
+    try:
+        finish_change(node, joint, time.monotonic() + 120.0)
+    except (api.NoQuorum, CallError) as exc:
+        log.warning("voter_change_not_finished", node=node.name, config=joint.describe(), reason=str(exc)[:300])
+
+
+def read_config(node: PaxosNode, deadline: float) -> VoterConfig:
+    """The cluster's configuration as its register says now (a linearizable read)."""
+    from paxtor.paxos import api
+
+    config = node.voter_config
+    if config is None:
+        raise api.NoQuorum("this node does not know the cluster's voters yet")
+    register = api.propose(VOTERS_KEY, identity, bucket=SYSTEM_BUCKET, timeout=_left(deadline))
+    current = current_config(register, config)
+    node.install_config(current)
+    return current
+
+
+def finish_change(node: PaxosNode, joint: VoterConfig, deadline: float) -> VoterConfig:
+    """Carry the joint configuration ``joint`` through to its stable end (idempotent: a
+    crashed change is finished by running this again)."""
+    from paxtor.paxos import api
+
+    assert joint.previous is not None
+    old = VoterConfig(joint.version - 1, joint.previous)
+    started = time.monotonic()
+    install_on(node, joint, deadline, enough=lambda acks: joint.is_quorum(acks) and not old.is_quorum(
+        [v for v in old.members if v not in acks]
+    ))
+    node.install_config(joint)
+    migrated, rounds = migrate(node, joint, deadline)
+    # leases counted by the old quorums alone must have run out before the new voters decide alone
+    wait = node.config.silence - (time.monotonic() - started)
+    if wait > 0:
+        gevent.sleep(wait)
+    final = joint.finished()
+    chosen = api.propose(VOTERS_KEY, set_config(joint, final), bucket=SYSTEM_BUCKET, timeout=_left(deadline))
+    now = current_config(chosen, joint)
+    if now != final:
+        node.install_config(now)
+        return now  # another node finished it (or moved on) meanwhile
+    install_on(node, final, deadline, enough=final.is_quorum)
+    node.install_config(final)
+    log.info(
+        "voter_change_done",
+        node=node.name,
+        voters=",".join(final.voters),
+        config=final.describe(),
+        keys_moved=migrated,
+        keys_by_round=rounds,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return final
+
+
+def install_on(node: PaxosNode, config: VoterConfig, deadline: float, enough: Callable[[list[str]], bool]) -> list[str]:
+    """Install ``config`` on its members until those that did satisfy ``enough``; who did."""
+    from paxtor.paxos import api
+
+    acks: list[str] = []
+    done = gevent.event.Event()
+
+    def install(member: str) -> None:
+        try:
+            call((ACCEPTOR_NAME, member), ("install", node.cluster, config), timeout=min(CALL_TIMEOUT, _left(deadline)))
+        except CallError:
+            return
+        acks.append(member)
+        if enough(acks):
+            done.set()
+
+    workers = [gevent.spawn(install, m) for m in config.members]
+    gevent.spawn(lambda: (gevent.joinall(workers), done.set()))
+    done.wait(_left(deadline))
+    if not enough(acks):
+        raise api.NoQuorum(f"could not install {config.describe()} on enough voters (done: {', '.join(acks) or 'none'})")
+    return acks
+
+
+def migrate(node: PaxosNode, joint: VoterConfig, deadline: float) -> tuple[int, int]:
+    """Copy every key to a quorum of ``joint`` in one bulk round; (keys copied in bulk, keys
+    that needed a round of their own)."""
+    from paxtor.paxos import api
+
+    members = list(joint.members)
+    floors = _gather(members, ("floor",), deadline)
+    if not joint.is_quorum(list(floors)):
+        raise api.NoQuorum(f"too few voters of {joint.describe()} answer to move the keys")
+    ballot = Ballot(max(floors.values()) + FLOOR_STRIDE, node.identity)
+    sources = [m for m in members if m in floors]
+    read = read_state(sources, ballot)
+    _gather(members, ("adopt_floors", tuple(read.collected)), deadline)
+    moved = 0
+    leftover: list[tuple[str, Hashable]] = sorted(read.contested, key=repr)
+    page: list[tuple[str, Hashable, Register]] = []
+    size = 0
+    for slot, record in read.best.items():
+        if slot in read.contested or record.accepted_ballot == Ballot.ZERO:
+            continue
+        page.append((slot[0], slot[1], record.accepted))
+        size += len(encode(record.accepted)) + len(encode(slot[1]))
+        if size >= PAGE_BYTES:
+            moved += _bulk_accept(joint, ballot, page, leftover, deadline)
+            page, size = [], 0
+    if page:
+        moved += _bulk_accept(joint, ballot, page, leftover, deadline)
+    for bucket, key in leftover:  # a round under way, or a page some voters refused: one round each
+        api.propose(key, identity, bucket=bucket, timeout=_left(deadline))
+    return moved, len(leftover)
+
+
+def _bulk_accept(
+    joint: VoterConfig, ballot: Ballot, page: list[tuple[str, Hashable, Register]],
+    leftover: list[tuple[str, Hashable]], deadline: float,
+) -> int:
+    """Phase 2 of the bulk round for one page; the keys a quorum did not take go to ``leftover``."""
+    answers = _gather(list(joint.members), ("bulk_accept", ballot, joint.version, tuple(page)), deadline)
+    moved = 0
+    for bucket, key, _register in page:
+        took = [m for m, refused in answers.items() if (bucket, key) not in refused]
+        if joint.is_quorum(took):
+            moved += 1
+        else:
+            leftover.append((bucket, key))
+    return moved
+
+
+def _gather(members: list[str], request: tuple[Any, ...], deadline: float) -> dict[str, Any]:
+    """Ask every member's acceptor at once; the answers of those that answered in time."""
+    answers: dict[str, Any] = {}
+
+    def ask(member: str) -> None:
+        try:
+            answers[member] = call((ACCEPTOR_NAME, member), request, timeout=min(CALL_TIMEOUT, _left(deadline)))
+        except CallError:
+            pass
+
+    gevent.joinall([gevent.spawn(ask, m) for m in members])
+    return answers
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.001)
+
+
+def read_state(sources: Iterable[str], ballot: Ballot | None = None) -> StateRead:
+    """Every key's state with the highest accepted ballot among ``sources``, after each
+    promised ``ballot`` for every key (if given); see `StateRead`."""
+    read = StateRead()
+    for source in sources:
+        token, _count = call((ACCEPTOR_NAME, source), ("snapshot", ballot), timeout=CALL_TIMEOUT)
+        index: int | None = 0
+        while index is not None:
+            page, index = call((ACCEPTOR_NAME, source), ("page", token, index), timeout=CALL_TIMEOUT)
+            for record in page:
+                _take(read, record, ballot)
+    return read
+
+
+def _take(read: StateRead, record: LogRecord, ballot: Ballot | None) -> None:
+    cls = record.__class__
+    if cls is KeyRecord:
+        slot = (record.bucket, record.key)  # type: ignore[union-attr]
+        if ballot is not None and record.promised > ballot:  # type: ignore[union-attr]
+            read.contested.add(slot)
+        mine = read.best.get(slot)
+        if mine is None or record.accepted_ballot > mine.accepted_ballot:  # type: ignore[union-attr]
+            read.best[slot] = record  # type: ignore[assignment]
+    elif cls is PromiseFloor:
+        read.floor = max(read.floor, record.counter)  # type: ignore[union-attr]
+    elif cls is Collected:
+        read.collected.append(record)  # type: ignore[arg-type]
+
+
+def _connected(node: PaxosNode) -> list[str]:
+    from paxtor.actors.distribution import distributed_node
+
+    dist = distributed_node(node.local)
+    return dist.nodes() if dist is not None else []
