@@ -211,7 +211,7 @@ def _tls(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _role_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """start_node's role arguments from --client, --voter, --hidden, --no-singletons, --port."""
+    """start_node's role arguments from --client, --hidden, --no-singletons, --port."""
     flags: dict[str, Any] = {"voter": args.voter or not (args.client or args.hidden), "hidden": args.hidden}
     if args.no_singletons:
         flags["singletons"] = False
@@ -225,14 +225,16 @@ def run_node(args: argparse.Namespace) -> int:
     from paxtor.node import start_node
 
     configure_logging(args.log_json, args.log_level)
-    if args.name != "_" and int(args.name[4:]) > args.cluster_size and not (args.voter or args.client):
+    numbered = args.name.startswith("node") and args.name[4:].isdigit()
+    if args.name != "_" and not (args.voter or args.client or args.hidden) and (
+        not numbered or int(args.name[4:]) > args.cluster_size
+    ):
         return _fail(
             f"{args.name} is not one of the voters a cluster is founded with (node1..node{args.cluster_size}): "
             "pass --client to join as a client, or --voter to run an acceptor you then add (paxtor cluster add)"
         )
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
     hosts = dict(pair for group in args.hosts for pair in group)
-    numbered = args.name.startswith("node") and args.name[4:].isdigit()
     own_host = hosts.get(int(args.name[4:]), args.host) if numbered else args.host
     try:
         node = start_node(

@@ -34,10 +34,13 @@ ROOT_SUPERVISOR = "paxtor_node_sup"
 
 
 def configured_voters(cluster_size: int) -> tuple[str, ...]:
-    """The names of the configured voters: ``node1 .. node<cluster_size>``.
+    """The voters a node knows of before it has joined: those a new cluster is
+    founded with, ``node1 .. node<cluster_size>``.
 
-    The one place that says which names vote: `Node.voters`, the checks of
-    `start_node` and the choice of a name for ``"_"`` all ask it.
+    The one place `start_node` asks which names vote before the node runs
+    (the checks of its arguments, the choice of a name for ``"_"``, the
+    founding voters); once running, `Node.voters` is the cluster's current
+    voter configuration.
     """
     return numbered_voters(cluster_size)
 
@@ -61,11 +64,11 @@ class Node:
         self,
         dist: DistributedNode,
         *,
-        meta: NodeMeta,
         cluster_size: int,
         data_dir: Path | None,
         durability: str,
         voter: bool,
+        meta: NodeMeta,
         paxos: dict[str, Any] | None = None,
         singletons: bool = True,
     ) -> None:
@@ -211,13 +214,13 @@ def start_node(
     `name` is ``"nodeN"``, a number N, any other unique name for a client
     (e.g. ``f"web-{hostname}-{pid}"``), or ``"_"``/None for the lowest free
     number on this host (the first ``base_port + N`` that can be bound; a
-    client, ``voter=False``, never takes a configured voter's number).
-    A new cluster is founded with the voters `configured_voters` (``node1 ..
-    node<cluster_size>``) once all of them are up (later changes:
-    `paxtor.cluster`). ``voter``: the node has an acceptor, so it votes once
-    it is one of the cluster's voters (a node of another name waits to be
-    added); with ``"_"``, a number above ``cluster_size`` joins as a client.
-    `durability` is "fsync" (acceptor state in
+    client, ``voter=False``, never takes the number of a voter the cluster
+    is founded with). A new cluster is founded with the voters
+    `configured_voters` (``node1 .. node<cluster_size>``) once all of them
+    are up (later changes: `paxtor.cluster`). ``voter``: the node has an
+    acceptor, so it votes once it is one of the cluster's voters (a node of
+    another name or number waits to be added); with ``"_"``, a number above
+    ``cluster_size`` joins as a client. `durability` is "fsync" (acceptor state in
     `data_dir`/<name>, default ``./paxtor-data``) or "memory"; it defaults
     to "fsync" for voters and "memory" for clients, which then write
     nothing (a client's only state is its incarnation, taken from the clock).
@@ -258,12 +261,11 @@ def start_node(
     else:
         name = _full_name(name)
         if not voter and name in voters:
-            raise ValueError(f"{name!r} is a configured voter's name: a client needs a name of its own")
+            raise ValueError(f"{name!r} is the name of a voter the cluster is founded with: a client needs its own")
         sock = _bind(options, name)
     durability = durability or ("fsync" if voter else "memory")
     singletons = (not hidden) if singletons is None else singletons
     attrs = role_attrs(voter=voter, singletons=singletons)
-    dist = None
     try:
         meta = open_node_meta(_resolve_data_dir(data_dir, name, durability), durability, name)
         dist = start_distributed(

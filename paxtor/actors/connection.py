@@ -845,13 +845,14 @@ class Connection:
             log.exception("on_close_failed", local=self.config.name, peer=self._label())
 
 
-#: Refusals that only say "another connection to this peer is (about to be) in use".
-_BENIGN_REFUSALS = ("simultaneous_connect", "already_connected")
+#: Refusals that only say "another connection to this peer is (about to be) in use", or
+#: "this node is stopping" (`paxtor.actors.peers.NODE_STOPPING`).
+_BENIGN_REFUSALS = ("simultaneous_connect", "already_connected", "node_stopping")
 
 
 def _benign_refusal(reason: str) -> bool:
-    """A handshake refused because both nodes dialed each other, or one is connected already:
-    the mesh makes these common, and the other connection serves."""
+    """A handshake refused because both nodes dialed each other, one is connected already,
+    or the acceptor is stopping: the mesh makes these common, and nothing is lost."""
     head, _, detail = reason.partition(": ")
     return head in ("not_admitted", "refused_by_peer") and detail in _BENIGN_REFUSALS
 

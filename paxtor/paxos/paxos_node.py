@@ -25,11 +25,6 @@ writer, the owner named beside each field, and readers that never mutate.
 - ``lease_watchers`` / ``quorum_watchers`` (owner: whoever subscribes; read
   by the lease keeper / the membership server): local pids told of every
   `LeaseGained` / `LeaseLost`, and every `QuorumChange`.
-
-`open_paxos_node` finds the open instance of the calling node, so the API
-reads the lease term from the clock itself (``paxos.lease_term``) instead
-of asking the lease keeper: a read needs no message, and the term read is a
-hint only, since ``hold`` (a call) is what grants, against the keeper's view.
 """
 
 from __future__ import annotations

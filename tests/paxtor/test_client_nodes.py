@@ -199,7 +199,7 @@ def test_a_hidden_node_takes_locks_hosts_nothing_and_is_named_to_nobody(cluster)
 
 
 def test_start_node_refuses_role_mixups(cluster) -> None:
-    with pytest.raises(ValueError, match="configured voter"):
+    with pytest.raises(ValueError, match="a client needs its own"):
         paxtor.start_node("node2", cluster_size=3, base_port=cluster.base, voter=False, durability="memory")
     with pytest.raises(ValueError, match="hidden"):
         paxtor.start_node("x", cluster_size=3, base_port=cluster.base, voter=False, hidden=True, singletons=True)
