@@ -13,7 +13,8 @@ one, as Erlang's shell does. Ctrl-D (or `quit()`) stops the node.
 `status` joins as a client, prints the cluster's state and leaves
 (`paxtor.observe.status`).
 
-Bad flags and a port in use are one-line errors with exit status 2.
+Bad flags, a port in use, and a data directory the node cannot use (a full
+disk, a corrupt log) are one-line errors with exit status 2.
 Logging (structlog) is configured here only: key=value, or JSON with `--log-json`.
 """
 
@@ -25,6 +26,7 @@ import errno
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import gevent
@@ -32,6 +34,7 @@ import gevent.event
 import structlog
 from greenlet import getcurrent
 
+from paxtor.actors.connection import ListenError
 from paxtor.observe.status import add_status_parser, run_status
 from paxtor.paxos.node_meta import NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import AcceptorLogError
@@ -116,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-ca", metavar="PEM", help="the CA that signs every node's certificate")
     node.add_argument("--voter", action="store_true",
                       help="run an acceptor even if N is above --cluster-size (it votes once added: paxtor cluster add)")
+    node.add_argument("--allow-modules", action="append", default=None, metavar="PREFIX[,...]",
+                      help="only these modules (and those under them) may be named by remote spawns and "
+                           "singleton starts here, e.g. myapp,paxtor.demo (default: any importable module)")
     node.add_argument("--no-shell", action="store_true", help="run headless until SIGTERM/SIGINT")
     node.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     node.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -135,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="drop keys emptied this long ago from every voter (default 60)")
     node.add_argument("--http", default=None, metavar="[HOST:]PORT",
                       help="serve the read-only web view and /metrics there (host default 127.0.0.1)")
+    node.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
+                      help="largest key and value of one request, encoded (default 1572864: 1.5 MiB)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
     add_status_parser(commands, _positive, "nodes to connect to (and to ask)")
     from paxtor.cluster_command import add_cluster_parser
@@ -189,11 +197,29 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _data_dir_error(exc: OSError, args: argparse.Namespace) -> str:
+    """What a start-up OSError other than listening says: the data directory could not be
+    written (or read), with the file when the error names one."""
+    directory = Path(args.data_dir or "paxtor-data").expanduser().absolute()
+    if args.name != "_":
+        directory = directory / args.name
+    what = exc.strerror or str(exc)
+    if exc.filename is not None and exc.strerror:
+        what = f"{exc.filename}: {exc.strerror}"
+    return f"cannot use the data directory {directory}: {what}"
+
+
+def _allowed_modules(args: argparse.Namespace) -> list[str] | None:
+    if args.allow_modules is None:
+        return None
+    return [prefix.strip() for group in args.allow_modules for prefix in group.split(",") if prefix.strip()]
+
+
 def _paxos_settings(args: argparse.Namespace) -> dict[str, float]:
     """The PaxosKV settings given on the command line (the rest keep their defaults)."""
     given = {
         "lease": args.lease, "margin": args.lease_margin, "max_drift": args.max_drift,
-        "tombstone_ttl": args.tombstone_ttl,
+        "tombstone_ttl": args.tombstone_ttl, "max_request_bytes": args.max_request_bytes,
     }
     return {name: value for name, value in given.items() if value is not None}
 
@@ -255,8 +281,9 @@ def run_node(args: argparse.Namespace) -> int:
             http=args.http,
             **_role_flags(args),
             **_tls(args),
+            allowed_modules=_allowed_modules(args),
         )
-    except OSError as exc:
+    except ListenError as exc:
         if exc.errno == errno.EADDRINUSE:
             if args.name == "_":
                 return _fail(f"no free node port on {args.host} from {args.base_port + 1}")
@@ -268,6 +295,10 @@ def run_node(args: argparse.Namespace) -> int:
     except (AcceptorLogError, NodeMetaCorrupt, NodeMetaMismatch) as exc:  # the data directory: refused, never guessed at
         structlog.get_logger(__name__).error("node_refused", node=args.name, reason=str(exc))
         return _fail(str(exc))
+    except OSError as exc:  # anything else the start touched: the data directory (a full disk...)
+        reason = _data_dir_error(exc, args)
+        structlog.get_logger(__name__).error("node_refused", node=args.name, reason=reason)
+        return _fail(reason)
     if args.no_shell:
         return _run_headless(node)
     return _run_shell(node)

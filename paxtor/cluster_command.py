@@ -42,7 +42,6 @@ def _name(text: str) -> str:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from paxtor import cluster
     from paxtor.cli import configure_logging
     from paxtor.node import start_node
     from paxtor.paxos.errors import NoQuorum

@@ -40,6 +40,7 @@ from paxtor.actors import ChildSpec, Down, GenServer, NoReply, Pid, ReceiveTimeo
 from paxtor.actors import reply, self_pid, send, spawn_link, trap_exits
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.dynamic_supervisor import start_child
+from paxtor.actors.function_ref import FunctionRefRefused, check_allowed
 from paxtor.actors.gen_server import Caller
 from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout, Exit
 from paxtor.actors.node import LocalNode, current_node
@@ -50,7 +51,7 @@ from paxtor.paxos.register import empty_released, identity, release_if_bound
 from paxtor.placement import rendezvous_order
 from paxtor.roles import singleton_hosts
 from paxtor.rounds import Deadline, end_tenure, propose
-from paxtor.singleton_keeper import NAMES_BUCKET, AwaitStart, KeeperReport, Started, keeper_child_spec
+from paxtor.singleton_keeper import NAMES_BUCKET, AwaitStart, KeeperReport, Started, allowed_here, keeper_child_spec
 
 __all__ = [
     "NAME_SERVER",
@@ -213,6 +214,12 @@ class NameServer(GenServer):
     def _start(self, request: Start, caller: Caller) -> Any:
         if self.node.name not in singleton_hosts():
             return ("not_here", f"node {self.node.name!r} hosts no singletons")
+        try:
+            check_allowed(request.start, allowed_here())
+        except FunctionRefRefused as exc:  # before any claim: nothing to undo
+            log.warning("singleton_start_refused", node=self.node.name, start=str(request.start)[:200],
+                        caller=repr(caller.pid), reason=str(exc))
+            return ("error", exc)
         pending = self.starting.get(request.key)
         if pending is not None:
             pending[1].append(caller)

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
-from paxtor.actors.connection import bind_listener
+from paxtor.actors.connection import ListenError, bind_listener
 from paxtor.actors.discovery import listen_port, node_number, numbered_name
 from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
 from paxtor.actors.messages import Down
@@ -241,7 +241,8 @@ def start_node(
     `http` (``"HOST:PORT"``, or a port on 127.0.0.1) serves the read-only web
     view and ``/metrics`` of this node (`paxtor.observe.web`); off by default.
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
-    heartbeat_timeout, handshake_timeout, ssl_context, faults, connect_all, ...).
+    heartbeat_timeout, handshake_timeout, ssl_context, faults, connect_all, allowed_modules:
+    the module prefixes peers may spawn and start singletons from here, ...).
     """
     _check_settings(cluster_size, durability, voter, singletons, hidden)
     voters = configured_voters(cluster_size)
@@ -318,7 +319,7 @@ def _listen_host(options: dict[str, Any], name: str) -> str:
 
 
 def _bind(options: dict[str, Any], name: str) -> Any:
-    """The listening socket of node `name`, bound before its state is touched (OSError if taken)."""
+    """The listening socket of node `name`, bound before its state is touched (`ListenError` if taken)."""
     port = listen_port(name, options["base_port"], options.pop("port", None))
     return bind_listener(_listen_host(options, name), port)
 
@@ -336,7 +337,7 @@ def _bind_lowest_free(options: dict[str, Any], voters: tuple[str, ...], voter: b
             continue  # a voter's name, or running in this OS process
         try:
             return name, _bind(dict(options), name)
-        except OSError as exc:
+        except ListenError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-    raise OSError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
+    raise ListenError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from paxtor.actors.gen_server import Call, Caller, Cast
+from paxtor.actors.gen_server import Call, Caller, Cast, StopRequest
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.mesh import NodeInfo, info_to_wire, view_from_wire
 from paxtor.actors.messages import Down, Exit, Reply
@@ -79,7 +79,7 @@ __all__ = [
     "MESH",
 ]
 
-for _cls in (Exit, Down, Reply, Caller, Call, Cast):
+for _cls in (Exit, Down, Reply, Caller, Call, Cast, StopRequest):
     wire_type(_cls, name=f"actors.{_cls.__name__}")
 del _cls
 

@@ -54,6 +54,7 @@ from paxtor.actors.discovery import Target, dial_targets, listen_port, node_numb
 from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, mesh_frame, spawn_reply_frame
 from paxtor.actors.faults import FaultInjector
 from paxtor.actors.function_ref import FunctionRefError, resolve_function_ref
+from paxtor.actors.function_ref import allowed_modules as normalise_allowed_modules
 from paxtor.actors.handshake import validate_node_name
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.mesh import MeshView, NodeInfo, announced_host, info_from_wire, info_to_wire
@@ -116,6 +117,9 @@ class NodeDown:
 
 class DistributedNode:
     """A LocalNode connected to its peers; made by `start_distributed`."""
+
+    #: module prefixes remote spawns and singleton starts may name here (None: any importable)
+    allowed_modules: tuple[str, ...] | None = None
 
     def __init__(
         self,
@@ -502,11 +506,12 @@ class DistributedNode:
             error = "node is stopping"
         else:
             try:
-                fn = resolve_function_ref(function)
+                fn = resolve_function_ref(function, self.allowed_modules)
             except FunctionRefError as exc:
                 error = str(exc)
         if error is not None:
-            log.warning("remote_spawn_refused", node=self.name, peer=conn.peer_name, function=function[:200], reason=error)
+            log.warning("remote_spawn_refused", node=self.name, peer=conn.peer_name, function=str(function)[:200],
+                        reason=error)
             self.transport.send_frame(conn, spawn_reply_frame(self.name, request, None, error))
             return
         proc = self.local.spawn(fn, args, kwargs, link=link, monitor=monitor)
@@ -571,6 +576,7 @@ def start_distributed(
     attrs: Mapping[str, Any] | None = None,
     listen_socket: Any = None,
     cluster: str = "",
+    allowed_modules: Iterable[str] | None = None,
 ) -> DistributedNode:
     """Start node `name` in this OS process, listening and connected to its peers.
 
@@ -592,7 +598,10 @@ def start_distributed(
     listener's socket, bound beforehand (then `port` is not used). `cluster`
     is the id of the cluster the node belongs to ("" until it learns it,
     `set_cluster`): a peer of another cluster is refused at the handshake.
-    Raises OSError if the port is taken.
+    `allowed_modules` (module prefixes, e.g. ``["myapp", "paxtor.demo"]``)
+    limits what peers may spawn here by name (and what singletons this node
+    starts); None allows any importable function, as Erlang's rpc does.
+    Raises `ListenError` (an OSError) if the port cannot be bound.
     """
     problem = validate_node_name(name)
     if problem is not None or name == DEFAULT_NODE_NAME:
@@ -604,6 +613,7 @@ def start_distributed(
     if not isinstance(hidden, bool) or not isinstance(connect_all, bool):
         raise TypeError(f"hidden and connect_all are bools, got {hidden!r}, {connect_all!r}")
     info_from_wire(info_to_wire(NodeInfo(name, 0, host, 1, hidden, dict(attrs or {}))))  # ValueError: bad attrs
+    allowed = normalise_allowed_modules(allowed_modules)
     server_ctx, client_ctx = _ssl_contexts(ssl_context)
     config = ConnectionConfig(
         name,
@@ -635,6 +645,7 @@ def start_distributed(
             attrs=attrs,
             listen_socket=listen_socket,
         )
+        dist.allowed_modules = allowed
         dist._start()
     except BaseException:
         local.remote = None

@@ -248,6 +248,8 @@ class MembershipServer(GenServer):
             return sorted(self.view.able)
         if request == "hello":
             return self._hello()
+        if isinstance(request, tuple) and len(request) == 2 and request[0] == "peer":
+            return self.node.peers.get(request[1])  # what that peer told this node of itself
         return super().handle_call(request, caller)
 
     def _tick(self) -> None:

@@ -95,7 +95,8 @@ from paxtor.paxos.proposer import (
 )
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
 from paxtor.actors.timers import TimerHandle, send_after
-from paxtor.paxos.wire_format import MAX_ENCODED_SIZE, REPLY_TAGS, pack_request, unpack_reply
+from paxtor.paxos.request_size import encode_within
+from paxtor.paxos.wire_format import REPLY_TAGS, pack_request, unpack_reply
 
 __all__ = ["ProposerServer", "ProposeRequest"]
 
@@ -372,8 +373,7 @@ class ProposerServer(GenServer):
                 if msg.__class__ is Accept:
                     if not pending.request.checked:
                         try:
-                            if len(encode(msg.register)) > MAX_ENCODED_SIZE:
-                                raise ValueError(f"the register is over {MAX_ENCODED_SIZE} bytes encoded")
+                            self._check_size(pending.request.key, msg.register)
                         except (TypeError, ValueError) as exc:
                             self._reject(slot_key, slot, exc)
                             return False
@@ -398,6 +398,12 @@ class ProposerServer(GenServer):
         if own_vote is not None:
             self._vote_here(slot_key, slot, own_vote)
         return True
+
+    def _check_size(self, key: Hashable, register: Register) -> None:
+        """ValueError if the key and the register a change made exceed ``max_request_bytes``
+        (so every message of the round fits a frame); TypeError if they cannot be encoded."""
+        limit = self.node.config.max_request_bytes
+        encode_within(register, limit, "the key and the register the change made", already=len(encode(key)))
 
     def _vote_here(self, slot_key: Slot, slot: _KeySlot, msg: Any) -> None:
         """This node's acceptor votes at once; its answer comes back now, or once durable."""

@@ -31,6 +31,7 @@ them in a cluster of three.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
@@ -39,7 +40,8 @@ import gevent
 import gevent.event
 import structlog
 
-from paxtor.actors import call
+from paxtor.actors import ReceiveTimeout, call, receive, self_pid, send, spawn
+from paxtor.actors.ids import Pid
 from paxtor.actors.messages import CallError
 from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import FLOOR_STRIDE, Collected, KeyRecord, LogRecord, PromiseFloor
@@ -70,6 +72,7 @@ VOTERS_KEY = "voters"
 CALL_TIMEOUT = 30.0
 #: A page of the bulk round's phase 2 is sent once its registers encode to this many bytes.
 PAGE_BYTES = 1 << 20
+_tokens = itertools.count(1)  # tells the answers of one `_gather` from a late one of another
 
 
 def set_config(expected: VoterConfig, new: VoterConfig) -> ChangeFunction:
@@ -95,24 +98,14 @@ def current_config(register: Register, fallback: VoterConfig) -> VoterConfig:
     return value if isinstance(value, VoterConfig) else fallback
 
 
-def catch_up_sources(node: PaxosNode, connected: Iterable[str]) -> list[str] | None:
-    """The voters a learner copies from, or None while too few are connected.
-
-    They must meet every quorum that does not count the learner (every value
-    chosen without it is then among them), and be a quorum themselves (the
-    new configuration is chosen by a round of theirs)."""
+def catch_up_sources(node: PaxosNode, connected: Iterable[str]) -> tuple[str, ...] | None:
+    """The voters a learner copies from (`VoterConfig.catch_up_sources`: connected voters
+    that said they vote), or None while too few are connected."""
     config = node.voter_config
-    if config is None or config.joint or not config.is_member(node.name):
+    if config is None:
         return None
-    sources = sorted(
-        v for v in connected
-        if config.is_member(v) and v != node.name and v not in node.learners
-        and getattr(node.peers.get(v), "role", None) == "voter"
-    )  # fmt: skip
-    outside = [v for v in config.members if v not in sources]
-    if config.is_quorum(outside) or not config.is_quorum(sources):
-        return None
-    return sources
+    able = [v for v in connected if v not in node.learners and getattr(node.peers.get(v), "role", None) == "voter"]
+    return config.catch_up_sources(node.name, able)
 
 
 def reseat(node: PaxosNode) -> None:
@@ -138,8 +131,11 @@ def reseat(node: PaxosNode) -> None:
         node.install_config(now_config)  # the cluster moved on: start again from there
         log.info("catch_up_deferred", node=node.name, reason=f"the voters are now {now_config.describe()}")
         return
-    for source in sources:
-        call((ACCEPTOR_NAME, source), ("install", node.cluster, new), timeout=CALL_TIMEOUT)
+    try:  # every source must have installed it: together they end the old version's rounds
+        install_on(node, new, started + CALL_TIMEOUT, enough=lambda acks: set(sources) <= set(acks))
+    except api.NoQuorum as exc:
+        log.info("catch_up_deferred", node=node.name, reason=str(exc)[:200])
+        return
     node.install_config(new)
     read = read_state(sources)
     done = gevent.event.Event()
@@ -257,21 +253,8 @@ def install_on(node: PaxosNode, config: VoterConfig, deadline: float, enough: Ca
     """Install ``config`` on its members until those that did satisfy ``enough``; who did."""
     from paxtor.paxos import api
 
-    acks: list[str] = []
-    done = gevent.event.Event()
-
-    def install(member: str) -> None:
-        try:
-            call((ACCEPTOR_NAME, member), ("install", node.cluster, config), timeout=min(CALL_TIMEOUT, _left(deadline)))
-        except CallError:
-            return
-        acks.append(member)
-        if enough(acks):
-            done.set()
-
-    workers = [gevent.spawn(install, m) for m in config.members]
-    gevent.spawn(lambda: (gevent.joinall(workers), done.set()))
-    done.wait(_left(deadline))
+    answers = _gather(list(config.members), ("install", node.cluster, config), deadline, enough=lambda a: enough(list(a)))
+    acks = list(answers)
     if not enough(acks):
         raise api.NoQuorum(f"could not install {config.describe()} on enough voters (done: {', '.join(acks) or 'none'})")
     return acks
@@ -325,18 +308,36 @@ def _bulk_accept(
     return moved
 
 
-def _gather(members: list[str], request: tuple[Any, ...], deadline: float) -> dict[str, Any]:
-    """Ask every member's acceptor at once; the answers of those that answered in time."""
+def _gather(
+    members: list[str],
+    request: tuple[Any, ...],
+    deadline: float,
+    enough: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """Ask every member's acceptor at once (one process per call); the answers of those
+    that answered in time (an answer of None is none), or as soon as they are ``enough``."""
+    me, token = self_pid(), next(_tokens)
+    for member in members:
+        spawn(_ask, me, token, member, request, min(CALL_TIMEOUT, _left(deadline)))
     answers: dict[str, Any] = {}
-
-    def ask(member: str) -> None:
+    for _ in members:
         try:
-            answers[member] = call((ACCEPTOR_NAME, member), request, timeout=min(CALL_TIMEOUT, _left(deadline)))
-        except CallError:
-            pass
-
-    gevent.joinall([gevent.spawn(ask, m) for m in members])
+            _, member, answer = receive(lambda m: m.__class__ is tuple and len(m) == 3 and m[0] == token, timeout=_left(deadline))
+        except ReceiveTimeout:
+            break
+        if answer is not None:
+            answers[member] = answer
+            if enough is not None and enough(answers):
+                break
     return answers
+
+
+def _ask(reply_to: Pid, token: int, member: str, request: tuple[Any, ...], timeout: float) -> None:
+    try:
+        answer = call((ACCEPTOR_NAME, member), request, timeout=timeout)
+    except CallError:
+        answer = None
+    send(reply_to, (token, member, answer))
 
 
 def _left(deadline: float) -> float:

@@ -91,6 +91,19 @@ class VoterConfig:
         shared = min(len(common), need_new, need_old)
         return need_new + need_old - shared
 
+    def catch_up_sources(self, me: str, able: Iterable[str]) -> tuple[str, ...] | None:
+        """The members a learner ``me`` may copy from, out of those that can answer
+        (``able``), or None if they are too few: they must meet every quorum that does not
+        count ``me`` (every value chosen without it is then among them), and be a quorum
+        (the new configuration version is chosen by a round of theirs)."""
+        if self.previous is not None or not self.is_member(me):
+            return None
+        sources = tuple(sorted(v for v in set(able) if v != me and self.is_member(v)))
+        outside = [v for v in self.members if v not in sources]
+        if self.is_quorum(outside) or not self.is_quorum(sources):
+            return None
+        return sources
+
     def change_to(self, voters: Iterable[str]) -> VoterConfig:
         """The joint configuration that starts a change from this stable one to ``voters``."""
         if self.previous is not None:

@@ -93,6 +93,7 @@ def test_clocks_beyond_the_drift_bound_can_break_ownership() -> None:
 
 NEGATIVE_CONTROLS = [
     ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}),
+    ("wiped_voter_votes", {"epochs", "linearizability", "owners"}),
     ("unfloored_promises", {"promises", "epochs", "linearizability"}),
     ("naive_delete", {"linearizability", "owners"}),
     ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}),
@@ -125,12 +126,12 @@ def test_cli_summary_and_replay_command() -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "2 seeds, 2 ok, 0 failed" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "paxtor.paxos.sim", "--seed", "0", "--mutation", "naive_delete"],
+        [sys.executable, "-m", "paxtor.paxos.sim", "--seed", "1", "--mutation", "naive_delete"],
         capture_output=True,
         text=True,
     )
     assert bad.returncode == 1
-    assert "replay: python -m paxtor.paxos.sim --seed 0 --mutation naive_delete" in bad.stdout
+    assert "replay: python -m paxtor.paxos.sim --seed 1 --mutation naive_delete" in bad.stdout
 
 
 @pytest.mark.slow

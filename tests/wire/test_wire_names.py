@@ -20,6 +20,7 @@ PINNED = {
     "actors.NodeDown": ("node", "reason"),
     "actors.NodeUp": ("node", "incarnation"),
     "actors.Reply": ("ref", "value"),
+    "actors.StopRequest": ("reason",),
     "paxos.Accept": ("bucket", "key", "ballot", "register", "next_ballot", "config"),
     "paxos.Accepted": ("bucket", "key", "ballot", "promised_next"),
     "paxos.Ballot": ("counter", "node"),

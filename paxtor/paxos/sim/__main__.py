@@ -8,10 +8,12 @@ command that replays it. Exit status 1 if any seed failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
 from paxtor.paxos.sim import MUTATIONS, Mutations, SimConfig, replay_command, run_seed
+from paxtor.paxos.sim.faults import FAULT_KINDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the rate bound clocks really obey; above --max-drift voids the lease guarantee",
     )
+    parser.add_argument(
+        "--faults",
+        default=None,
+        metavar="KIND,...",
+        help=f"exactly these fault kinds instead of a swarm draw ({', '.join(FAULT_KINDS)})",
+    )
     args = parser.parse_args(argv)
     first = args.seed if args.seed is not None else 0
     count = args.seeds if args.seeds is not None else (1 if args.seed is not None else 100)
@@ -41,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             max_drift=config.max_drift if args.max_drift is None else args.max_drift,
             clock_spread=args.clock_spread,
         )
+    if args.faults is not None:
+        config = dataclasses.replace(config, faults=tuple(k for k in args.faults.split(",") if k))
     mutations = Mutations.only(args.mutation)
     started = time.perf_counter()
     failed = []

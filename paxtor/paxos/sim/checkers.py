@@ -56,6 +56,12 @@ class PromiseChecker:
         self.violations: list[str] = []
         self._promised: dict[tuple[str, str, Hashable], Ballot] = {}
 
+    def forget(self, voter: str) -> None:
+        """``voter`` lost its disk: its promises are ended by a new configuration version
+        (rounds of the old one are refused), which the value checkers hold to account."""
+        for slot in [s for s in self._promised if s[0] == voter]:
+            del self._promised[slot]
+
     def voted(self, voter: str, bucket: str, key: Hashable, ballot: Ballot, promised: Ballot) -> None:
         """``voter`` sent a vote for ``ballot`` that promises ``promised`` (>= ``ballot``)."""
         slot = (voter, bucket, key)

@@ -9,6 +9,14 @@ pure cores exactly as their docstrings ask:
   promise under the floor goes out at once); a crash loses the unsynced
   records AND their replies, and a restart rebuilds the acceptor from the
   synced log (``forget_on_restart`` models amnesia);
+- a *wiped* voter (the ``wipe`` fault: its synced log is lost too) comes back
+  blank and votes on nothing; once every other voter is up and voting it
+  catches up as `paxtor.paxos.reconfig.reseat` does: a new version of the
+  voter configuration (the simulator chooses it, as the register round
+  would), installed on the others by messages that wait for their fsync,
+  then their state read by messages and adopted, then it votes. Rounds
+  tagged with the old version that are still in flight meet acceptors that
+  refuse them (``wiped_voter_votes`` lets the wiped voter vote at once);
 - every received message feeds the acceptor's silence tracker and the node's
   failure detector; heartbeats go to every voter each ``heartbeat_every``;
 - when the lease is lost, every local owner is killed (``"lease_expired"``)
@@ -45,7 +53,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paxtor.actors.ids import Pid
-from paxtor.paxos.acceptor import Accept, Accepted, Collected, KeyRecord, Nack, Prepare, Promise, PromiseFloor
+from paxtor.paxos.acceptor import (
+    Accept,
+    Accepted,
+    Collected,
+    KeyRecord,
+    MemberState,
+    Nack,
+    Prepare,
+    Promise,
+    PromiseFloor,
+)
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import (
     Heartbeat,
@@ -98,6 +116,7 @@ class SimConfig:
     fd_timeout: float = 0.6  # a node suspects a peer silent this long (local clock)
     round_timeout: float = 0.3
     fsync_delay: float = 0.002
+    catch_up_every: float = 0.25  # a learner looks this often whether it can catch up
     fault_time: float = 10.0  # faults happen in [0, fault_time), then the final heal
     tail: float = 12.0  # run this long after the heal
     settle: float = 2.0  # after the heal, liveness bounds start counting from here
@@ -149,6 +168,35 @@ class Forget:
     tombstones: tuple[tuple[Hashable, Ballot], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Install:
+    """Sim-only (a learner's catch-up): "install this configuration, then ack" (attempt ``tag``)."""
+
+    tag: int
+    config: VoterConfig
+
+
+@dataclass(frozen=True, slots=True)
+class InstallAck:
+    tag: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateQuery:
+    """Sim-only: "send me your acceptor's state" (attempt ``tag``)."""
+
+    tag: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateReport:
+    tag: int
+    records: tuple[Any, ...]
+
+
+MEMBER_SLOT: Slot = ("", ("member",))  # where the compacted synced log keeps the `MemberState`
+
+
 @dataclass(eq=False)
 class Op:
     """One client request, run as rounds until chosen (a new history entry per maybe-applied try)."""
@@ -180,6 +228,19 @@ class Op:
 
 
 @dataclass
+class CatchUp:
+    """One attempt of a learner to catch up: install ``config`` on ``sources``, then read them."""
+
+    tag: int
+    config: VoterConfig
+    sources: tuple[str, ...]
+    started: float
+    installed: set[str] = field(default_factory=set)
+    reading: bool = False
+    reports: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+
+@dataclass
 class Owner:
     slot: Slot
     epoch: int
@@ -199,6 +260,7 @@ class SimNode:
         self.op_seq = 0  # numbers every attempt of every request here (op marks)
         self.alive = False
         self.paused = False
+        self.lost_disk = False  # wiped, and not caught up yet
         # the synced log, compacted: the last record per key wins, the floor only rises
         self.durable: dict[Slot, KeyRecord | PromiseFloor | Collected] = {}
 
@@ -236,10 +298,13 @@ class SimNode:
             if sim.mutations.forget_on_restart:
                 self.durable = {}
                 voting = True
+            elif not self.durable and self.incarnation > 1 and sim.mutations.wiped_voter_votes:
+                voting = True
             silence = SilenceTracker(sim.config.silence, started_at=now)
             acceptor_class = sim.mutations.acceptor_class()
             self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()), voting=voting)
-        self.pending: list[tuple[str | None, Any, KeyRecord | PromiseFloor | Collected | None, Accept | None]] = []
+        self.pending: list[tuple[str | None, Any, Any, Accept | None]] = []
+        self.after_flush: list[tuple[str | None, Any]] = []  # sent (or done) once the next batch syncs
         self.pending_slots: set[Slot] = set()  # keys (and FLOOR_SLOT) with a record in `pending`
         self.flush_armed = False
         self.proposer = ProposerState(self.ident, backoff=sim.config.backoff)
@@ -261,7 +326,11 @@ class SimNode:
         self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.tombstones_seen: dict[Slot, tuple[Ballot, float]] = {}  # since when, at which ballot
         self.collections: dict[int, Collection] = {}
+        self.catch_up: CatchUp | None = None
         self.heartbeat()
+        if self.voter and not self.acceptor.voting:
+            sim.count("learners")
+            self.timer(sim.config.catch_up_every, self.catch_up_tick)
         if self.voter and sim.config.collect_every is not None:
             self.timer(sim.config.collect_every, self.collect_tick)
         sim.workload.node_started(self)
@@ -333,7 +402,9 @@ class SimNode:
                 self.sim.ballots.accepted(self.name, msg.bucket, msg.key, msg.ballot, msg.register)
             self.reply(src, reply, record, accepted)
         elif kind is Heartbeat:
-            self.send(src, self.acceptor.on_heartbeat(src, src_incarnation, msg, now))
+            ack = self.acceptor.on_heartbeat(src, src_incarnation, msg, now)
+            if ack is not None:
+                self.send(src, ack)
         elif kind is HeartbeatAck:
             self.lease_events(self.lease.on_ack(src, msg, now))
         elif kind is Promise or kind is Accepted or kind is Nack:
@@ -346,6 +417,13 @@ class SimNode:
             self.on_tombstone_report(src, msg)
         elif kind is Forget:
             self.on_forget(msg)
+        elif kind is Install:
+            self.on_install(src, msg)
+        elif kind is InstallAck or kind is StateReport:
+            self.on_catch_up_reply(src, msg)
+        elif kind is StateQuery:
+            records = tuple(r for r in self.acceptor.snapshot() if type(r) is not MemberState)
+            self.send(src, StateReport(msg.tag, records))
 
     def reply(
         self, dst: str, reply: Any, record: KeyRecord | PromiseFloor | None, accepted: Accept | None
@@ -371,6 +449,8 @@ class SimNode:
         for _, _, record, accepted in batch:
             if type(record) is PromiseFloor:
                 self.durable[FLOOR_SLOT] = record
+            elif type(record) is MemberState:
+                self.durable[MEMBER_SLOT] = record  # type: ignore[assignment]
             elif type(record) is Collected:
                 self.sync_collected(record)  # type: ignore[arg-type]
             elif record is not None:
@@ -387,6 +467,12 @@ class SimNode:
         for dst, reply, _, accepted in batch:
             if dst is not None:
                 self.send_vote(dst, reply, accepted)
+        after, self.after_flush = self.after_flush, []
+        for dst, msg in after:
+            if dst is not None:
+                self.send(dst, msg)
+            else:
+                self.caught_up(msg[1])
 
     def sync_collected(self, record: Collected) -> None:
         """The compacted log's view of a synced `Collected`: the keys go, the floors stay."""
@@ -473,6 +559,7 @@ class SimNode:
     # -- leases and failure detection ------------------------------------------------
 
     def heartbeat(self) -> None:
+        self.lease.set_config(self.sim.voter_config)  # as the membership servers tell each other
         hb = self.lease.send_heartbeat(self.local())
         for voter in self.sim.voters:
             self.send(voter, hb)
@@ -507,6 +594,94 @@ class SimNode:
         if pid.node == self.name:
             return pid.incarnation < self.incarnation
         return pid.incarnation < self.known_incarnation.get(pid.node, 0)
+
+    # -- catching up after a wipe (the driver: paxtor.paxos.reconfig.reseat) ------------------
+
+    def catch_up_tick(self) -> None:
+        """A learner starts a catch-up when every other voter is up and voting, as far as it can tell."""
+        sim = self.sim
+        if self.acceptor.voting:
+            return
+        self.timer(sim.config.catch_up_every, self.catch_up_tick)
+        if self.catch_up is not None and self.local() - self.catch_up.started < sim.config.catch_up_every * 4:
+            return  # an attempt is under way
+        config = sim.voter_config
+        able = [v for v in config.members if not self.suspects(v) and sim.nodes[v].votes_now()]
+        sources = config.catch_up_sources(self.name, able)
+        if sources is None:
+            return
+        sim.catch_up_seq += 1
+        new = VoterConfig(config.version + 1, config.voters)
+        sim.voter_config = new  # the register round (a round of the sources) chose it
+        sim.count("catch_up_configs")
+        self.catch_up = CatchUp(sim.catch_up_seq, new, sources, self.local())
+        for voter in sources:
+            self.send(voter, Install(self.catch_up.tag, new))
+
+    def votes_now(self) -> bool:
+        """What this node's hellos would say: an alive voter whose acceptor votes."""
+        return self.alive and self.voter and self.acceptor.voting
+
+    def on_install(self, src: str, msg: Install) -> None:
+        if not self.voter:
+            return
+        record = self.acceptor.install("sim", msg.config)
+        if record is None:
+            self.send(src, InstallAck(msg.tag))  # installed before (or newer): nothing to wait for
+            return
+        self.pending.append((None, None, record, None))
+        self.pending_slots.add(MEMBER_SLOT)
+        self.after_flush.append((src, InstallAck(msg.tag)))
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.timer(self.sim.config.fsync_delay, self.flush)
+
+    def on_catch_up_reply(self, src: str, msg: InstallAck | StateReport) -> None:
+        attempt = self.catch_up
+        if attempt is None or msg.tag != attempt.tag or self.acceptor.voting:
+            return
+        if type(msg) is InstallAck:
+            attempt.installed.add(src)
+            if attempt.installed.issuperset(attempt.sources) and not attempt.reading:
+                attempt.reading = True
+                self.acceptor.install("sim", attempt.config)
+                for voter in attempt.sources:
+                    self.send(voter, StateQuery(attempt.tag))
+            return
+        attempt.reports[src] = msg.records  # type: ignore[union-attr]
+        if len(attempt.reports) < len(attempt.sources):
+            return
+        best: dict[Slot, KeyRecord] = {}
+        floors: list[Any] = []
+        floor = 0
+        for source in attempt.sources:
+            for record in attempt.reports[source]:
+                if type(record) is KeyRecord:
+                    mine = best.get((record.bucket, record.key))
+                    if mine is None or record.accepted_ballot > mine.accepted_ballot:
+                        best[(record.bucket, record.key)] = record
+                elif type(record) is PromiseFloor:
+                    floor = max(floor, record.counter)
+                elif type(record) is Collected:
+                    floors.append(record)
+        taken = self.acceptor.adopt([*floors, *best.values()], floor)
+        for record in taken:
+            self.pending.append((None, None, record, None))
+        self.pending.append((None, None, self.acceptor.member, None))
+        self.after_flush.append((None, ("caught_up", attempt.tag)))
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.timer(self.sim.config.fsync_delay, self.flush)
+
+    def caught_up(self, tag: int) -> None:
+        attempt = self.catch_up
+        if attempt is None or attempt.tag != tag:
+            return
+        record = self.acceptor.start_voting()
+        self.durable[MEMBER_SLOT] = record  # type: ignore[assignment]
+        self.catch_up = None
+        self.lost_disk = False
+        self.sim.count("caught_up")
 
     # -- rounds ----------------------------------------------------------------------
 
@@ -800,6 +975,7 @@ class Cluster:
         self.events = 0
         self.collection_seq = 0
         self.max_request_time = max_request_time(config.tombstone_ttl, config.max_drift)
+        self.catch_up_seq = 0
         self.stats: dict[str, int] = {}
         self._trace = hashlib.blake2b(digest_size=16)
         self.nodes = {
@@ -826,6 +1002,8 @@ class Cluster:
             q.at(end, self.net.heal)
         for name, at, down in self.plan.crashes:
             q.at(at, self._crash, name, down)
+        for name, at, down in self.plan.wipes:
+            q.at(at, self._wipe, name, down)
         for name, at, length in self.plan.pauses:
             q.at(at, self.nodes[name].pause, length)
         q.at(self.plan.heal_at, self._final_heal)
@@ -838,6 +1016,21 @@ class Cluster:
         if node.alive:
             node.crash()
             self.q.after(down, node.boot)
+
+    def _wipe(self, name: str, down: float) -> None:
+        """Crash ``name`` and lose its disk, unless that would lose a majority's disks
+        (another voter is still catching up or down with a lost disk): no system survives that."""
+        node = self.nodes[name]
+        if any(n.lost_disk for n in self.nodes.values() if n is not node):
+            return
+        if not node.alive or not node.acceptor.voting:
+            return
+        node.crash()
+        node.durable = {}
+        node.lost_disk = True
+        self.promises.forget(name)  # what it promised is ended by the new configuration version
+        self.count("wipes")
+        self.q.after(down, node.boot)
 
     def _final_heal(self) -> None:
         self.net.heal()

@@ -34,6 +34,7 @@ FAULT_KINDS = (
     "long_delay",
     "partition",
     "crash",
+    "wipe",
     "pause",
     "clock_skew",
 )
@@ -52,6 +53,7 @@ class FaultPlan:
     clock_offsets: dict[str, float]
     partitions: list[tuple[float, float, str, frozenset[Link]]] = field(default_factory=list)
     crashes: list[tuple[str, float, float]] = field(default_factory=list)  # node, at, down for
+    wipes: list[tuple[str, float, float]] = field(default_factory=list)  # a voter loses its disk too
     pauses: list[tuple[str, float, float]] = field(default_factory=list)  # node, at, duration
     heal_at: float = 0.0
 
@@ -116,6 +118,11 @@ def plan_faults(
             at = rng.uniform(1.0, fault_time - 1.0)
             down = min(rng.uniform(0.2, 4.0) * lease, fault_time - at)
             plan.crashes.append((rng.choice(nodes), at, down))
+    if "wipe" in on:
+        for _ in range(rng.randint(1, 2)):
+            at = rng.uniform(1.0, fault_time - 1.0)
+            down = min(rng.uniform(0.2, 2.0) * lease, fault_time - at)
+            plan.wipes.append((rng.choice(voters), at, down))
     if "pause" in on:
         for _ in range(rng.randint(1, 3)):
             at = rng.uniform(1.0, fault_time - 1.0)

@@ -6,6 +6,8 @@ They live here, as subclasses, never in the production classes. A
 
 - ``forget_on_restart``: a restarted acceptor comes back empty and votes at once
   (amnesia: the voter whose disk was wiped is not held back as a learner).
+- ``wiped_voter_votes``: a voter whose disk was wiped votes at once instead of
+  catching up as a learner first.
 - ``unfloored_promises``: promises are kept in memory only and no promise
   floor is ever synced, so a restarted acceptor may break a promise it made.
 - ``naive_delete``: a release empties whatever tenure the key holds now,
@@ -47,6 +49,7 @@ __all__ = ["MUTATIONS", "Mutations"]
 @dataclass(frozen=True)
 class Mutations:
     forget_on_restart: bool = False
+    wiped_voter_votes: bool = False
     unfloored_promises: bool = False
     naive_delete: bool = False
     wrong_ballot_promise: bool = False
