@@ -21,7 +21,7 @@ from paxtor.actors.primitives import self_pid, send
 from paxtor.paxos.config import numbered_voters
 from paxtor.paxos.node_meta import NodeMeta
 from paxtor.paxos.services import PaxosConfig, PaxosNode, open_node_meta, paxos_supervisor_spec
-from paxtor.roles import role_attrs
+from paxtor.roles import announces_voter, role_attrs
 
 __all__ = ["Node", "start_node", "configured_voters", "DURABILITY_MODES", "node_services", "MAX_AUTO_NUMBER"]
 
@@ -226,8 +226,9 @@ def start_node(
     nothing (a client's only state is its incarnation, taken from the clock).
     `singletons=False` hosts no singletons here (placement skips the node);
     `hidden=True` makes a client that connects only to the nodes it dials
-    (its seeds, the numbered voters), is named to no other node, and hosts
-    nothing: a tool that looks at the cluster and leaves.
+    (its seeds, and every node that announces an acceptor: the voters, by
+    number or not), is named to no other node, and hosts nothing: a tool
+    that looks at the cluster and leaves.
     `paxos` overrides PaxosKV settings (`paxtor.paxos.PaxosConfig`: lease,
     margin, max_drift, timeout, ...). A durable node's incarnation comes
     from ``node.meta`` in its data directory (it grows at every start); the
@@ -271,7 +272,7 @@ def start_node(
         meta = open_node_meta(_resolve_data_dir(data_dir, name, durability), durability, name)
         dist = start_distributed(
             name, incarnation=meta.incarnation, cluster=meta.cluster, listen_socket=sock, hidden=hidden, attrs=attrs,
-            **options,  # type: ignore[arg-type]
+            dials=announces_voter if hidden else None, **options,  # type: ignore[arg-type]
         )  # fmt: skip
     except BaseException:
         sock.close()

@@ -16,7 +16,16 @@ from typing import Any
 from paxtor.actors.distribution import DistributedNode, NodeInfo, distributed_node
 from paxtor.actors.node import current_node
 
-__all__ = ["PAXTOR", "SINGLETONS", "VOTER", "role_attrs", "hosts_singletons", "singleton_hosts", "lock_home_candidates"]
+__all__ = [
+    "PAXTOR",
+    "SINGLETONS",
+    "VOTER",
+    "role_attrs",
+    "announces_voter",
+    "hosts_singletons",
+    "singleton_hosts",
+    "lock_home_candidates",
+]
 
 #: Attribute keys of a Paxtor node's announcement.
 PAXTOR, VOTER, SINGLETONS = "paxtor", "voter", "singletons"
@@ -25,6 +34,11 @@ PAXTOR, VOTER, SINGLETONS = "paxtor", "voter", "singletons"
 def role_attrs(*, voter: bool, singletons: bool) -> dict[str, Any]:
     """The attributes a Paxtor node announces."""
     return {PAXTOR: 1, VOTER: voter, SINGLETONS: singletons}
+
+
+def announces_voter(info: NodeInfo) -> bool:
+    """Whether the node that announced `info` runs an acceptor (a hidden node dials these)."""
+    return not info.hidden and info.attrs.get(VOTER) is True
 
 
 def hosts_singletons(info: NodeInfo | None) -> bool:

@@ -138,6 +138,7 @@ class DistributedNode:
         connect_all: bool = True,
         attrs: Mapping[str, Any] | None = None,
         listen_socket: Any = None,
+        dials: Callable[[NodeInfo], bool] | None = None,
     ) -> None:
         self.local = local
         self.name = local.name
@@ -153,6 +154,8 @@ class DistributedNode:
         #: dial the nodes peers name (Erlang's connect_all); never for a hidden node
         self.connect_all = connect_all and not hidden
         self._attrs = dict(attrs or {})
+        #: without connect_all: the nodes heard of that are dialed all the same (e.g. the voters)
+        self._dials = dials
         self.mesh: MeshView | None = None  # made at start, once the port is bound
         self._announce_scheduled = False
         self._announced: tuple[Any, ...] | None = None
@@ -438,15 +441,19 @@ class DistributedNode:
     def _update_dials(self) -> None:
         """Dial every node the mesh knows and we are not connected to; stop
         dialing those nobody names any more. Without connect_all (a hidden
-        node) only the own targets are dialed, at the addresses they announce."""
+        node) only the own targets are dialed, at the addresses they announce,
+        and the nodes `dials` accepts."""
         if not self.running or self.mesh is None:
             return
         peers = self.peers
         if self.connect_all:
             wanted = self.mesh.to_dial(peers.up)
         else:
-            up = peers.up
-            wanted = {n: i for n, i in self.mesh.known().items() if n not in up and peers.has_target(n)}
+            up, extra = peers.up, self._dials
+            wanted = {
+                n: i for n, i in self.mesh.known().items()
+                if n not in up and (peers.has_target(n) or (extra is not None and extra(i)))
+            }  # fmt: skip
         for name, info in wanted.items():
             peers.dial(name, info.host, info.port)
         for name in peers.dialing_learned():
@@ -577,6 +584,7 @@ def start_distributed(
     listen_socket: Any = None,
     cluster: str = "",
     allowed_modules: Iterable[str] | None = None,
+    dials: Callable[[NodeInfo], bool] | None = None,
 ) -> DistributedNode:
     """Start node `name` in this OS process, listening and connected to its peers.
 
@@ -592,7 +600,8 @@ def start_distributed(
     with `hosts` given, every dial leaves from this node's own address, so
     per-address firewall rules can cut one node off. `connect_all` (default)
     dials every node the peers name (`paxtor.actors.mesh`); a `hidden` node
-    dials only its own targets and is named to nobody. `attrs` (str keys,
+    dials only its own targets (and the nodes heard of that `dials`
+    accepts) and is named to nobody. `attrs` (str keys,
     plain values) travel with this node's announcement, for the layer above.
     `listen_socket` (from `paxtor.actors.connection.bind_listener`) is the
     listener's socket, bound beforehand (then `port` is not used). `cluster`
@@ -644,6 +653,7 @@ def start_distributed(
             connect_all=connect_all,
             attrs=attrs,
             listen_socket=listen_socket,
+            dials=dials,
         )
         dist.allowed_modules = allowed
         dist._start()

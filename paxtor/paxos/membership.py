@@ -263,7 +263,7 @@ class MembershipServer(GenServer):
         node.peers[hello.node] = hello
         if hello.cluster and not node.cluster and node.acceptor is None:
             node.adopt_cluster(hello.cluster)  # a client joins whatever its peers belong to
-        elif hello.cluster and not node.cluster and node.acceptor is not None:
+        elif hello.cluster and not node.cluster and node.acceptor is not None and not self._founder_will_tell():
             self._join(hello.cluster)
         if hello.config is not None and hello.cluster and hello.cluster == node.cluster:
             node.install_config(hello.config)
@@ -273,6 +273,25 @@ class MembershipServer(GenServer):
             node.learners.add(hello.node)
         if hello.answer:
             self._tell(hello.node)
+
+    def _founder_will_tell(self) -> bool:
+        """Whether this voter, in no cluster yet, must wait for the founder's word before it
+        joins a cluster it heard of from another node.
+
+        While the founder is connected and has named no cluster to it, the founder's next
+        message on that connection settles it: `Found` (which it sends before any hello of
+        the cluster it founds) if this voter is a founding member, else a hello that names
+        the cluster. A client or a voter that got `Found` first may tell it of the cluster
+        sooner (two hops can beat one on a busy node); joining then would make a founding
+        voter a learner, and with every founding voter but one a learner the new cluster
+        has no quorum.
+        """
+        node = self.node
+        founder = node.initial_voters[0]
+        if founder == node.name or founder not in self.view.connected:
+            return False
+        word = node.peers.get(founder)
+        return word is None or not word.cluster
 
     def _join(self, cluster: str) -> None:
         """This voter meets an existing cluster with no cluster of its own: a blank acceptor

@@ -222,3 +222,15 @@ def test_a_hidden_node_connects_on_request_to_a_node_it_only_heard_of() -> None:
     assert h.peers.wait_until(lambda: "b" in h.known_nodes(), WAIT)
     assert "b" not in h.nodes()
     assert h.connect("b", WAIT) and "status-3" in b.nodes()
+
+
+def test_a_hidden_node_also_dials_the_nodes_its_filter_accepts() -> None:
+    s = start_distributed("s", port=0, **FAST)
+    v = start_distributed("v", port=0, seeds=_seed(s), attrs={"voter": True}, **FAST)
+    c = start_distributed("c", port=0, seeds=_seed(s), attrs={"voter": False}, **FAST)
+    _all_connected([s, v, c])
+    h = start_distributed("status-4", port=0, seeds=_seed(s), hidden=True,
+                          dials=lambda info: info.attrs.get("voter") is True, **FAST)  # fmt: skip
+    assert h.wait_for_nodes(["s", "v"], WAIT)
+    assert h.peers.wait_until(lambda: "c" in h.known_nodes(), WAIT)
+    assert "c" not in h.nodes() and "status-4" not in c.nodes()

@@ -244,3 +244,22 @@ def test_a_clean_stop_logs_no_warning_anywhere(cluster) -> None:
     closed = [e for e in logs if e["event"] == "connection_closed"]
     assert len(closed) >= 2 * 5  # both ends of each of the two nodes' connections
     assert [e for e in logs if e["log_level"] in ("warning", "error")] == []
+
+
+def test_clients_present_at_founding_do_not_make_founding_voters_learners(tmp_path) -> None:
+    """A client connected to every voter learns the new cluster's id from the founder and
+    tells the others; with the founder's `Found` to node2 slowed down, that news reaches
+    node2 first. node2 must still found the cluster with the others (and vote), not take
+    itself for a voter that lost its disk."""
+    from structlog.testing import capture_logs
+
+    faults = FaultInjector(seed=7)
+    faults.delay("node1", "node2", 0.5)
+    with capture_logs() as logs, testing.Cluster(3, data_dir=tmp_path / "data", faults=faults) as c:
+        c.start(4, voter=False)  # the client first: connected to every voter as they come up
+        c.start_all()
+        c.wait_ready(WAIT)
+        assert {c[n].paxos.role for n in ("node1", "node2", "node3")} == {"voter"}
+    founded = [e for e in logs if e["event"] == "cluster_founded"]
+    assert len(founded) == 1 and founded[0]["all_blank"] is True
+    assert [e["node"] for e in logs if e["event"] == "voter_is_learner"] == []
