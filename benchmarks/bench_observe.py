@@ -18,10 +18,13 @@ Three voters node1..node3 run as ``python -m paxtor node`` OS processes on
                   per phase, in alternating phases: "off" (no web view) and
                   "on" (node4 serves the web view and a separate OS process
                   polls /api/cluster and /metrics every second, twice as often
-                  as the page does), ``--rounds`` of each. The figure is the
-                  median handoffs/s on, as a ratio to off (aim: >= 0.95). The
-                  web view runs in the same node as the lock clients: the
-                  sampler, the gatherings and the HTTP serving share their hub.
+                  as the page does), ``--rounds`` of each. Figures: the median
+                  handoffs/s on, as a ratio to off (aim: >= 0.95), and the CPU
+                  time of every process of the cluster (voters, this one) per
+                  handoff, on against off: the ratio that other load on the
+                  machine disturbs least. The web view runs in the same node
+                  as the lock clients: the sampler, the gatherings and the
+                  HTTP serving share their hub.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ import paxtor
 from paxtor.actors import receive, send, spawn
 from paxtor.observe.web import start_web
 from paxtor.testing import LocalCluster, free_base_port
+
+from benchmarks.process_cpu import cpu_seconds
 
 HOLDERS = 32
 CONTENDERS = 8
@@ -160,7 +165,10 @@ def _contender(stop_at: float, parent: Any) -> None:
     send(parent, ("count", count))
 
 
-def _handoffs_per_second(node: paxtor.Node, seconds: float) -> float:
+def _handoffs_per_second(node: paxtor.Node, seconds: float, cluster: LocalCluster) -> tuple[float, float]:
+    """Handoffs/s of `CONTENDERS` processes on one lock, and the CPU seconds per handoff of
+    every process of the cluster (the voters and this one, which hosts the web view)."""
+
     def run() -> int:
         me = paxtor.actors.self_pid()
         stop_at = time.monotonic() + seconds
@@ -168,35 +176,50 @@ def _handoffs_per_second(node: paxtor.Node, seconds: float) -> float:
             spawn(_contender, stop_at, me)
         return sum(receive(lambda m: isinstance(m, tuple) and m[0] == "count")[1] for _ in range(CONTENDERS))
 
-    started = time.monotonic()
+    pids = [proc.pid for proc in cluster.processes.values()]
+    started, cpu = time.monotonic(), time.process_time() + cpu_seconds(pids)
     total = node.run(run, timeout=None)
-    return total / (time.monotonic() - started)
+    used = time.process_time() + cpu_seconds(pids) - cpu
+    return total / (time.monotonic() - started), used / max(1, total)
 
 
 def bench_web_view(seconds: float, rounds: int) -> dict[str, Any]:
     with LocalCluster(3, prefix="bench-observe-") as cluster:
         node = _start(cluster)
-        _handoffs_per_second(node, 1.0)  # warm up
-        off, on = [], []
+        _handoffs_per_second(node, 1.0, cluster)  # warm up
+        off, on, off_cpu, on_cpu = [], [], [], []
         for _ in range(rounds):
-            off.append(_handoffs_per_second(node, seconds))
+            rate, cpu = _handoffs_per_second(node, seconds, cluster)
+            off.append(rate)
+            off_cpu.append(cpu)
             port = free_base_port(range(1, 2)) + 1
             view = start_web(node.dist.local, f"127.0.0.1:{port}")
             poller = gevent.subprocess.Popen([sys.executable, "-c", POLLER, view.url, str(seconds + 2)])
             try:
                 gevent.sleep(1.0)  # the first page load and gathering
-                on.append(_handoffs_per_second(node, seconds))
+                rate, cpu = _handoffs_per_second(node, seconds, cluster)
+                on.append(rate)
+                on_cpu.append(cpu)
             finally:
                 poller.kill()
                 poller.wait()
                 view.stop()
-            print(f"  off {off[-1]:7.1f} handoffs/s, on {on[-1]:7.1f} handoffs/s", flush=True)
+            print(f"  off {off[-1]:7.1f} handoffs/s ({off_cpu[-1] * 1e3:.3f} ms CPU each),"
+                  f" on {on[-1]:7.1f} handoffs/s ({on_cpu[-1] * 1e3:.3f} ms CPU each)", flush=True)  # fmt: skip
+        med = statistics.median
         result = {
-            "off": round(statistics.median(off), 1),
-            "on": round(statistics.median(on), 1),
-            "ratio": round(statistics.median(on) / statistics.median(off), 3),
+            "off": round(med(off), 1),
+            "on": round(med(on), 1),
+            "ratio": round(med(on) / med(off), 3),
+            "cpu_ms_per_handoff_off": round(med(off_cpu) * 1e3, 4),
+            "cpu_ms_per_handoff_on": round(med(on_cpu) * 1e3, 4),
+            "cpu_ratio": round(med(on_cpu) / med(off_cpu), 3),
         }
-        print(f"  median: off {result['off']}, on {result['on']} handoffs/s: ratio {result['ratio']}", flush=True)
+        print(
+            f"  median: off {result['off']}, on {result['on']} handoffs/s: ratio {result['ratio']};"
+            f" CPU per handoff (all processes) on/off: {result['cpu_ratio']}",
+            flush=True,
+        )
         return result
 
 
