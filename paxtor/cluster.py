@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
+from paxtor.actors import call
+from paxtor.actors.messages import CallError
 from paxtor.actors.node import current_node
+from paxtor.paxos.envelopes import MEMBERSHIP_NAME
 from paxtor.paxos.errors import NoQuorum, NotRunning
 from paxtor.paxos.paxos_node import PaxosNode, open_paxos_node
 from paxtor.paxos.reconfig import change_voters, read_config
@@ -89,6 +93,20 @@ def replace_voter(old: str, new: str, *, timeout: float = CHANGE_TIMEOUT) -> tup
     return set_voters(tuple(new if v == old else v for v in current.voters), timeout=timeout)
 
 
+def _heard_of(node: PaxosNode, name: str) -> Any:
+    """What ``name`` told the voters this node is connected to, if it is connected to one."""
+    config = node.voter_config
+    for voter in config.members if config is not None else ():
+        if voter in node.peers:
+            try:
+                hello = call((MEMBERSHIP_NAME, voter), ("peer", name), timeout=5.0)
+            except CallError:
+                continue
+            if hello is not None:
+                return hello
+    return None
+
+
 def _check_can_vote(node: PaxosNode, name: str) -> None:
     """A new voter must be connected and have an acceptor, or the change would only
     weaken the cluster (a voter that can never answer)."""
@@ -96,9 +114,9 @@ def _check_can_vote(node: PaxosNode, name: str) -> None:
         if node.acceptor is None:
             raise ValueError(f"{name} has no acceptor: start it with voter=True to make it a voter")
         return
-    hello = node.peers.get(name)
+    hello = node.peers.get(name) or _heard_of(node, name)
     if hello is None:
-        raise ValueError(f"{name} is not connected to {node.name}: start it (with voter=True) first")
+        raise ValueError(f"{name} is not connected to any voter: start it (with voter=True) first")
     if hello.role == "client":
         raise ValueError(f"{name} has no acceptor: restart it with voter=True (--voter) to make it a voter")
     if hello.cluster and hello.cluster != node.cluster:

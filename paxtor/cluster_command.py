@@ -42,7 +42,6 @@ def _name(text: str) -> str:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from paxtor import cluster
     from paxtor.cli import configure_logging
     from paxtor.node import start_node
     from paxtor.paxos.errors import NoQuorum
@@ -55,7 +54,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 2
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
     node = start_node(
-        f"cluster-cli-{os.getpid()}", voter=False, durability="memory", seeds=seeds, cookie=args.cookie,
+        f"cluster-cli-{os.getpid()}", voter=False, hidden=True, durability="memory", seeds=seeds, cookie=args.cookie,
     )
     try:
         deadline = time.monotonic() + 15

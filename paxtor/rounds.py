@@ -22,8 +22,9 @@ import structlog
 
 from paxtor import paxos
 from paxtor.actors.mailbox import check_timeout
-from paxtor.actors.wire import encode
+from paxtor.paxos.keys import canonical_key
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
+from paxtor.paxos.request_size import check_length, encode_within, node_request_limit
 
 __all__ = ["Deadline", "paxos_key", "propose", "lease_term", "end_tenure"]
 
@@ -63,14 +64,18 @@ class Deadline:
 
 
 def paxos_key(key: Any) -> bytes:
-    """The PaxosKV key of a user key: its wire encoding.
+    """The PaxosKV key of a user key: the wire encoding of its canonical form.
 
-    Any value the wire can carry is a key (tuples, lists, sets, dicts, pids...);
-    equal values encode alike (sets in a canonical order), except dicts, whose
-    item order counts.
+    Any value the wire can carry is a key (tuples, lists, sets, dicts, pids...).
+    Keys equal in Python are one key (`paxtor.paxos.keys`: ``1``, ``True`` and
+    ``1.0``; dicts in any order), as in PaxosKV. ValueError for a NaN inside
+    the key, or a key over the node's ``max_request_bytes``; TypeError for one
+    the wire cannot carry.
     """
+    limit = node_request_limit()
+    check_length(key, limit, "the key")
     try:
-        return encode(key)
+        return encode_within(canonical_key(key), limit, "the key")
     except TypeError as exc:
         raise TypeError(f"a Paxtor key must be a value the wire can carry: {exc}") from None
 

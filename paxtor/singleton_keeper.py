@@ -26,6 +26,7 @@ import structlog
 
 from paxtor import paxos
 from paxtor.actors import ChildSpec, Exit, Pid, Ref, receive, self_pid, send, spawn_link, trap_exits
+from paxtor.actors.distribution import distributed_node
 from paxtor.actors.function_ref import resolve_function_ref
 from paxtor.actors.messages import ProcessExit
 from paxtor.actors.node import current_node
@@ -43,6 +44,7 @@ __all__ = [
     "KeeperReport",
     "keeper_child_spec",
     "child_spec_of",
+    "allowed_here",
 ]
 
 log = structlog.get_logger(__name__)
@@ -84,9 +86,16 @@ class KeeperReport:
     outcome: tuple
 
 
+def allowed_here() -> tuple[str, ...] | None:
+    """The module prefixes singletons started on this node may name (None: any)."""
+    dist = distributed_node()
+    return dist.allowed_modules if dist is not None else None
+
+
 def child_spec_of(start: str, args: tuple) -> ChildSpec:
-    """The `ChildSpec` a singleton reference names: ``"pkg.mod:Class"`` plus 0 or 1 argument."""
-    target = resolve_function_ref(start)
+    """The `ChildSpec` a singleton reference names: ``"pkg.mod:Class"`` plus 0 or 1 argument
+    (refused with `FunctionRefRefused` outside this node's ``allowed_modules``)."""
+    target = resolve_function_ref(start, allowed_here())
     if len(args) > 1:
         raise TypeError(f"a singleton child spec takes at most one argument, got {len(args)}")
     if isinstance(target, type):

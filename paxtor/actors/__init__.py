@@ -5,7 +5,7 @@ The public names are those of DESIGN section 4; see each module for details:
 `registry` (names, Via), `node` (local nodes and the distribution seam).
 """
 
-from paxtor.actors.gen_server import GenServer, NoReply, Stop, call, cast, reply
+from paxtor.actors.gen_server import GenServer, Ignore, NoReply, Stop, call, cast, reply
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import Down, Exit, ReceiveTimeout
 from paxtor.actors.primitives import (
@@ -49,6 +49,7 @@ __all__ = [
     "ReceiveTimeout",
     "GenServer",
     "NoReply",
+    "Ignore",
     "Stop",
     "call",
     "cast",

@@ -60,6 +60,7 @@ import errno
 import os
 import socket as _stdsocket
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ from gevent.hub import Waiter
 
 from paxtor.actors.faults import FaultInjector, LinkFaults
 from paxtor.actors.framing import MAX_FRAME_SIZE, FrameDecoder, FrameError, frame, frame_header
+from paxtor.actors.handshake_slots import FailureTally, Pending, Suppressed, choose_evictions
 from paxtor.actors.handshake import (
     MAX_HANDSHAKE_FRAME,
     Acceptor,
@@ -88,7 +90,7 @@ from paxtor.actors.handshake import (
 )
 from paxtor.actors.wire import WireError, decode, encode
 
-__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener"]
+__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener", "ListenError", "bind_listener"]
 
 log = structlog.get_logger(__name__)
 
@@ -198,6 +200,9 @@ class Connection:
         self._early_frames: list[bytes] = []  # data frames that came with the last handshake frame
         self._early_error: FrameError | None = None
         self._claimed_peer: str | None = expected_peer
+        self._greeted = False  # the peer's first handshake message (Hello or Challenge) arrived
+        #: set by a Listener: reports a handshake failure instead of logging it here (rate-limited)
+        self.on_handshake_failed: Callable[[Connection, str], None] | None = None
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._delayed: deque[tuple[float, bytes, bytes]] = deque()
@@ -211,6 +216,7 @@ class Connection:
         self._deliver_later: list[bytes] | None = None  # frames held back by `defer_rest`
         self._close_after_held: str | None = None
         self._defer_requested = False
+        self._close_expected = False  # we said goodbye: the peer's close is no fault
         self._received_chunks = 0  # bumped per recv (not when blocked): a sign of life
         self._writes_done = 0
         self._writing = False
@@ -278,6 +284,11 @@ class Connection:
         return self._state is _UP
 
     @property
+    def greeted(self) -> bool:
+        """The peer has sent its first handshake message (not yet authenticated)."""
+        return self._greeted
+
+    @property
     def peer_name(self) -> str | None:
         """The authenticated peer's node name (None before authentication)."""
         return self.peer.name if self.peer is not None else None
@@ -334,6 +345,11 @@ class Connection:
             if not self._drained.wait(timeout):
                 return False
         return True
+
+    def expect_close(self) -> None:
+        """This side said goodbye: the peer will close its end, which is then
+        logged as an ordinary event, not a warning."""
+        self._close_expected = True
 
     def defer_rest(self) -> None:
         """From inside `on_message`: apply the frames after this one only
@@ -453,6 +469,7 @@ class Connection:
                 message = unpack_message(frames[0])
                 if isinstance(message, (Hello, Challenge)):
                     self._claimed_peer = message.name
+                    self._greeted = True
                     self._resolve_faults(message.name)
                 if self.faults is not None and self.faults.block_in:
                     frames = decoder.feed(max_frames=1)
@@ -808,8 +825,13 @@ class Connection:
         self._state = _CLOSED
         self.close_reason = reason
         if not was_up:
-            log.warning("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
-        elif requested:
+            if _benign_refusal(reason):  # the mesh makes these common: nothing to tally
+                log.info("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
+            elif self.on_handshake_failed is not None:
+                self._report_handshake_failure(reason)
+            else:
+                log.warning("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
+        elif requested or self._close_expected:
             log.info("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
         else:
             log.warning("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
@@ -837,6 +859,24 @@ class Connection:
         except Exception:
             log.exception("on_close_failed", local=self.config.name, peer=self._label())
 
+    def _report_handshake_failure(self, reason: str) -> None:
+        try:
+            self.on_handshake_failed(self, reason)  # type: ignore[misc]
+        except Exception:
+            log.exception("handshake_failure_report_failed", local=self.config.name, peer=self._label())
+
+
+#: Refusals that only say "another connection to this peer is (about to be) in use", or
+#: "this node is stopping" (`paxtor.actors.peers.NODE_STOPPING`).
+_BENIGN_REFUSALS = ("simultaneous_connect", "already_connected", "node_stopping")
+
+
+def _benign_refusal(reason: str) -> bool:
+    """A handshake refused because both nodes dialed each other, one is connected already,
+    or the acceptor is stopping: the mesh makes these common, and nothing is lost."""
+    head, _, detail = reason.partition(": ")
+    return head in ("not_admitted", "refused_by_peer") and detail in _BENIGN_REFUSALS
+
 
 def _raw_socket(sock: Any) -> Any:
     """The non-blocking stdlib socket inside a plain gevent socket, or None
@@ -858,14 +898,41 @@ def _set_nodelay(sock: Any) -> None:
         pass
 
 
+class ListenError(OSError):
+    """The listening socket could not be bound or opened (its errno is the cause's:
+    EADDRINUSE for a port in use), as opposed to any other start-up failure."""
+
+
+def bind_listener(host: str, port: int, backlog: int = 128) -> Any:
+    """A gevent TCP socket bound to (host, port) and listening (`ListenError` if it cannot be):
+    a node that must own its port before anything else binds it with this first."""
+    sock = gevent.socket.socket(_stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
+    try:
+        sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Listener:
     """Accepts connections on (host, port); each becomes an acceptor Connection.
 
-    `port=0` binds a free port; read the bound one from `.port`. Callbacks are
+    `port=0` binds a free port; read the bound one from `.port`. `sock`, a
+    socket from `bind_listener`, is used instead of binding one. Callbacks are
     passed to every accepted Connection (``on_close`` also runs for peers
-    that fail the handshake; their ``conn.peer`` is None). At most
-    `max_pending_handshakes` unauthenticated connections are held at once;
-    more are closed on arrival.
+    that fail the handshake; their ``conn.peer`` is None). Pending
+    (unauthenticated) connections are bounded: at most `max_pending_handshakes`
+    in all and `max_pending_per_source` per IP address; a newcomer is always
+    taken and the pending handshakes to drop are chosen by
+    `paxtor.actors.handshake_slots` (a flood evicts its own). Failed
+    handshakes are logged at most once per source and kind every
+    `failure_log_interval` seconds, then summed up (``handshake_failures_suppressed``).
     """
 
     def __init__(
@@ -878,34 +945,42 @@ class Listener:
         host: str = "127.0.0.1",
         port: int = 0,
         backlog: int = 128,
-        max_pending_handshakes: int = 64,
+        max_pending_handshakes: int = 128,
+        max_pending_per_source: int = 64,
+        failure_log_interval: float = 10.0,
+        sock: Any = None,
     ) -> None:
         self.config = config
         self.host = host
         self._requested_port = port
         self._backlog = backlog
         self._max_pending = max_pending_handshakes
+        self._max_per_source = max_pending_per_source
         self._on_message = on_message
         self._on_close = on_close
         self._on_up = on_up
         self._sock: Any = None
+        self._prebound = sock
         self._acceptor: gevent.Greenlet | None = None
+        self._flusher: gevent.Greenlet | None = None
         self._stopped = False
+        self._arrivals = 0
+        self._pending: dict[Connection, int] = {}  # handshaking connections -> arrival number
+        self._failures = FailureTally(failure_log_interval)
+        self.evicted = 0
+        """Pending handshakes dropped to make room (for tests and benchmarks)."""
         self.connections: set[Connection] = set()
         """Live connections accepted here (handshaking or up)."""
 
     def start(self) -> Listener:
         """Bind, listen and start accepting; returns self."""
-        sock = gevent.socket.socket(_stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
-        try:
-            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self._requested_port))
-            sock.listen(self._backlog)
-        except BaseException:
-            sock.close()
-            raise
+        if self._prebound is not None:
+            sock, self._prebound = self._prebound, None
+        else:
+            sock = bind_listener(self.host, self._requested_port, self._backlog)
         self._sock = sock
         self._acceptor = gevent.spawn(self._accept_loop)
+        self._flusher = gevent.spawn(self._flush_failures)
         log.debug("listener_started", local=self.config.name, host=self.host, port=self.port)
         return self
 
@@ -923,16 +998,15 @@ class Listener:
         if self._stopped:
             return
         self._stopped = True
-        if self._acceptor is not None:
-            self._acceptor.kill(block=False)
+        for greenlet in (self._acceptor, self._flusher):
+            if greenlet is not None:
+                greenlet.kill(block=False)
         if self._sock is not None:
             self._sock.close()
         if close_connections:
             for conn in list(self.connections):
                 conn.close(reason)
-
-    def _pending(self) -> int:
-        return sum(1 for c in self.connections if c.state == _HANDSHAKING)
+        self._log_suppressed(self._failures.drain())
 
     def _accept_loop(self) -> None:
         while not self._stopped:
@@ -945,23 +1019,70 @@ class Listener:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     gevent.sleep(0.1)  # out of descriptors: back off instead of spinning
                 continue
-            if self._pending() >= self._max_pending:
-                log.warning("handshake_refused", local=self.config.name, peer=f"{address[0]}:{address[1]}",
-                            reason="too many pending handshakes")
-                sock.close()
-                continue
+            self._make_room(address[0])
             conn = Connection(
                 self.config,
                 role="acceptor",
                 on_message=self._on_message,
                 on_close=self._closed,
-                on_up=self._on_up,
+                on_up=self._up,
                 sock=sock,
                 address=address[:2],
             )
+            conn.on_handshake_failed = self._handshake_failed
             self.connections.add(conn)
+            self._arrivals += 1
+            self._pending[conn] = self._arrivals
             conn.start()
+
+    def _make_room(self, source: str) -> None:
+        """Drop the pending handshakes `choose_evictions` picks, so a newcomer from `source` fits."""
+        if len(self._pending) < min(self._max_pending, self._max_per_source):
+            return  # the common case: nothing to choose
+        pending = [
+            Pending(conn, conn.address[0] if conn.address else "?", order, conn.greeted)
+            for conn, order in self._pending.items()
+            if conn.state is _HANDSHAKING
+        ]
+        victims = choose_evictions(
+            pending, source, max_pending=self._max_pending, max_per_source=self._max_per_source
+        )
+        for conn in victims:
+            self.evicted += 1
+            conn.close(f"handshake_evicted: {len(pending)} handshakes pending, room made for {source}")  # type: ignore[attr-defined]
+
+    def _handshake_failed(self, conn: Connection, reason: str) -> None:
+        source = conn.address[0] if conn.address else "?"
+        full, summary = self._failures.record(source, reason, time.monotonic())
+        if summary is not None:
+            self._log_suppressed([summary])
+        if full:
+            log.warning("handshake_failed", local=self.config.name, peer=conn._label(), role=conn.role, reason=reason)
+
+    def _flush_failures(self) -> None:
+        interval = self._failures.interval
+        while not self._stopped:
+            gevent.sleep(interval)
+            self._log_suppressed(self._failures.flush(time.monotonic()))
+
+    def _log_suppressed(self, summaries: list[Suppressed]) -> None:
+        for s in summaries:
+            log.warning(
+                "handshake_failures_suppressed",
+                local=self.config.name,
+                source=s.source,
+                kind=s.kind,
+                count=s.count,
+                seconds=round(time.monotonic() - s.since, 1),
+                last_reason=s.last_reason,
+            )
+
+    def _up(self, conn: Connection) -> None:
+        self._pending.pop(conn, None)
+        if self._on_up is not None:
+            self._on_up(conn)
 
     def _closed(self, conn: Connection, reason: str) -> None:
         self.connections.discard(conn)
+        self._pending.pop(conn, None)
         self._on_close(conn, reason)

@@ -15,11 +15,12 @@ from typing import Any
 import structlog
 
 from paxtor.actors.child_spec import ChildSpec, ChildStartError
-from paxtor.actors.gen_server import GenServer, Stop, call
+from paxtor.actors.gen_server import GenServer, call
 from paxtor.actors.ids import Pid
 from paxtor.actors.messages import Exit
 from paxtor.actors.primitives import self_pid, send, trap_exits
 from paxtor.actors.supervisor import (
+    RESTARTING,
     RestartIntensity,
     Supervisor,
     check_intensity,
@@ -88,9 +89,9 @@ class _DynamicSupervisorServer(GenServer):
         log_shutdown(self.me, spec, pid, reason)
         return ("ok", None)
 
-    def _call_which_children(self) -> list[tuple[Any, Pid | None, str]]:
+    def _call_which_children(self) -> list[tuple[Any, Pid | str, str]]:
         running = [(spec.id, pid, spec.type) for pid, spec in self.children.items()]
-        waiting = [(spec.id, None, spec.type) for spec in self.restarting.values()]
+        waiting = [(spec.id, RESTARTING, spec.type) for spec in self.restarting.values()]
         return running + waiting
 
     def _call_count_children(self) -> dict[str, int]:
@@ -101,9 +102,6 @@ class _DynamicSupervisorServer(GenServer):
         }
 
     def handle_cast(self, request: Any) -> None:
-        match request:
-            case ("stop", reason):  # from Supervisor.stop
-                raise Stop(reason)
         log.warning("supervisor_unexpected_cast", supervisor=self.me, request=request)
 
     def handle_info(self, msg: Any) -> None:
@@ -204,9 +202,12 @@ class DynamicSupervisor:
         """Stop the child `pid` per its shutdown and forget it."""
         unwrap(call(sup, ("terminate_child", pid), timeout=None), pid)
 
+    RESTARTING = RESTARTING
+
     @staticmethod
-    def which_children(sup: Any) -> list[tuple[Any, Pid | None, str]]:
-        """``[(spec id, pid or None while restarting, type), ...]``."""
+    def which_children(sup: Any) -> list[tuple[Any, Pid | str, str]]:
+        """``[(spec id, pid, type), ...]``; pid is `RESTARTING` for a child whose
+        restart failed and is tried again."""
         return call(sup, ("which_children",), timeout=None)
 
     @staticmethod

@@ -24,7 +24,12 @@ caller) exits while the server traps exits (set ``trap_exits()`` in init).
 
 `start`/`start_link` return once `init` has returned; if it raised or
 stopped they raise `StartError` in the starter (`AlreadyStarted` if the
-name is taken), and a `start_link` caller is not hit by the link.
+name is taken), and a `start_link` caller is not hit by the link. An `init`
+that returns `Ignore` starts nothing: the start returns None (OTP's
+``ignore``). ``timeout=`` (default: the class's `start_timeout`, None for
+ever) bounds the wait for `init`: past it the server is killed and the start
+raises ``StartError("timeout")``. `GenServer.stop(dest, reason)` stops a
+server from outside, running its `terminate` (OTP's ``gen_server:stop``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from paxtor.actors.messages import (
     CallTimeout,
     Down,
     Exit,
+    NoProc,
     ProcessExit,
     ReceiveTimeout,
     Reply,
@@ -52,13 +58,15 @@ from paxtor.actors.messages import (
     fast_frozen_init,
 )
 from paxtor.actors.mailbox import check_timeout
-from paxtor.actors.primitives import current_process, demonitor, send, spawn_opt, unlink
+from paxtor.actors.primitives import current_process, demonitor, exit, monitor, send, spawn_opt, unlink
 from paxtor.actors.registry import Via, register, resolve
 
 __all__ = [
     "GenServer",
     "NoReply",
+    "Ignore",
     "Stop",
+    "StopRequest",
     "Caller",
     "Call",
     "Cast",
@@ -70,25 +78,26 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
-class _NoReplyType:
-    """The type of `NoReply` (a singleton)."""
+class _Sentinel:
+    """A named singleton value (`NoReply`, `Ignore`): compared by identity, shown by name."""
 
-    _instance: _NoReplyType | None = None
+    __slots__ = ("_name",)
 
-    def __new__(cls) -> _NoReplyType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __repr__(self) -> str:
-        return "NoReply"
+        return self._name
 
     def __reduce__(self) -> str:
-        return "NoReply"
+        return self._name  # pickled by reference: the module attribute of that name
 
 
 #: Returned by `handle_call` to reply later with `reply(caller, value)`.
-NoReply = _NoReplyType()
+NoReply = _Sentinel("NoReply")
+#: Returned by `init` to start nothing: the start returns None and a supervisor
+#: keeps the child's spec without a process (OTP's ``ignore``).
+Ignore = _Sentinel("Ignore")
 
 _NO_REPLY: Any = object()
 _NO_ARG: Any = object()
@@ -135,6 +144,15 @@ class Cast:
     msg: Any
 
 
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """`GenServer.stop`'s request: the server runs `terminate(reason)` and exits with
+    `reason` when it reaches this message (OTP's ``sys:terminate``)."""
+
+    reason: Any
+
+
 def _is_normal_stop(reason: Any) -> bool:
     if reason.__class__ is str:
         return reason == NORMAL or reason == SHUTDOWN
@@ -144,10 +162,15 @@ def _is_normal_stop(reason: Any) -> bool:
 class GenServer:
     """Base class of generic servers; see the module docstring."""
 
+    #: Seconds `start`/`start_link` wait for `init` when they are given no timeout
+    #: (a supervisor starting the class by its child spec then gives up too); None: for ever.
+    start_timeout: float | None = None
+
     # -- callbacks (override) ----------------------------------------------
 
-    def init(self, *args: Any) -> None:
-        """Set up the state on `self`. Raise `Stop(reason)` to refuse to start."""
+    def init(self, *args: Any) -> Any:
+        """Set up the state on `self`. Raise `Stop(reason)` to refuse to start,
+        return `Ignore` to start nothing."""
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         """Answer `request`: return the reply (or `NoReply`)."""
@@ -167,14 +190,27 @@ class GenServer:
     # -- starting --------------------------------------------------------------
 
     @classmethod
-    def start_link(cls, *args: Any, name: str | Via | None = None) -> Pid:
-        """Start a server linked to the caller; returns after `init` returned."""
-        return _start(cls, args, name, link=True)
+    def start_link(cls, *args: Any, name: str | Via | None = None, timeout: float | None = None) -> Pid | None:
+        """Start a server linked to the caller; returns its pid after `init` returned
+        (None if `init` returned `Ignore`). Past `timeout` (default `start_timeout`)
+        the server is killed and this raises ``StartError("timeout")``."""
+        return _start(cls, args, name, link=True, timeout=timeout)
 
     @classmethod
-    def start(cls, *args: Any, name: str | Via | None = None) -> Pid:
-        """Start a server not linked to the caller; returns after `init` returned."""
-        return _start(cls, args, name, link=False)
+    def start(cls, *args: Any, name: str | Via | None = None, timeout: float | None = None) -> Pid | None:
+        """Start a server not linked to the caller; as `start_link` otherwise."""
+        return _start(cls, args, name, link=False, timeout=timeout)
+
+    @staticmethod
+    def stop(dest: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
+        """Stop the server `dest`: it runs ``terminate(reason)`` and exits with `reason`;
+        returns once it is gone (OTP's ``gen_server:stop/3``).
+
+        Raises `NoProc` if no process is there, `TimeoutError` if it is still
+        running after `timeout` seconds (None: wait for ever), and `CallError`
+        with the actual reason if it exited with another one (its `terminate` raised).
+        """
+        stop_process(dest, reason, timeout)
 
     @classmethod
     def child_spec(cls, arg: Any = _NO_ARG) -> Any:
@@ -196,6 +232,10 @@ class GenServer:
             cls = msg.__class__
             if cls is Exit and parent is not None and msg.pid == parent:
                 self._stop(msg.reason)  # the parent is gone (we trap exits): so are we
+            if cls is StopRequest:
+                if not _is_normal_stop(msg.reason):
+                    log.warning("gen_server_stopped", server=type(self).__name__, reason=repr(msg.reason))
+                self._stop(msg.reason)
             try:
                 if cls is Call:
                     result = self.handle_call(msg.request, msg.caller)
@@ -248,15 +288,16 @@ def _server_main(
     """Body of a GenServer process: register, init, ack the starter, serve."""
     me = current_process()
 
-    def fail(error: StartError, registered: bool = True) -> None:
+    def fail(outcome: Any, registered: bool = True) -> None:
+        """Tell the starter the start did not happen (an error, or `Ignore`)."""
         if registered and isinstance(name, Via):
             try:
                 name.module.unregister_name(name.key)
             except Exception:  # noqa: BLE001 - best effort, the start failed anyway
                 log.exception("via_unregister_failed", name=repr(name))
         if parent is not None:
-            unlink(parent)  # the starter gets the error, not the exit signal
-        send(starter, Reply(ack, error))
+            unlink(parent)  # the starter gets the outcome, not the exit signal
+        send(starter, Reply(ack, outcome))
 
     if name is not None:
         taken = _register(name, me.pid)
@@ -265,22 +306,31 @@ def _server_main(
             return
     try:
         server = cls()
-        server.init(*args)
+        result = server.init(*args)
     except Stop as stop:
         fail(StartError(stop.reason))
         raise ProcessExit(stop.reason) from None
     except Exception as exc:
         fail(StartError(exc))
         raise
+    if result is Ignore:
+        fail(Ignore)
+        return  # exits "normal"
     send(starter, Reply(ack, None))
     server._serve(parent)
 
 
-def _start(cls: type[GenServer], args: tuple[Any, ...], name: str | Via | None, link: bool) -> Pid:
+def _start(
+    cls: type[GenServer], args: tuple[Any, ...], name: str | Via | None, link: bool, timeout: float | None
+) -> Pid | None:
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"{cls!r} is not a GenServer subclass")
     if name is not None and not isinstance(name, (str, Via)):
         raise TypeError(f"name= takes a str or a Via, got {name!r}")
+    if timeout is None:
+        timeout = cls.start_timeout
+    if timeout is not None:
+        check_timeout(timeout)
     me = current_process()
     # The monitor's ref also tags the server's acknowledgement.
     ref = me.node.make_ref()
@@ -293,19 +343,64 @@ def _start(cls: type[GenServer], args: tuple[Any, ...], name: str | Via | None, 
             return m.ref == ref
         return link and c is Exit and m.pid == pid
 
-    msg = me.mailbox.receive(started)
-    demonitor(ref, flush=True)
+    try:
+        msg = me.mailbox.receive(started, timeout)
+    except ReceiveTimeout:
+        _abandon_start(pid, ref, link)
+        raise StartError("timeout") from None
     if msg.__class__ is Reply:
-        error = msg.value
-        if error is None:
+        outcome = msg.value
+        if outcome is None:
+            demonitor(ref, flush=True)
             return pid
-        if isinstance(error.reason, BaseException):
-            raise error from error.reason
-        raise error
+        _await_down(ref)  # gone, and its name free again, before the starter hears of it
+        if outcome is Ignore:
+            return None
+        if isinstance(outcome.reason, BaseException):
+            raise outcome from outcome.reason
+        raise outcome
+    demonitor(ref, flush=True)
     # Died before acking (killed during init): consume what the link sent.
     if link:
         me.mailbox.remove_if(lambda m: m.__class__ is Exit and m.pid == pid)
     raise StartError(msg.reason)
+
+
+def _await_down(ref: Ref) -> Any:
+    """Wait for the Down of monitor `ref`; its reason."""
+    down = current_process().mailbox.receive(lambda m: m.__class__ is Down and m.ref == ref)
+    return down.reason
+
+
+def _abandon_start(pid: Pid, ref: Ref, link: bool) -> None:
+    """A start timed out: unlink (the kill must not reach the starter), kill the server,
+    wait until it is gone, and drop whatever it sent meanwhile (its ack, its exit)."""
+    if link:
+        unlink(pid)
+    exit(pid, "kill")
+    _await_down(ref)
+    mailbox = current_process().mailbox
+    mailbox.remove_if(lambda m: (m.__class__ is Reply and m.ref == ref) or (m.__class__ is Exit and m.pid == pid))
+
+
+def stop_process(dest: Any, reason: Any, timeout: float | None) -> None:
+    """`GenServer.stop` (and `Supervisor.stop`): ask `dest` to stop, wait for its Down."""
+    if timeout is not None:
+        check_timeout(timeout)
+    target = dest if dest.__class__ is Pid else resolve(dest)
+    if target is None:
+        raise NoProc(dest, "no server to stop")
+    ref = monitor(target)
+    send(target, StopRequest(reason))
+    try:
+        down = current_process().mailbox.receive(lambda m: m.__class__ is Down and m.ref == ref, timeout)
+    except ReceiveTimeout:
+        demonitor(ref, flush=True)
+        raise TimeoutError(f"{dest!r} did not stop within {timeout}s") from None
+    if down.reason == NOPROC:
+        raise NoProc(dest, "no server to stop")
+    if down.reason != reason:
+        raise CallError(down.reason, dest, StopRequest(reason))
 
 
 # -- client side -------------------------------------------------------------------------

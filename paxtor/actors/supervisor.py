@@ -18,11 +18,10 @@ from typing import Any
 import structlog
 
 from paxtor.actors.child_spec import ChildSpec, ChildStartError, Shutdown, is_normal_exit
-from paxtor.actors.gen_server import GenServer, Stop, call, cast
+from paxtor.actors.gen_server import GenServer, Stop, call, stop_process
 from paxtor.actors.ids import Pid
-from paxtor.actors.messages import Down, Exit, NoProc, ReceiveTimeout, StartError
+from paxtor.actors.messages import Down, Exit, ReceiveTimeout, StartError
 from paxtor.actors.primitives import (
-    demonitor,
     exit,
     monitor,
     receive,
@@ -40,11 +39,15 @@ __all__ = [
     "shutdown_child",
     "shutdown_children",
     "STRATEGIES",
+    "RESTARTING",
 ]
 
 log = structlog.get_logger(__name__)
 
 STRATEGIES: tuple[str, ...] = ("one_for_one", "one_for_all", "rest_for_one")
+#: `which_children`'s pid for a child whose restart failed and is tried again (OTP's
+#: ``restarting``); a child that is stopped has None (OTP's ``undefined``).
+RESTARTING = "restarting"
 
 
 class SupervisorError(RuntimeError):
@@ -252,8 +255,8 @@ class _SupervisorServer(GenServer):
     def handle_call(self, request: Any, caller: Any) -> Any:
         return dispatch(self, request, _REQUESTS)
 
-    def _call_which_children(self) -> list[tuple[Hashable, Pid | None, str]]:
-        return [(c.id, c.pid, c.spec.type) for c in self.children]
+    def _call_which_children(self) -> list[tuple[Hashable, Pid | str | None, str]]:
+        return [(c.id, RESTARTING if c.restarting else c.pid, c.spec.type) for c in self.children]
 
     def _call_count_children(self) -> dict[str, int]:
         return count_by_type(c.spec.type for c in self.children) | {
@@ -312,9 +315,6 @@ class _SupervisorServer(GenServer):
         return ("ok", child.pid)
 
     def handle_cast(self, request: Any) -> None:
-        match request:
-            case ("stop", reason):  # from Supervisor.stop
-                raise Stop(reason)
         log.warning("supervisor_unexpected_cast", supervisor=self.me, request=request)
 
     # -- signals -------------------------------------------------------------
@@ -480,9 +480,13 @@ class Supervisor:
             type="supervisor",
         )
 
+    RESTARTING = RESTARTING
+
     @staticmethod
-    def which_children(sup: Any) -> list[tuple[Hashable, Pid | None, str]]:
-        """``[(id, pid or None, type), ...]`` in start order."""
+    def which_children(sup: Any) -> list[tuple[Hashable, Pid | str | None, str]]:
+        """``[(id, pid, type), ...]`` in start order; pid is None for a stopped child
+        (or one whose init returned `Ignore`), `RESTARTING` for one whose restart
+        failed and is tried again."""
         return call(sup, ("which_children",), timeout=None)
 
     @staticmethod
@@ -513,17 +517,9 @@ class Supervisor:
 
     @staticmethod
     def stop(sup: Any, reason: Any = "normal", timeout: float | None = None) -> None:
-        """Stop the supervisor (children first, in reverse order) and wait
-        until it has exited."""
-        ref = monitor(sup)
-        cast(sup, ("stop", reason))
-        try:
-            down = receive(match=lambda m: isinstance(m, Down) and m.ref == ref, timeout=timeout)
-        except ReceiveTimeout:
-            demonitor(ref, flush=True)
-            raise TimeoutError(f"supervisor {sup!r} did not stop within {timeout}s") from None
-        if down.reason == "noproc":
-            raise NoProc(sup, "no supervisor to stop")
+        """Stop the supervisor (children first, in reverse order) and wait until it has
+        exited; errors as `GenServer.stop` (NoProc, TimeoutError)."""
+        stop_process(sup, reason, timeout)
 
 
 def unwrap(result: tuple, child_id: Any) -> Any:

@@ -7,7 +7,11 @@ answers lease heartbeats at once (lease state is volatile by design). Every
 once: the lease veto then admits releases of the earlier one's pids).
 
 This node's own proposer votes through `LocalAcceptor` directly, without a
-message to this process. The tombstone collectors of the voters call it:
+message to this process. When the acceptor log fails (a full disk), this
+process tries `LocalAcceptor.resume` after `RESUME_FIRST` seconds, then
+twice as long each time up to `RESUME_MAX`, in a greenlet of its own (the
+files may take a while; heartbeats are answered meanwhile). The tombstone
+collectors of the voters call it:
 ``("tombstones", bucket, keys)`` (which it holds durably) and ``("collect",
 bucket, ((key, ballot), ...))`` (drop those). Voter changes and catch-up
 (`paxtor.paxos.reconfig`) call it too, each answered once durable:
@@ -31,6 +35,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import gevent
 import structlog
 
 from paxtor.actors import GenServer, NoReply, reply
@@ -40,7 +45,10 @@ from paxtor.actors.ids import Pid
 from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import Collected, LogRecord, MemberState
 from paxtor.paxos.ballot import Ballot
-from paxtor.paxos.envelopes import ACCEPTOR_NAME, LeaseHeartbeat
+from paxtor.actors.primitives import self_pid
+from paxtor.actors.timers import send_after
+from paxtor.paxos.envelopes import ACCEPTOR_NAME, LeaseHeartbeat, Timer
+from paxtor.paxos.local_acceptor import LOG_FAILED
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import REQUEST_TAGS, pack_reply, unpack_request
@@ -53,6 +61,10 @@ log = structlog.get_logger(__name__)
 PAGE_BYTES = 1 << 20
 #: An unread snapshot is dropped after this long.
 SNAPSHOT_TTL = 120.0
+#: Seconds from a log failure to the first attempt to resume, and the longest wait between two.
+RESUME_FIRST = 1.0
+RESUME_MAX = 60.0
+_RESUME = "resume"
 
 
 class AcceptorServer(GenServer):
@@ -71,7 +83,11 @@ class AcceptorServer(GenServer):
         self.deliver = node.local.deliver_message
         self._snapshots: dict[int, tuple[list[LogRecord], float]] = {}
         self._next_token = 0
+        self.me = self_pid()
+        self.resume_wait: float | None = None  # set while resuming is scheduled or running
         monitor_nodes(True)
+        if self.voting.failed:
+            self._schedule_resume()
 
     def handle_info(self, msg: Any) -> None:
         cls = msg.__class__
@@ -91,6 +107,30 @@ class AcceptorServer(GenServer):
                 self.deliver(sender, ack)
         elif cls is NodeUp:
             self.voting.heard(msg.node, msg.incarnation)
+        elif msg == LOG_FAILED:
+            self._schedule_resume()
+        elif cls is Timer and msg.kind == _RESUME:
+            gevent.spawn(self._resume, self.voting, self.node.local, self.me)
+        elif cls is tuple and msg[:1] == (_RESUME,):
+            self._resumed(msg[1])
+
+    def _schedule_resume(self) -> None:
+        if self.resume_wait is None:
+            self.resume_wait = RESUME_FIRST
+            send_after(self.node.local, self.me, self.resume_wait, Timer(_RESUME, None))
+
+    @staticmethod
+    def _resume(voting: Any, local: Any, me: Pid) -> None:
+        """In a greenlet of its own: one attempt; its outcome goes back to the acceptor process."""
+        local.deliver_message(me, (_RESUME, voting.resume()))
+
+    def _resumed(self, ok: bool) -> None:
+        if ok or not self.voting.failed:
+            self.resume_wait = None
+            return
+        self.resume_wait = min(RESUME_MAX, (self.resume_wait or RESUME_FIRST) * 2)
+        log.warning("acceptor_resume_later", node=self.name, retry_in=self.resume_wait)
+        send_after(self.node.local, self.me, self.resume_wait, Timer(_RESUME, None))
 
     def handle_call(self, request: Any, caller: Any) -> Any:
         voting = self.voting
@@ -108,6 +148,8 @@ class AcceptorServer(GenServer):
             ):
                 return voting.collect(bucket, tombstones) if voting.acceptor.voting else 0
             case ("install", str(cluster), VoterConfig() as config):
+                if cluster != self.node.cluster:
+                    return None  # another cluster's configuration (or none yet): not installed
                 self.node.install_config(config, lambda: reply(caller, voting.acceptor.config_version))
                 return NoReply
             case ("snapshot", ballot) if ballot is None or isinstance(ballot, Ballot):

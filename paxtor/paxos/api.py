@@ -6,7 +6,9 @@ term is read from the node's lease clock), so it works from any process or
 adopted greenlet, and raises `NotRunning` on a node where PaxosKV is not
 started. Keys are any hashable value the wire can carry (str, int, bytes,
 tuples of them, pids...); values are any value the wire can carry. Both are
-checked before anything is sent.
+checked before anything is sent. Two keys are the same key when they are
+equal in Python (``1``, ``True`` and ``1.0`` are one key; `paxos.keys`); a
+NaN inside a key is a ValueError.
 
 Linearizable by default: `get`, `pid_of`, `node_of`, `epoch_of` run an
 identity round; ``stale=True`` reads the local acceptor instead (a voter's
@@ -29,9 +31,10 @@ from paxtor.paxos.acceptor import KeyRecord
 from paxtor.paxos.bucket import DEFAULT_BUCKET, check_bucket_name
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, PROPOSER_NAME
 from paxtor.paxos.errors import NoQuorum, NotRunning
+from paxtor.paxos.keys import canonical_key
 from paxtor.paxos.paxos_node import open_paxos_node
 from paxtor.paxos.proposer_server import ProposeRequest
-from paxtor.paxos.wire_format import MAX_ENCODED_SIZE
+from paxtor.paxos.request_size import check_length, encode_within, node_request_limit
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register, identity, put_if_empty
 
 __all__ = [
@@ -63,17 +66,20 @@ def _call(name: str, request: Any, timeout: float | None) -> Any:
         raise
 
 
-def _check_key(key: Any) -> None:
+def _check_key(key: Any, limit: int) -> tuple[Any, int]:
+    """The key as PaxosKV keeps it (`canonical_key`) and its encoded size; TypeError for a key
+    that is not hashable or not encodable, ValueError for a NaN in it or one over ``limit``."""
     try:
         hash(key)
     except TypeError:
         raise TypeError(f"a PaxosKV key must be hashable (use a tuple, not a list), got {key!r}") from None
+    check_length(key, limit, "the key")
+    key = canonical_key(key)
     try:
-        size = len(encode(key))
-    except (TypeError, ValueError) as exc:
+        data = encode_within(key, limit, "the key")
+    except TypeError as exc:
         raise TypeError(f"a PaxosKV key must be a value the wire can carry: {exc}") from None
-    if size > MAX_ENCODED_SIZE:
-        raise ValueError(f"a PaxosKV key is at most {MAX_ENCODED_SIZE} bytes encoded, got {size}")
+    return key, len(data)
 
 
 #: Value types `put` and `get` need not copy: nothing can change them in place.
@@ -125,7 +131,7 @@ def propose(
     `get` copy values in and out.)
     """
     check_bucket_name(bucket)
-    _check_key(key)
+    key, _ = _check_key(key, node_request_limit())
     check_timeout(timeout)
     if not callable(change):
         raise TypeError(f"change must be a function Register -> Register, got {change!r}")
@@ -153,24 +159,25 @@ def put(
     under this node's lease: a lease loss kills the pid ("lease_expired"),
     and so does the value's release for any other reason than the pid's own
     exit (``until`` passed, the parent was erased): the pid may still act as
-    the key's owner, as a lock holder would. Values and keys are at most
-    `MAX_ENCODED_SIZE` bytes encoded (ValueError); the value is copied, so
-    the caller may go on changing its object.
+    the key's owner, as a lock holder would. The key and value together are at
+    most the node's ``max_request_bytes`` encoded (1.5 MiB by default; ValueError,
+    before anything is sent); the value is copied, so the caller may go on
+    changing its object.
     """
     check_bucket_name(bucket)
-    _check_key(key)
+    limit = node_request_limit()
+    key, spent = _check_key(key, limit)
     check_timeout(timeout)
     if parent is not None:
-        _check_key(parent)
+        parent, parent_size = _check_key(parent, limit)
+        spent += parent_size
     binding = None
     if pid is not None or node is not None or parent is not None or until is not None:
         binding = Binding(pid, node, parent, until)
     try:
-        data = encode(value)
-    except (TypeError, ValueError) as exc:
+        data = encode_within(value, limit, "the key and value", already=spent)
+    except TypeError as exc:
         raise TypeError(f"a PaxosKV value must be a value the wire can carry: {exc}") from None
-    if len(data) > MAX_ENCODED_SIZE:
-        raise ValueError(f"a PaxosKV value is at most {MAX_ENCODED_SIZE} bytes encoded, got {len(data)}")
     if value.__class__ not in _IMMUTABLE:
         value = decode(data)  # PaxosKV's own copy: the caller may go on mutating its object
     here = current_node()
@@ -183,7 +190,7 @@ def put(
 
 def _read(key: Hashable, bucket: str, stale: bool, timeout: float | None) -> Register:
     check_bucket_name(bucket)
-    _check_key(key)
+    key, _ = _check_key(key, node_request_limit())
     check_timeout(timeout)
     if stale and whereis(ACCEPTOR_NAME) is not None:
         record: KeyRecord = _call(ACCEPTOR_NAME, ("read", bucket, key), _DEFAULT_CALL_TIMEOUT)

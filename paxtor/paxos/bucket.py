@@ -36,9 +36,15 @@ DEFAULT_BUCKET = "default"
 OnRelease = Callable[[str, Hashable, Register], None]
 
 
+#: Bucket names travel in every message of a round: short names only.
+MAX_BUCKET_NAME = 255
+
+
 def check_bucket_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise TypeError(f"a bucket name is a non-empty str, got {name!r}")
+    if len(name) > MAX_BUCKET_NAME:
+        raise ValueError(f"a bucket name is at most {MAX_BUCKET_NAME} characters, got {len(name)}")
     return name
 
 

@@ -15,8 +15,15 @@ from pathlib import Path
 from paxtor.paxos.collection import max_request_time
 from paxtor.paxos.lease import silence_threshold
 from paxtor.paxos.voter_config import check_voter_names
+from paxtor.paxos.wire_format import MAX_ENCODED_SIZE
 
-__all__ = ["PaxosConfig", "numbered_voters"]
+__all__ = ["PaxosConfig", "numbered_voters", "MAX_REQUEST_BYTES"]
+
+#: The default largest request (key and value, encoded): etcd's 1.5 MiB (its
+#: ``--max-request-bytes``), about ZooKeeper's 1 MB znode (``jute.maxbuffer``).
+MAX_REQUEST_BYTES = 3 * 2**19
+#: The smallest `max_request_bytes` a node takes: room for a lock's register.
+MIN_REQUEST_BYTES = 2**12
 
 
 def numbered_voters(cluster_size: int) -> tuple[str, ...]:
@@ -54,6 +61,11 @@ class PaxosConfig:
     request retries for longer than about half of it (its op mark must outlive it).
     ``resume_change_after``: a change of the voters found half-way (a joint
     configuration) this long is finished by a voter (its coordinator died).
+    ``max_request_bytes``: the most a request's key and value (or the register a
+    change function makes) may take encoded; more is a ValueError in the caller,
+    before anything is sent. Every message of a round carries them, every voter
+    logs them: the bound keeps one caller from stalling the node's loop (and
+    costing every owner on it its lease). At most `MAX_ENCODED_SIZE` (a frame).
     """
 
     voters: tuple[str, ...]
@@ -74,6 +86,7 @@ class PaxosConfig:
     compact_min_bytes: int = 1 << 20
     tombstone_ttl: float | None = 60.0
     resume_change_after: float = 30.0
+    max_request_bytes: int = MAX_REQUEST_BYTES
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -95,6 +108,11 @@ class PaxosConfig:
             raise ValueError("heartbeat_interval must be shorter than the lease")
         if self.margin < 0 or self.max_drift < 0 or self.bucket_grace < 0:
             raise ValueError("margin, max_drift and bucket_grace must be >= 0")
+        size = self.max_request_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or not MIN_REQUEST_BYTES <= size <= MAX_ENCODED_SIZE:
+            raise ValueError(
+                f"max_request_bytes must be an int from {MIN_REQUEST_BYTES} to {MAX_ENCODED_SIZE}, got {size!r}"
+            )
 
     @property
     def silence(self) -> float:

@@ -11,7 +11,11 @@ Duties (from `paxtor.paxos.acceptor`'s contract):
   fsync is in flight. Replies for other keys do not wait: a promise covered
   by the floor answers at once, whatever else is being synced;
 - if the log fails, the acceptor stops voting (it answers nothing more;
-  silence never harms Paxos safety).
+  silence never harms Paxos safety) and tells the acceptor process
+  (`LOG_FAILED`), which calls `resume` until the disk takes writes again:
+  the state, frozen since (nothing is voted while failed), is made durable
+  whole (`AcceptorLog.resume`), and only then does it vote again. Replies
+  that waited for the failed records are dropped: their proposers retry.
 
 Two processes use it, in the one hub thread of the node (a call never
 yields, so calls never interleave): the acceptor process, for rounds of
@@ -49,14 +53,14 @@ from paxtor.paxos.acceptor import (
     PromiseFloor,
 )
 from paxtor.paxos.ballot import Ballot
-from paxtor.paxos.envelopes import BINDINGS_NAME, AcceptedNotice
+from paxtor.paxos.envelopes import ACCEPTOR_NAME, BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.log_codec import encode_log_record
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.register import Register
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import pack_reply
 
-__all__ = ["LocalAcceptor"]
+__all__ = ["LocalAcceptor", "LOG_FAILED"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +71,8 @@ Waiting = list[tuple[Any, Any]]  # (pid to reply to | None for the binding watch
 
 _FLOOR = ("", object())  # the slot of `PromiseFloor` records: no (bucket, key) equals it
 _MEMBER = ("", object())  # the slot of `MemberState` records
+#: To the acceptor process when the log failed: it starts trying `LocalAcceptor.resume`.
+LOG_FAILED = ("paxos_acceptor", "log_failed")
 
 
 class LocalAcceptor:
@@ -90,6 +96,7 @@ class LocalAcceptor:
         self._deliver_named = local.deliver_named
         self._watched = watched
         self._should_compact = compact or (lambda lg: lg.should_compact())
+        acceptor_log.on_failure = self._log_failed
         # per slot (a key, or _FLOOR) with a record in flight: (append number, what waits for it)
         self._tails: dict[Any, tuple[int, Waiting]] = {}
         self._appends = 0
@@ -349,7 +356,34 @@ class LocalAcceptor:
     def _stop_voting(self, exc: Exception) -> None:
         if not self.failed:
             self.failed = True
-            log.error("acceptor_stopped_voting", node=self.name, error=repr(exc))
+            log.error(
+                "acceptor_stopped_voting",
+                node=self.name,
+                error=repr(exc),
+                directory=str(self._log.directory),
+                action="free space on its disk (or fix it): this voter resumes by itself once writes "
+                "succeed; a restart also resumes it, from its log, which holds every vote it answered",
+            )
+            self._deliver_named(ACCEPTOR_NAME, self.name, LOG_FAILED)
+
+    def _log_failed(self, failure: Exception) -> None:
+        """The log's failure callback (in its writer greenlet): stop voting now, not at the next vote."""
+        self._stop_voting(failure)
+
+    def resume(self) -> bool:
+        """Vote again if the log can be made whole (`AcceptorLog.resume` with this acceptor's
+        state); False, and still not voting, while the disk refuses. Blocks while it writes."""
+        if not self.failed:
+            return True
+        try:
+            self._log.resume(encode_log_record(record) for record in self.acceptor.snapshot())
+        except (OSError, AcceptorLogError) as exc:
+            log.warning("acceptor_resume_failed", node=self.name, error=repr(exc), directory=str(self._log.directory))
+            return False
+        self._tails.clear()  # their replies waited for records that were never durable: dropped
+        self.failed = False
+        log.info("acceptor_resumed_voting", node=self.name, keys=self.acceptor.key_count())
+        return True
 
     def _maybe_compact(self) -> None:
         durable_log = self.durable_log

@@ -232,6 +232,14 @@ class Layout:
     temporaries: tuple[str, ...]  # unfinished snapshot files (interrupted compaction)
 
 
+def generation_of(name: str) -> int | None:
+    """The generation in a segment's, snapshot's or temporary's file name; None for other files."""
+    match = _SEGMENT_RE.match(name) or _SNAPSHOT_RE.match(name) or _TEMP_RE.match(name)
+    if match is None:
+        return None
+    return int(name.split("-", 1)[1].split(".", 1)[0])
+
+
 def plan_layout(names: Iterable[str]) -> Layout:
     """Decide replay order from file names alone; refuse a directory with a gap.
 

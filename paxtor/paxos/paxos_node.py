@@ -21,6 +21,10 @@ writer, the owner named beside each field, and readers that never mutate.
   each connected peer said of itself, and the voters known not to vote yet.
   A node proposes nothing before it knows a configuration: quorums are counted
   against it (`paxtor.paxos.voter_config`).
+- ``counters`` (owner: the proposer): what its rounds did, for metrics.
+- ``lease_watchers`` / ``quorum_watchers`` (owner: whoever subscribes; read
+  by the lease keeper / the membership server): local pids told of every
+  `LeaseGained` / `LeaseLost`, and every `QuorumChange`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from paxtor.paxos.acceptor import Acceptor, LogRecord
 from paxtor.paxos.ballot import NodeId
 from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
 from paxtor.paxos.config import PaxosConfig
+from paxtor.paxos.counters import ProposerCounters
 from paxtor.paxos.lease import LeaseClock, SilenceTracker
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.log_codec import LogRecordCorrupt, decode_log_record
@@ -97,6 +102,12 @@ class PaxosNode:
         # owner: the binding watcher
         self.buckets: dict[str, BucketSpec] = {DEFAULT_BUCKET: BucketSpec(DEFAULT_BUCKET)}
         self.watched: set[Slot] = set()
+        # owner: the proposer
+        self.counters = ProposerCounters()
+        # owner: the subscriber (paxtor.observe); read by the lease keeper
+        self.lease_watchers: set[Pid] = set()
+        # owner: the subscriber (paxtor.observe); read by the membership server
+        self.quorum_watchers: set[Pid] = set()
         self._opened = False
 
     def __repr__(self) -> str:

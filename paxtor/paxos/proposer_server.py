@@ -95,7 +95,8 @@ from paxtor.paxos.proposer import (
 )
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
 from paxtor.actors.timers import TimerHandle, send_after
-from paxtor.paxos.wire_format import MAX_ENCODED_SIZE, REPLY_TAGS, pack_request, unpack_reply
+from paxtor.paxos.request_size import encode_within
+from paxtor.paxos.wire_format import REPLY_TAGS, pack_request, unpack_reply
 
 __all__ = ["ProposerServer", "ProposeRequest"]
 
@@ -186,6 +187,7 @@ class ProposerServer(GenServer):
         self.deliver = node.local.deliver_message
         self.deliver_named = node.local.deliver_named
         self.voting = node.local_acceptor  # this node's own vote: no message hop
+        self.counters = node.counters
         # op numbers must never repeat within this node incarnation, across restarts of this process
         self._op = time.monotonic_ns()
 
@@ -251,6 +253,10 @@ class ProposerServer(GenServer):
             self._set_timer(slot_key, slot, wait, _NOQUORUM_WAIT)
             return
         slot.waiting = False
+        counters = self.counters
+        counters.rounds += 1
+        if pending.attempt:
+            counters.retries += 1
         self._op += 1
         mark = pending.change.begin(self._op, term)
         request = pending.request
@@ -325,6 +331,7 @@ class ProposerServer(GenServer):
         elif cls is Promise:
             step = round_.on_promise(voter, msg)
         elif cls is Nack:
+            self.counters.nacks += 1
             self._learn_from(voter, msg)
             # voters that are down cannot answer: with them a remote nack may decide the round now
             # (not the local vote's, answered inside this very dispatch: a retry must not recurse)
@@ -366,8 +373,7 @@ class ProposerServer(GenServer):
                 if msg.__class__ is Accept:
                     if not pending.request.checked:
                         try:
-                            if len(encode(msg.register)) > MAX_ENCODED_SIZE:
-                                raise ValueError(f"the register is over {MAX_ENCODED_SIZE} bytes encoded")
+                            self._check_size(pending.request.key, msg.register)
                         except (TypeError, ValueError) as exc:
                             self._reject(slot_key, slot, exc)
                             return False
@@ -392,6 +398,12 @@ class ProposerServer(GenServer):
         if own_vote is not None:
             self._vote_here(slot_key, slot, own_vote)
         return True
+
+    def _check_size(self, key: Hashable, register: Register) -> None:
+        """ValueError if the key and the register a change made exceed ``max_request_bytes``
+        (so every message of the round fits a frame); TypeError if they cannot be encoded."""
+        limit = self.node.config.max_request_bytes
+        encode_within(register, limit, "the key and the register the change made", already=len(encode(key)))
 
     def _vote_here(self, slot_key: Slot, slot: _KeySlot, msg: Any) -> None:
         """This node's acceptor votes at once; its answer comes back now, or once durable."""
@@ -469,10 +481,14 @@ class ProposerServer(GenServer):
         self.state.on_decision(round_, decision)
         pending = slot.active
         assert pending is not None
-        if decision.outcome == CONFLICT:
-            self.state.observe(self._skip_ahead(decision.highest_seen, pending.attempt))
         outcome = decision.outcome
+        if outcome == CONFLICT:
+            self.counters.conflicts += 1
+            self.state.observe(self._skip_ahead(decision.highest_seen, pending.attempt))
+        elif outcome == VETOED:
+            self.counters.vetoed += 1
         if outcome == CHOSEN:
+            self.counters.chosen += 1
             register = decision.register
             assert register is not None
             adopted = pending.change.adopted
@@ -607,6 +623,7 @@ class ProposerServer(GenServer):
     def _fail_no_quorum(self, slot_key: Slot, slot: _KeySlot, why: str) -> None:
         pending = slot.active
         assert pending is not None
+        self.counters.no_quorum += 1
         request = pending.request
         config = self.node.voter_config
         voters = config.describe() if config is not None else "not known yet"

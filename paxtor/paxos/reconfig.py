@@ -132,8 +132,11 @@ def reseat(node: PaxosNode) -> None:
         node.install_config(now_config)  # the cluster moved on: start again from there
         log.info("catch_up_deferred", node=node.name, reason=f"the voters are now {now_config.describe()}")
         return
-    for source in sources:
-        call((ACCEPTOR_NAME, source), ("install", node.cluster, new), timeout=CALL_TIMEOUT)
+    try:  # every source must have installed it: together they end the old version's rounds
+        install_on(node, new, started + CALL_TIMEOUT, enough=lambda acks: set(sources) <= set(acks))
+    except api.NoQuorum as exc:
+        log.info("catch_up_deferred", node=node.name, reason=str(exc)[:200])
+        return
     node.install_config(new)
     read = read_state(sources)
     done = gevent.event.Event()

@@ -21,14 +21,28 @@ records for it (the caller encodes them) and tells it when they are durable.
   On a loaded node the hand-off to a thread and back (an OS wake-up, the
   GIL, a wake-up of the hub) cost about as much as a fast fsync itself and
   capped the node's rounds per second; blocking the hub for a fraction of a
-  millisecond costs less. One slow fsync moves later ones to the thread;
-  fast ones there move them back. ``inline_sync_limit=0`` keeps every
-  fsync on the thread.
+  millisecond costs less. One slow fsync moves later ones to the thread
+  (the hub must not wait on a slow disk twice); they move back only once
+  the average has fallen under half the limit and at least `SYNC_DWELL`
+  syncs ran on the thread (`SyncPlacement`: without that margin, a disk
+  hovering near the limit moved them back and forth every few syncs).
+  ``inline_sync_limit=0`` keeps every fsync on the thread.
 - Fail-stop: if a write or fsync fails (ENOSPC, EIO), no callback of the
   failed batch or any later one fires, the log logs `acceptor_log_failed` and
   every further `append` raises `AcceptorLogFailed`. An acceptor that cannot
   persist must stop voting. A failed fsync is never retried: after one the
-  kernel may already have dropped the dirty pages.
+  kernel may already have dropped the dirty pages, and what a read of the
+  file shows past the last successful fsync proves nothing.
+- Resuming (`resume`): the caller hands over its whole state, and the log
+  makes it durable without trusting anything written since the last
+  successful fsync. It cuts the current segment back to the end of that
+  fsync (the acknowledged records) and syncs the cut, removes what failed
+  rotations or earlier attempts left past it, starts a new segment <g+1>
+  and installs snapshot <g+1> of the state, as a compaction does; then it
+  takes appends again. A crash at any step leaves a directory that replays
+  to the acknowledged records, or to the whole state; nothing acknowledged
+  is ever lost, and the records of the failed batches were never
+  acknowledged. If the disk still refuses, the log stays failed.
 - Replay (`open` then `records()`): the snapshot, then the segments after it.
   A torn tail of the LAST segment (a bad or partial frame with nothing valid
   after it: the crash cut the last batch, whose callbacks never fired) is cut
@@ -58,6 +72,7 @@ import errno
 import fcntl
 import os
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -80,6 +95,7 @@ from paxtor.paxos.log_format import (
     ParsedFile,
     encode_header,
     encode_record,
+    generation_of,
     parse_file,
     plan_layout,
     segment_name,
@@ -93,7 +109,9 @@ __all__ = [
     "AcceptorLogError",
     "AcceptorLogFailed",
     "Durability",
+    "SyncPlacement",
     "Ticket",
+    "SYNC_BUCKETS",
     "fsync_directory",
     "make_directory_durably",
 ]
@@ -109,6 +127,42 @@ _LOCK_FILE = "LOCK"
 INLINE_SYNC_LIMIT = 0.002
 SETTLE_LIMIT = 0.0005
 _SYNC_AVERAGE_WEIGHT = 0.2  # of the newest fsync in the running average
+#: Syncs on the thread before they may move back to the hub, and how far under the limit
+#: the average must be by then (hysteresis: see `SyncPlacement`).
+SYNC_DWELL = 16
+SYNC_BACK_BELOW = 0.5
+
+
+class SyncPlacement:
+    """Where the log's write+fsync runs: in the hub (``inline``) or on the sync thread (pure).
+
+    To the thread as soon as the running average of recent syncs reaches
+    `limit`; back to the hub once it is under ``limit * SYNC_BACK_BELOW`` and
+    at least `SYNC_DWELL` syncs ran on the thread since the move.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.average = 0.0  # seconds per write+fsync, recent ones weighted most
+        self.inline = limit > 0
+        self._since_move = 0
+
+    def observe(self, took: float) -> bool:
+        """Account one sync that took `took` seconds; True if the placement moved."""
+        self.average += _SYNC_AVERAGE_WEIGHT * (took - self.average)
+        self._since_move += 1
+        if self.inline:
+            move = self.average >= self.limit
+        else:
+            move = self.average < self.limit * SYNC_BACK_BELOW and self._since_move >= SYNC_DWELL
+        if move:
+            self.inline = not self.inline
+            self._since_move = 0
+        return move
+
+
+#: upper bounds (seconds) of the write+fsync latency histogram (`AcceptorLog.sync_histogram`)
+SYNC_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class AcceptorLogError(Exception):
@@ -316,7 +370,8 @@ class AcceptorLog:
         self.fsync_count = 0  # fsyncs of appended records (one per batch)
         self._fsync = fsync
         self._write = write
-        self._on_failure = on_failure
+        #: called (in the writer greenlet) when a write or fsync fails; may be set after open
+        self.on_failure = on_failure
         self._step_hook = step_hook
         self._lock_fd = lock_fd
         self._records: list[bytes] = recovered.records if recovered else []
@@ -333,8 +388,10 @@ class AcceptorLog:
         self._wakeup = gevent.event.Event()
         self._sync_thread = _SyncThread(self._hub) if durability == "fsync" else None
         self._settle = _Settle(self._hub, settle_limit) if durability == "fsync" and settle_limit > 0 else None
-        self._inline_sync_limit = inline_sync_limit
-        self._sync_average = 0.0  # seconds per write+fsync, recent batches weighted most
+        self._placement = SyncPlacement(inline_sync_limit)
+        #: batches per latency bucket (`SYNC_BUCKETS`, the last one: over them all), and their total seconds
+        self.sync_histogram = [0] * (len(SYNC_BUCKETS) + 1)
+        self.sync_seconds = 0.0
         self._writer = gevent.spawn(self._run_writer)
 
     # --- opening and replay -------------------------------------------------
@@ -477,19 +534,20 @@ class AcceptorLog:
 
     def _sync(self, data: bytes) -> None:
         """Write and fsync ``data``: in the hub while the disk is fast, else on the sync thread."""
-        inline = self._sync_average < self._inline_sync_limit
-        if inline:
+        placement = self._placement
+        if placement.inline:
             took = self._timed_write_and_sync(self._fd, data)
         else:
             assert self._sync_thread is not None
             took = self._sync_thread.apply(self._timed_write_and_sync, (self._fd, data))
-        self._sync_average += _SYNC_AVERAGE_WEIGHT * (took - self._sync_average)  # type: ignore[operator]
-        if inline != (self._sync_average < self._inline_sync_limit):
+        self.sync_histogram[bisect_left(SYNC_BUCKETS, took)] += 1  # type: ignore[arg-type]
+        self.sync_seconds += took  # type: ignore[operator]
+        if placement.observe(took):  # type: ignore[arg-type]
             log.info(
                 "acceptor_log_sync_moved",
                 directory=str(self.directory),
-                to="sync_thread" if inline else "hub",
-                average_ms=round(self._sync_average * 1e3, 3),
+                to="hub" if placement.inline else "sync_thread",
+                average_ms=round(placement.average * 1e3, 3),
             )
 
     def _timed_write_and_sync(self, fd: int, data: bytes) -> float:
@@ -528,17 +586,88 @@ class AcceptorLog:
         item.fail(failure)
         while self._queue:
             self._queue.popleft().fail(failure)
-        if self._on_failure is not None:
+        if self.on_failure is not None:
             try:
-                self._on_failure(failure)
+                self.on_failure(failure)
             except Exception:
                 log.exception("acceptor_log_failure_callback_failed")
+
+    # --- resuming after a failure ---------------------------------------------
+
+    def resume(self, snapshot: Iterable[bytes]) -> None:
+        """After a failure: make `snapshot` (the caller's whole state now, as records) durable
+        as a new generation, then take appends again (see the module docstring).
+
+        Blocks the calling greenlet while files are written (the hub runs on).
+        Raises the OSError if the disk still refuses: the log stays failed and
+        this may be called again. Does nothing on a healthy log.
+        """
+        if self._failure is None:
+            return
+        if self._closing:
+            raise AcceptorLogClosed("the acceptor log is closed")
+        frames = _frames(snapshot)
+        if self._compaction is not None:
+            self._compaction.join()  # it fails with the log, or it finished: either way it is over
+        self._writer.join()  # gone since the failure; it closed the segment and the sync thread
+        generation = self._generation
+        durable_end = HEADER_SIZE + self._segment_bytes.get(generation, 0)
+        fd, size = self._hub.threadpool.apply(self._rebuild, (frames, generation, durable_end))
+        if self._closing:  # closed while the files were written
+            os.close(fd)
+            raise AcceptorLogClosed("the acceptor log is closed")
+        self._fd, self._generation = fd, generation + 1
+        self._segment_bytes = {generation + 1: 0}
+        self._snapshot_bytes = size
+        self._placement = SyncPlacement(self._placement.limit)
+        self._failure = None
+        self._sync_thread = _SyncThread(self._hub)
+        self._writer = gevent.spawn(self._run_writer)
+        log.info("acceptor_log_resumed", directory=str(self.directory), generation=generation + 1,
+                 records=len(frames), snapshot_bytes=size)
+
+    def _rebuild(self, frames: list[bytes], generation: int, durable_end: int) -> tuple[int, int]:
+        """In a threadpool thread: cut segment <generation> to `durable_end`, clear what lies past
+        it, then segment and snapshot <generation + 1>. The new segment's fd and the snapshot size."""
+        directory = self.directory
+        assert directory is not None
+        current = directory / segment_name(generation)
+        if current.exists():
+            fd = os.open(current, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, durable_end)
+                self._fsync(fd)
+            finally:
+                os.close(fd)
+            self._step("resume_truncated")
+        leftovers = [name for name in os.listdir(directory) if (generation_of(name) or 0) > generation]
+        for name in leftovers:
+            (directory / name).unlink(missing_ok=True)
+        fsync_directory(directory, self._fsync)
+        self._step("resume_cleared")
+        fd = _create_segment(directory, generation + 1, self._fsync)
+        try:
+            self._step("segment_rotated")
+            size = self._write_snapshot(frames, generation + 1)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:  # the new generation is the durable state now; what it replaced is mere leftovers
+            self._remove_obsolete()
+        except OSError as error:
+            log.warning("acceptor_log_leftovers_kept", directory=str(directory), error=repr(error))
+        return fd, size
 
     # --- compaction ---------------------------------------------------------
 
     @property
     def compacting(self) -> bool:
         return self._compaction is not None
+
+    @property
+    def sync_average(self) -> float:
+        """Recent seconds per write+fsync (a running average, newest batches weighted most)."""
+        return self._placement.average
 
     @property
     def log_bytes(self) -> int:
@@ -571,11 +700,7 @@ class AcceptorLog:
         self._check_usable()
         if self._compaction is not None:
             raise AcceptorLogError("a compaction is already running")
-        frames = []
-        for record in snapshot:
-            if not isinstance(record, (bytes, bytearray, memoryview)):
-                raise TypeError(f"records are bytes, got {type(record).__name__}")
-            frames.append(encode_record(bytes(record)))
+        frames = _frames(snapshot)
         done = _Completion()
         if self.durability == "memory":
             done.complete()
@@ -609,7 +734,14 @@ class AcceptorLog:
 
     def _install_snapshot(self, frames: list[bytes], generation: int) -> int:
         """In a threadpool thread: write, fsync, rename, fsync dir, then delete older files."""
+        size = self._write_snapshot(frames, generation)
+        self._remove_obsolete()
+        return size
+
+    def _write_snapshot(self, frames: list[bytes], generation: int) -> int:
+        """Snapshot <generation> in place, durably (temp file, fsync, rename, fsync dir); its size."""
         directory = self.directory
+        assert directory is not None
         final = directory / snapshot_name(generation)
         temp = directory / (snapshot_name(generation) + TMP_SUFFIX)
         header = encode_header(FileHeader(KIND_SNAPSHOT, generation, len(frames)))
@@ -628,12 +760,17 @@ class AcceptorLog:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        return len(data)
+
+    def _remove_obsolete(self) -> None:
+        """Delete the files the newest snapshot replaced (a replay ignores them anyway)."""
+        directory = self.directory
+        assert directory is not None
         for name in plan_layout(os.listdir(directory)).obsolete:
             (directory / name).unlink(missing_ok=True)
             self._step(f"removed {name}")
         fsync_directory(directory, self._fsync)
         self._step("compaction_done")
-        return len(data)
 
     def _step(self, name: str) -> None:
         if self._step_hook is not None:
@@ -667,6 +804,16 @@ class AcceptorLog:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _frames(records: Iterable[bytes]) -> list[bytes]:
+    """A snapshot's records framed for a file; TypeError for a record that is not bytes."""
+    frames = []
+    for record in records:
+        if not isinstance(record, (bytes, bytearray, memoryview)):
+            raise TypeError(f"records are bytes, got {type(record).__name__}")
+        frames.append(encode_record(bytes(record)))
+    return frames
 
 
 def _fire_callbacks(batch: _Batch) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from paxtor.actors import call, self_pid
+from paxtor.actors import GenServer, call, self_pid
 from paxtor.actors.distribution import start_distributed
-from paxtor.actors.messages import CallError
+from paxtor.actors.messages import CallError, NoProc
+from paxtor.actors.primitives import is_alive
 
 from . import remote_helpers as rh
 from .conftest import PAIR_SETTINGS as FAST
@@ -45,3 +46,13 @@ def test_a_call_made_while_the_connection_is_being_made_is_answered():
 
     assert n2.run(early_caller, timeout=WAIT) == ("echo", "first")
     assert n2.local.peer_edges("node1") == (0, 0, 0)
+
+
+def test_genserver_stop_reaches_a_server_on_another_node(pair):
+    _, n2 = pair
+    n2.run(rh.start_echo_server, "remote_echo")
+    pid = call(("remote_echo", "node2"), "pid_and_node")[0]
+    GenServer.stop(("remote_echo", "node2"), ("shutdown", "moved"))
+    assert n2.run(is_alive, pid) is False
+    with pytest.raises(NoProc):
+        GenServer.stop(pid)

@@ -8,6 +8,7 @@ pipes never blocks the hub the tester runs on) and are killed by pid."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -23,6 +24,7 @@ import gevent.socket
 import gevent.subprocess
 import pytest
 
+import paxtor
 from paxtor.actors import Down, Exit, call, link, monitor, receive, register, self_pid, send, spawn, trap_exits
 from paxtor.actors.distribution import DistributedNode, NodeDown, NodeUp, monitor_nodes, start_distributed
 from paxtor.actors.framing import frame
@@ -184,6 +186,8 @@ def test_sigterm_stops_a_node_cleanly_with_exit_0(cluster, tester):
     assert down.reason.startswith("peer_stopping")
     events = [e.get("event") for e in node5.events()]
     assert "node_stopping" in events and "distribution_stopped" in events
+    stopping = events.index("node_stopping")
+    assert [e for e in node5.events()[stopping:] if e.get("level") in ("warning", "error")] == []  # a clean stop
     assert up.incarnation > 0
 
 
@@ -268,11 +272,52 @@ def test_a_corrupt_data_directory_is_a_one_line_error(tmp_path):
     assert len(errors) == 1 and "Traceback" not in output, output
 
 
+def full_disk_data_dir(root: Path) -> Path:
+    """A data directory where node1's first write (its node.meta, through a temp file)
+    lands on /dev/full, a device that answers every write with ENOSPC."""
+    (root / "node1").mkdir(parents=True)
+    (root / "node1" / "node.meta.tmp").symlink_to("/dev/full")
+    return root
+
+
+def test_a_full_disk_at_start_up_is_reported_as_such_not_as_a_listen_failure(tmp_path):
+    data = full_disk_data_dir(tmp_path)
+    status, output = run_cli("node", "1", "--no-shell", "--base-port", str(free_base_port([1])),
+                             "--durability", "fsync", "--data-dir", str(data), "--cluster-size", "1")
+    assert status == 2
+    errors = [line for line in output.splitlines() if line.startswith("paxtor node: error:")]
+    assert errors == [f"paxtor node: error: cannot use the data directory {data / 'node1'}: No space left on device"]
+    assert "Traceback" not in output, output
+
+
+def test_a_listen_failure_is_a_listen_error_with_its_errno(tmp_path):
+    from paxtor.actors.connection import ListenError
+
+    base = free_base_port([1])
+    with gevent.socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 1))
+        taken.listen(1)
+        with pytest.raises(ListenError) as info:
+            paxtor.start_node("node1", cluster_size=1, base_port=base, cookie="c", durability="memory")
+    assert info.value.errno == errno.EADDRINUSE and "cannot listen on 127.0.0.1" in str(info.value)
+
+
+def test_start_node_raises_the_disk_error_itself(tmp_path):
+    from paxtor.actors.connection import ListenError
+
+    data = full_disk_data_dir(tmp_path)
+    with pytest.raises(OSError) as info:
+        paxtor.start_node("node1", cluster_size=1, base_port=free_base_port([1]), cookie="c", data_dir=data)
+    assert info.value.errno == errno.ENOSPC and not isinstance(info.value, ListenError)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["node", "1", "--bogus"], "unrecognized arguments: --bogus"),
-        (["node", "one"], "a node is '_'"),
+        (["node", "node0"], "a node is '_'"),
+        (["node", "web-1"], "pass --client"),
+        (["node", "web-1", "--client", "--tls-cert", "x.pem"], "TLS needs all three"),
         (["node", "1", "--durability", "paper"], "invalid choice: 'paper'"),
         (["node", "1", "--heartbeat-timeout", "-1"], "must be > 0"),
         (["node", "1", "--lease", "0"], "must be > 0"),

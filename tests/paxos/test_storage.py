@@ -30,6 +30,8 @@ from paxtor.paxos.log_format import (
 )
 from paxtor.paxos.node_meta import META_FILE, NodeMeta, NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import (
+    SYNC_DWELL,
+    SyncPlacement,
     AcceptorLog,
     AcceptorLogClosed,
     AcceptorLogCorrupt,
@@ -265,6 +267,40 @@ def test_fsyncs_run_in_the_hub_while_fast_and_on_the_sync_thread_once_slow(tmp_p
     assert moved["to"] == "sync_thread"
 
 
+def test_sync_placement_moves_to_the_thread_at_once_and_back_only_with_margin():
+    placement = SyncPlacement(0.002)
+    assert placement.inline
+    moves = [placement.observe(t) for t in [0.0005] * 5 + [0.02]]
+    assert moves == [False] * 5 + [True] and not placement.inline  # one slow sync moves at once
+    moves = [placement.observe(0.0001) for _ in range(SYNC_DWELL + 5)]
+    assert moves.index(True) == SYNC_DWELL - 1 and moves.count(True) == 1 and placement.inline
+    assert SyncPlacement(0.0).inline is False  # a zero limit: always the thread
+
+
+def test_sync_placement_does_not_flap_on_a_disk_near_the_limit():
+    placement = SyncPlacement(0.002)
+    # a disk whose syncs hover around the limit: a single threshold moved at nearly every swing
+    durations = [0.003, 0.003, 0.003, 0.0012, 0.0012, 0.0012] * 20
+    assert sum(placement.observe(t) for t in durations) == 1
+
+
+def test_an_injected_slow_fsync_moves_the_syncs_once_not_back_and_forth(tmp_path):
+    pattern = iter([0.003, 0.003, 0.003, 0.0012, 0.0012, 0.0012] * 10)
+    opened = False
+
+    def slow_fsync(fd):
+        os.fsync(fd)
+        if opened:  # the records' syncs, in the hub or on the sync thread as placed
+            time.sleep(next(pattern, 0.0))
+
+    with capture_logs() as logs, AcceptorLog.open(tmp_path, fsync=slow_fsync) as alog:
+        opened = True
+        for i in range(60):
+            assert alog.append(b"r%d" % i).wait(10)
+    moved = events(logs, "acceptor_log_sync_moved")
+    assert [e["to"] for e in moved] == ["sync_thread"]
+
+
 def test_a_failing_callback_does_not_stop_the_others(tmp_path):
     fired = []
     with capture_logs() as logs, AcceptorLog.open(tmp_path) as alog:
@@ -468,6 +504,111 @@ def test_appends_queued_behind_a_failed_batch_fail_too(tmp_path):
             ticket.wait(10)
     assert fired == []
     alog.close()
+
+
+# --- resuming after a failure --------------------------------------------------
+
+
+class FullDisk:
+    """A write that fills the disk: while `full`, it writes `torn` bytes (a partial page of
+    the batch, as a real ENOSPC may leave) and then fails."""
+
+    def __init__(self, torn: int = 0) -> None:
+        self.full = False
+        self.torn = torn
+
+    def write(self, fd, data):
+        if self.full:
+            if self.torn:
+                os.write(fd, bytes(data[: self.torn]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    def fsync(self, fd):
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        os.fsync(fd)
+
+
+def fail_log(alog, disk: FullDisk, doomed: list[bytes]) -> None:
+    disk.full = True
+    tickets = [alog.append(record) for record in doomed]
+    for ticket in tickets:
+        with pytest.raises(AcceptorLogFailed):
+            ticket.wait(10)
+
+
+def test_a_failed_log_resumes_once_writes_succeed_and_keeps_the_whole_state(tmp_path):
+    disk = FullDisk(torn=7)
+    alog = AcceptorLog.open(tmp_path, fsync=disk.fsync, write=disk.write)
+    assert alog.append(b"acked").wait(10)
+    fail_log(alog, disk, [b"doomed-1", b"doomed-2"])
+    state = [b"acked", b"doomed-1", b"doomed-2"]  # the caller's state: it did vote, unanswered
+    with capture_logs() as logs:
+        with pytest.raises(OSError):
+            alog.resume(state)  # the disk is still full: nothing changes
+    assert alog.failure is not None and not events(logs, "acceptor_log_resumed")
+    with pytest.raises(AcceptorLogFailed):
+        alog.append(b"still refused")
+    assert replay_copy(tmp_path) == [b"acked"]  # a crash now: the acknowledged record, whole
+    disk.full = False
+    with capture_logs() as logs:
+        alog.resume(state)
+    assert alog.failure is None and events(logs, "acceptor_log_resumed")
+    assert alog.append(b"after").wait(10)
+    alog.close()
+    assert replay(tmp_path) == state + [b"after"]
+
+
+def replay_copy(directory: Path) -> list[bytes]:
+    copy = directory.parent / f"{directory.name}-copy{len(list(directory.parent.iterdir()))}"
+    shutil.copytree(directory, copy, ignore=shutil.ignore_patterns("LOCK"))
+    return replay(copy)
+
+
+@pytest.mark.parametrize("torn", [0, 5, 200])
+def test_a_crash_at_every_step_of_resume_leaves_a_replayable_directory(tmp_path, torn):
+    live = tmp_path / "live"
+    disk = FullDisk(torn=torn)
+    crashes: list[tuple[str, Path]] = []
+
+    def crash_here(step):
+        copy = tmp_path / f"crash{len(crashes)}"
+        shutil.copytree(live, copy, ignore=shutil.ignore_patterns("LOCK"))
+        crashes.append((step, copy))
+
+    alog = AcceptorLog.open(live, fsync=disk.fsync, write=disk.write, step_hook=crash_here)
+    acked = [b"a%d" % i for i in range(3)]
+    for record in acked:
+        assert alog.append(record).wait(10)
+    fail_log(alog, disk, [b"x" * 300])  # its frame is torn on disk (or absent)
+    disk.full = False
+    state = acked + [b"x" * 300, b"state-only"]
+    alog.resume(state)
+    alog.close()
+    steps = [step for step, _ in crashes]
+    assert steps[:5] == ["resume_truncated", "resume_cleared", "segment_rotated", "snapshot_written",
+                         "snapshot_renamed"]
+    for step, copy in crashes:
+        # before the snapshot is in place: exactly what was acknowledged; after: the whole state
+        expected = acked if step in steps[:4] else state
+        assert replay(copy) == expected, step
+    assert replay(live) == state
+
+
+def test_resume_after_a_failed_rotation_clears_its_leftovers(tmp_path):
+    disk = FullDisk()
+    alog = AcceptorLog.open(tmp_path, fsync=disk.fsync, write=disk.write)
+    assert alog.append(b"a").wait(10)
+    (tmp_path / segment_name(2)).write_bytes(encode_header(FileHeader(KIND_SEGMENT, 2))[:10])  # torn creation
+    (tmp_path / (snapshot_name(2) + ".tmp")).write_bytes(b"half a snapshot")
+    fail_log(alog, disk, [b"b"])
+    disk.full = False
+    alog.resume([b"a", b"b"])
+    assert alog.append(b"c").wait(10)
+    alog.close()
+    assert replay(tmp_path) == [b"a", b"b", b"c"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "LOCK") == [segment_name(2), snapshot_name(2)]
 
 
 # --- memory durability --------------------------------------------------------

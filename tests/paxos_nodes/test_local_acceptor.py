@@ -20,6 +20,7 @@ from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
 from paxtor.paxos.register import Register
 from paxtor.paxos.local_acceptor import LocalAcceptor
+from paxtor.paxos.log_codec import decode_log_record
 from paxtor.paxos.storage import AcceptorLog
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import unpack_reply
@@ -119,6 +120,40 @@ def test_a_failed_log_stops_the_voting(tmp_path: Path):
 
     first, second, failed, got = node.run(body)
     assert first is None and second is None and failed and got is None
+
+
+def test_a_failed_acceptor_resumes_with_its_whole_state_once_the_disk_takes_writes(tmp_path: Path):
+    node = LocalNode.start("node1", 1)
+    fsync = HeldFsync()
+    fsync.fail = True
+    fsync.release.set()
+
+    def body() -> tuple[Any, ...]:
+        voting, acceptor_log = _acceptor(tmp_path, fsync, node)
+        me = self_pid()
+        b5 = Ballot(5, ("node2", 1))
+        assert voting.handle(me, Prepare("b", "k1", b5)) is None  # its floor record fails
+        deadline = time.monotonic() + WAIT
+        while acceptor_log.failure is None:  # the worker thread fails the batch
+            assert time.monotonic() < deadline
+            gevent.sleep(0.001)
+        still_full = voting.resume()  # the disk still refuses: still not voting
+        fsync.fail = False
+        resumed = voting.resume()
+        promise = voting.handle(me, Prepare("b", "k1", Ballot(6, ("node2", 1))))  # covered by the floor now
+        try:
+            receive(timeout=0.05)
+            dropped = "a reply of the failed batch"
+        except ReceiveTimeout:
+            dropped = None
+        acceptor_log.close()
+        return still_full, resumed, voting.failed, type(promise).__name__, dropped
+
+    assert node.run(body) == (False, True, False, "Promise", None)
+    acceptor_log = AcceptorLog.open(tmp_path / "acceptor", "fsync")
+    replayed = Acceptor(("node1", 2), SilenceTracker(1.0, time.monotonic()), [decode_log_record(r) for r in acceptor_log.records()])
+    acceptor_log.close()
+    assert replayed.restart_floor >= 6  # the promise floor raised before the failure is durable now
 
 
 def test_a_reply_waits_only_for_records_of_its_own_key(tmp_path: Path):

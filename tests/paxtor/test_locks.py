@@ -410,3 +410,16 @@ def test_a_free_lock_is_collected_and_the_next_owner_still_gets_a_larger_token(t
     finally:
         c.stop_all()
         stop_all_distributed()
+
+
+def test_keys_equal_in_python_are_one_lock_and_a_nan_key_is_refused(cluster: Cluster) -> None:
+    holder, _ = park_holder(cluster, 1, "node2")
+    for same in (True, 1.0):
+        assert cluster["node3"].run(paxtor.try_lock, same) is None
+    park_holder(cluster, ("balance", 0.0), "node1")
+    assert cluster["node3"].run(paxtor.try_lock, ("balance", -0.0)) is None
+    assert cluster["node3"].run(paxtor.try_lock, ("balance", 0.5)) is not None  # unequal: another lock
+    for bad in (float("nan"), ("k", float("nan")), {"k": float("nan")}):
+        with pytest.raises(ValueError, match="NaN"):
+            cluster["node1"].run(paxtor.lock, bad, 1.0)
+    exit(holder, "kill")

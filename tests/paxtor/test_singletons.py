@@ -237,3 +237,11 @@ def test_a_singleton_that_exits_at_once_runs_once_per_use(cluster: Cluster) -> N
     second = cluster["node2"].run(paxtor.whereis, via)
     receive(lambda m: isinstance(m, tuple) and m[0] == "job_ran", timeout=WAIT)
     assert first is not None and second is not None and second != first
+
+
+def test_keys_equal_in_python_name_one_singleton(cluster: Cluster) -> None:
+    one = cluster["node1"].run(paxtor.whereis, paxtor.name(("shard", 1), Counter))
+    assert cluster["node2"].run(paxtor.whereis, paxtor.name(("shard", True), Counter)) == one
+    assert cluster["node3"].run(paxtor.whereis, ("shard", 1.0)) == one
+    with pytest.raises(ValueError, match="NaN"):
+        cluster["node3"].run(paxtor.name, ("shard", float("nan")), Counter)

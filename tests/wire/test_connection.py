@@ -70,9 +70,10 @@ class Endpoint:
 class Cluster:
     """A listening node "a" and helpers to connect to it; cleans up after."""
 
-    def __init__(self, **listener_config: Any) -> None:
+    def __init__(self, listener_options: dict[str, Any] | None = None, **listener_config: Any) -> None:
         self.server = Endpoint()
-        self.listener = Listener(config("a", **listener_config), **self.server.callbacks()).start()
+        options = listener_options or {}
+        self.listener = Listener(config("a", **listener_config), **self.server.callbacks(), **options).start()
         self.connections: list[Connection] = []
         self.sockets: list[Any] = []
 
@@ -418,16 +419,66 @@ def test_slow_loris_is_dropped_at_the_handshake_deadline() -> None:
         c.close()
 
 
-def test_too_many_pending_handshakes_are_refused_on_arrival() -> None:
-    c = Listener(config("a", handshake_timeout=30.0), max_pending_handshakes=2, **Endpoint().callbacks()).start()
-    socks = [gevent.socket.create_connection(("127.0.0.1", c.port)) for _ in range(3)]
+def junk_from(source: str, port: int, count: int) -> list[Any]:
+    """`count` connections from address `source` that never say a word."""
+    socks = []
+    for _ in range(count):
+        sock = gevent.socket.socket()
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+        socks.append(sock)
+    return socks
+
+
+@pytest.mark.parametrize("junk_source", ["127.0.0.2", "127.0.0.1"])
+def test_a_peer_gets_a_slot_when_junk_holds_them_all(junk_source: str) -> None:
+    c = Cluster({"max_pending_handshakes": 4}, handshake_timeout=30.0)  # 4 handshakes at most
+    junk = junk_from(junk_source, c.listener.port, 4)
     try:
-        assert read_until_closed(socks[2]) == b""  # the third was closed at once
-        assert len(c.connections) == 2
+        conn, _ = c.connect("legit")
+        assert conn.wait_up(WAIT), conn.close_reason  # the silent junk made room, the peer did not wait
+        assert read_until_closed(junk[0]) == b""  # the oldest junk went
+        assert c.listener.evicted >= 1
     finally:
-        for s in socks:
-            s.close()
-        c.stop()
+        for sock in junk:
+            sock.close()
+        c.close()
+
+
+def test_a_flood_from_one_source_evicts_only_its_own() -> None:
+    c = Cluster({"max_pending_handshakes": 5, "max_pending_per_source": 3}, handshake_timeout=30.0)
+    junk: list[Any] = []
+    try:
+        slow = c.raw_socket()  # from 127.0.0.1: says Hello, then takes its time
+        initiator = Initiator(cookie=COOKIE, name="slow", incarnation=1, random_bytes=random.randbytes)
+        slow.sendall(frame(pack_message(initiator.start().send[0])))
+        challenge = unpack_message(FrameDecoder().feed(slow.recv(4096))[0])  # it is pending now
+        junk = junk_from("127.0.0.2", c.listener.port, 10)
+        assert read_until_closed(junk[0]) == b""
+        assert c.listener.evicted == 7  # the flood keeps its last three slots, no more
+        slow.sendall(frame(pack_message(initiator.receive(challenge).send[0])))  # the proof, late
+        assert c.server.up.get(timeout=WAIT).peer_name == "slow"
+    finally:
+        for sock in junk:
+            sock.close()
+        c.close()
+
+
+def test_refused_handshakes_are_logged_once_per_source_and_kind_then_summed_up() -> None:
+    c = Cluster({"failure_log_interval": 60.0}, handshake_timeout=30.0)
+    try:
+        with capture_logs() as logs:
+            for _ in range(50):
+                sock = c.raw_socket()
+                sock.sendall(b"\x00\x00\x00\x02\xc1\xc1")  # a frame that is no handshake message
+                assert read_until_closed(sock) == b""
+            c.listener.stop()
+        failed = [e for e in logs if e["event"] == "handshake_failed"]
+        summed = [e for e in logs if e["event"] == "handshake_failures_suppressed"]
+        assert len(failed) == 1 and failed[0]["reason"].startswith("malformed")
+        assert [(e["source"], e["kind"], e["count"]) for e in summed] == [("127.0.0.1", "malformed", 49)]
+    finally:
+        c.close()
 
 
 @pytest.mark.parametrize(
