@@ -50,6 +50,22 @@ def test_swarm_covers_every_fault_and_partition_shape() -> None:
     assert shapes == {"isolate", "halves", "bridge", "ring", "one_way"}
 
 
+def test_voter_changes_run_under_load_and_a_voter_finishes_one_left_half_way() -> None:
+    """The reconfigure fault: changes start, copy keys (in bulk, and a few by a round of
+    their own), finish, are finished by a voter when their coordinator dies, and re-adding
+    a removed voter is refused until it is wiped; every seed stays safe and live."""
+    config = SimConfig(faults=("reconfigure",))
+    results = [run_seed(seed, config) for seed in range(40)]
+    failed = [r for r in results if not r.ok]
+    assert not failed, _describe(failed)
+    total: dict[str, int] = {}
+    for r in results:
+        for name, n in r.stats.items():
+            total[name] = total.get(name, 0) + n
+    for name in ("changes_started", "changes_done", "changes_resumed", "changes_refused", "keys_moved", "keys_by_round"):
+        assert total.get(name, 0) > 0, name
+
+
 def test_same_seed_same_trace() -> None:
     first, second = run_seed(7), run_seed(7)
     assert first.trace_hash == second.trace_hash

@@ -746,6 +746,8 @@ class SimNode:
             if gather.over:
                 break
             gather.on_answer(member, None)
+        if not members:
+            gather.finish()  # nobody to ask
         if gather.over:
             self.gathers.pop(tag, None)
 
