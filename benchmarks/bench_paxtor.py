@@ -75,39 +75,14 @@ def _quiet_logs() -> None:
 
 
 def node_main(number: int, base_port: int, data_dir: str, durability: str = "fsync") -> None:
-    """One voter: distribution, durable PaxosKV and the Paxtor services.
-
-    This is what `paxtor.start_node(..., durability="fsync")` runs once its
-    services hook starts PaxosKV and `paxtor_services`.
-    """
+    """One voter: `paxtor.start_node` (distribution, durable PaxosKV and the Paxtor services)."""
     _quiet_logs()
-    from paxtor.actors import Supervisor, receive, self_pid, send, spawn
-    from paxtor.actors.distribution import start_distributed
-    from paxtor.paxos.services import PaxosConfig, PaxosNode, node_incarnation, numbered_voters, paxos_supervisor_spec
-    from paxtor.services import paxtor_services
+    import paxtor
 
-    name = f"node{number}"
-    node_dir = Path(data_dir) / name
-    incarnation = node_incarnation(node_dir, durability)  # type: ignore[arg-type]
-    dist = start_distributed(
-        name, base_port=base_port, cluster_size=3, cookie=COOKIE, incarnation=incarnation,
+    paxtor.start_node(
+        number, cluster_size=3, base_port=base_port, cookie=COOKIE, data_dir=data_dir, durability=durability,
         heartbeat_interval=1.0, heartbeat_timeout=10.0,
-    )
-    pnode = PaxosNode(PaxosConfig(voters=numbered_voters(3), durability=durability, data_dir=node_dir),  # type: ignore[arg-type]
-        dist.local,
-    )
-
-    def root(children: list[Any], parent: Any) -> None:
-        Supervisor.start_link(children, name="paxtor_node_sup")
-        send(parent, "up")
-        while True:
-            receive()
-
-    def boot() -> None:
-        spawn(root, [paxos_supervisor_spec(pnode), *paxtor_services()], self_pid())
-        receive(lambda m: m == "up")
-
-    dist.run(boot)
+    )  # fmt: skip
     print("ready", flush=True)
     gevent.wait()
 

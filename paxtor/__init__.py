@@ -1,9 +1,11 @@
 """Paxtor: CP cluster-wide locks and singleton processes for gevent."""
 
+from paxtor.actors.node import WrongThread
 from paxtor.fence import Fence, StaleToken
 from paxtor.lock import LockNotHeld, lock, locked, try_lock, unlock
-from paxtor.name import SingletonStartError, name, registered, whereis
+from paxtor.name import SingletonStartError, SingletonUnreachable, name, registered, whereis
 from paxtor.node import Node, start_node
+from paxtor.observe import ClusterInfo, cluster_info, subscribe, unsubscribe
 from paxtor.paxos import NoQuorum, wait_for_quorum
 
 __all__ = [
@@ -21,5 +23,11 @@ __all__ = [
     "StaleToken",
     "LockNotHeld",
     "SingletonStartError",
+    "SingletonUnreachable",
     "NoQuorum",
+    "WrongThread",
+    "cluster_info",
+    "ClusterInfo",
+    "subscribe",
+    "unsubscribe",
 ]

@@ -8,6 +8,10 @@ greenlet is a process of the node (`receive`, `call` and `self_pid` work
 there); an exit signal ends that process and the next call starts a new
 one, as Erlang's shell does. Ctrl-D (or `quit()`) stops the node.
 `--no-shell` runs headless until SIGTERM/SIGINT, then stops cleanly (exit 0).
+`--http [HOST:]PORT` serves the node's web view and /metrics.
+
+`status` joins as a client, prints the cluster's state and leaves
+(`paxtor.observe.status`).
 
 Bad flags, a port in use, and a data directory the node cannot use (a full
 disk, a corrupt log) are one-line errors with exit status 2.
@@ -31,6 +35,7 @@ import structlog
 from greenlet import getcurrent
 
 from paxtor.actors.connection import ListenError
+from paxtor.observe.status import add_status_parser, run_status
 from paxtor.paxos.node_meta import NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import AcceptorLogError
 
@@ -71,20 +76,28 @@ def _hosts(text: str) -> list[tuple[int, str]]:
 
 
 def _node_name(text: str) -> str:
+    from paxtor.actors.handshake import validate_node_name
+
     if text == "_":
         return text
     if text.isdigit() and int(text) >= 1:
         return f"node{int(text)}"
     if text.startswith("node") and text[4:].isdigit() and int(text[4:]) >= 1:
         return f"node{int(text[4:])}"
-    raise argparse.ArgumentTypeError(f"a node is '_' (the next free number) or a number N >= 1, got {text!r}")
+    if text.startswith("node") or validate_node_name(text) is not None:
+        raise argparse.ArgumentTypeError(
+            f"a node is '_' (the next free number), a number N >= 1, or a client's own name "
+            f"(e.g. web-$(hostname)-$$), got {text!r}"
+        )
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Paxtor: CP locks and singleton processes on gevent.")
-    commands = parser.add_subparsers(dest="command", metavar="{node,demo,cluster}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{node,status,demo,cluster}", parser_class=_Parser)
     node = commands.add_parser("node", help="start a node (and a shell)", description=__doc__.split("\n\n")[1])
-    node.add_argument("name", type=_node_name, metavar="_|N", help="'_' for the next free number, or N for nodeN")
+    node.add_argument("name", type=_node_name, metavar="_|N|NAME",
+                      help="'_' for the next free number, N for nodeN, or a client's unique name (with --client)")
     node.add_argument("--cluster-size", type=int, default=3, help="voters are node1..nodeN (default 3)")
     node.add_argument("--host", default="127.0.0.1", help="address to listen on and find numbered peers at")
     node.add_argument("--hosts", type=_hosts, action="append", default=[], metavar="N=ADDR[,...]",
@@ -93,8 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--seeds", action="append", default=[], metavar="HOST:PORT[,...]", help="more peers to connect to")
     node.add_argument("--cookie", default=None, help="shared secret (default: $PAXTOR_COOKIE, else ~/.paxtor.cookie)")
     node.add_argument("--data-dir", default=None, help="where durable state lives (default ./paxtor-data)")
-    node.add_argument("--durability", choices=("fsync", "memory"), default="fsync")
+    node.add_argument("--durability", choices=("fsync", "memory"), default=None,
+                      help="voters default to fsync; clients to memory (they write nothing)")
     node.add_argument("--client", action="store_true", help="join without voting")
+    node.add_argument("--no-singletons", action="store_true", help="host no singletons on this node")
+    node.add_argument("--hidden", action="store_true",
+                      help="a client that connects only to its seeds and the voters, is named to no other node, hosts nothing")
+    node.add_argument("--port", type=int, default=None,
+                      help="a named client's listen port (default: any free one; numbered nodes use base-port + N)")
+    node.add_argument("--tls-cert", metavar="PEM", help="this node's certificate (TLS between nodes; with --tls-key, --tls-ca)")
+    node.add_argument("--tls-key", metavar="PEM", help="this node's private key")
+    node.add_argument("--tls-ca", metavar="PEM", help="the CA that signs every node's certificate")
     node.add_argument("--voter", action="store_true",
                       help="run an acceptor even if N is above --cluster-size (it votes once added: paxtor cluster add)")
     node.add_argument("--allow-modules", action="append", default=None, metavar="PREFIX[,...]",
@@ -117,9 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bound on clock-rate drift, e.g. 0.05 for 5%% (default 0.05)")
     node.add_argument("--tombstone-ttl", type=_positive, default=None, metavar="SECONDS",
                       help="drop keys emptied this long ago from every voter (default 60)")
+    node.add_argument("--http", default=None, metavar="[HOST:]PORT",
+                      help="serve the read-only web view and /metrics there (host default 127.0.0.1)")
     node.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
                       help="largest key and value of one request, encoded (default 1572864: 1.5 MiB)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
+    add_status_parser(commands, _positive, "nodes to connect to (and to ask)")
     from paxtor.cluster_command import add_cluster_parser
 
     add_cluster_parser(commands)
@@ -151,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "node":
         return run_node(args)
+    if args.command == "status":
+        configure_logging(level="error")
+        return run_status(args)
     if args.command == "demo":
         from paxtor.demo import run_demo
 
@@ -160,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         from paxtor.cluster_command import run_cluster
 
         return run_cluster(args)
-    sys.stderr.write(f"usage: {PROG} {{node,demo}} ... (see {PROG} --help)\n")
+    sys.stderr.write(f"usage: {PROG} {{node,status,demo,cluster}} ... (see {PROG} --help)\n")
     return 2
 
 
@@ -196,19 +224,44 @@ def _paxos_settings(args: argparse.Namespace) -> dict[str, float]:
     return {name: value for name, value in given.items() if value is not None}
 
 
+def _tls(args: argparse.Namespace) -> dict[str, Any]:
+    """``ssl_context`` for start_node from --tls-cert/--tls-key/--tls-ca (all or none)."""
+    from paxtor.actors.tls import tls_contexts
+
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if not any(given):
+        return {}
+    if not all(given):
+        raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    return {"ssl_context": tls_contexts(args.tls_cert, args.tls_key, args.tls_ca)}
+
+
+def _role_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """start_node's role arguments from --client, --hidden, --no-singletons, --port."""
+    flags: dict[str, Any] = {"voter": args.voter or not (args.client or args.hidden), "hidden": args.hidden}
+    if args.no_singletons:
+        flags["singletons"] = False
+    if args.port is not None:
+        flags["port"] = args.port
+    return flags
+
+
 def run_node(args: argparse.Namespace) -> int:
     from paxtor.actors.cookie import CookieError
     from paxtor.node import start_node
 
     configure_logging(args.log_json, args.log_level)
-    if args.name != "_" and int(args.name[4:]) > args.cluster_size and not (args.voter or args.client):
+    numbered = args.name.startswith("node") and args.name[4:].isdigit()
+    if args.name != "_" and not (args.voter or args.client or args.hidden) and (
+        not numbered or int(args.name[4:]) > args.cluster_size
+    ):
         return _fail(
             f"{args.name} is not one of the voters a cluster is founded with (node1..node{args.cluster_size}): "
             "pass --client to join as a client, or --voter to run an acceptor you then add (paxtor cluster add)"
         )
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
     hosts = dict(pair for group in args.hosts for pair in group)
-    own_host = hosts.get(int(args.name[4:]), args.host) if args.name != "_" else args.host
+    own_host = hosts.get(int(args.name[4:]), args.host) if numbered else args.host
     try:
         node = start_node(
             args.name,
@@ -220,19 +273,21 @@ def run_node(args: argparse.Namespace) -> int:
             cookie=args.cookie,
             data_dir=args.data_dir,
             durability=args.durability,
-            voter=args.voter or not args.client,
             heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout,
             handshake_timeout=args.handshake_timeout,
             reconnect_max=args.reconnect_max,
             paxos=_paxos_settings(args),
+            http=args.http,
+            **_role_flags(args),
+            **_tls(args),
             allowed_modules=_allowed_modules(args),
         )
     except ListenError as exc:
         if exc.errno == errno.EADDRINUSE:
             if args.name == "_":
                 return _fail(f"no free node port on {args.host} from {args.base_port + 1}")
-            port = args.base_port + int(args.name[4:])
+            port = args.base_port + int(args.name[4:]) if numbered else args.port
             return _fail(f"port {port} on {own_host} is in use (is {args.name} already running?)")
         return _fail(f"cannot listen on {own_host}: {exc.strerror or exc}")
     except (ValueError, TypeError, CookieError) as exc:
@@ -354,9 +409,8 @@ def _run_shell(node: Any, stdin: TextIO | None = None, stdout: TextIO | None = N
 
     handler = gevent.signal_handler(signal.SIGTERM, terminate)
     me = self_pid()  # the shell is a process of the node from now on
-    role = "voter" if node.voter else "client"
     banner = (
-        f"paxtor node {node.name} ({role}) on {node.dist.host}:{node.dist.port}, shell process {me!r}\n"
+        f"paxtor node {node.name} ({node.role}) on {node.dist.host}:{node.dist.port}, shell process {me!r}\n"
         f"voters node1..node{node.cluster_size}; connected: {', '.join(node.nodes()) or 'none yet'}\n"
         "preloaded: paxtor, actors and its names (spawn, send, receive, call, ...), gevent,\n"
         "node(), nodes(), connect(name), this_node. Ctrl-D or quit() stops the node."

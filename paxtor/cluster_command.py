@@ -1,13 +1,9 @@
 """`python -m paxtor cluster voters|add|remove|replace|set --seeds HOST:PORT`.
 
 Joins the cluster through a seed as a short-lived client node (memory
-durability, a name of its own), connects to every voter of the configuration
-it learns there and to every node it names (numbered nodes are found at
-``--base-port`` + N, or at their ``--hosts`` address; others must be among
-the seeds): a change runs rounds on the voters and checks the new ones.
-Then it runs one `paxtor.cluster` call, prints the result and leaves. Exit
-status 0 on success, 1 if the change could not be made (the reason is
-printed), 2 for bad arguments.
+durability, a name of its own), runs one `paxtor.cluster` call, prints the
+result and leaves. Exit status 0 on success, 1 if the change could not be
+made (the reason is printed), 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -34,13 +30,8 @@ def add_cluster_parser(commands: Any) -> None:
     )
     parser.add_argument("action", choices=ACTIONS, help="voters: list them; add/remove NAME...; replace OLD NEW; set NAME...")
     parser.add_argument("names", nargs="*", metavar="NAME", help="node names (node4 or 4)")
-    from paxtor.cli import _hosts
-
     parser.add_argument("--seeds", action="append", required=True, metavar="HOST:PORT[,...]",
                         help="any node of the cluster")
-    parser.add_argument("--base-port", type=int, default=4370, help="nodeN listens on base-port + N (default 4370)")
-    parser.add_argument("--hosts", type=_hosts, action="append", default=[], metavar="N=ADDR[,...]",
-                        help="numbered nodes on other addresses than 127.0.0.1 (as for `paxtor node`)")
     parser.add_argument("--cookie", default=None, help="shared secret (default: $PAXTOR_COOKIE, else ~/.paxtor.cookie)")
     parser.add_argument("--timeout", type=float, default=120.0, help="how long a change may take (default 120 s)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="error")
@@ -62,10 +53,8 @@ def run_cluster(args: argparse.Namespace) -> int:
         sys.stderr.write(f"paxtor cluster {args.action}: wrong number of names ({len(names)})\n")
         return 2
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
-    hosts = dict(pair for group in args.hosts for pair in group)
     node = start_node(
-        f"cluster-cli-{os.getpid()}", voter=False, durability="memory", seeds=seeds, cookie=args.cookie,
-        base_port=args.base_port, hosts=hosts or None,
+        f"cluster-cli-{os.getpid()}", voter=False, hidden=True, durability="memory", seeds=seeds, cookie=args.cookie,
     )
     try:
         deadline = time.monotonic() + 15
@@ -74,7 +63,6 @@ def run_cluster(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"paxtor cluster: no voter reached through {', '.join(seeds)} in 15 s\n")
                 return 1
             gevent.sleep(0.05)
-        _reach(node, names, deadline=time.monotonic() + 5)
         try:
             voters = node.run(_act, args.action, names, args.timeout, timeout=args.timeout + 30)
         except (NoQuorum, ValueError) as exc:
@@ -85,17 +73,6 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 0
     finally:
         node.stop()
-
-
-def _reach(node: Any, names: list[str], deadline: float) -> None:
-    """Dial the configuration's voters and the nodes named, and wait (until `deadline`) for
-    a quorum of the voters to say what they are: the command's rounds need them. A voter
-    that is down does not hold it up."""
-    config = node.paxos.voter_config
-    for name in sorted({*config.members, *names} - {node.name}):
-        gevent.spawn(node.dist.connect, name, max(0.1, deadline - time.monotonic()))
-    while not config.is_quorum([v for v in config.members if v in node.paxos.peers]) and time.monotonic() < deadline:
-        gevent.sleep(0.05)
 
 
 def _act(action: str, names: list[str], timeout: float) -> tuple[str, ...]:

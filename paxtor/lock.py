@@ -17,7 +17,13 @@ proposed by the key's home, `paxtor.lock_home`):
   comes: when a tenure ends (``unlock``, or the owner exits on any node),
   the release round hands the lock to the queue's head (epoch + 1) and the
   new owner's node agent wakes that one process. One round per handoff, no
-  stampede, no polling.
+  stampede.
+- No waiter depends on that one message forever: it re-reads the register
+  after `RECHECK_SAFETY` seconds without news, and every `RECHECK_FAST`
+  seconds while the wake-up may not be able to reach it (the owner's node
+  is not connected to this one, or the mesh is incomplete: a node that
+  peers reach and this one does not). A lock released on the other side of
+  such a partition is thus found within about `RECHECK_FAST`.
 - Ownership is granted within one lease term (the rules of PAXOS_API): a
   decision taken elsewhere is trusted if this node's lease term is still
   the one in which the request was sent (``hold`` says so); otherwise the
@@ -44,6 +50,7 @@ from greenlet import GreenletExit
 
 from paxtor import paxos
 from paxtor.actors import Pid, ReceiveTimeout, Ref, receive, self_pid
+from paxtor.actors.distribution import distributed_node
 from paxtor.actors.primitives import make_ref
 from paxtor.lock_agent import LockTable, lock_table, withdraw_request
 from paxtor.lock_home import LockRouting, run_op
@@ -62,6 +69,10 @@ WITHDRAW_TIMEOUT = 2.0
 TIMED_OUT = "lock_timeout"
 #: How long try_lock waits for a quorum's answer before it raises NoQuorum.
 TRY_TIMEOUT = 5.0
+#: A waiter re-reads its lock after this long without a wake-up, whatever the cluster's state ...
+RECHECK_SAFETY = 5.0
+#: ... and this often while a wake-up may not be able to reach it (see the module doc).
+RECHECK_FAST = 0.5
 
 
 class LockNotHeld(RuntimeError):
@@ -224,10 +235,11 @@ def _acquire(table: LockTable, request: _Request, deadline: Deadline) -> int:
             term = lease_term(deadline)
             reg = request.run(enqueue, deadline)
             continue
-        grant = _await_wakeup(k, ref, deadline)
+        grant = _await_wakeup(k, ref, deadline, _recheck_after(reg))
         if grant is not None:
             token = _hold(table, me, k, grant.epoch, term)
             if token is not None:
+                table.handoffs += 1
                 return token
         # a wake-up that cannot be trusted in this term, or one that may have been lost
         term = lease_term(deadline)
@@ -242,17 +254,31 @@ def _hold(table: LockTable, me: Pid, k: bytes, epoch: int, term: int) -> int | N
     return epoch
 
 
-def _await_wakeup(k: bytes, ref: Ref, deadline: Deadline) -> LockGranted | None:
-    """The `LockGranted` for request `ref`, or None on a `Recheck`; TimeoutError at the deadline."""
+def _recheck_after(reg: Register) -> float:
+    """How long a waiter may trust the wake-up to come (see the module doc)."""
+    dist = distributed_node()
+    if dist is None:
+        return RECHECK_SAFETY
+    owner = owner_of(reg)
+    if owner is not None and owner.node != dist.name and owner.node not in dist.peers.up:
+        return RECHECK_FAST
+    return RECHECK_FAST if dist.unreached() else RECHECK_SAFETY
+
+
+def _await_wakeup(k: bytes, ref: Ref, deadline: Deadline, recheck: float) -> LockGranted | None:
+    """The `LockGranted` for request `ref`, or None on a `Recheck` or after `recheck`
+    seconds (read the register again); TimeoutError at the deadline."""
 
     def wakeup(m: Any) -> bool:
         cls = m.__class__
         return (cls is LockGranted and m.ref == ref and m.key == k) or cls is Recheck
 
     try:
-        msg = receive(wakeup, timeout=deadline.remaining())
+        msg = receive(wakeup, timeout=deadline.cap(recheck))
     except ReceiveTimeout:
-        raise TimeoutError from None
+        if deadline.expired():
+            raise TimeoutError from None
+        return None
     return msg if msg.__class__ is LockGranted else None
 
 

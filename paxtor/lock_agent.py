@@ -79,7 +79,7 @@ class _Withdraw:
 class LockTable:
     """What the node's processes hold and wait for (read and written by `paxtor.lock`)."""
 
-    __slots__ = ("agent", "owned", "waiting", "watched", "routing", "__weakref__")
+    __slots__ = ("agent", "owned", "waiting", "watched", "routing", "acquired", "handoffs", "__weakref__")
 
     def __init__(self, agent: Pid) -> None:
         self.agent = agent
@@ -91,6 +91,9 @@ class LockTable:
         self.watched: set[Pid] = set()
         #: which keys go to their home, and where homes are (`paxtor.lock_home`)
         self.routing = LockRouting()
+        #: locks granted to local processes, and how many of those a waiter got from an owner (metrics)
+        self.acquired = 0
+        self.handoffs = 0
 
     def watch(self, pid: Pid) -> None:
         if pid not in self.watched:
@@ -102,6 +105,7 @@ class LockTable:
         return held.get(key) if held else None
 
     def record_owner(self, pid: Pid, key: bytes, token: int) -> None:
+        self.acquired += 1
         self.watch(pid)
         self.owned.setdefault(pid, {})[key] = token
 

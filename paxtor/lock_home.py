@@ -48,7 +48,6 @@ from paxtor.actors import (
     self_pid,
     trap_exits,
 )
-from paxtor.actors.distribution import distributed_node
 from paxtor.actors.gen_server import Caller
 from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout
 from paxtor.actors.node import current_node
@@ -66,6 +65,7 @@ from paxtor.paxos.envelopes import PROPOSER_NAME, ProposeDone
 from paxtor.paxos.proposer_server import ProposeRequest
 from paxtor.paxos.register import Register
 from paxtor.placement import rendezvous_order
+from paxtor.roles import lock_home_candidates
 from paxtor.rounds import QUORUM_WAIT, Deadline
 
 __all__ = ["LockHome", "LockRouting", "run_op", "apply_batch", "wake_new_owner"]
@@ -116,12 +116,12 @@ class LockRouting:
         self.hot[key] = now + HOT_TTL
 
     def home_of(self, key: bytes) -> str:
-        """The node whose `LockHome` proposes the rounds of lock `key`."""
-        here = current_node().name
-        dist = distributed_node()
+        """The node whose `LockHome` proposes the rounds of lock `key` (among the
+        visible Paxtor nodes this one is connected to, itself included: `paxtor.roles`)."""
         now = time.monotonic()
-        peers = [n for n in (dist.nodes() if dist is not None else ()) if self.homeless.get(n, 0.0) <= now]
-        return rendezvous_order(key, [here, *peers])[0]
+        here = current_node().name
+        candidates = [n for n in lock_home_candidates() if n == here or self.homeless.get(n, 0.0) <= now]
+        return rendezvous_order(key, candidates or [here])[0]
 
     def mark_homeless(self, node: str) -> None:
         self.homeless[node] = time.monotonic() + HOMELESS_TTL

@@ -14,11 +14,20 @@ as `NAME_SERVER`. Two jobs:
 - *Starts for any node.* A `Start` request (from a resolver anywhere) starts
   a keeper (`paxtor.singleton_keeper`) under this node's singleton
   supervisor, unless one is already starting the key here, and answers
-  every requester with the keeper's outcome.
+  every requester with the keeper's outcome. A node that hosts no
+  singletons (`paxtor.roles`) answers ``("not_here", why)``.
+
+A singleton bound to a pid on a node this one cannot reach, while some peer
+still can (the mesh says so), is `SingletonUnreachable` at once: a call
+through a partition cannot get through, and waiting would end in a timeout
+that names the wrong cause. When nobody reaches that node any more, it is
+presumed down: the binding is released once its lease must have run out,
+and the next use starts the singleton elsewhere.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,6 +49,7 @@ from paxtor.actors.wire import wire_type
 from paxtor.name_register import ended_binding, running_pid, starting_keeper
 from paxtor.paxos.register import empty_released, identity, release_if_bound
 from paxtor.placement import rendezvous_order
+from paxtor.roles import singleton_hosts
 from paxtor.rounds import Deadline, end_tenure, propose
 from paxtor.singleton_keeper import NAMES_BUCKET, AwaitStart, KeeperReport, Started, allowed_here, keeper_child_spec
 
@@ -51,6 +61,7 @@ __all__ = [
     "Resolve",
     "Start",
     "SingletonStartError",
+    "SingletonUnreachable",
     "name_cache",
     "RESOLVE_TIMEOUT",
 ]
@@ -83,6 +94,18 @@ class SingletonStartError(Exception):
         self.reason = reason
 
 
+class SingletonUnreachable(ConnectionError):
+    """The singleton runs (or is starting) on a node this one cannot reach, though others do."""
+
+    def __init__(self, key: Any, node: str, here: str, reached_by: list[str]) -> None:
+        super().__init__(
+            f"the singleton {key!r} runs on node {node!r}, which node {here!r} cannot reach "
+            f"(connected to it: {', '.join(reached_by)}); it is not down, so it is not restarted here"
+        )
+        self.key = key
+        self.node = node
+
+
 @wire_type(name="paxtor.StartSingleton")
 @dataclass(frozen=True, slots=True)
 class Start:
@@ -112,7 +135,7 @@ class _Resolved:
 class NameCache:
     """key -> pid of the singletons this node has looked up (read without messages)."""
 
-    __slots__ = ("server", "pids", "dead", "hosted", "__weakref__")
+    __slots__ = ("server", "pids", "dead", "hosted", "since", "__weakref__")
 
     def __init__(self, server: Pid) -> None:
         self.server = server
@@ -121,6 +144,8 @@ class NameCache:
         self.dead: OrderedDict[Pid, Any] = OrderedDict()
         #: singletons whose keeper runs here: key -> (user key, child pid)
         self.hosted: dict[bytes, tuple[Any, Pid]] = {}
+        #: key -> when (wall clock, s) its hosted singleton took the key
+        self.since: dict[bytes, float] = {}
 
     def remember_dead(self, pid: Pid, reason: Any) -> None:
         self.dead[pid] = reason
@@ -187,6 +212,8 @@ class NameServer(GenServer):
         return NoReply
 
     def _start(self, request: Start, caller: Caller) -> Any:
+        if self.node.name not in singleton_hosts():
+            return ("not_here", f"node {self.node.name!r} hosts no singletons")
         try:
             check_allowed(request.start, allowed_here())
         except FunctionRefRefused as exc:  # before any claim: nothing to undo
@@ -254,6 +281,7 @@ class NameServer(GenServer):
         if outcome[0] == "ok":
             child = outcome[1]
             self.cache.hosted[msg.key] = (pending[2], child)  # until the child's Down
+            self.cache.since[msg.key] = time.time()
             self._cache(msg.key, child)
         for caller in pending[1]:
             reply(caller, outcome)
@@ -269,6 +297,7 @@ class NameServer(GenServer):
             hosted = self.cache.hosted.get(key)
             if hosted is not None and hosted[1] == pid:
                 del self.cache.hosted[key]
+                self.cache.since.pop(key, None)
             return
         key = self.keepers.pop(msg.pid, None)  # a keeper ended
         if key is not None:
@@ -299,7 +328,7 @@ def resolver_main(server: Pid, key: bytes, name: Any) -> None:
         outcome: tuple = ("ok", resolve_key(key, name, Deadline(RESOLVE_TIMEOUT)))
     except TimeoutError as exc:
         outcome = ("error", TimeoutError(f"singleton {_describe(name, key)}: {exc or 'timed out'}"))
-    except SingletonStartError as exc:
+    except (SingletonStartError, SingletonUnreachable) as exc:
         outcome = ("error", exc)
     send(server, _Resolved(key, self_pid(), outcome))
 
@@ -317,12 +346,17 @@ def resolve_key(key: bytes, name: Any, deadline: Deadline) -> Pid | None:
         pid = running_pid(reg)
         if pid is not None:
             reason = _known_death(pid)
+            if reason is None and not _connected(pid.node):
+                reason = NOCONNECTION  # never connected, or lost before its Down came
             if reason is None:
                 return pid
+            if reason == NOCONNECTION:
+                _check_reachable(name, key, pid.node)
             _release_stale(key, reg.epoch, pid, reason, deadline)
             continue
         keeper = starting_keeper(reg)
         if keeper is not None:
+            _check_reachable(name, key, keeper.node)
             if not _await_keeper(keeper, deadline):
                 gevent.sleep(deadline.cap(backoff))
                 backoff = min(BACKOFF_MAX, backoff * 2)
@@ -352,8 +386,31 @@ def _known_death(pid: Pid) -> Any:
 
 
 def _connected(node_name: str) -> bool:
+    if node_name == current_node().name:
+        return True
     dist = distributed_node()
-    return dist is not None and node_name in dist.nodes()
+    return dist is not None and node_name in dist.peers.up
+
+
+def _check_reachable(name: Any, key: bytes, node_name: str) -> None:
+    """SingletonUnreachable if `node_name` is not connected here but some peer is connected to it.
+
+    An attempt to connect it that is in flight (a node just heard of) is waited
+    for first, for one handshake timeout at most; one that failed is not retried here.
+    """
+    if _connected(node_name):
+        return
+    dist = distributed_node()
+    if dist is not None and dist.peers.reaching(node_name):
+        peers = dist.peers
+        peers.wait_until(lambda: node_name in peers.up or not peers.reaching(node_name), dist.config.handshake_timeout)
+        if _connected(node_name):
+            return
+    reached_by = dist.reached_by_others(node_name) if dist is not None else []
+    if reached_by:
+        assert dist is not None
+        user_key = name.key if name is not None else key
+        raise SingletonUnreachable(user_key, node_name, dist.name, reached_by)
 
 
 def _release_stale(key: bytes, epoch: int, pid: Pid, reason: Any, deadline: Deadline) -> None:
@@ -390,18 +447,16 @@ def _await_keeper(keeper: Pid, deadline: Deadline) -> bool:
     return not (msg.__class__ is Down and msg.reason == NOCONNECTION)
 
 
-def _nodes_here() -> list[str]:
-    here = current_node().name
-    dist = distributed_node()
-    return [here, *(dist.nodes() if dist is not None else ())]
-
-
 def _ask_home_to_start(key: bytes, name: Any, deadline: Deadline) -> tuple:
-    """Ask the key's home node (rendezvous hashing) to start it; the next ones if it cannot answer."""
+    """Ask the key's home node (rendezvous hashing over the nodes that host
+    singletons: `paxtor.roles`) to start it; the next ones if it cannot."""
     request = Start(key, name.start, name.args, name.key)
-    for node in rendezvous_order(key, _nodes_here()):
+    hosts = singleton_hosts()
+    if not hosts:
+        return ("retry", "no connected node hosts singletons")
+    for node in rendezvous_order(key, hosts):
         try:
-            return call((NAME_SERVER, node), request, timeout=deadline.cap(START_CALL_TIMEOUT))
+            outcome = call((NAME_SERVER, node), request, timeout=deadline.cap(START_CALL_TIMEOUT))
         except CallTimeout:
             return ("retry", "start timed out")
         except CallError as exc:
@@ -409,4 +464,7 @@ def _ask_home_to_start(key: bytes, name: Any, deadline: Deadline) -> tuple:
                 log.info("singleton_home_unavailable", node=node, reason=exc.reason)
                 continue
             raise
+        if outcome[0] != "not_here":
+            return outcome
+        log.info("singleton_home_unavailable", node=node, reason=outcome[1])
     return ("retry", "no node could start it")

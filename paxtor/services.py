@@ -11,7 +11,9 @@ supervisor, after PaxosKV's own services (they propose rounds):
   dead waiters) and the `LockHome` (proposes the rounds of the locks homed
   here, batched per key);
 - the singleton `DynamicSupervisor` (keepers of the singletons homed here);
-- the `NameServer` (per-node pid cache, lookups and starts).
+- the `NameServer` (per-node pid cache, lookups and starts);
+- the `ObserveServer` (what `paxtor.cluster_info` asks each node; read-only)
+  and the `EventServer` (`paxtor.subscribe`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from paxtor.lock_home import LockHome, wake_new_owner
 from paxtor.lock_messages import LOCKS_BUCKET
 from paxtor.lock_register import hand_to_next
 from paxtor.name_server import SINGLETON_SUPERVISOR, NameServer
+from paxtor.observe.events import EventServer
+from paxtor.observe.server import ObserveServer
 from paxtor.singleton_keeper import NAMES_BUCKET
 
 __all__ = ["paxtor_services"]
@@ -44,4 +48,6 @@ def paxtor_services(node: Any = None) -> list[ChildSpec]:
         # keepers are temporary children (a singleton is never restarted in place)
         DynamicSupervisor.child_spec(id=SINGLETON_SUPERVISOR, name=SINGLETON_SUPERVISOR),
         NameServer.child_spec(),
+        ObserveServer.child_spec(),
+        EventServer.child_spec(),
     ]

@@ -438,6 +438,16 @@ class NodeProcess:
                 found.append(entry)
         return found
 
+    def peers_up(self) -> set[str]:
+        """The peers its log says are connected now (``node_up`` not followed by ``node_down``)."""
+        up: set[str] = set()
+        for event in self.events():
+            if event.get("event") == "node_up":
+                up.add(event["peer"])
+            elif event.get("event") == "node_down":
+                up.discard(event["peer"])
+        return up
+
     def wait_for_log(self, match: str | Callable[[dict[str, Any]], Any], timeout: float = WAIT) -> dict[str, Any]:
         """The first log line that `match` accepts (or named `match`), polled with a
         deadline: only the node's own log can tell. TimeoutError (with the log's tail)."""
@@ -531,6 +541,15 @@ class LocalCluster:
     ) -> NodeProcess:
         """Start node `number`: ``python -m paxtor node`` (plus `extra` flags), or `argv`."""
         return self._launch(f"node{number}", argv or self.node_argv(number, *extra, shell=shell), shell)
+
+    def start_client(self, name: str, *extra: str) -> NodeProcess:
+        """Start client node `name` (``python -m paxtor node NAME --client``; memory
+        durability, so no data directory) with the cluster's flags plus `extra`."""
+        argv = [
+            sys.executable, "-m", "paxtor", "node", name, "--client", "--no-shell",
+            "--cluster-size", str(self.size), "--base-port", str(self.base_port), "--log-json", *self.flags, *extra,
+        ]  # fmt: skip
+        return self._launch(name, argv, False)
 
     def _launch(self, name: str, argv: list[str], shell: bool) -> NodeProcess:
         runs = sum(1 for p in self._started if p.name == name)

@@ -90,7 +90,7 @@ from paxtor.actors.handshake import (
 )
 from paxtor.actors.wire import WireError, decode, encode
 
-__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener", "ListenError"]
+__all__ = ["ConnectionConfig", "Connection", "ConnectionStats", "Listener", "ListenError", "bind_listener"]
 
 log = structlog.get_logger(__name__)
 
@@ -216,6 +216,7 @@ class Connection:
         self._deliver_later: list[bytes] | None = None  # frames held back by `defer_rest`
         self._close_after_held: str | None = None
         self._defer_requested = False
+        self._close_expected = False  # we said goodbye: the peer's close is no fault
         self._received_chunks = 0  # bumped per recv (not when blocked): a sign of life
         self._writes_done = 0
         self._writing = False
@@ -344,6 +345,11 @@ class Connection:
             if not self._drained.wait(timeout):
                 return False
         return True
+
+    def expect_close(self) -> None:
+        """This side said goodbye: the peer will close its end, which is then
+        logged as an ordinary event, not a warning."""
+        self._close_expected = True
 
     def defer_rest(self) -> None:
         """From inside `on_message`: apply the frames after this one only
@@ -819,11 +825,13 @@ class Connection:
         self._state = _CLOSED
         self.close_reason = reason
         if not was_up:
-            if self.on_handshake_failed is not None:
+            if _benign_refusal(reason):  # the mesh makes these common: nothing to tally
+                log.info("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
+            elif self.on_handshake_failed is not None:
                 self._report_handshake_failure(reason)
             else:
                 log.warning("handshake_failed", local=self.config.name, peer=self._label(), role=self.role, reason=reason)
-        elif requested:
+        elif requested or self._close_expected:
             log.info("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
         else:
             log.warning("connection_closed", local=self.config.name, peer=self._label(), reason=reason)
@@ -851,12 +859,23 @@ class Connection:
         except Exception:
             log.exception("on_close_failed", local=self.config.name, peer=self._label())
 
-
     def _report_handshake_failure(self, reason: str) -> None:
         try:
             self.on_handshake_failed(self, reason)  # type: ignore[misc]
         except Exception:
             log.exception("handshake_failure_report_failed", local=self.config.name, peer=self._label())
+
+
+#: Refusals that only say "another connection to this peer is (about to be) in use", or
+#: "this node is stopping" (`paxtor.actors.peers.NODE_STOPPING`).
+_BENIGN_REFUSALS = ("simultaneous_connect", "already_connected", "node_stopping")
+
+
+def _benign_refusal(reason: str) -> bool:
+    """A handshake refused because both nodes dialed each other, one is connected already,
+    or the acceptor is stopping: the mesh makes these common, and nothing is lost."""
+    head, _, detail = reason.partition(": ")
+    return head in ("not_admitted", "refused_by_peer") and detail in _BENIGN_REFUSALS
 
 
 def _raw_socket(sock: Any) -> Any:
@@ -884,10 +903,28 @@ class ListenError(OSError):
     EADDRINUSE for a port in use), as opposed to any other start-up failure."""
 
 
+def bind_listener(host: str, port: int, backlog: int = 128) -> Any:
+    """A gevent TCP socket bound to (host, port) and listening (`ListenError` if it cannot be):
+    a node that must own its port before anything else binds it with this first."""
+    sock = gevent.socket.socket(_stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
+    try:
+        sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Listener:
     """Accepts connections on (host, port); each becomes an acceptor Connection.
 
-    `port=0` binds a free port; read the bound one from `.port`. Callbacks are
+    `port=0` binds a free port; read the bound one from `.port`. `sock`, a
+    socket from `bind_listener`, is used instead of binding one. Callbacks are
     passed to every accepted Connection (``on_close`` also runs for peers
     that fail the handshake; their ``conn.peer`` is None). Pending
     (unauthenticated) connections are bounded: at most `max_pending_handshakes`
@@ -911,6 +948,7 @@ class Listener:
         max_pending_handshakes: int = 128,
         max_pending_per_source: int = 64,
         failure_log_interval: float = 10.0,
+        sock: Any = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -922,6 +960,7 @@ class Listener:
         self._on_close = on_close
         self._on_up = on_up
         self._sock: Any = None
+        self._prebound = sock
         self._acceptor: gevent.Greenlet | None = None
         self._flusher: gevent.Greenlet | None = None
         self._stopped = False
@@ -935,18 +974,10 @@ class Listener:
 
     def start(self) -> Listener:
         """Bind, listen and start accepting; returns self."""
-        sock = gevent.socket.socket(_stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
-        try:
-            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self._requested_port))
-            sock.listen(self._backlog)
-        except OSError as exc:
-            sock.close()
-            where = f"{self.host}:{self._requested_port}"
-            raise ListenError(exc.errno, f"cannot listen on {where}: {exc.strerror or exc}") from exc
-        except BaseException:
-            sock.close()
-            raise
+        if self._prebound is not None:
+            sock, self._prebound = self._prebound, None
+        else:
+            sock = bind_listener(self.host, self._requested_port, self._backlog)
         self._sock = sock
         self._acceptor = gevent.spawn(self._accept_loop)
         self._flusher = gevent.spawn(self._flush_failures)

@@ -36,6 +36,8 @@ cross the wire as themselves inside other messages.
     SPAWN         request, "module:qualname", args, kwargs, link, watcher, ref
     SPAWN_REPLY   request, pid or None, error or None
     GOODBYE       reason                       the sender stops; nothing follows
+    MESH          own info, peers' infos       the sender's view (`paxtor.actors.mesh`): first
+                                               on every connection, again when it changes
     CALL_MONITOR[_NAMED]  to, caller, ref, request   deliver_monitor(caller, to, ref), then CALL
     REPLY_DEMONITORED     to, ref, value             REPLY, then end_monitor(to, ref): the
                                                      sender dropped its side of monitor `ref`
@@ -47,6 +49,7 @@ from typing import Any, Protocol
 
 from paxtor.actors.gen_server import Call, Caller, Cast, StopRequest
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.mesh import NodeInfo, info_to_wire, view_from_wire
 from paxtor.actors.messages import Down, Exit, Reply
 from paxtor.actors.wire import wire_type
 
@@ -64,6 +67,7 @@ __all__ = [
     "spawn_frame",
     "spawn_reply_frame",
     "goodbye_frame",
+    "mesh_frame",
     "call_monitor_frame",
     "call_request_frame",
     "reply_demonitored_frame",
@@ -72,6 +76,7 @@ __all__ = [
     "SPAWN",
     "SPAWN_REPLY",
     "GOODBYE",
+    "MESH",
 ]
 
 for _cls in (Exit, Down, Reply, Caller, Call, Cast, StopRequest):
@@ -101,7 +106,8 @@ del _cls
     CALL_MONITOR,
     CALL_MONITOR_NAMED,
     REPLY_DEMONITORED,
-) = range(1, 23)
+    MESH,
+) = range(1, 24)
 
 
 class ProtocolError(ValueError):
@@ -255,6 +261,11 @@ def spawn_reply_frame(here: str, request: int, pid: Pid | None, error: str | Non
 
 def goodbye_frame(reason: str) -> tuple[Any, ...]:
     return (GOODBYE, reason)
+
+
+def mesh_frame(own: NodeInfo, peers: list[NodeInfo]) -> tuple[Any, ...]:
+    """This node's view for a peer: its own info and its visible peers'."""
+    return (MESH, info_to_wire(own), tuple(info_to_wire(p) for p in peers))
 
 
 # -- applying: a frame -> the call it stands for ---------------------------------------------
@@ -453,17 +464,22 @@ def _goodbye(f: tuple, peer: str, here: str, node: SignalSink) -> tuple[str, tup
     return "goodbye", (str(reason)[:200],)
 
 
+def _mesh(f: tuple, peer: str, here: str, node: SignalSink) -> tuple[str, tuple]:
+    _, own, peers = f
+    return "mesh", view_from_wire(own, peers)
+
+
 _APPLY: tuple[Any, ...] = (
     None, _send, _send_named, _call, _call_named, _reply, _cast, _cast_named, _link, _unlink, _exit,
     _monitor, _monitor_name, _demonitor, _demonitor_name, _down, _down_name, _spawn, _spawn_reply, _goodbye,
-    _call_monitor, _call_monitor_named, _reply_demonitored,
+    _call_monitor, _call_monitor_named, _reply_demonitored, _mesh,
 )
 
 
 def apply_frame(frame: Any, peer: str, here: str, node: SignalSink) -> tuple[str, tuple] | None:
     """Apply a frame from node `peer` to node `here`: a signal becomes the
     ``deliver_*`` call(s) it stands for on `node` (returns None); spawn,
-    spawn_reply and goodbye come back as ``(operation, arguments)`` for the
+    spawn_reply, goodbye and mesh come back as ``(operation, arguments)`` for the
     distribution layer. Raises ProtocolError for anything else."""
     try:
         op = frame[0] if frame.__class__ is tuple else None

@@ -1,5 +1,5 @@
 """Distributed nodes: a `LocalNode` plus a listener and one connection per
-peer node (a full mesh, no gossip), as Erlang distribution.
+peer node (a full mesh), as Erlang distribution.
 
 `start_distributed(name, ...)` starts one; several may live in one OS
 process (each with its own listener and connections). Its `NodeTransport`
@@ -21,6 +21,16 @@ Remote spawn names the function ``"module:qualname"``
 (`paxtor.actors.function_ref`); this side starts the process and answers
 with its pid before the process runs.
 
+Nodes are found by number, from seeds, and from each other: with
+``connect_all`` (the default, as in Erlang) every node tells its peers whom
+it is connected to, and dials the nodes its peers name (`paxtor.actors.mesh`),
+so joining through any one node connects a node to all. A ``hidden`` node
+connects only to the nodes it dials itself and is named to nobody.
+`nodes()` lists every connected peer, hidden ones included (unlike Erlang's:
+the consensus layer must hear every proposer); `visible_nodes()` leaves
+them out, and `peer_info(name)` says what a peer announced (its address,
+whether it is hidden, and the attributes the layer above gave it).
+
 The module-level `node()`, `nodes()`, `connect()`, `disconnect()`,
 `monitor_nodes()` act for the current node, like Erlang's BIFs.
 """
@@ -41,12 +51,13 @@ from greenlet import getcurrent
 from paxtor.actors.connection import ClusterId, Connection, ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.discovery import Target, dial_targets, listen_port, node_number
-from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, spawn_reply_frame
+from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, mesh_frame, spawn_reply_frame
 from paxtor.actors.faults import FaultInjector
 from paxtor.actors.function_ref import FunctionRefError, resolve_function_ref
 from paxtor.actors.function_ref import allowed_modules as normalise_allowed_modules
 from paxtor.actors.handshake import validate_node_name
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.mesh import MeshView, NodeInfo, announced_host, info_from_wire, info_to_wire
 from paxtor.actors.messages import NotDistributed, fast_frozen_init
 from paxtor.actors.node import DEFAULT_NODE_NAME, LocalNode, current_node, get_node
 from paxtor.actors.peers import NODE_STOPPING, PeerConnections
@@ -59,6 +70,7 @@ __all__ = [
     "NodeTransport",
     "NodeUp",
     "NodeDown",
+    "NodeInfo",
     "NodeUnreachable",
     "RemoteSpawnError",
     "start_distributed",
@@ -122,6 +134,11 @@ class DistributedNode:
         reconnect_min: float,
         reconnect_max: float,
         hosts: Mapping[int, str] | None = None,
+        hidden: bool = False,
+        connect_all: bool = True,
+        attrs: Mapping[str, Any] | None = None,
+        listen_socket: Any = None,
+        dials: Callable[[NodeInfo], bool] | None = None,
     ) -> None:
         self.local = local
         self.name = local.name
@@ -133,6 +150,18 @@ class DistributedNode:
         self.host = self.hosts.get(own_number, host) if own_number is not None else host
         self.base_port = base_port
         self.cluster_size = cluster_size
+        self.hidden = hidden
+        #: dial the nodes peers name (Erlang's connect_all); never for a hidden node
+        self.connect_all = connect_all and not hidden
+        self._attrs = dict(attrs or {})
+        #: without connect_all: the nodes heard of that are dialed all the same (e.g. the voters)
+        self._dials = dials
+        self.mesh: MeshView | None = None  # made at start, once the port is bound
+        self._announce_scheduled = False
+        self._announced: tuple[Any, ...] | None = None
+        #: bumped whenever a connection or a peer's view changes (for the caches of the layers above)
+        self.mesh_version = 0
+        self._unreached: tuple[int, list[str]] = (-1, [])
         self.running = True
         self._node_watchers: dict[Pid, int] = {}  # pid -> subscriptions
         #: the frames that are not signals for the LocalNode
@@ -140,6 +169,7 @@ class DistributedNode:
             "spawn": self._on_spawn,
             "spawn_reply": self._on_spawn_reply,
             "goodbye": self._on_goodbye,
+            "mesh": self._on_mesh,
         }
         targets = self._placed(
             dial_targets(
@@ -162,8 +192,9 @@ class DistributedNode:
             port=port,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
-            address_of=self._numbered_address,
+            address_of=self._address_of,
             source_host=self.host if self.hosts else None,
+            listen_socket=listen_socket,
         )
         self.config = self.peers.config
         self.transport = NodeTransport(self, self.peers.up)
@@ -174,7 +205,9 @@ class DistributedNode:
 
     def _start(self) -> None:
         self.local.remote = self.transport
-        self.peers.start()
+        self.peers.start()  # binds the port: it is known from here on
+        own = NodeInfo(self.name, self.incarnation, announced_host(self.host), self.port, self.hidden, self._attrs)
+        self.mesh = MeshView(own)
         _running[self.name] = self
         log.info("distribution_started", node=self.name, incarnation=self.incarnation, host=self.host, port=self.port)
 
@@ -201,13 +234,68 @@ class DistributedNode:
         return (self.host, self.port)
 
     def nodes(self) -> list[str]:
-        """The connected peers, sorted (Erlang's ``nodes()``)."""
+        """The connected peers, sorted, hidden ones included (see the module doc)."""
         return sorted(self.peers.up)
+
+    def visible_nodes(self) -> list[str]:
+        """The connected peers that announced themselves as visible, sorted
+        (Erlang's ``nodes()``; a peer whose announcement has not come yet is left out)."""
+        mesh = self.mesh
+        if mesh is None:
+            return []
+        direct = mesh.direct
+        return sorted(n for n in self.peers.up if n in direct and not direct[n].hidden)
+
+    @property
+    def info(self) -> NodeInfo:
+        """What this node announces about itself."""
+        assert self.mesh is not None
+        return self.mesh.own
+
+    def peer_info(self, name: str) -> NodeInfo | None:
+        """What node `name` announced (None if not connected or not announced yet)."""
+        mesh = self.mesh
+        if mesh is None or name not in self.peers.up:
+            return None
+        return mesh.direct.get(name)
+
+    def known_nodes(self) -> dict[str, NodeInfo]:
+        """Every node this one knows of: its connected peers (by their own word) and
+        the visible nodes they are connected to."""
+        mesh = self.mesh
+        if mesh is None:
+            return {}
+        known = mesh.known()
+        known.update((n, i) for n, i in mesh.direct.items() if n in self.peers.up)
+        known.pop(self.name, None)
+        return known
+
+    def unreached(self) -> list[str]:
+        """The visible nodes some peer is connected to and this node is not (the
+        mesh is incomplete: a message between this node and those may be lost), sorted."""
+        version, found = self._unreached
+        if version != self.mesh_version and self.mesh is not None:
+            up = self.peers.up
+            found = sorted(name for name in self.mesh.known() if name not in up)
+            self._unreached = (self.mesh_version, found)
+        return found
+
+    def reached_by_others(self, name: str) -> list[str]:
+        """The connected peers that are themselves connected to node `name`
+        (so it is alive, as far as they know, even if this node cannot reach it)."""
+        return self.mesh.listed_by_peers(name) if self.mesh is not None else []
 
     def peer_incarnation(self, name: str) -> int | None:
         """The incarnation of connected peer `name`, or None."""
         conn = self.peers.up.get(name)
         return conn.peer.incarnation if conn is not None and conn.peer is not None else None
+
+    def _address_of(self, name: str) -> tuple[str, int] | None:
+        """Where to dial `name` on request (`connect`): where it announced itself, else by number."""
+        info = self.mesh.info(name) if self.mesh is not None else None
+        if info is not None and info.host:
+            return info.address
+        return self._numbered_address(name)
 
     def _numbered_address(self, name: str) -> tuple[str, int] | None:
         number = node_number(name)
@@ -287,6 +375,7 @@ class DistributedNode:
         goodbye = goodbye_frame(NODE_STOPPING)
         for conn in list(self.peers.up.values()):
             self.transport.send_frame(conn, goodbye)
+            conn.expect_close()  # the peer closes its end once it has the goodbye
         closer = gevent.spawn(self._close_connections, linger)
         if getcurrent() is not get_hub():
             closer.join()
@@ -301,7 +390,11 @@ class DistributedNode:
     def _peer_up(self, conn: Connection) -> None:
         peer = conn.peer
         assert peer is not None
+        self.mesh_version += 1
+        if self.mesh is not None:
+            self.transport.send_frame(conn, mesh_frame(*self.mesh.announcement()))  # the first frame
         self.transport.release_held(conn)  # before anything else is sent on it
+        self._schedule_announce()
         log.info("node_up", node=self.name, peer=peer.name, peer_incarnation=peer.incarnation, initiated_by=self.name if conn.role == "initiator" else peer.name)
         self._tell_watchers(NodeUp(peer.name, peer.incarnation))
 
@@ -311,6 +404,11 @@ class DistributedNode:
         level("node_down", node=self.name, peer=name, peer_incarnation=incarnation, reason=reason)
         self.local.on_node_down(name)
         self.transport.node_lost(name)
+        self.mesh_version += 1
+        if self.mesh is not None:
+            self.mesh.on_peer_down(name)
+            self._schedule_announce()
+            self._update_dials()
         self._tell_watchers(NodeDown(name, reason))
 
     def _attempt_over(self) -> None:
@@ -324,6 +422,60 @@ class DistributedNode:
                 log.debug("node_unreachable", node=self.name, peer=name, frames_dropped=dropped)
                 self.local.on_node_down(name)
                 self.transport.node_lost(name)
+
+    # -- the mesh ------------------------------------------------------------------------
+
+    def _on_mesh(self, conn: Connection, own: NodeInfo, peers: list[NodeInfo]) -> None:
+        """A peer's view: remember it, and dial the nodes it names that we lack."""
+        assert conn.peer is not None and self.mesh is not None
+        seen_host = conn.address[0] if conn.address else ""
+        try:
+            self.mesh.on_view(conn.peer.name, own, peers, seen_host)
+        except ValueError as exc:
+            conn.close(f"bad_view: {exc}")
+            return
+        self.mesh_version += 1
+        self._schedule_announce()  # our own peers' list now has this one's address
+        self._update_dials()
+
+    def _update_dials(self) -> None:
+        """Dial every node the mesh knows and we are not connected to; stop
+        dialing those nobody names any more. Without connect_all (a hidden
+        node) only the own targets are dialed, at the addresses they announce,
+        and the nodes `dials` accepts."""
+        if not self.running or self.mesh is None:
+            return
+        peers = self.peers
+        if self.connect_all:
+            wanted = self.mesh.to_dial(peers.up)
+        else:
+            up, extra = peers.up, self._dials
+            wanted = {
+                n: i for n, i in self.mesh.known().items()
+                if n not in up and (peers.has_target(n) or (extra is not None and extra(i)))
+            }  # fmt: skip
+        for name, info in wanted.items():
+            peers.dial(name, info.host, info.port)
+        for name in peers.dialing_learned():
+            if name not in wanted and name not in peers.up:
+                peers.stop_dialing_node(name)
+
+    def _schedule_announce(self) -> None:
+        """Tell every peer our view once this loop turn is over (changes come in bursts)."""
+        if not self._announce_scheduled and self.running:
+            self._announce_scheduled = True
+            get_hub().loop.run_callback(self._announce)
+
+    def _announce(self) -> None:
+        self._announce_scheduled = False
+        if not self.running or self.mesh is None:
+            return
+        frame = mesh_frame(*self.mesh.announcement())
+        if frame == self._announced:
+            return
+        self._announced = frame
+        for conn in list(self.peers.up.values()):
+            self.transport.send_frame(conn, frame)
 
     def _tell_watchers(self, event: NodeUp | NodeDown) -> None:
         local = self.local
@@ -426,8 +578,13 @@ def start_distributed(
     reconnect_max: float = 5.0,
     faults: FaultInjector | None = None,
     hosts: Mapping[int | str, str] | None = None,
+    hidden: bool = False,
+    connect_all: bool = True,
+    attrs: Mapping[str, Any] | None = None,
+    listen_socket: Any = None,
     cluster: str = "",
     allowed_modules: Iterable[str] | None = None,
+    dials: Callable[[NodeInfo], bool] | None = None,
 ) -> DistributedNode:
     """Start node `name` in this OS process, listening and connected to its peers.
 
@@ -441,21 +598,30 @@ def start_distributed(
     other than `host` ({N or "nodeN": address}, e.g. one 127.0.0.0/8
     address per node): ``nodeN`` listens on, and is dialed at, its address;
     with `hosts` given, every dial leaves from this node's own address, so
-    per-address firewall rules can cut one node off. `cluster` is the id of
-    the cluster the node belongs to ("" until it learns it, `set_cluster`):
-    a peer of another cluster is refused at the handshake. `allowed_modules`
-    (module prefixes, e.g. ``["myapp", "paxtor.demo"]``) limits what peers may
-    spawn here by name (and what singletons this node starts); None allows any
-    importable function, as Erlang's rpc does. Raises `ListenError` (an
-    OSError) if the port cannot be bound.
+    per-address firewall rules can cut one node off. `connect_all` (default)
+    dials every node the peers name (`paxtor.actors.mesh`); a `hidden` node
+    dials only its own targets (and the nodes heard of that `dials`
+    accepts) and is named to nobody. `attrs` (str keys,
+    plain values) travel with this node's announcement, for the layer above.
+    `listen_socket` (from `paxtor.actors.connection.bind_listener`) is the
+    listener's socket, bound beforehand (then `port` is not used). `cluster`
+    is the id of the cluster the node belongs to ("" until it learns it,
+    `set_cluster`): a peer of another cluster is refused at the handshake.
+    `allowed_modules` (module prefixes, e.g. ``["myapp", "paxtor.demo"]``)
+    limits what peers may spawn here by name (and what singletons this node
+    starts); None allows any importable function, as Erlang's rpc does.
+    Raises `ListenError` (an OSError) if the port cannot be bound.
     """
     problem = validate_node_name(name)
     if problem is not None or name == DEFAULT_NODE_NAME:
         raise ValueError(f"bad node name {name!r}: {problem or 'reserved for the non-distributed node'}")
     if get_node(name) is not None:
         raise ValueError(f"node {name!r} is already running in this OS process")
-    listen = listen_port(name, base_port, port)
+    listen = listen_socket.getsockname()[1] if listen_socket is not None else listen_port(name, base_port, port)
     placed = host_map(hosts)
+    if not isinstance(hidden, bool) or not isinstance(connect_all, bool):
+        raise TypeError(f"hidden and connect_all are bools, got {hidden!r}, {connect_all!r}")
+    info_from_wire(info_to_wire(NodeInfo(name, 0, host, 1, hidden, dict(attrs or {}))))  # ValueError: bad attrs
     allowed = normalise_allowed_modules(allowed_modules)
     server_ctx, client_ctx = _ssl_contexts(ssl_context)
     config = ConnectionConfig(
@@ -483,6 +649,11 @@ def start_distributed(
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
             hosts=placed,
+            hidden=hidden,
+            connect_all=connect_all,
+            attrs=attrs,
+            listen_socket=listen_socket,
+            dials=dials,
         )
         dist.allowed_modules = allowed
         dist._start()

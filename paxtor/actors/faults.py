@@ -15,7 +15,10 @@ Semantics, from the local node's side of a link:
   delay_out             hold each sent frame that many seconds (order kept);
   drop_out / drop_in    drop each data frame with that probability, drawn
                         from the injector's seeded RNG (heartbeats pass, so
-                        loss alone does not take the link down).
+                        loss alone does not take the link down);
+  block_dial            the local node's dials to the peer fail at once, as
+                        if a firewall refused them; dials the other way still
+                        work (one-way reachability).
 Changes apply at once to live connections.
 """
 
@@ -36,6 +39,7 @@ class LinkFaults:
     delay_out: float = 0.0
     drop_out: float = 0.0
     drop_in: float = 0.0
+    block_dial: bool = False
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def drops_outgoing(self) -> bool:
@@ -48,7 +52,7 @@ class LinkFaults:
 
     def clear(self) -> None:
         """Back to a healthy link."""
-        self.block_out = self.block_in = False
+        self.block_out = self.block_in = self.block_dial = False
         self.delay_out = self.drop_out = self.drop_in = 0.0
 
 
@@ -86,6 +90,10 @@ class FaultInjector:
         """Drop everything between `a` and `b`, both ways."""
         self.block(a, b)
         self.block(b, a)
+
+    def block_dials(self, src: str, dst: str) -> None:
+        """`src` can no longer dial `dst` (connections `dst` dials to `src` still work)."""
+        self.link(src, dst).block_dial = True
 
     def delay(self, src: str, dst: str, seconds: float) -> None:
         """Hold every frame from `src` to `dst` for `seconds` (0 to stop)."""

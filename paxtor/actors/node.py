@@ -54,6 +54,7 @@ import gevent
 import structlog
 from gevent.event import AsyncResult
 from gevent.hub import Hub, get_hub
+from gevent.monkey import get_original
 from greenlet import getcurrent
 
 from paxtor.actors.ids import Pid, Ref
@@ -71,6 +72,7 @@ from paxtor.actors.process import PROCESS_ATTR, Process
 
 __all__ = [
     "LocalNode",
+    "WrongThread",
     "RemoteTransport",
     "current_node",
     "get_node",
@@ -82,6 +84,14 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DEFAULT_NODE_NAME = "nonode@nohost"
+
+#: The OS thread's id, never a greenlet's (threading.get_ident may be monkey-patched).
+_os_thread_ident: Callable[[], int] = get_original("_thread", "get_ident")
+
+
+class WrongThread(RuntimeError):
+    """A process primitive was called from an OS thread other than the one whose
+    gevent hub runs the node: processes, mailboxes and timers live on that hub only."""
 
 _MISSING: Any = object()
 
@@ -266,11 +276,23 @@ class LocalNode:
         hub.loop.run_callback(proc.greenlet.switch)
         return proc
 
+    def check_thread(self) -> None:
+        """Raise `WrongThread` unless called from the OS thread whose hub runs this node."""
+        hub = self.hub()
+        if hub.thread_ident != _os_thread_ident():
+            raise WrongThread(
+                f"node {self.name!r} runs on the gevent hub of OS thread {hub.thread_ident}; it was called "
+                f"from OS thread {_os_thread_ident()}. Call Paxtor from greenlets of the node's thread: run the "
+                "app under gevent (gunicorn -k gevent, gevent.pywsgi) after gevent.monkey.patch_all(), "
+                "not in a thread pool (see the README's 'Threads')"
+            )
+
     def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` in a new process of this node and
         return its result (or raise its exception). Works from any greenlet,
         on any node of this OS process. Raises CallError if the process
         exits without returning (killed...), CallTimeout after `timeout`."""
+        self.check_thread()
         result: AsyncResult = AsyncResult()
 
         def body() -> None:
@@ -299,6 +321,7 @@ class LocalNode:
             raise NotAProcess("the gevent hub cannot act as a process (receive/call/link would block the loop)")
         if not self.running:
             raise RuntimeError(f"node {self.name!r} is stopped")
+        self.check_thread()
         serial = next(self._serials)
         soft = not isinstance(g, gevent.Greenlet)
         proc = Process(self, Pid(self.name, self.incarnation, serial), self.hub(), adopted=g, soft=soft)

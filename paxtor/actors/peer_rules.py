@@ -12,11 +12,13 @@ one without talking, so the rule only uses what both ends know:
 At the acceptor, an authenticated peer is refused early when the rule
 would close it anyway: while a connection to it is up (a restarted peer, a
 newer incarnation, is admitted and replaces it), or while our own dial to
-it is in flight and ours would win. A dial to a seed whose name is not
-known yet counts as a dial to every peer (it may be this one): without
-that, two nodes that only know each other as seeds both admit, and the
-losing connection's close shows as a NodeDown. A refused initiator retries
-later.
+it is handshaking (its TCP connection is made) and ours would win. A dial
+still connecting does not count: with one-way reachability it may never
+connect, and the peer's dial is the only way the two meet. A dial to a seed
+whose name is not known yet counts as a dial to every peer (it may be this
+one): without that, two nodes that only know each other as seeds both
+admit, and the losing connection's close shows as a NodeDown. A refused
+initiator retries later.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def admission(
 
     `up_incarnation` is the incarnation of the peer on the connection that
     is up now (None if none); `dialing` is True while our own connection
-    attempt to `peer_name` is in flight. Returns ``(admit, why)``: when
+    attempt to `peer_name` is handshaking. Returns ``(admit, why)``: when
     admitting, `why` is set if the connection that is up must be closed
     first (the peer restarted); when refusing, it is the reason sent.
     """

@@ -2,7 +2,8 @@
 
 `PeerConnections` owns the node's `Listener`, one dialer greenlet per
 `Target` (numbered peers and seeds, redialed with capped backoff whenever
-not connected) and the table of up connections. Which of two connections
+not connected; and the nodes the mesh learned of, added and dropped by
+`dial` / `stop_dialing_node`) and the table of up connections. Which of two connections
 to one peer survives is decided by `paxtor.actors.peer_rules` (a restarted
 peer, i.e. a newer incarnation, replaces the old one; otherwise the
 connection initiated by the smaller name wins), at admission when possible
@@ -63,6 +64,7 @@ class PeerConnections:
         address_of: Callable[[str], tuple[str, int] | None] = lambda name: None,
         rng: random.Random | None = None,
         source_host: str | None = None,
+        listen_socket: Any = None,
     ) -> None:
         self.name = config.name
         self.config = dataclasses.replace(config, admit=self._admit)
@@ -82,13 +84,18 @@ class PeerConnections:
         self._outgoing: set[Connection] = set()
         #: peer name (None: a seed not known yet) -> attempts in flight (TCP or handshake)
         self._attempts: dict[str | None, int] = {}
+        #: the same, counting only attempts whose TCP connection is made (handshaking)
+        self._shaking: dict[str | None, int] = {}
+        #: node learned from the mesh -> its target and dialer greenlet
+        self._learned: dict[str, tuple[Target, gevent.Greenlet]] = {}
         self._kicks: dict[int, gevent.event.Event] = {}
         self._greenlets: list[gevent.Greenlet] = []
         self._changed = gevent.event.Event()
         self._stopped = False
         self.listener = Listener(
-            self.config, on_message=on_message, on_close=self._closed, on_up=self._up, host=host, port=port
-        )
+            self.config, on_message=on_message, on_close=self._closed, on_up=self._up, host=host, port=port,
+            sock=listen_socket,
+        )  # fmt: skip
 
     # -- life ------------------------------------------------------------------
 
@@ -106,9 +113,53 @@ class PeerConnections:
     def stop_dialing(self) -> None:
         """Accept and dial nothing more (the first half of stopping)."""
         self._stopped = True
-        for greenlet in self._greenlets:
+        for greenlet in [*self._greenlets, *(g for _, g in self._learned.values())]:
             greenlet.kill(block=False)
+        self._learned.clear()
         self.listener.stop(close_connections=False)
+
+    # -- nodes learned from the mesh -------------------------------------------------
+
+    def has_target(self, name: str) -> bool:
+        """Whether a configured target (numbered, or a seed once named) is `name`."""
+        return any(t.name == name for t in self.targets)
+
+    def dial(self, name: str, host: str, port: int) -> None:
+        """Keep node `name` at (host, port) connected, as any target, until
+        `stop_dialing_node`; a new address replaces the one being dialed. A
+        numbered target's address is only a guess (`base_port + N` on
+        `host`): the node's own announcement replaces it; a seed's is kept."""
+        if self._stopped or name == self.name:
+            return
+        configured = [t for t in self.targets if t.name == name]
+        if configured:
+            for target in configured:
+                if not target.seed and target.address != (host, port):
+                    log.info("target_moved", node=self.name, peer=name, was=str(target), now=f"{host}:{port}")
+                    target.host, target.port = host, port
+                    self._kicks[id(target)].set()
+            return
+        learned = self._learned.get(name)
+        if learned is not None and not learned[1].dead:
+            target = learned[0]
+            if target.address != (host, port):
+                target.host, target.port = host, port
+                self._kicks[id(target)].set()
+            return
+        target = Target(host, port, name)
+        kick = self._kicks[id(target)] = gevent.event.Event()
+        self._learned[name] = (target, gevent.spawn(self._dial_loop, target, kick))
+
+    def stop_dialing_node(self, name: str) -> None:
+        """Stop dialing a node learned from the mesh (its connection, if up, stays)."""
+        learned = self._learned.pop(name, None)
+        if learned is not None:
+            self._kicks.pop(id(learned[0]), None)
+            learned[1].kill(block=False)
+
+    def dialing_learned(self) -> list[str]:
+        """The learned nodes being kept connected, sorted."""
+        return sorted(self._learned)
 
     def close_all(self, reason: str = NODE_STOPPING) -> None:
         """Close every connection, up or in flight (on_down runs for the up ones)."""
@@ -141,6 +192,10 @@ class PeerConnections:
             if target.name == name or target.name is None:
                 self._kicks[id(target)].set()
                 kicked = kicked or target.name == name
+        learned = self._learned.get(name)
+        if learned is not None:
+            self._kicks[id(learned[0])].set()
+            kicked = True
         if not kicked:
             address = self._address_of(name)
             if address is not None:
@@ -161,7 +216,8 @@ class PeerConnections:
         return True
 
     def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:
-        """Block until `condition()` holds, re-checked on every peer up/down."""
+        """Block until `condition()` holds, re-checked on every peer up/down and
+        at the end of every connection attempt."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not condition():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -207,17 +263,23 @@ class PeerConnections:
         the common case), then the handshake; returns the connection once up
         or closed, or None if TCP failed."""
         key = target.name
-        self._attempts[key] = self._attempts.get(key, 0) + 1
+        _count(self._attempts, key, 1)
+        shaking = [False]
         try:
-            return self._attempt(target)
+            return self._attempt(target, shaking)
         finally:
-            left = self._attempts.pop(key) - 1
-            if left:
-                self._attempts[key] = left
+            _count(self._attempts, key, -1)
+            if shaking[0]:
+                _count(self._shaking, key, -1)
+            self._notify()  # whoever waits on `reaching` looks again
             self._on_attempt_over()
 
-    def _attempt(self, target: Target) -> Connection | None:
+    def _attempt(self, target: Target, shaking: list[bool]) -> Connection | None:
         config = self.config
+        faults = config.faults
+        if faults is not None and target.name is not None and faults.link(self.name, target.name).block_dial:
+            log.debug("dial_failed", node=self.name, target=str(target), error="blocked by fault injection")
+            return None
         try:
             sock = gevent.socket.create_connection(
                 target.address, timeout=config.handshake_timeout, source_address=self._source
@@ -228,6 +290,8 @@ class PeerConnections:
         if self._stopped:
             sock.close()
             return None
+        shaking[0] = True
+        _count(self._shaking, target.name, 1)
         sock.settimeout(None)
         conn = Connection(
             config,
@@ -257,13 +321,19 @@ class PeerConnections:
             peer_name=name,
             peer_incarnation=incarnation,
             up_incarnation=current.peer.incarnation if current is not None and current.peer else None,
-            dialing=self.reaching(name),  # a seed not named yet may be this peer
+            dialing=self._handshaking(name),  # a seed not named yet may be this peer
         )
         if not admit:
             return why
         if why is not None and current is not None:
             current.close(why)  # the peer restarted: its old incarnation is gone
         return None
+
+    def _handshaking(self, name: str) -> bool:
+        """True while our own attempt that may reach `name` has its TCP connection:
+        one still connecting may never (one-way reachability), so it yields."""
+        shaking = self._shaking
+        return bool(shaking) and (name in shaking or None in shaking)
 
     def _info(self, conn: Connection) -> ConnectionInfo:
         assert conn.peer is not None
@@ -295,3 +365,11 @@ class PeerConnections:
             del self.up[peer.name]
             self._notify()
             self._on_down(peer.name, peer.incarnation, reason)
+
+
+def _count(counts: dict[str | None, int], key: str | None, delta: int) -> None:
+    left = counts.get(key, 0) + delta
+    if left:
+        counts[key] = left
+    else:
+        counts.pop(key, None)

@@ -12,6 +12,8 @@ revealed a fence: some voter released one of our bindings for
 once, untrappably, and nothing new is granted until the lease is gained
 again. Killing is cooperative (a greenlet dies at its next switch or
 receive): that is what the lease margin and the fencing tokens are for.
+Every `LeaseGained` / `LeaseLost` also goes to the local pids in
+``PaxosNode.lease_watchers`` (subscribers to this node's events).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from paxtor.actors import Down, GenServer, NoReply, monitor, reply
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.gen_server import Caller
 from paxtor.actors.ids import Pid, Ref
-from paxtor.actors.primitives import demonitor, self_pid
+from paxtor.actors.primitives import demonitor, self_pid, send
 from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, MEMBERSHIP_NAME, LeaseHeartbeat, Timer
 from paxtor.paxos.lease import HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
@@ -104,6 +106,8 @@ class LeaseKeeper(GenServer):
 
     def _events(self, events: list[LeaseEvent]) -> None:
         for event in events:
+            for watcher in self.node.lease_watchers:
+                send(watcher, event)
             if isinstance(event, LeaseLost):
                 self._lost(event)
             elif isinstance(event, LeaseGained):

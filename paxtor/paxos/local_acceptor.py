@@ -203,9 +203,13 @@ class LocalAcceptor:
         self.persist([record], on_durable)
 
     def install(self, cluster: str, config: VoterConfig, on_durable: Callable[[], None] | None = None) -> None:
-        """Install a newer configuration; ``on_durable`` once it is on disk (at once if not newer)."""
+        """Install a newer configuration; ``on_durable`` once it is on disk (for one not
+        newer: once the record that installed it or a newer one is, if still pending)."""
         record = self.acceptor.install(cluster, config)
-        self.persist([record] if record is not None else [], on_durable)
+        if record is None:
+            self._after(_MEMBER, on_durable)
+        else:
+            self.persist([record], on_durable)
 
     def catch_up(self, records: Iterable[LogRecord], floor: int, on_voting: Callable[[], None]) -> int:
         """Take the state read from the other voters, then vote once it is durable; how many
@@ -222,7 +226,20 @@ class LocalAcceptor:
         """Promise ``ballot`` for every key (`Acceptor.fence`); ``on_durable`` once it holds
         across a restart."""
         record = self.acceptor.fence(ballot)
-        self.persist([record] if record is not None else [], on_durable)
+        if record is None:
+            self._after(_FLOOR, on_durable)  # covered by the floor, which may still be pending
+        else:
+            self.persist([record], on_durable)
+
+    def _after(self, slot: Any, on_durable: Callable[[], None] | None) -> None:
+        """Run ``on_durable`` once no record of ``slot`` is pending (at once if none is)."""
+        if on_durable is None:
+            return
+        tail = self._tails.get(slot)
+        if tail is None:
+            on_durable()
+        else:
+            tail[1].append((on_durable, None))
 
     def bulk_accept(
         self, ballot: Ballot, config: int, items: Iterable[tuple[str, Hashable, Register]], on_durable: Callable[[list[Hashable]], None]

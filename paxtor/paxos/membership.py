@@ -32,8 +32,12 @@ finishes it.
 Quorum is counted against the configuration, never against whoever is
 connected. The server logs transitions of this node's view:
 
-    quorum_reached  message="Quorum reached. [cluster:2/3]"
-    quorum_lost     message="Quorum lost. [cluster:1/3]"
+    quorum_reached      message="Quorum reached. [cluster:2/3]"     (a voter)
+    quorum_lost         message="Quorum lost. [cluster:1/3]"
+    quorum_reachable    message="Quorum reachable. [voters:2/3]"    (a client:
+    quorum_unreachable  message="Quorum unreachable. [voters:1/3]"   not one of them)
+
+(``node_up``/``node_down`` are logged by the distribution layer.)
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from paxtor.actors import Down, GenServer, monitor
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node, monitor_nodes
 from paxtor.actors.ids import Pid
-from paxtor.actors.primitives import self_pid, spawn
+from paxtor.actors.primitives import self_pid, send, spawn
 from paxtor.actors.timers import send_after
 from paxtor.actors.wire import wire_type
 from paxtor.paxos.envelopes import MEMBERSHIP_NAME, PROPOSER_NAME, MembershipChanged, Timer
@@ -63,6 +67,7 @@ __all__ = [
     "MembershipServer",
     "QuorumChange",
     "QuorumView",
+    "quorum_event",
     "quorum_message",
     "watch_membership",
 ]
@@ -74,9 +79,20 @@ VOTER, LEARNER, BLANK, CLIENT = "voter", "learner", "blank", "client"
 TICK = 1.0
 
 
-def quorum_message(reached: bool, connected: int, voters: int) -> str:
-    """The human line: ``Quorum reached. [cluster:2/3]`` / ``Quorum lost. [cluster:1/3]``."""
+def quorum_message(reached: bool, connected: int, voters: int, client: bool = False) -> str:
+    """The human line: ``Quorum reached. [cluster:2/3]`` / ``Quorum lost. [cluster:1/3]``
+    on a voter (it counts itself); a client counts the voters it reaches:
+    ``Quorum reachable. [voters:2/3]`` / ``Quorum unreachable. [voters:1/3]``."""
+    if client:
+        return f"Quorum {'reachable' if reached else 'unreachable'}. [voters:{connected}/{voters}]"
     return f"Quorum {'reached' if reached else 'lost'}. [cluster:{connected}/{voters}]"
+
+
+def quorum_event(reached: bool, client: bool = False) -> str:
+    """The log event of a quorum transition (see the module docstring)."""
+    if client:
+        return "quorum_reachable" if reached else "quorum_unreachable"
+    return "quorum_reached" if reached else "quorum_lost"
 
 
 @wire_type(name="paxos.MemberHello")
@@ -247,7 +263,7 @@ class MembershipServer(GenServer):
         node.peers[hello.node] = hello
         if hello.cluster and not node.cluster and node.acceptor is None:
             node.adopt_cluster(hello.cluster)  # a client joins whatever its peers belong to
-        elif hello.cluster and not node.cluster and node.acceptor is not None:
+        elif hello.cluster and not node.cluster and node.acceptor is not None and not self._founder_will_tell():
             self._join(hello.cluster, hello.config)
         if hello.config is not None and hello.cluster and hello.cluster == node.cluster:
             node.install_config(hello.config)
@@ -257,6 +273,25 @@ class MembershipServer(GenServer):
             node.learners.add(hello.node)
         if hello.answer:
             self._tell(hello.node)
+
+    def _founder_will_tell(self) -> bool:
+        """Whether this voter, in no cluster yet, must wait for the founder's word before it
+        joins a cluster it heard of from another node.
+
+        While the founder is connected and has named no cluster to it, the founder's next
+        message on that connection settles it: `Found` (which it sends before any hello of
+        the cluster it founds) if this voter is a founding member, else a hello that names
+        the cluster. A client or a voter that got `Found` first may tell it of the cluster
+        sooner (two hops can beat one on a busy node); joining then would make a founding
+        voter a learner, and with every founding voter but one a learner the new cluster
+        has no quorum.
+        """
+        node = self.node
+        founder = node.initial_voters[0]
+        if founder == node.name or founder not in self.view.connected:
+            return False
+        word = node.peers.get(founder)
+        return word is None or not word.cluster
 
     def _join(self, cluster: str, config: VoterConfig | None) -> None:
         """This voter meets an existing cluster with no cluster of its own: a blank acceptor
@@ -367,10 +402,14 @@ class MembershipServer(GenServer):
         self.node.local.deliver_named(MEMBERSHIP_NAME, peer, self._hello(answer))
 
     def _log(self, change: QuorumChange) -> None:
+        """Log a quorum transition and tell the quorum watchers (`PaxosNode.quorum_watchers`)."""
+        for watcher in self.node.quorum_watchers:
+            send(watcher, change)
         level = log.info if change.reached else log.warning
+        client = self.node.role == "client"  # not one of the voters: it counts those it reaches
         level(
-            "quorum_reached" if change.reached else "quorum_lost",
-            message=change.message,
+            quorum_event(change.reached, client),
+            message=quorum_message(change.reached, change.connected, change.voters, client),
             node=self.node.name,
             connected=change.connected,
             voters=change.voters,

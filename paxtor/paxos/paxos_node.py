@@ -21,6 +21,10 @@ writer, the owner named beside each field, and readers that never mutate.
   each connected peer said of itself, and the voters known not to vote yet.
   A node proposes nothing before it knows a configuration: quorums are counted
   against it (`paxtor.paxos.voter_config`).
+- ``counters`` (owner: the proposer): what its rounds did, for metrics.
+- ``lease_watchers`` / ``quorum_watchers`` (owner: whoever subscribes; read
+  by the lease keeper / the membership server): local pids told of every
+  `LeaseGained` / `LeaseLost`, and every `QuorumChange`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from paxtor.paxos.acceptor import Acceptor, LogRecord
 from paxtor.paxos.ballot import NodeId
 from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
 from paxtor.paxos.config import PaxosConfig
+from paxtor.paxos.counters import ProposerCounters
 from paxtor.paxos.lease import LeaseClock, SilenceTracker
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.log_codec import LogRecordCorrupt, decode_log_record
@@ -97,6 +102,12 @@ class PaxosNode:
         # owner: the binding watcher
         self.buckets: dict[str, BucketSpec] = {DEFAULT_BUCKET: BucketSpec(DEFAULT_BUCKET)}
         self.watched: set[Slot] = set()
+        # owner: the proposer
+        self.counters = ProposerCounters()
+        # owner: the subscriber (paxtor.observe); read by the lease keeper
+        self.lease_watchers: set[Pid] = set()
+        # owner: the subscriber (paxtor.observe); read by the membership server
+        self.quorum_watchers: set[Pid] = set()
         self._opened = False
 
     def __repr__(self) -> str:
@@ -192,11 +203,13 @@ class PaxosNode:
         """Use ``config`` (a configuration known chosen) if it is newer; True if it was.
 
         A voter's acceptor installs it too: from then on it refuses rounds of
-        older configurations. ``on_durable`` runs once that is on disk (at once
-        on a client, or if nothing changed)."""
+        older configurations. ``on_durable`` runs once that (or the record of a
+        newer one) is on disk; at once on a client."""
         current = self.voter_config
         if current is not None and config.version <= current.version:
-            if on_durable is not None:
+            if self.local_acceptor is not None:  # installed before: its record may be pending
+                self.local_acceptor.install(self.cluster, config, on_durable)
+            elif on_durable is not None:
                 on_durable()
             return False
         self._use_config(config)

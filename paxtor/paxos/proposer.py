@@ -457,7 +457,9 @@ class ProposerState:
         self.max_cached = max_cached
         self.backoff = backoff
         self._counter = 0
-        self._cache: OrderedDict[tuple[str, Hashable], tuple[Ballot, Register]] = OrderedDict()
+        # per key: the ballot a quorum promised, the register chosen, and the version of the
+        # voter configuration whose quorum made the promise
+        self._cache: OrderedDict[tuple[str, Hashable], tuple[Ballot, Register, int]] = OrderedDict()
 
     def fresh_ballot(self) -> Ballot:
         """A ballot above every ballot issued or observed by this node."""
@@ -493,15 +495,20 @@ class ProposerState:
         ``known_promised``: the highest ballot this node knows to be promised
         for the key (a voter passes its own acceptor's promise); a cached
         1-RTT ballot below it is stale, so the round starts with phase 1
-        instead of an accept that would be refused.
+        instead of an accept that would be refused. A promise made by a quorum
+        of another voter configuration than ``config`` is not used either: new
+        voters never made it, and would take a stale accept the old ones refuse
+        (see ``docs/protocol.md``, Voter changes).
         """
         entry = self._cache.pop((bucket, key), None)
         if entry is not None and known_promised is not None and entry[0] < known_promised:
             entry = None
+        if entry is not None and entry[2] != config.version:
+            entry = None
         if ended is not None and ended.is_noconnection:
             entry = None  # a noconnection release asks first (see `Prepare.lease_fence`)
         if entry is not None:
-            ballot, cached = entry
+            ballot, cached, _ = entry
         else:
             ballot, cached = self.fresh_ballot(), None
         next_ballot = self.fresh_ballot() if self.one_rtt else None
@@ -526,7 +533,7 @@ class ProposerState:
         self.observe(decision.highest_seen)
         slot = (round_.bucket, round_.key)
         if decision.ok and decision.next_ballot is not None and decision.register is not None:
-            self._cache[slot] = (decision.next_ballot, decision.register)
+            self._cache[slot] = (decision.next_ballot, decision.register, round_.config.version)
             self._cache.move_to_end(slot)
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)

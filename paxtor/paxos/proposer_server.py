@@ -187,6 +187,7 @@ class ProposerServer(GenServer):
         self.deliver = node.local.deliver_message
         self.deliver_named = node.local.deliver_named
         self.voting = node.local_acceptor  # this node's own vote: no message hop
+        self.counters = node.counters
         # op numbers must never repeat within this node incarnation, across restarts of this process
         self._op = time.monotonic_ns()
 
@@ -252,6 +253,10 @@ class ProposerServer(GenServer):
             self._set_timer(slot_key, slot, wait, _NOQUORUM_WAIT)
             return
         slot.waiting = False
+        counters = self.counters
+        counters.rounds += 1
+        if pending.attempt:
+            counters.retries += 1
         self._op += 1
         mark = pending.change.begin(self._op, term)
         request = pending.request
@@ -326,6 +331,7 @@ class ProposerServer(GenServer):
         elif cls is Promise:
             step = round_.on_promise(voter, msg)
         elif cls is Nack:
+            self.counters.nacks += 1
             self._learn_from(voter, msg)
             # voters that are down cannot answer: with them a remote nack may decide the round now
             # (not the local vote's, answered inside this very dispatch: a retry must not recurse)
@@ -475,10 +481,14 @@ class ProposerServer(GenServer):
         self.state.on_decision(round_, decision)
         pending = slot.active
         assert pending is not None
-        if decision.outcome == CONFLICT:
-            self.state.observe(self._skip_ahead(decision.highest_seen, pending.attempt))
         outcome = decision.outcome
+        if outcome == CONFLICT:
+            self.counters.conflicts += 1
+            self.state.observe(self._skip_ahead(decision.highest_seen, pending.attempt))
+        elif outcome == VETOED:
+            self.counters.vetoed += 1
         if outcome == CHOSEN:
+            self.counters.chosen += 1
             register = decision.register
             assert register is not None
             adopted = pending.change.adopted
@@ -613,6 +623,7 @@ class ProposerServer(GenServer):
     def _fail_no_quorum(self, slot_key: Slot, slot: _KeySlot, why: str) -> None:
         pending = slot.active
         assert pending is not None
+        self.counters.no_quorum += 1
         request = pending.request
         config = self.node.voter_config
         voters = config.describe() if config is not None else "not known yet"

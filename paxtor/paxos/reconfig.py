@@ -58,6 +58,7 @@ __all__ = [
     "VOTERS_KEY",
     "catch_up_sources",
     "change_voters",
+    "check_new_voters",
     "finish_change",
     "migrate",
     "read_config",
@@ -185,10 +186,31 @@ def change_voters(node: PaxosNode, voters: Sequence[str], *, timeout: float = 12
         if set(current.voters) == set(target):
             return current
         joint = current.change_to(target)
+        check_new_voters(node, [v for v in target if not current.is_member(v)], deadline)
         log.info("voter_change_started", node=node.name, change=joint.describe())
         chosen = api.propose(VOTERS_KEY, set_config(current, joint), bucket=SYSTEM_BUCKET, timeout=_left(deadline))
         if current_config(chosen, current) == joint:
             return finish_change(node, joint, deadline)
+
+
+def check_new_voters(node: PaxosNode, names: Sequence[str], deadline: float) -> None:
+    """Refuse to add a voter whose acceptor holds keys: one removed earlier kept the values
+    it held then, and the voters may have collected since the tombstones that ended them;
+    added back, it would bring those values back (``docs/protocol.md``, Voter changes).
+    Asked after the configuration was read and before the change is chosen: no
+    configuration names the node in between, so nothing can give it a key meanwhile."""
+    from paxtor.paxos import api
+
+    for name in names:
+        try:
+            count = call((ACCEPTOR_NAME, name), ("key_count",), timeout=min(CALL_TIMEOUT, _left(deadline)))
+        except CallError as exc:
+            raise api.NoQuorum(f"could not ask {name} what it holds before adding it: {exc}") from None
+        if count:
+            raise ValueError(
+                f"{name} holds {count} keys from when it was a voter: stop it, delete its data "
+                "directory, start it again, then add it"
+            )
 
 
 def finish_left_change(node: PaxosNode, joint: VoterConfig) -> None:
@@ -225,10 +247,12 @@ def finish_change(node: PaxosNode, joint: VoterConfig, deadline: float) -> Voter
     install_on(node, joint, deadline, enough=lambda acks: joint.is_quorum(acks) and not old.is_quorum(
         [v for v in old.members if v not in acks]
     ))
+    installed = time.monotonic()
     node.install_config(joint)
     migrated, rounds = migrate(node, joint, deadline)
-    # leases counted by the old quorums alone must have run out before the new voters decide alone
-    wait = node.config.silence - (time.monotonic() - started)
+    # a lease counted by the old quorums alone rests on acks sent before the install ended: it
+    # must have run out before the new voters decide alone (docs/protocol.md, Voter changes)
+    wait = node.config.silence - (time.monotonic() - installed)
     if wait > 0:
         gevent.sleep(wait)
     final = joint.finished()

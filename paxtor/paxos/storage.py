@@ -72,6 +72,7 @@ import errno
 import fcntl
 import os
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ __all__ = [
     "Durability",
     "SyncPlacement",
     "Ticket",
+    "SYNC_BUCKETS",
     "fsync_directory",
     "make_directory_durably",
 ]
@@ -157,6 +159,10 @@ class SyncPlacement:
             self.inline = not self.inline
             self._since_move = 0
         return move
+
+
+#: upper bounds (seconds) of the write+fsync latency histogram (`AcceptorLog.sync_histogram`)
+SYNC_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class AcceptorLogError(Exception):
@@ -383,6 +389,9 @@ class AcceptorLog:
         self._sync_thread = _SyncThread(self._hub) if durability == "fsync" else None
         self._settle = _Settle(self._hub, settle_limit) if durability == "fsync" and settle_limit > 0 else None
         self._placement = SyncPlacement(inline_sync_limit)
+        #: batches per latency bucket (`SYNC_BUCKETS`, the last one: over them all), and their total seconds
+        self.sync_histogram = [0] * (len(SYNC_BUCKETS) + 1)
+        self.sync_seconds = 0.0
         self._writer = gevent.spawn(self._run_writer)
 
     # --- opening and replay -------------------------------------------------
@@ -531,6 +540,8 @@ class AcceptorLog:
         else:
             assert self._sync_thread is not None
             took = self._sync_thread.apply(self._timed_write_and_sync, (self._fd, data))
+        self.sync_histogram[bisect_left(SYNC_BUCKETS, took)] += 1  # type: ignore[arg-type]
+        self.sync_seconds += took  # type: ignore[operator]
         if placement.observe(took):  # type: ignore[arg-type]
             log.info(
                 "acceptor_log_sync_moved",
@@ -652,6 +663,11 @@ class AcceptorLog:
     @property
     def compacting(self) -> bool:
         return self._compaction is not None
+
+    @property
+    def sync_average(self) -> float:
+        """Recent seconds per write+fsync (a running average, newest batches weighted most)."""
+        return self._placement.average
 
     @property
     def log_bytes(self) -> int:

@@ -21,8 +21,10 @@
   comes back as a non-voter at the end) or ``resize`` (start two acceptors
   that do not vote, add them with `paxtor.cluster.set_voters` from the
   console, and at the end remove two of the grown set with ``python -m paxtor
-  cluster remove``), all under the workloads' load. The cold probe writes
-  before the change and reads after it: keys written once must have moved.
+  cluster remove``), all under the workloads' load. A node that was a voter
+  before is wiped before it is added again, as the README says to. The cold
+  probe writes before the change and reads after it: keys written once must
+  have moved.
 
 Faults are scheduled against the first voters' names; `slots` maps each to
 the voter in its place now (a replaced voter's slot goes to its
@@ -241,17 +243,20 @@ class VoterFaults:
 
     def _free_acceptors(self, count: int) -> list[str]:
         """`count` acceptor nodes that are not voters: spares never started first, then
-        nodes that were voters once (they come back with their old directory)."""
+        nodes that ran before (voters once: `_start` wipes them)."""
         cluster = self.cluster
         free = [n for n in cluster.acceptor_nodes if n not in cluster.voters]
         fresh = [n for n in free if n not in cluster.local.processes]
         return [*fresh, *(n for n in free if n not in fresh)][:count]
 
     def _start(self, names: list[str]) -> None:
+        """Start `names` as acceptors that do not vote yet; one that ran before may hold keys
+        from when it was a voter, and is wiped first (README: Operations)."""
         for name in names:
-            process = self.cluster.local.processes.get(name)
-            if process is None or not process.alive():
-                self.note(f"start {name} --voter (pid {self.cluster.restart(name)}): an acceptor, not a voter yet")
+            if name in self.cluster.local.processes:
+                self.cluster.wipe(name)
+                self.note(f"wipe {name} before it is added back (it may hold keys from when it was a voter)")
+            self.note(f"start {name} --voter (pid {self.cluster.restart(name)}): an acceptor, not a voter yet")
         self._wait_connected(names)
 
     def _api(self, voters: list[str]) -> None:
@@ -266,13 +271,12 @@ class VoterFaults:
         self._follow()
 
     def _cli(self, action: str, names: list[str], reach: list[str]) -> None:
-        """``python -m paxtor cluster ACTION NAMES --seeds (one voter that stays) --base-port
-        --hosts``, as an operator runs it: it finds the other voters by number."""
+        """``python -m paxtor cluster ACTION NAMES --seeds (one voter that stays)``, as an
+        operator runs it: it finds the other voters through that one."""
         cluster = self.cluster
         seed = next(v for v in reach if v in cluster.voters and v not in names)
-        hosts = ",".join(f"{n}={address}" for n, address in cluster.hosts().items())
         argv = [sys.executable, "-m", "paxtor", "cluster", action, *names, "--seeds", cluster.seed_of(seed),
-                "--base-port", str(cluster.local.base_port), "--hosts", hosts, "--timeout", str(CHANGE_TIMEOUT)]  # fmt: skip
+                "--timeout", str(CHANGE_TIMEOUT)]  # fmt: skip
         began = time.monotonic()
         self.note(f"python -m paxtor cluster {action} {' '.join(names)} --seeds {seed}'s address ...")
         out = gevent.subprocess.run(argv, env=cluster.local.env, cwd=str(cluster.workdir), capture_output=True,

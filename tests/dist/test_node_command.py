@@ -186,6 +186,8 @@ def test_sigterm_stops_a_node_cleanly_with_exit_0(cluster, tester):
     assert down.reason.startswith("peer_stopping")
     events = [e.get("event") for e in node5.events()]
     assert "node_stopping" in events and "distribution_stopped" in events
+    stopping = events.index("node_stopping")
+    assert [e for e in node5.events()[stopping:] if e.get("level") in ("warning", "error")] == []  # a clean stop
     assert up.incarnation > 0
 
 
@@ -313,7 +315,9 @@ def test_start_node_raises_the_disk_error_itself(tmp_path):
     "args, message",
     [
         (["node", "1", "--bogus"], "unrecognized arguments: --bogus"),
-        (["node", "one"], "a node is '_'"),
+        (["node", "node0"], "a node is '_'"),
+        (["node", "web-1"], "pass --client"),
+        (["node", "web-1", "--client", "--tls-cert", "x.pem"], "TLS needs all three"),
         (["node", "1", "--durability", "paper"], "invalid choice: 'paper'"),
         (["node", "1", "--heartbeat-timeout", "-1"], "must be > 0"),
         (["node", "1", "--lease", "0"], "must be > 0"),

@@ -64,3 +64,50 @@ def test_a_client_node_by_number():
     assert node.name == "node5" and not node.voter
     assert node.run(self_pid).node == "node5"
     assert repr(node).startswith("<paxtor.Node node5 client")
+
+
+def test_a_client_with_a_free_number_never_takes_a_voters_name():
+    base = free_port_block(5)
+    voter = paxtor.start_node("_", base_port=base, durability="memory", **FAST)
+    client = paxtor.start_node("_", base_port=base, voter=False, **FAST)  # node2 and node3 are free
+    assert (voter.name, client.name) == ("node1", "node4")
+    assert not client.voter and client.durability == "memory" and client.data_dir is None
+    for node in (voter, client):
+        node.stop()
+
+
+def test_processes_racing_for_the_next_free_number_each_get_their_own(tmp_path: Path):
+    """Three `python -m paxtor node _` started at once on one data directory: three
+    names, each node.meta written by its own node only (the port is bound first)."""
+    import subprocess
+    import sys
+
+    from paxtor.testing import wait_until
+
+    base = free_port_block(4)
+    argv = [sys.executable, "-m", "paxtor", "node", "_", "--no-shell", "--log-json", "--base-port", str(base),
+            "--data-dir", str(tmp_path), "--cookie", COOKIE, "--heartbeat-interval", "0.2", "--heartbeat-timeout", "2"]
+    for run in range(2):
+        logs = [tmp_path / f"run{run}-{i}.log" for i in range(3)]
+        procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w")) for log in logs]
+        try:
+            wait_until(lambda: all(_started(log) or p.poll() is not None for log, p in zip(logs, procs)), 60, step=0.1)
+            assert [p.poll() for p in procs] == [None, None, None], [log.read_text()[-2000:] for log in logs]
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=30)
+        assert sorted(_started(log) for log in logs) == ["node1", "node2", "node3"]
+        assert all(proc.returncode == 0 for proc in procs)
+    assert not list(tmp_path.glob("node*/node.meta.tmp"))
+
+
+def _started(log: Path) -> str | None:
+    """The node name a `paxtor node` log says started, once it says so."""
+    import json
+
+    for line in log.read_text().splitlines():
+        if '"node_started"' in line and '"voter"' in line:
+            return json.loads(line)["node"]
+    return None

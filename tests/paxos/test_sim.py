@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from paxtor.paxos.sim import Mutations, SimConfig, SimResult, replay_command, run_seed
+from paxtor.paxos.sim import MUTATIONS, Mutations, SimConfig, SimResult, replay_command, run_seed, scenario
 from paxtor.paxos.sim.faults import FAULT_KINDS, plan_faults
 
 CHUNK = 50
@@ -48,6 +48,22 @@ def test_swarm_covers_every_fault_and_partition_shape() -> None:
         assert all(0.5 <= rate <= 2.0 for rate in plan.clock_rates.values())
     assert kinds == set(FAULT_KINDS)
     assert shapes == {"isolate", "halves", "bridge", "ring", "one_way"}
+
+
+def test_voter_changes_run_under_load_and_a_voter_finishes_one_left_half_way() -> None:
+    """The reconfigure fault: changes start, copy keys (in bulk, and a few by a round of
+    their own), finish, are finished by a voter when their coordinator dies, and re-adding
+    a removed voter is refused until it is wiped; every seed stays safe and live."""
+    config = SimConfig(faults=("reconfigure",))
+    results = [run_seed(seed, config) for seed in range(40)]
+    failed = [r for r in results if not r.ok]
+    assert not failed, _describe(failed)
+    total: dict[str, int] = {}
+    for r in results:
+        for name, n in r.stats.items():
+            total[name] = total.get(name, 0) + n
+    for name in ("changes_started", "changes_done", "changes_resumed", "changes_refused", "keys_moved", "keys_by_round"):
+        assert total.get(name, 0) > 0, name
 
 
 def test_same_seed_same_trace() -> None:
@@ -91,30 +107,48 @@ def test_clocks_beyond_the_drift_bound_can_break_ownership() -> None:
 
 # -- negative controls --------------------------------------------------------------
 
+# (mutation, checkers that may catch it, scenario: None for the swarm, else a fault plan
+# written by hand in `paxtor.paxos.sim.faults.SCENARIOS`)
 NEGATIVE_CONTROLS = [
-    ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}),
-    ("wiped_voter_votes", {"epochs", "linearizability", "owners"}),
-    ("unfloored_promises", {"promises", "epochs", "linearizability"}),
-    ("naive_delete", {"linearizability", "owners"}),
-    ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}),
-    ("no_lease_veto", {"owners"}),
-    ("no_op_marks", {"linearizability"}),
-    ("collect_on_quorum", {"linearizability", "epochs"}),
-    ("unfloored_collection", {"promises", "linearizability", "epochs"}),
-    ("no_epoch_floor", {"epochs", "linearizability"}),
+    ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}, None),
+    ("wiped_voter_votes", {"epochs", "linearizability", "owners"}, None),
+    ("unfloored_promises", {"promises", "epochs", "linearizability"}, None),
+    ("naive_delete", {"linearizability", "owners"}, None),
+    ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}, None),
+    ("no_lease_veto", {"owners"}, None),
+    ("no_op_marks", {"linearizability"}, None),
+    ("collect_on_quorum", {"linearizability", "epochs"}, None),
+    ("unfloored_collection", {"promises", "linearizability", "epochs"}, None),
+    ("no_epoch_floor", {"epochs", "linearizability"}, None),
+    ("no_migration", {"linearizability", "epochs"}, None),
+    ("no_joint", {"linearizability", "epochs"}, None),
+    ("readd_with_state", {"linearizability", "epochs"}, "readd"),
+    ("no_change_wait", {"owners"}, "owner_cut"),
 ]
 
 
-@pytest.mark.parametrize(("mutation", "checkers"), NEGATIVE_CONTROLS)
-def test_negative_control_is_caught(mutation: str, checkers: set[str]) -> None:
+@pytest.mark.parametrize(("mutation", "checkers", "name"), NEGATIVE_CONTROLS)
+def test_negative_control_is_caught(mutation: str, checkers: set[str], name: str | None) -> None:
     mutations = Mutations.only(mutation)
+    config, plan = scenario(name) if name is not None else (SimConfig(), None)
     for seed in range(300):
-        result = run_seed(seed, mutations=mutations)
+        result = run_seed(seed, config, mutations, plan)
         if checkers & set(result.checkers()):
             # the same seed without the bug is clean: the catch is the bug's
-            assert run_seed(seed).ok
+            assert run_seed(seed, config, plan=plan).ok
             return
     pytest.fail(f"{mutation} was not caught in 300 seeds")
+
+
+#: deliberate bugs the swarm catches too rarely for this test (none in 600 seeds), kept in
+#: `mutations` all the same: one_rtt_across_configs needs a key emptied and collected while
+#: a node keeps a 1-RTT promise for it, then a change, then that node's next round on it
+#: (seed 4424 of 5000 is one; tests/paxos/test_voter_config.py shows it without the simulator)
+UNCAUGHT = {"no_heartbeat_fence", "one_rtt_across_configs"}
+
+
+def test_every_mutation_is_a_negative_control() -> None:
+    assert {m for m, _, _ in NEGATIVE_CONTROLS} == set(MUTATIONS) - UNCAUGHT
 
 
 def test_cli_summary_and_replay_command() -> None:

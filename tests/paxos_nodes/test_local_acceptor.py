@@ -13,7 +13,7 @@ from typing import Any
 import gevent
 import pytest
 
-from paxtor.actors import ReceiveTimeout, receive, self_pid
+from paxtor.actors import ReceiveTimeout, receive, self_pid, send
 from paxtor.actors.node import LocalNode
 from paxtor.paxos.acceptor import Accept, Acceptor, Prepare
 from paxtor.paxos.ballot import Ballot
@@ -22,6 +22,7 @@ from paxtor.paxos.register import Register
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.log_codec import decode_log_record
 from paxtor.paxos.storage import AcceptorLog
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import unpack_reply
 
 WAIT = 10.0
@@ -185,6 +186,34 @@ def test_a_reply_waits_only_for_records_of_its_own_key(tmp_path: Path):
     accepted, promise = node.run(body)
     assert type(accepted).__name__ == "Accepted" and accepted.key == "k1"
     assert type(promise).__name__ == "Promise" and promise.key == "k1" and promise.accepted.value == "v"
+
+
+def test_a_fence_or_an_install_already_covered_waits_for_the_pending_record(tmp_path: Path):
+    """A bulk round's promise that a pending floor covers, and the ack of a configuration
+    installed a moment ago (a hello) whose record is pending, both wait for that record:
+    answered at once, a crash could take back what they vouch for."""
+    node = LocalNode.start("node1", 1)
+    fsync = HeldFsync()
+    config = VoterConfig.initial(("node1", "node2", "node3"))
+
+    def body() -> list[Any]:
+        voting, acceptor_log = _acceptor(tmp_path, fsync, node)
+        me = self_pid()
+        assert voting.handle(me, Prepare("b", "k1", Ballot(5, ("node2", 1)))) is None  # the floor rises
+        voting.install("c", config)  # as a hello installs it: nothing waits for it
+        fsync.wait_entered()
+        voting.fence(Ballot(6, ("node3", 1)), lambda: send(me, "fenced"))  # under the pending floor
+        voting.install("c", config, lambda: send(me, "installed"))  # an install call: known, pending
+        with pytest.raises(ReceiveTimeout):
+            receive(timeout=0.05)  # the fsync is held: nothing may have gone out
+        fsync.release.set()
+        got = [receive(timeout=WAIT) for _ in range(3)]
+        acceptor_log.close()
+        return got
+
+    promise, *done = node.run(body)
+    assert type(unpack_reply(promise)[1]).__name__ == "Promise"
+    assert sorted(done) == ["fenced", "installed"]
 
 
 def test_only_durable_tombstones_are_reported_and_collected_keys_leave_the_log(tmp_path: Path):

@@ -4,6 +4,7 @@ and the mistakes an operator can make."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import gevent
@@ -12,6 +13,7 @@ import pytest
 import paxtor
 from paxtor import cluster as voters_api
 from paxtor import paxos
+from paxtor.paxos import reconfig
 from paxtor.paxos.reconfig import SYSTEM_BUCKET, VOTERS_KEY, install_on, set_config
 from paxtor.testing import wait_for_nodes, wait_until
 
@@ -166,3 +168,54 @@ def test_an_operator_cannot_add_a_node_that_cannot_vote(cluster: Cluster):
     with pytest.raises(ValueError, match="not a voter"):
         nodes[0].run(voters_api.replace_voter, "node9", "node4")
     assert client.run(voters_api.voters) == ("node1", "node2", "node3")
+
+
+def test_a_removed_voter_is_added_back_only_once_its_directory_is_wiped(cluster: Cluster):
+    """A removed voter keeps the values it held, and the voters may since collect the
+    tombstones that ended them: added back, it would bring them back. The change refuses
+    it until it comes back empty."""
+    cluster.durability = "fsync"
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    node4 = cluster.start(4, voter=True)
+    wait_until(lambda: node4.paxos.voter_config is not None and "node4" in nodes[0].paxos.peers, WAIT)
+    nodes[0].run(voters_api.add_voter, "node4")
+    _fill(nodes[0])
+    assert nodes[0].run(voters_api.remove_voter, "node4") == ("node1", "node2", "node3")
+    with pytest.raises(ValueError, match=r"node4 holds \d+ keys from when it was a voter"):
+        nodes[0].run(voters_api.add_voter, "node4")
+    assert nodes[1].run(voters_api.voters) == ("node1", "node2", "node3")  # nothing changed
+    cluster.stop("node4")
+    assert cluster.data_dir is not None
+    shutil.rmtree(cluster.data_dir / "node4")
+    node4 = cluster.start(4, voter=True)
+    wait_until(lambda: node4.paxos.voter_config is not None and "node4" in nodes[0].paxos.peers, WAIT)
+    assert nodes[0].run(voters_api.add_voter, "node4") == ("node1", "node2", "node3", "node4")
+    wait_until(lambda: node4.paxos.role == "voter", WAIT)
+    assert node4.run(paxos.get, KEYS[3], stale=True) == 3  # copied in again
+
+
+def test_the_new_voters_decide_alone_a_silence_threshold_after_the_joint_install(cluster: Cluster, monkeypatch):
+    """A lease counted by the old voters alone rests on acks sent before they installed
+    the joint configuration: the wait before the final one counts from the end of the
+    install, however long the install took."""
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    node4 = cluster.start(4, voter=True)
+    wait_until(lambda: node4.paxos.voter_config is not None and "node4" in nodes[0].paxos.peers, WAIT)
+    silence = nodes[0].paxos.config.silence
+    installed: dict[str, float] = {}
+    real_install_on = reconfig.install_on
+
+    def slow_install_on(node, config, deadline, enough):  # type: ignore[no-untyped-def]
+        if not config.joint:
+            installed.setdefault("final", time.monotonic())  # chosen just before
+            return real_install_on(node, config, deadline, enough)
+        acks = real_install_on(node, config, deadline, enough)
+        gevent.sleep(silence)  # the install took that long (a slow voter)
+        installed["joint"] = time.monotonic()
+        return acks
+
+    monkeypatch.setattr(reconfig, "install_on", slow_install_on)
+    assert nodes[0].run(voters_api.add_voter, "node4") == ("node1", "node2", "node3", "node4")
+    assert installed["final"] - installed["joint"] >= silence

@@ -10,7 +10,7 @@ from typing import Any
 import gevent
 
 import paxtor
-from paxtor.actors import GenServer, Stop, exit, receive, self_pid, send
+from paxtor.actors import GenServer, Stop, call, exit, receive, self_pid, send
 from paxtor.actors.distribution import node
 
 
@@ -101,3 +101,10 @@ def start_short_job(report_to: Any) -> Any:
     from paxtor.actors import spawn_link
 
     return spawn_link(send, report_to, ("job_ran", node()))
+
+
+def call_singleton(key: Any, spec: Any, request: Any, reply_to: Any) -> None:
+    """Call the singleton `key` (started from `spec`) with `request`; report ("called", key, node, answer, pid)."""
+    via = paxtor.name(key, spec)
+    answer = call(via, request)
+    send(reply_to, ("called", key, node(), answer, paxtor.whereis(via)))

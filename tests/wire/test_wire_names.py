@@ -42,6 +42,14 @@ PINNED = {
     "paxos.Register": ("epoch", "filled", "value", "binding", "lease_fences", "op_marks"),
     "paxos.VoterConfig": ("version", "voters", "previous"),
     "paxtor.AwaitStart": ("reply_to", "tag"),
+    "paxtor.ClusterInfo": (
+        "observer", "taken_at", "voters", "quorum", "nodes", "voter_info", "locks", "singletons", "complete",
+        "scanned", "errors",
+    ),  # fmt: skip
+    "paxtor.LockInfo": ("key", "holder", "token", "waiters"),
+    "paxtor.NodeInfo": ("name", "incarnation", "role", "address", "up", "lease", "connected"),
+    "paxtor.SingletonInfo": ("key", "pid", "node", "since", "state"),
+    "paxtor.VoterInfo": ("name", "up", "lease", "keys", "log_bytes", "fsync_ms", "fsyncs"),
     "paxtor.LockWake": ("pid", "key", "epoch", "ref"),
     "paxtor.StartSingleton": ("key", "start", "args", "user_key"),
     "paxtor.Started": ("tag", "child"),

@@ -16,19 +16,21 @@ after the final heal. The linearizability search has a budget per key
 reported in `SimResult.undecided`, never as a pass or a failure.
 
 Command line: ``python -m paxtor.paxos.sim --seeds N [--seed S] [--verbose]
-[--mutation NAME]``.
+[--mutation NAME] [--faults KIND,...] [--scenario NAME]``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from paxtor.paxos.sim.cluster import Cluster, SimConfig
+from paxtor.paxos.sim.faults import SCENARIOS, FaultPlan
 from paxtor.paxos.sim.linearizability import Operation, check_history
 from paxtor.paxos.sim.model import RegisterModel
 from paxtor.paxos.sim.mutations import MUTATIONS, Mutations
 
-__all__ = ["MUTATIONS", "Mutations", "SimConfig", "SimResult", "replay_command", "run_seed"]
+__all__ = ["MUTATIONS", "Mutations", "SimConfig", "SimResult", "replay_command", "run_seed", "scenario"]
 
 
 @dataclass
@@ -57,16 +59,27 @@ class SimResult:
         return list(dict.fromkeys(name for name, _ in self.violations))
 
 
-def replay_command(seed: int, mutations: Mutations = Mutations()) -> str:
+def replay_command(seed: int, mutations: Mutations = Mutations(), scenario: str | None = None) -> str:
     extra = "".join(f" --mutation {m}" for m in mutations.active())
+    if scenario is not None:
+        extra += f" --scenario {scenario}"
     return f"python -m paxtor.paxos.sim --seed {seed}{extra} --verbose"
 
 
+def scenario(name: str, config: SimConfig = SimConfig()) -> tuple[SimConfig, FaultPlan]:
+    """The configuration and fault plan of a scenario written by hand (`faults.SCENARIOS`)."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    make_plan, fields = SCENARIOS[name]
+    return dataclasses.replace(config, **fields), make_plan()
+
+
 def run_seed(
-    seed: int, config: SimConfig = SimConfig(), mutations: Mutations = Mutations()
+    seed: int, config: SimConfig = SimConfig(), mutations: Mutations = Mutations(), plan: FaultPlan | None = None
 ) -> SimResult:
-    """Run one seed to the end and check everything."""
-    cluster = Cluster(seed, config, mutations)
+    """Run one seed to the end and check everything (``plan``: a fault plan written by hand
+    instead of the seed's draw)."""
+    cluster = Cluster(seed, config, mutations, plan)
     cluster.run()
     cluster.chosen.finish()
     cluster.workload.finish_run()

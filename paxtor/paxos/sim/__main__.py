@@ -1,4 +1,4 @@
-"""``python -m paxtor.paxos.sim --seeds N [--seed S] [--verbose] [--mutation NAME]``.
+"""``python -m paxtor.paxos.sim --seeds N [--seed S] [--verbose] [--mutation NAME] [--faults KIND,...] [--scenario NAME]``.
 
 Runs seeds S, S+1, ..., S+N-1 (S defaults to 0; ``--seed S`` alone runs just
 that seed), prints a summary, and for each failing seed the violations and the
@@ -12,8 +12,8 @@ import dataclasses
 import sys
 import time
 
-from paxtor.paxos.sim import MUTATIONS, Mutations, SimConfig, replay_command, run_seed
-from paxtor.paxos.sim.faults import FAULT_KINDS
+from paxtor.paxos.sim import MUTATIONS, Mutations, SimConfig, replay_command, run_seed, scenario
+from paxtor.paxos.sim.faults import FAULT_KINDS, SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KIND,...",
         help=f"exactly these fault kinds instead of a swarm draw ({', '.join(FAULT_KINDS)})",
     )
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default=None,
+        help="a fault plan written by hand instead of each seed's draw (the seed draws the workload)",
+    )
     args = parser.parse_args(argv)
     first = args.seed if args.seed is not None else 0
     count = args.seeds if args.seeds is not None else (1 if args.seed is not None else 100)
@@ -51,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.faults is not None:
         config = dataclasses.replace(config, faults=tuple(k for k in args.faults.split(",") if k))
+    plan = None
+    if args.scenario is not None:
+        config, plan = scenario(args.scenario, config)
     mutations = Mutations.only(args.mutation)
     started = time.perf_counter()
     failed = []
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     events = 0
     totals: dict[str, int] = {}
     for seed in range(first, first + count):
-        result = run_seed(seed, config, mutations)
+        result = run_seed(seed, config, mutations, plan)
         events += result.events
         for name, n in result.stats.items():
             totals[name] = totals.get(name, 0) + n
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  seed {seed} [{checker}] {text}")
             if len(result.violations) > 5:
                 print(f"  ... {len(result.violations) - 5} more")
-            print(f"  replay: {replay_command(seed, mutations)}")
+            print(f"  replay: {replay_command(seed, mutations, args.scenario)}")
     elapsed = time.perf_counter() - started
     rate = count / elapsed if elapsed > 0 else float("inf")
     label = f" mutation={args.mutation}" if args.mutation else ""

@@ -5,8 +5,9 @@
   ballot it promised before, in this life or an earlier one: the acceptor's
   half of Paxos, checked directly rather than waiting for a lost promise to
   cost a chosen value.
-- `ChosenChecker`: omniscient view of what is chosen (a quorum of DURABLE
-  accepts of one ballot); along each key's chosen values in ballot order the
+- `ChosenChecker`: omniscient view of what is chosen (DURABLE accepts of one
+  ballot by a quorum of the voter configuration its round counted with: the
+  version the accepts carry); along each key's chosen values in ballot order the
   epoch never decreases, one epoch never has two owners, and an unbound
   value never changes within an epoch.
 - `OwnerChecker`: at most one live owner per key at any virtual instant. An
@@ -17,16 +18,21 @@
   and the node kills it first thing if its lease ran out meanwhile).
 - `LivenessChecker`: after the final heal (plus a settle time), every client
   request completes within a bound, and every lock waiter is eventually served.
+  A change of the voters still under way at the heal moves the start to its
+  end (plus the settle time): a joint configuration needs a majority of both
+  voter sets, and with a member down or catching up every other member must
+  answer, so contended keys may take longer than the bound meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 from paxtor.actors.ids import Pid
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.register import Register
+from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = ["BallotChecker", "ChosenChecker", "LivenessChecker", "OwnerChecker", "PromiseChecker"]
 
@@ -62,6 +68,15 @@ class PromiseChecker:
         for slot in [s for s in self._promised if s[0] == voter]:
             del self._promised[slot]
 
+    def fenced(self, voter: str, ballot: Ballot, slots: Iterable[Slot]) -> None:
+        """``voter`` promised ``ballot`` for every key at once (a bulk round's phase 1); keys
+        it had promised higher keep their promise."""
+        for bucket, key in slots:
+            slot = (voter, bucket, key)
+            before = self._promised.get(slot)
+            if before is None or ballot > before:
+                self._promised[slot] = ballot
+
     def voted(self, voter: str, bucket: str, key: Hashable, ballot: Ballot, promised: Ballot) -> None:
         """``voter`` sent a vote for ``ballot`` that promises ``promised`` (>= ``ballot``)."""
         slot = (voter, bucket, key)
@@ -82,20 +97,25 @@ class _Chosen:
 
 
 class ChosenChecker:
-    def __init__(self, quorum: int) -> None:
-        self.quorum = quorum
+    def __init__(self, configs: Mapping[int, VoterConfig]) -> None:
+        self.configs = configs  # every voter configuration chosen so far, by version
         self.violations: list[str] = []
-        self._votes: dict[tuple[str, Hashable, Ballot], list[str]] = {}
+        self._votes: dict[tuple[str, Hashable, Ballot], list[str] | None] = {}  # None: chosen
         self.chosen: dict[Slot, list[_Chosen]] = {}
 
     def durable_accept(
-        self, voter: str, bucket: str, key: Hashable, ballot: Ballot, reg: Register, now: float
+        self, voter: str, bucket: str, key: Hashable, ballot: Ballot, reg: Register, config: int, now: float
     ) -> None:
-        votes = self._votes.setdefault((bucket, key, ballot), [])
-        if voter in votes:
+        """``voter`` durably accepted ``reg`` at ``ballot`` in a round of configuration
+        version ``config``."""
+        slot = (bucket, key, ballot)
+        votes = self._votes.get(slot, [])
+        if votes is None or voter in votes:
             return
         votes.append(voter)
-        if len(votes) == self.quorum:
+        self._votes[slot] = votes
+        if self.configs[config].is_quorum(votes):
+            self._votes[slot] = None
             self.chosen.setdefault((bucket, key), []).append(_Chosen(ballot, reg, now))
 
     def finish(self) -> None:

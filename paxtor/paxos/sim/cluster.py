@@ -9,16 +9,31 @@ pure cores exactly as their docstrings ask:
   promise under the floor goes out at once); a crash loses the unsynced
   records AND their replies, and a restart rebuilds the acceptor from the
   synced log (``forget_on_restart`` models amnesia);
+- each node knows a voter configuration (`VoterConfig`) of its own, learned
+  as the membership servers tell each other (`paxtor.paxos.sim.reconfig`):
+  its rounds, its lease and the tombstone collections it coordinates count
+  by that configuration's quorums, its heartbeats go to its members, and a
+  node that installs a newer one also installs it on its acceptor. Spare
+  acceptors (``reconfigure`` fault) are not voters until a change adds them;
+- a change of the voters (``reconfigure``) runs as
+  `paxtor.paxos.reconfig.change_voters` does, modelled step by step in
+  `paxtor.paxos.sim.reconfig.VoterChange`; a change left joint by a crashed
+  coordinator is finished by the first member that can answer after
+  ``resume_change_after`` (``finish_left_change``);
 - a *wiped* voter (the ``wipe`` fault: its synced log is lost too) comes back
-  blank and votes on nothing; once every other voter is up and voting it
-  catches up as `paxtor.paxos.reconfig.reseat` does: a new version of the
-  voter configuration (the simulator chooses it, as the register round
-  would), installed on the others by messages that wait for their fsync,
-  then their state read by messages and adopted, then it votes. Rounds
-  tagged with the old version that are still in flight meet acceptors that
-  refuse them (``wiped_voter_votes`` lets the wiped voter vote at once);
-- every received message feeds the acceptor's silence tracker and the node's
-  failure detector; heartbeats go to every voter each ``heartbeat_every``;
+  blank and votes on nothing; once enough of the other voters are up and
+  voting it catches up as `paxtor.paxos.reconfig.reseat` does
+  (`paxtor.paxos.sim.reconfig.Reseat`): a new version of the voter
+  configuration, installed on the others by messages that wait for their
+  fsync, then their state read by messages and adopted, then it votes.
+  Rounds tagged with the old version that are still in flight meet
+  acceptors that refuse them (``wiped_voter_votes`` lets the wiped voter
+  vote at once);
+- an acceptor's silence tracker hears a node by what production's acceptor
+  process gets from it (rounds, heartbeats, bulk accepts, and a hello when
+  they meet, for NodeUp); the failure detector hears every message, and
+  every node pings the nodes its heartbeats do not reach (the distribution
+  layer's heartbeat). Heartbeats go to every member each ``heartbeat_every``;
 - when the lease is lost, every local owner is killed (``"lease_expired"``)
   and its key released; a claim is granted only if the lease held in one
   term from the start of the round that chose it;
@@ -75,14 +90,13 @@ from paxtor.paxos.lease import (
 )
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.proposer import (
+    NEW_CONFIG,
     REJECTED,
     VETOED,
     Backoff,
     Decision,
     ExactlyOnce,
     Proposer,
-    ProposerState,
-    majority,
 )
 from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
@@ -96,7 +110,22 @@ from paxtor.paxos.sim.checkers import (
 from paxtor.paxos.sim.faults import FaultPlan, plan_faults
 from paxtor.paxos.sim.model import change_for
 from paxtor.paxos.sim.mutations import Mutations
-from paxtor.paxos.sim.network import EventQueue, Network
+from paxtor.paxos.sim.network import EventQueue, Network, isolate
+from paxtor.paxos.sim.reconfig import (
+    CALLS,
+    AdoptFloors,
+    Answer,
+    BulkAccept,
+    ConfigHello,
+    FloorQuery,
+    Gather,
+    Install,
+    KeyCount,
+    Reseat,
+    StateQuery,
+    VoterChange,
+    pick_voters,
+)
 
 __all__ = ["Cluster", "HandoffNotice", "Op", "SimConfig", "SimNode"]
 
@@ -116,14 +145,19 @@ class SimConfig:
     fd_timeout: float = 0.6  # a node suspects a peer silent this long (local clock)
     round_timeout: float = 0.3
     fsync_delay: float = 0.002
-    catch_up_every: float = 0.25  # a learner looks this often whether it can catch up
+    membership_every: float = 0.25  # how often an acceptor looks whether to catch up or finish a change
+    call_timeout: float = 1.0  # a call to many voters (install, floor, snapshot, ...) waits this long
+    resume_change_after: float = 5.0  # a voter finishes a change left joint this long
+    migrate_page: int = 3  # keys per page of a bulk round's phase 2
     fault_time: float = 10.0  # faults happen in [0, fault_time), then the final heal
     tail: float = 12.0  # run this long after the heal
     settle: float = 2.0  # after the heal, liveness bounds start counting from here
     op_bound: float = 4.0  # every request must complete this soon after settle
     kv_keys: int = 2
+    cold_keys: int = 2  # written once at the start, then only read
     lock_keys: int = 2
     hold_max: float = 1.0  # a granted lock is held up to this many leases (owner's clock)
+    claim_retry: float = 1.5  # a lock waiter claims again after this many leases (and reaps)
     faults: tuple[str, ...] | None = None  # None: swarm (a random subset per seed)
     backoff: Backoff = Backoff(base=0.01, cap=0.2, veto=1.0)
     linearizability_budget: int = 5000  # explored configurations per key before "undecided"
@@ -148,6 +182,15 @@ class HandoffNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class Ping:
+    """Sim-only: the distribution layer's heartbeat, to the nodes that get no lease heartbeat
+    from the sender (its failure detector hears every peer; an acceptor does not)."""
+
+
+PING = Ping()
+
+
+@dataclass(frozen=True, slots=True)
 class TombstoneQuery:
     """Sim-only: "which of these keys do you hold as durable tombstones?" (collection ``cid``)."""
 
@@ -168,33 +211,10 @@ class Forget:
     tombstones: tuple[tuple[Hashable, Ballot], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Install:
-    """Sim-only (a learner's catch-up): "install this configuration, then ack" (attempt ``tag``)."""
-
-    tag: int
-    config: VoterConfig
-
-
-@dataclass(frozen=True, slots=True)
-class InstallAck:
-    tag: int
-
-
-@dataclass(frozen=True, slots=True)
-class StateQuery:
-    """Sim-only: "send me your acceptor's state" (attempt ``tag``)."""
-
-    tag: int
-
-
-@dataclass(frozen=True, slots=True)
-class StateReport:
-    tag: int
-    records: tuple[Any, ...]
-
-
+#: the messages an acceptor hears its sender by (production: its process gets them)
+HEARD = frozenset((Prepare, Accept, Heartbeat, BulkAccept))
 MEMBER_SLOT: Slot = ("", ("member",))  # where the compacted synced log keeps the `MemberState`
+COLLECTED_SLOT: Slot = ("", ("collected",))  # replies that wait for adopted floors of dropped keys
 
 
 @dataclass(eq=False)
@@ -225,19 +245,6 @@ class Op:
     @property
     def slot(self) -> Slot:
         return (self.bucket, self.key)
-
-
-@dataclass
-class CatchUp:
-    """One attempt of a learner to catch up: install ``config`` on ``sources``, then read them."""
-
-    tag: int
-    config: VoterConfig
-    sources: tuple[str, ...]
-    started: float
-    installed: set[str] = field(default_factory=set)
-    reading: bool = False
-    reports: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -291,11 +298,14 @@ class SimNode:
         self.ident = (self.name, self.incarnation)
         now = self.local()
         if self.voter:
-            # the first boot founds the cluster (every voter blank: all vote); a restart
+            # the first boot of the founding voters founds the cluster (every voter blank: all
+            # vote); a spare starts blank and learns the cluster from its peers; a restart
             # replays what was synced. An acceptor that came back empty is a learner and
             # votes on nothing, unless the negative control lets it (amnesia).
-            voting: bool | None = True if self.incarnation == 1 else None
-            if sim.mutations.forget_on_restart:
+            if self.incarnation == 1 and self.name in sim.voters:
+                self.durable[MEMBER_SLOT] = MemberState("sim", sim.configs[1], True)  # type: ignore[assignment]
+            voting: bool | None = None
+            if sim.mutations.forget_on_restart and self.incarnation > 1:
                 self.durable = {}
                 voting = True
             elif not self.durable and self.incarnation > 1 and sim.mutations.wiped_voter_votes:
@@ -303,12 +313,16 @@ class SimNode:
             silence = SilenceTracker(sim.config.silence, started_at=now)
             acceptor_class = sim.mutations.acceptor_class()
             self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()), voting=voting)
+        # what the node knows of the voters: its acceptor's, else nothing until a peer says
+        self.config: VoterConfig | None = self.acceptor.member.config if self.voter else None
+        # records to sync, and the replies that wait for them, in order (a reply without a
+        # destination is a function to call)
         self.pending: list[tuple[str | None, Any, Any, Accept | None]] = []
-        self.after_flush: list[tuple[str | None, Any]] = []  # sent (or done) once the next batch syncs
-        self.pending_slots: set[Slot] = set()  # keys (and FLOOR_SLOT) with a record in `pending`
+        # keys (and FLOOR_SLOT, MEMBER_SLOT) with a record in `pending`
+        self.pending_slots: set[Slot] = set()
         self.flush_armed = False
-        self.proposer = ProposerState(self.ident, backoff=sim.config.backoff)
-        self.lease = sim.mutations.lease_class()(sim.voter_config, sim.config.lease)
+        self.proposer = sim.mutations.proposer_state_class()(self.ident, backoff=sim.config.backoff)
+        self.lease = sim.mutations.lease_class()(self.config, sim.config.lease)
         self.lease_timer_armed = False
         self.last_heard: dict[str, float] = {}
         self.known_incarnation: dict[str, int] = {}
@@ -326,11 +340,16 @@ class SimNode:
         self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.tombstones_seen: dict[Slot, tuple[Ballot, float]] = {}  # since when, at which ballot
         self.collections: dict[int, Collection] = {}
-        self.catch_up: CatchUp | None = None
+        self.gathers: dict[int, Gather] = {}  # calls to many voters under way, by tag
+        self.change: VoterChange | None = None  # a change of the voters this node runs
+        self.reseat: Reseat | None = None  # this learner's catch-up
+        self.joint_since: tuple[int, float] | None = None  # (version, since) of a joint config seen
+        self.tell_peers(ConfigHello(self.config, answer=True))  # as NodeUp makes peers say hello
         self.heartbeat()
-        if self.voter and not self.acceptor.voting:
-            sim.count("learners")
-            self.timer(sim.config.catch_up_every, self.catch_up_tick)
+        if self.voter:
+            if not self.acceptor.voting and self.lost_disk:
+                sim.count("learners")
+            self.timer(sim.config.membership_every, self.membership_tick)
         if self.voter and sim.config.collect_every is not None:
             self.timer(sim.config.collect_every, self.collect_tick)
         sim.workload.node_started(self)
@@ -389,9 +408,12 @@ class SimNode:
         self.last_heard[src] = now
         if src_incarnation > self.known_incarnation.get(src, 0):
             self.known_incarnation[src] = src_incarnation
-        if self.voter:
-            self.acceptor.heard(src, src_incarnation, now)
         kind = type(msg)
+        if kind is Ping:
+            return
+        if self.voter and (kind in HEARD or (kind is ConfigHello and msg.answer)):
+            # what the acceptor process gets; a hello with an answer stands for a NodeUp
+            self.acceptor.heard(src, src_incarnation, now)
         if kind is Prepare:
             reply, record = self.acceptor.on_prepare(msg, now)
             self.reply(src, reply, record, None)
@@ -407,7 +429,11 @@ class SimNode:
                 self.send(src, ack)
         elif kind is HeartbeatAck:
             self.lease_events(self.lease.on_ack(src, msg, now))
+            if self.lease.config_behind is not None:  # that voter knows a newer configuration
+                self.send(src, ConfigHello(self.config, answer=True))
         elif kind is Promise or kind is Accepted or kind is Nack:
+            if kind is Nack and self.config is not None and msg.config > self.config.version:
+                self.send(src, ConfigHello(self.config, answer=True))  # ask for it
             self.route(src, msg)
         elif kind is HandoffNotice:
             self.sim.workload.handoff_notice(self, msg)
@@ -417,13 +443,15 @@ class SimNode:
             self.on_tombstone_report(src, msg)
         elif kind is Forget:
             self.on_forget(msg)
-        elif kind is Install:
-            self.on_install(src, msg)
-        elif kind is InstallAck or kind is StateReport:
-            self.on_catch_up_reply(src, msg)
-        elif kind is StateQuery:
-            records = tuple(r for r in self.acceptor.snapshot() if type(r) is not MemberState)
-            self.send(src, StateReport(msg.tag, records))
+        elif kind in CALLS:
+            self.on_call(src, msg)
+        elif kind is Answer:
+            self.on_answer(src, msg)
+        elif kind is ConfigHello:
+            if msg.config is not None:
+                self.install_config(msg.config)
+            if msg.answer:
+                self.send(src, ConfigHello(self.config))
 
     def reply(
         self, dst: str, reply: Any, record: KeyRecord | PromiseFloor | None, accepted: Accept | None
@@ -462,17 +490,32 @@ class SimNode:
                     accepted.key,
                     accepted.ballot,
                     accepted.register,
+                    accepted.config,
                     self.sim.q.now,
                 )
         for dst, reply, _, accepted in batch:
             if dst is not None:
                 self.send_vote(dst, reply, accepted)
-        after, self.after_flush = self.after_flush, []
-        for dst, msg in after:
-            if dst is not None:
-                self.send(dst, msg)
-            else:
-                self.caught_up(msg[1])
+            elif reply is not None:
+                reply()  # a reply of `when_synced`, in its place among the others
+
+    def log(self, record: Any, slot: Slot | None = None, accepted: Accept | None = None) -> None:
+        """Append ``record`` to the log with no reply of its own (``slot``: replies that
+        concern it wait for it; ``accepted``: the accept it records)."""
+        self.pending.append((None, None, record, accepted))
+        if slot is not None:
+            self.pending_slots.add(slot)
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.timer(self.sim.config.fsync_delay, self.flush)
+
+    def when_synced(self, fn: Callable[[], None], slots: tuple[Slot, ...] | None = None) -> None:
+        """Run ``fn`` (send a reply) once no record of ``slots`` (None: any record) is pending;
+        at once if none is."""
+        if bool(self.pending) if slots is None else any(slot in self.pending_slots for slot in slots):
+            self.pending.append((None, fn, None, None))
+        else:
+            fn()
 
     def sync_collected(self, record: Collected) -> None:
         """The compacted log's view of a synced `Collected`: the keys go, the floors stay."""
@@ -491,6 +534,9 @@ class SimNode:
         """Coordinate the collection of tombstones held here for ``tombstone_ttl``."""
         sim = self.sim
         self.timer(sim.config.collect_every, self.collect_tick)
+        config = self.config
+        if config is None or config.joint or not self.voting_member():
+            return  # no configuration yet, or a change under way: nothing is dropped
         now = self.local()
         due: dict[str, list[Hashable]] = {}
         for slot in sim.workload.slots():
@@ -506,15 +552,15 @@ class SimNode:
         for bucket, keys in due.items():
             sim.collection_seq += 1
             cid = sim.collection_seq
-            self.collections[cid] = sim.mutations.collection_class()(bucket, keys, sim.voters)
+            self.collections[cid] = sim.mutations.collection_class()(bucket, keys, config.voters)
             self.timer(sim.config.round_timeout, self.collections.pop, cid, None)
             query = TombstoneQuery(cid, bucket, tuple(keys))
-            for voter in sim.voters:
+            for voter in config.voters:
                 self.send(voter, query)
 
     def on_tombstone_query(self, src: str, msg: TombstoneQuery) -> None:
-        if not self.voter:
-            return
+        if not self.voter or not self.acceptor.voting:
+            return  # a learner's tombstones say nothing: the batch is skipped
         held = []
         for key in msg.keys:
             ballot = self.acceptor.tombstone(msg.bucket, key)
@@ -531,20 +577,17 @@ class SimNode:
             del self.collections[msg.cid]
             tombstones = collection.forget()
             if tombstones:
-                for voter in self.sim.voters:
+                for voter in collection.voters:
                     self.send(voter, Forget(collection.bucket, tombstones))
 
     def on_forget(self, msg: Forget) -> None:
-        if not self.voter:
+        if not self.voter or not self.acceptor.voting:
             return
         record = self.acceptor.collect(msg.bucket, msg.tombstones)
         if record is None:
             return
         self.sim.count("collected")
-        self.pending.append((None, None, record, None))  # logged; no reply waits for it
-        if not self.flush_armed:
-            self.flush_armed = True
-            self.timer(self.sim.config.fsync_delay, self.flush)
+        self.log(record)  # no reply waits for it
 
     def send_vote(self, dst: str, reply: Any, accepted: Accept | None) -> None:
         """Send an acceptor reply, telling the promise checker what it promises."""
@@ -559,10 +602,16 @@ class SimNode:
     # -- leases and failure detection ------------------------------------------------
 
     def heartbeat(self) -> None:
-        self.lease.set_config(self.sim.voter_config)  # as the membership servers tell each other
-        hb = self.lease.send_heartbeat(self.local())
-        for voter in self.sim.voters:
-            self.send(voter, hb)
+        voters = self.lease.voters
+        if self.config is None:
+            self.tell_peers(ConfigHello(None, answer=True))  # a peer that missed our hello
+        else:
+            hb = self.lease.send_heartbeat(self.local())
+            for voter in voters:
+                self.send(voter, hb)
+        for name in self.sim.nodes:
+            if name != self.name and name not in voters:
+                self.send(name, PING)
         self.timer(self.sim.config.heartbeat_every, self.heartbeat)
 
     def lease_events(self, events: list[LeaseEvent]) -> None:
@@ -595,93 +644,224 @@ class SimNode:
             return pid.incarnation < self.incarnation
         return pid.incarnation < self.known_incarnation.get(pid.node, 0)
 
-    # -- catching up after a wipe (the driver: paxtor.paxos.reconfig.reseat) ------------------
+    # -- membership: configurations, catch-up, changes left half-way (paxtor.paxos.membership) --
 
-    def catch_up_tick(self) -> None:
-        """A learner starts a catch-up when every other voter is up and voting, as far as it can tell."""
-        sim = self.sim
-        if self.acceptor.voting:
-            return
-        self.timer(sim.config.catch_up_every, self.catch_up_tick)
-        if self.catch_up is not None and self.local() - self.catch_up.started < sim.config.catch_up_every * 4:
-            return  # an attempt is under way
-        config = sim.voter_config
-        able = [v for v in config.members if not self.suspects(v) and sim.nodes[v].votes_now()]
-        sources = config.catch_up_sources(self.name, able)
-        if sources is None:
-            return
-        sim.catch_up_seq += 1
-        new = VoterConfig(config.version + 1, config.voters)
-        sim.voter_config = new  # the register round (a round of the sources) chose it
-        sim.count("catch_up_configs")
-        self.catch_up = CatchUp(sim.catch_up_seq, new, sources, self.local())
-        for voter in sources:
-            self.send(voter, Install(self.catch_up.tag, new))
+    def tell_peers(self, msg: Any) -> None:
+        for name in self.sim.nodes:
+            if name != self.name:
+                self.send(name, msg)
+
+    def install_config(self, config: VoterConfig) -> bool:
+        """Use ``config`` (known chosen) if it is newer (`PaxosNode.install_config`): the
+        acceptor installs it too, and the peers are told (a `MemberHello`). True if newer."""
+        current = self.config
+        if current is not None and config.version <= current.version:
+            return False
+        self.config = config
+        self.lease.set_config(config)
+        if self.voter:
+            record = self.acceptor.install("sim", config)
+            if record is not None:
+                self.log(record, MEMBER_SLOT)
+        self.tell_peers(ConfigHello(config))
+        return True
+
+    def voting_member(self) -> bool:
+        """Whether this node votes now (`PaxosNode.voting`): its acceptor votes and its
+        configuration names it."""
+        config = self.config
+        return self.voter and self.acceptor.voting and config is not None and config.is_member(self.name)
 
     def votes_now(self) -> bool:
-        """What this node's hellos would say: an alive voter whose acceptor votes."""
+        """What this node's hellos would say: an alive node whose acceptor votes."""
         return self.alive and self.voter and self.acceptor.voting
 
-    def on_install(self, src: str, msg: Install) -> None:
+    def able(self, config: VoterConfig) -> list[str]:
+        """The members of ``config`` that can answer now as far as this node can tell
+        (`QuorumView.able`): itself if it votes, and the peers it hears that vote."""
+        nodes = self.sim.nodes
+        return [
+            v
+            for v in config.members
+            if (self.votes_now() if v == self.name else not self.suspects(v) and nodes[v].votes_now())
+        ]
+
+    def membership_tick(self) -> None:
+        self.timer(self.sim.config.membership_every, self.membership_tick)
+        self._maybe_catch_up()
+        self._maybe_finish_change()
+
+    def _maybe_catch_up(self) -> None:
+        """A learner catches up once enough of the other voters can answer (`reseat`)."""
+        config = self.config
+        if self.reseat is not None or self.acceptor.voting or config is None or not config.is_member(self.name):
+            return
+        sources = config.catch_up_sources(self.name, self.able(config))
+        if sources is None:
+            return
+        self.reseat = Reseat(self, config, sources)
+        self.reseat.start()
+
+    def _maybe_finish_change(self) -> None:
+        """The first member that can answer, once it has seen its configuration joint for
+        ``resume_change_after``, finishes the change (`finish_left_change`)."""
+        config = self.config
+        if config is None or not config.joint:
+            self.joint_since = None
+            return
+        now = self.local()
+        if self.joint_since is None or self.joint_since[0] != config.version:
+            self.joint_since = (config.version, now)
+        able = self.able(config)
+        waited = now - self.joint_since[1]
+        if self.change is not None or not able or able[0] != self.name or waited < self.sim.config.resume_change_after:
+            return
+        self.change = self.sim.mutations.change_class()(self, joint=config)
+        self.change.start()
+
+    # -- calls to many voters, and the acceptor's side of them (paxtor.paxos.acceptor_server) --
+
+    def gather(
+        self,
+        members: tuple[str, ...] | list[str],
+        request: Callable[[int], Any],
+        done: Callable[[dict[str, Any]], None],
+        enough: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Call every member at once (``reconfig._gather``); ``done`` gets the answers. A call
+        to a member this node takes for down fails at once (as one to a node the distribution
+        layer declared down), else it waits up to ``call_timeout`` for the answer."""
+        sim = self.sim
+        sim.call_seq += 1
+        tag = sim.call_seq
+        gather = Gather(members, done, enough)
+        self.gathers[tag] = gather
+        msg = request(tag)
+        down = [m for m in members if self.suspects(m)]
+        for member in members:
+            if member not in down:
+                self.send(member, msg)
+        self.timer(sim.config.call_timeout, self.call_timeout, tag)
+        for member in down:
+            if gather.over:
+                break
+            gather.on_answer(member, None)
+        if not members:
+            gather.finish()  # nobody to ask
+        if gather.over:
+            self.gathers.pop(tag, None)
+
+    def on_answer(self, src: str, msg: Answer) -> None:
+        gather = self.gathers.get(msg.tag)
+        if gather is not None:
+            gather.on_answer(src, msg.value)
+            if gather.over:
+                del self.gathers[msg.tag]
+
+    def call_timeout(self, tag: int) -> None:
+        gather = self.gathers.pop(tag, None)
+        if gather is not None:
+            gather.finish()
+
+    def on_call(self, src: str, msg: Any) -> None:
+        """A call of a voter change or catch-up; each answer waits until what it depends on is
+        durable. A node without an acceptor fails the call at once."""
+        tag = msg.tag
         if not self.voter:
+            self.send(src, Answer(tag, None))
             return
-        record = self.acceptor.install("sim", msg.config)
-        if record is None:
-            self.send(src, InstallAck(msg.tag))  # installed before (or newer): nothing to wait for
-            return
-        self.pending.append((None, None, record, None))
-        self.pending_slots.add(MEMBER_SLOT)
-        self.after_flush.append((src, InstallAck(msg.tag)))
-        if not self.flush_armed:
-            self.flush_armed = True
-            self.timer(self.sim.config.fsync_delay, self.flush)
+        acceptor = self.acceptor
+        kind = type(msg)
+        if kind is Install:
+            self.install_config(msg.config)
+            self.when_synced(lambda: self.send(src, Answer(tag, acceptor.config_version)), (MEMBER_SLOT,))
+        elif kind is KeyCount:
+            self.send(src, Answer(tag, acceptor.key_count()))
+        elif kind is FloorQuery:  # a learner's promises do not count: it says nothing
+            self.send(src, Answer(tag, acceptor.promise_floor if acceptor.voting else None))
+        elif kind is StateQuery:
+            self.on_state_query(src, msg)
+        elif kind is AdoptFloors:
+            for record in acceptor.adopt(msg.rows, 0):
+                self.log(record, COLLECTED_SLOT)
+            self.when_synced(lambda: self.send(src, Answer(tag, True)), (COLLECTED_SLOT,))
+        elif kind is BulkAccept:
+            self.on_bulk_accept(src, msg)
 
-    def on_catch_up_reply(self, src: str, msg: InstallAck | StateReport) -> None:
-        attempt = self.catch_up
-        if attempt is None or msg.tag != attempt.tag or self.acceptor.voting:
-            return
-        if type(msg) is InstallAck:
-            attempt.installed.add(src)
-            if attempt.installed.issuperset(attempt.sources) and not attempt.reading:
-                attempt.reading = True
-                self.acceptor.install("sim", attempt.config)
-                for voter in attempt.sources:
-                    self.send(voter, StateQuery(attempt.tag))
-            return
-        attempt.reports[src] = msg.records  # type: ignore[union-attr]
-        if len(attempt.reports) < len(attempt.sources):
-            return
-        best: dict[Slot, KeyRecord] = {}
-        floors: list[Any] = []
-        floor = 0
-        for source in attempt.sources:
-            for record in attempt.reports[source]:
-                if type(record) is KeyRecord:
-                    mine = best.get((record.bucket, record.key))
-                    if mine is None or record.accepted_ballot > mine.accepted_ballot:
-                        best[(record.bucket, record.key)] = record
-                elif type(record) is PromiseFloor:
-                    floor = max(floor, record.counter)
-                elif type(record) is Collected:
-                    floors.append(record)
-        taken = self.acceptor.adopt([*floors, *best.values()], floor)
-        for record in taken:
-            self.pending.append((None, None, record, None))
-        self.pending.append((None, None, self.acceptor.member, None))
-        self.after_flush.append((None, ("caught_up", attempt.tag)))
-        if not self.flush_armed:
-            self.flush_armed = True
-            self.timer(self.sim.config.fsync_delay, self.flush)
+    def snapshot(self) -> tuple[Any, ...]:
+        return tuple(r for r in self.acceptor.snapshot() if type(r) is not MemberState)
 
-    def caught_up(self, tag: int) -> None:
-        attempt = self.catch_up
-        if attempt is None or attempt.tag != tag:
+    def on_state_query(self, src: str, msg: StateQuery) -> None:
+        """A snapshot; with a ballot, promised for every key first (`Acceptor.fence`): the
+        answer then waits until every record logged so far is durable (the floor that
+        covers the promise, and the accepts whose values the snapshot reports)."""
+        ballot = msg.ballot
+        if ballot is None:
+            self.send(src, Answer(msg.tag, self.snapshot()))
             return
-        record = self.acceptor.start_voting()
-        self.durable[MEMBER_SLOT] = record  # type: ignore[assignment]
-        self.catch_up = None
-        self.lost_disk = False
-        self.sim.count("caught_up")
+        record = self.acceptor.fence(ballot)
+        if record is not None:
+            self.log(record, FLOOR_SLOT)
+
+        def answer() -> None:
+            self.sim.promises.fenced(self.name, ballot, self.sim.workload.slots())
+            self.send(src, Answer(msg.tag, self.snapshot()))
+
+        self.when_synced(answer)
+
+    def on_bulk_accept(self, src: str, msg: BulkAccept) -> None:
+        """Accept each item at the bulk round's ballot as an `Accept` would; the answer (the
+        slots refused) waits for the accepts to be durable."""
+        now = self.local()
+        refused: list[Slot] = []
+        accepted: list[Accept] = []
+        slots: list[Slot] = [FLOOR_SLOT]
+        for bucket, key, register in msg.items:
+            accept = Accept(bucket, key, msg.ballot, register, None, msg.config)
+            reply, record = self.acceptor.on_accept(accept, now)
+            slot = (bucket, key)
+            slots.append(slot)
+            if type(reply) is not Accepted:
+                refused.append(slot)
+                continue
+            self.sim.ballots.accepted(self.name, bucket, key, msg.ballot, register)
+            accepted.append(accept)
+            if record is not None:
+                self.log(record, slot, accept)
+
+        def answer() -> None:
+            for accept in accepted:
+                self.sim.promises.voted(self.name, accept.bucket, accept.key, accept.ballot, accept.ballot)
+            self.send(src, Answer(msg.tag, tuple(refused)))
+
+        self.when_synced(answer, tuple(slots))
+
+    def catch_up(self, records: list[Any], floor: int, on_voting: Callable[[], None]) -> None:
+        """Take the state read from the other voters, vote once it is durable
+        (`LocalAcceptor.catch_up`); ``on_voting`` once that is durable too."""
+        for record in self.acceptor.adopt(records, floor):
+            self.log(record)
+
+        def durable() -> None:
+            self.log(self.acceptor.start_voting(), MEMBER_SLOT)
+            self.when_synced(on_voting)
+
+        self.when_synced(durable)
+
+    def read_rounds(self, slots: list[Slot], then: Callable[[], None]) -> None:
+        """An identity round on each of ``slots`` (``api.propose(key, identity)``), then ``then``."""
+        left = [len(slots)]
+
+        def done(_op: Op, _register: Register) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                then()
+
+        if not slots:
+            then()
+        for bucket, key in slots:
+            self.serial += 1
+            self.submit(Op(bucket, key, ("get",), ("migrate", self.name, self.incarnation, self.serial), done))
 
     # -- rounds ----------------------------------------------------------------------
 
@@ -715,8 +895,9 @@ class SimNode:
             return
         now = self.local()
         term = self.lease.term_at(now)
-        if op.needs_lease and term is None:
-            self.timer(0.1 * sim.config.lease, self.start_round, op)  # grant nothing without a lease
+        if (op.needs_lease and term is None) or self.config is None:
+            # grant nothing without a lease; propose nothing before a configuration is known
+            self.timer(0.1 * sim.config.lease, self.start_round, op)
             return
         if op.once is not None and now - op.since > sim.max_request_time:
             # like the driver, a request gives up (maybe applied) before a collector could
@@ -734,7 +915,7 @@ class SimNode:
             op.bucket,
             op.key,
             op.once,
-            sim.voter_config,
+            self.config,
             ended=op.ended,
             attempt=op.attempt,
             backoff_draw=sim.rng.random(),
@@ -819,6 +1000,8 @@ class SimNode:
             self.vouch(op.slot, decision.proposed)
         op.attempt += 1
         delay = decision.retry_after
+        if decision.outcome == NEW_CONFIG and self.config is not None and self.config.version < decision.config_version:
+            delay = None  # not here yet (this node asked for it): back off
         if delay is None:
             delay = sim.config.backoff.delay(op.attempt, sim.rng.random())
         self.timer(delay, self.start_round, op)
@@ -944,6 +1127,7 @@ class Cluster:
         seed: int,
         config: SimConfig = SimConfig(),
         mutations: Mutations = Mutations(),
+        plan: FaultPlan | None = None,
     ) -> None:
         from paxtor.paxos.sim.workload import Workload  # workload drives nodes: import late
 
@@ -951,23 +1135,26 @@ class Cluster:
         self.config = config
         self.mutations = mutations
         self.rng = random.Random(seed)
-        self.plan: FaultPlan = plan_faults(
-            self.rng,
-            lease=config.lease,
-            fault_time=config.fault_time,
-            clock_spread=config.spread,
-            kinds=config.faults,
-        )
-        self.voters = self.plan.voters
-        self.quorum = majority(self.voters)
+        if plan is None:  # ``plan``: a scenario written by hand; the seed draws the rest
+            plan = plan_faults(
+                self.rng,
+                lease=config.lease,
+                fault_time=config.fault_time,
+                clock_spread=config.spread,
+                kinds=config.faults,
+            )
+        self.plan: FaultPlan = plan
+        self.voters = self.plan.voters  # the founding voters
+        #: the configuration register: every configuration chosen, by version, and the latest
         self.voter_config = VoterConfig.initial(self.voters)
+        self.configs: dict[int, VoterConfig] = {1: self.voter_config}
         self.q = EventQueue()
         self.net = Network(self.rng, self.plan.net)
         self.end = config.fault_time + config.tail
         self.violations: list[str] = []
         self.ballots = BallotChecker()
         self.promises = PromiseChecker()
-        self.chosen = ChosenChecker(self.quorum)
+        self.chosen = ChosenChecker(self.configs)
         self.owner_checker = OwnerChecker()
         self.liveness = LivenessChecker(config.fault_time + config.settle, config.op_bound)
         self.history: list[list[Any]] = []
@@ -975,14 +1162,15 @@ class Cluster:
         self.events = 0
         self.collection_seq = 0
         self.max_request_time = max_request_time(config.tombstone_ttl, config.max_drift)
-        self.catch_up_seq = 0
+        self.call_seq = 0  # tags of calls to many voters
+        self.cut_victim: str | None = None  # the node the last `_cut` isolated
         self.stats: dict[str, int] = {}
         self._trace = hashlib.blake2b(digest_size=16)
         self.nodes = {
             name: SimNode(
                 self,
                 name,
-                name in self.voters,
+                name in self.plan.acceptors,
                 self.plan.clock_rates[name],
                 self.plan.clock_offsets[name],
             )
@@ -1006,10 +1194,53 @@ class Cluster:
             q.at(at, self._wipe, name, down)
         for name, at, length in self.plan.pauses:
             q.at(at, self.nodes[name].pause, length)
+        for at, kind, coordinator, victim in self.plan.changes:
+            q.at(at, self._change, kind, coordinator, victim)
+        for at, end, victim in self.plan.cuts:
+            q.at(at, self._cut, end, victim)
         q.at(self.plan.heal_at, self._final_heal)
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
+
+    def count_by(self, what: str, n: int) -> None:
+        self.stats[what] = self.stats.get(what, 0) + n
+
+    def choose_config(self, expected: VoterConfig, new: VoterConfig) -> VoterConfig:
+        """The configuration register's round (``set_config``): ``expected`` -> ``new``, else
+        keep; the register's value after it (chosen atomically, as that round would)."""
+        if self.voter_config == expected:
+            self.voter_config = new
+            self.configs[new.version] = new
+            self.count("configs_chosen")
+            if expected.joint:  # bounds count once the voters are stable again (see LivenessChecker)
+                self.liveness.start = max(self.liveness.start, self.q.now + self.config.settle)
+        return self.voter_config
+
+    def _cut(self, end: float, victim: str | None) -> None:
+        """Isolate ``victim`` until ``end``; None: a node that holds a lock, if any does."""
+        if victim is None:
+            owning = [name for name, node in self.nodes.items() if node.alive and node.owners]
+            victim = self.rng.choice(owning or list(self.nodes))
+        self.cut_victim = victim
+        self.net.partition(f"isolate({victim})", isolate(victim, list(self.nodes)))
+        self.q.at(end, self.net.heal)
+
+    def _change(self, kind: str, coordinator: str, victim: str | None) -> None:
+        """An operator changes the voters from ``coordinator`` (see `pick_voters`)."""
+        if kind == "replace_cut":
+            victim = self.cut_victim
+        node = self.nodes[coordinator]
+        if not node.alive or node.paused or node.change is not None:
+            self.count("changes_skipped")
+            return
+        acceptors = self.plan.acceptors
+
+        def pick(current: VoterConfig) -> tuple[str, ...] | None:
+            return pick_voters(kind, current, acceptors, self.rng, victim)
+
+        node.change = self.mutations.change_class()(node, pick=pick)
+        node.change.start()
 
     def _crash(self, name: str, down: float) -> None:
         node = self.nodes[name]
@@ -1021,7 +1252,8 @@ class Cluster:
         """Crash ``name`` and lose its disk, unless that would lose a majority's disks
         (another voter is still catching up or down with a lost disk): no system survives that."""
         node = self.nodes[name]
-        if any(n.lost_disk for n in self.nodes.values() if n is not node):
+        config = self.voter_config
+        if any(n.lost_disk and config.is_member(n.name) for n in self.nodes.values() if n is not node):
             return
         if not node.alive or not node.acceptor.voting:
             return
@@ -1031,6 +1263,17 @@ class Cluster:
         self.promises.forget(name)  # what it promised is ended by the new configuration version
         self.count("wipes")
         self.q.after(down, node.boot)
+
+    def operator_wipe(self, name: str) -> None:
+        """An operator wipes the data directory of ``name`` (no voter now) and starts it again."""
+        node = self.nodes[name]
+        if not node.alive or self.voter_config.is_member(name):
+            return
+        node.crash()
+        node.durable = {}
+        self.promises.forget(name)
+        self.count("operator_wipes")
+        self.q.after(0.1 * self.config.lease, node.boot)
 
     def _final_heal(self) -> None:
         self.net.heal()

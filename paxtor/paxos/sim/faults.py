@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from paxtor.paxos.sim.network import Link, NetworkFaults, bridge, halves, isolate, one_way, ring
 
-__all__ = ["FAULT_KINDS", "FaultPlan", "plan_faults"]
+__all__ = ["CHANGE_KINDS", "FAULT_KINDS", "SCENARIOS", "FaultPlan", "owner_cut_plan", "plan_faults", "readd_plan"]
 
 FAULT_KINDS = (
     "drop",
@@ -37,14 +38,22 @@ FAULT_KINDS = (
     "wipe",
     "pause",
     "clock_skew",
+    "reconfigure",
 )
+
+#: What a planned change of the voters does (`paxtor.paxos.sim.reconfig.pick_voters`):
+#: add spare acceptors, remove voters, swap voters for spares, swap out a voter that was
+#: just crashed (it stays down until the final heal), or voters just after a node was cut
+#: off by a partition (alive and holding a lock if any node holds one; if it is a voter,
+#: it is among those replaced: an operator takes it for dead).
+CHANGE_KINDS = ("grow", "shrink", "replace", "replace_dead", "replace_cut")
 
 
 @dataclass
 class FaultPlan:
     """Everything random about one seed's environment, decided before the run."""
 
-    voters: tuple[str, ...]
+    voters: tuple[str, ...]  # the voters the cluster is founded with
     clients: tuple[str, ...]
     enabled: tuple[str, ...]
     net: NetworkFaults
@@ -55,17 +64,34 @@ class FaultPlan:
     crashes: list[tuple[str, float, float]] = field(default_factory=list)  # node, at, down for
     wipes: list[tuple[str, float, float]] = field(default_factory=list)  # a voter loses its disk too
     pauses: list[tuple[str, float, float]] = field(default_factory=list)  # node, at, duration
+    #: acceptors that are not voters at first: the ``reconfigure`` fault adds them
+    spares: tuple[str, ...] = ()
+    #: changes of the voters: at, kind (`CHANGE_KINDS`), the node that runs it, the voter
+    #: crashed for a ``replace_dead`` (else None)
+    changes: list[tuple[float, str, str, str | None]] = field(default_factory=list)
+    #: a node isolated from ``at`` to ``end`` before a ``replace_cut``: the one named, or
+    #: (None) one that holds a lock then, if any (a nemesis that targets owners)
+    cuts: list[tuple[float, float, str | None]] = field(default_factory=list)
     heal_at: float = 0.0
 
     @property
     def nodes(self) -> tuple[str, ...]:
-        return self.voters + self.clients
+        return self.voters + self.spares + self.clients
+
+    @property
+    def acceptors(self) -> tuple[str, ...]:
+        """The nodes that run an acceptor (they vote once a configuration names them)."""
+        return self.voters + self.spares
 
     def describe(self) -> str:
         parts = [f"voters={len(self.voters)}", f"clients={len(self.clients)}"]
+        if self.spares:
+            parts.append(f"spares={len(self.spares)}")
         parts.append("faults=" + (",".join(self.enabled) or "none"))
         if self.partitions:
             parts.append("partitions=" + ",".join(p[2] for p in self.partitions))
+        if self.changes:
+            parts.append("changes=" + ",".join(c[1] for c in self.changes))
         return " ".join(parts)
 
 
@@ -81,7 +107,6 @@ def plan_faults(
     n_voters = rng.choice((3, 3, 5))
     voters = tuple(f"n{i}" for i in range(1, n_voters + 1))
     clients = ("c1",) if rng.random() < 0.3 else ()
-    nodes = voters + clients
     swarm = tuple(k for k in FAULT_KINDS if rng.random() < 0.5)
     if kinds is not None:
         unknown = [k for k in kinds if k not in FAULT_KINDS]
@@ -89,6 +114,10 @@ def plan_faults(
             raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
     enabled = swarm if kinds is None else tuple(k for k in FAULT_KINDS if k in kinds)
     on = set(enabled)
+    spares: tuple[str, ...] = ()
+    if "reconfigure" in on:
+        spares = tuple(f"n{i}" for i in range(n_voters + 1, n_voters + 1 + rng.randint(1, 2)))
+    nodes = voters + spares + clients
     net = NetworkFaults(
         delay_mean=0.03 * lease if "reorder" in on else 0.004 * lease,
         drop=rng.uniform(0.01, 0.2) if "drop" in on else 0.0,
@@ -110,7 +139,7 @@ def plan_faults(
             else:
                 rates[n] = math.exp(rng.uniform(-span, span))
     offsets = {n: rng.uniform(0.0, 1000.0) for n in nodes}
-    plan = FaultPlan(voters, clients, enabled, net, calm, rates, offsets, heal_at=fault_time)
+    plan = FaultPlan(voters, clients, enabled, net, calm, rates, offsets, spares=spares, heal_at=fault_time)
     if "partition" in on:
         plan.partitions = _partitions(rng, nodes, lease, fault_time)
     if "crash" in on:
@@ -122,13 +151,39 @@ def plan_faults(
         for _ in range(rng.randint(1, 2)):
             at = rng.uniform(1.0, fault_time - 1.0)
             down = min(rng.uniform(0.2, 2.0) * lease, fault_time - at)
-            plan.wipes.append((rng.choice(voters), at, down))
+            plan.wipes.append((rng.choice(plan.acceptors), at, down))
     if "pause" in on:
         for _ in range(rng.randint(1, 3)):
             at = rng.uniform(1.0, fault_time - 1.0)
             length = min(rng.uniform(0.2, 3.0) * lease, fault_time - at)
             plan.pauses.append((rng.choice(nodes), at, length))
+    if "reconfigure" in on:
+        _changes(rng, plan, lease, fault_time)
     return plan
+
+
+def _changes(rng: random.Random, plan: FaultPlan, lease: float, fault_time: float) -> None:
+    """One to three changes of the voters, each run by a random node (a client too, as the
+    CLI's short-lived client does); sometimes that node crashes half-way, so that a voter
+    must finish the change."""
+    nodes = plan.nodes
+    for _ in range(rng.randint(1, 3)):
+        at = rng.uniform(1.0, fault_time - 1.0)
+        kind = rng.choice(CHANGE_KINDS)
+        victim = None
+        if kind == "replace_dead":
+            victim = rng.choice(plan.acceptors)
+            plan.crashes.append((victim, at, fault_time - at))  # back (removed) at the final heal
+            at = min(at + rng.uniform(0.2, 1.5) * lease, fault_time - 0.5)
+        elif kind == "replace_cut":  # the node cut off is chosen when it happens
+            plan.cuts.append((at, min(at + rng.uniform(1.0, 3.0) * lease, fault_time), None))
+            at = min(at + rng.uniform(0.1, 0.6) * lease, fault_time - 0.5)
+        coordinator = rng.choice(nodes)
+        plan.changes.append((at, kind, coordinator, victim))
+        if rng.random() < 0.3:
+            crash_at = min(at + rng.uniform(0.0, 5.0) * lease, fault_time - 0.1)
+            down = min(rng.uniform(0.2, 3.0) * lease, fault_time - crash_at)
+            plan.crashes.append((coordinator, crash_at, down))
 
 
 def _partitions(
@@ -160,3 +215,47 @@ def _shape(rng: random.Random, nodes: Sequence[str]) -> tuple[str, frozenset[Lin
         x = a[-1] if len(a) > 1 else b[0]
         return f"bridge({x})", bridge(a, b, x)
     return "halves", halves(a, b)
+
+
+# -- scenarios: fault plans written by hand (the seed draws the workload) ---------------------
+
+
+def owner_cut_plan(lease: float = 1.0, fault_time: float = 10.0) -> FaultPlan:
+    """Client ``c1`` is cut off at 6 leases, most likely holding a lock (locks are held
+    up to 3 leases in this scenario); right after, an operator replaces two of the three
+    voters with the spares ``n4`` and ``n5``, which never heard from ``c1`` since they
+    started. Only the wait before the final configuration keeps them from releasing
+    ``c1``'s lock while its lease, counted by the old voters, still holds."""
+    voters, spares, clients = ("n1", "n2", "n3"), ("n4", "n5"), ("c1",)
+    nodes = voters + spares + clients
+    calm = NetworkFaults()
+    plan = FaultPlan(
+        voters, clients, ("reconfigure",), calm, calm,
+        {n: 1.0 for n in nodes}, {n: 0.0 for n in nodes}, spares=spares, heal_at=fault_time,
+    )  # fmt: skip
+    plan.cuts.append((6.0 * lease, 9.0 * lease, "c1"))
+    plan.changes.append((6.1 * lease, "replace_cut", "n3", None))
+    return plan
+
+
+def readd_plan(lease: float = 1.0, fault_time: float = 20.0) -> FaultPlan:
+    """The spare ``n4`` is added to the three voters, removed once that change is done, and
+    added back once the voters have had time to collect tombstones of keys it still holds
+    values of (the change must refuse it until it is wiped). Runs 20 leases of faults."""
+    voters, spares = ("n1", "n2", "n3"), ("n4",)
+    nodes = voters + spares
+    calm = NetworkFaults()
+    plan = FaultPlan(
+        voters, (), ("reconfigure",), calm, calm,
+        {n: 1.0 for n in nodes}, {n: 0.0 for n in nodes}, spares=spares, heal_at=fault_time,
+    )  # fmt: skip
+    plan.changes += [(0.5 * lease, "grow", "n1", None), (5.0 * lease, "shrink", "n2", "n4")]
+    plan.changes.append((15.0 * lease, "grow", "n3", None))
+    return plan
+
+
+#: name -> (the plan, the `SimConfig` fields it needs)
+SCENARIOS: dict[str, tuple[Callable[[], FaultPlan], dict[str, Any]]] = {
+    "owner_cut": (owner_cut_plan, {"hold_max": 3.0}),
+    "readd": (readd_plan, {"fault_time": 20.0, "kv_keys": 8}),
+}

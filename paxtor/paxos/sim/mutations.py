@@ -29,19 +29,52 @@ They live here, as subclasses, never in the production classes. A
 - ``no_heartbeat_fence``: owners ignore the fence generation in heartbeat
   acks (an acceptor that voted a release can then still extend a lease with
   a heartbeat that was in flight during its silence window).
+- ``no_migration``: a change of the voters skips the bulk round: a value that
+  lives only on voters being removed, or on too few of the new ones, is not
+  copied, and the new voters alone may decide without it.
+- ``no_change_wait``: a change chooses its final configuration as soon as the
+  keys are copied, without waiting the silence threshold: an owner whose
+  lease was counted by the old voters alone may still hold it when new
+  voters, which never heard from its node, release its key for noconnection.
+  Caught in the ``owner_cut`` scenario (a lock owner's node cut off just
+  before two voters of three are replaced), rarely in the swarm: there the
+  release must also come before the owner's lease runs out, less than a
+  lease after the cut, while waiters notice a silent owner only after the
+  failure detector's timeout and retry their claim every 1.5 leases.
+  (The other way to break the same argument, a lease that counts the ack
+  of a voter on a newer configuration as if it were on its own, goes
+  uncaught: a node that hears such acks learns the configuration at once,
+  from the voters' hellos and from the refusals of its own rounds, so the
+  miscount lasts a message delay, and the change's wait covers it.)
+- ``readd_with_state``: a change adds a voter without checking that it holds
+  no key: a voter removed earlier comes back with the values it held then,
+  and a key whose tombstone the voters collected meanwhile comes back to
+  life (the bulk round, or any round, takes its value as the latest).
+- ``one_rtt_across_configs``: a proposer skips phase 1 on a promise made by a
+  quorum of an earlier voter configuration: its stale accept reaches new
+  voters that promised nothing, and for a key the old voters emptied and
+  dropped since, a round of the new configuration reads it back.
+- ``no_joint``: a change switches from the old voters straight to the new
+  ones (chosen and installed where the joint configuration would be, keys
+  then copied to it): until the copy is done, quorums of new voters decide
+  without the values only old voters hold.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
+from typing import Any
 
 from paxtor.paxos.acceptor import Acceptor, Collected, Promise, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.collection import Collection
 from paxtor.paxos.lease import HeartbeatAck, LeaseClock
-from paxtor.paxos.proposer import Proposer, Step
-from paxtor.paxos.register import EndedBinding, LeaseFence, Register
+from paxtor.paxos.proposer import Proposer, ProposerState, Step
+from paxtor.paxos.register import ChangeFunction, EndedBinding, LeaseFence, Register
 from paxtor.paxos.sim.model import fifo_handoff
+from paxtor.paxos.sim.reconfig import VoterChange
+from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = ["MUTATIONS", "Mutations"]
 
@@ -59,6 +92,11 @@ class Mutations:
     collect_on_quorum: bool = False
     unfloored_collection: bool = False
     no_epoch_floor: bool = False
+    no_migration: bool = False
+    no_change_wait: bool = False
+    readd_with_state: bool = False
+    one_rtt_across_configs: bool = False
+    no_joint: bool = False
 
     @classmethod
     def only(cls, name: str | None) -> Mutations:
@@ -85,6 +123,18 @@ class Mutations:
 
     def lease_class(self) -> type[LeaseClock]:
         return UnfencedLeaseClock if self.no_heartbeat_fence else LeaseClock
+
+    def change_class(self) -> type[VoterChange]:
+        if self.no_migration:
+            return UnmigratedChange
+        if self.no_change_wait:
+            return UnwaitedChange
+        if self.readd_with_state:
+            return UncheckedChange
+        return DirectChange if self.no_joint else VoterChange
+
+    def proposer_state_class(self) -> type[ProposerState]:
+        return AnyConfigProposerState if self.one_rtt_across_configs else ProposerState
 
     def proposer_class(self, release: bool) -> type[Proposer]:
         if self.wrong_ballot_promise:
@@ -161,3 +211,68 @@ class NaiveDeleteProposer(Proposer):
             forged = self.ended
             self.change = lambda r: fifo_handoff(r, forged)
         return super()._propose(base, base_chosen, may_skip)
+
+
+class AnyConfigProposerState(ProposerState):
+    def new_round(self, bucket: str, key: Hashable, change: ChangeFunction, config: VoterConfig, **kw: Any) -> Proposer:
+        entry = self._cache.get((bucket, key))
+        if entry is not None:  # as if the promise had been made in this configuration
+            self._cache[(bucket, key)] = (entry[0], entry[1], config.version)
+        return super().new_round(bucket, key, change, config, **kw)
+
+
+class UnmigratedChange(VoterChange):
+    def migrate(self, joint: VoterConfig, then: Callable[[], None]) -> None:
+        then()
+
+
+class UncheckedChange(VoterChange):
+    def _checked(self, current: VoterConfig, joint: VoterConfig, added: list[str], counts: dict[str, int]) -> None:
+        super()._checked(current, joint, added, dict.fromkeys(added, 0))
+
+
+class UnwaitedChange(VoterChange):
+    def wait_out_leases(self) -> None:
+        self._choose_final()
+
+
+class DirectChange(VoterChange):
+    """Old voters -> new voters in one configuration: chosen, installed where the joint one
+    would be (meeting every old quorum), then every key copied to it."""
+
+    old: VoterConfig | None = None
+
+    def change_voters(self) -> None:
+        current = self.read_config()
+        if current.joint:  # left by a run of the correct change: finish it as it would
+            self.finish_change(current, self.change_voters)
+            return
+        if self.target is None:
+            assert self.pick is not None
+            self.target = self.pick(current)
+        if self.target is None or set(current.voters) == set(self.target):
+            self.end()
+            return
+        new = VoterConfig(current.version + 1, self.target)
+        if self.choose(current, new) != new:
+            self.change_voters()
+            return
+        self.sim.count("changes_started")
+        self.old = current
+
+        def enough(acks: list[str]) -> bool:
+            return new.is_quorum(acks) and not current.is_quorum([v for v in current.members if v not in acks])
+
+        def installed() -> None:
+            self.node.install_config(new)
+            self.migrate(new, self._copied)
+
+        self.install_on(new, enough, installed)
+
+    def migrate_members(self, joint: VoterConfig) -> tuple[str, ...]:
+        old = self.old.members if self.old is not None else ()
+        return joint.members + tuple(v for v in old if v not in joint.members)
+
+    def _copied(self) -> None:
+        self.sim.count("changes_done")
+        self.end()

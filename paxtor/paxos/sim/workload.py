@@ -1,7 +1,10 @@
 """Simulated clients: key-value puts/gets/deletes, and lock processes that claim, hold, exit.
 
 Per node (each incarnation), one key-value client loops over ``put``/``get``/
-``delete`` on a few keys, and one lock client spawns a process at a time that
+``delete`` on a few keys, and now and then reads a *cold* key: one written once
+at the start and never again, so that its value lives only where that first
+round put it (a hot key is rewritten every moment, which would hide a value
+that a change of the voters failed to copy). One lock client spawns a process at a time that
 claims a lock key with its pid (queueing in the register if it is held),
 holds it for a while once granted, then exits; its node then releases the key,
 handing it to the first waiter in the same round. A waiter retries its claim
@@ -49,6 +52,7 @@ class Workload:
         self.rng = sim.rng
         scale = len(sim.nodes) / 3  # keep per-key contention (and history size) similar
         self.kv_keys = [f"k{i}" for i in range(round(cfg.kv_keys * scale))]
+        self.cold_keys = [f"cold{i}" for i in range(cfg.cold_keys)]
         self.lock_keys = [f"l{i}" for i in range(round(cfg.lock_keys * scale))]
         self.stop_at = sim.end - drain * cfg.lease
         self.lease = cfg.lease
@@ -57,13 +61,18 @@ class Workload:
 
     def slots(self) -> list[tuple[str, str]]:
         """Every (bucket, key) the clients use."""
-        return [(bucket_of(KV, k), k) for k in self.kv_keys] + [(bucket_of(LOCK, k), k) for k in self.lock_keys]
+        kv = self.kv_keys + self.cold_keys
+        return [(bucket_of(KV, k), k) for k in kv] + [(bucket_of(LOCK, k), k) for k in self.lock_keys]
 
     # -- node life cycle ---------------------------------------------------------------
 
     def node_started(self, node: SimNode) -> None:
         node.timer(self.rng.uniform(0.0, 0.2), self.kv_loop, node, 1)
         node.timer(self.rng.uniform(0.0, 0.2), self.lock_loop, node, 1)
+        if node.incarnation == 1 and node.name == self.sim.voters[0]:
+            for key in self.cold_keys:
+                op = Op(bucket_of(KV, key), key, ("put", self.rng.randrange(1000)), (node.name, "cold", key))
+                node.timer(self.rng.uniform(0.0, 0.2), node.submit, op)
 
     def node_crashed(self, node: SimNode) -> None:
         for pid in node.procs:
@@ -77,7 +86,9 @@ class Workload:
         rng = self.rng
         key = rng.choice(self.kv_keys)
         roll = rng.random()
-        if roll < 0.4:
+        if self.cold_keys and roll < 0.05:
+            key, op_input = rng.choice(self.cold_keys), ("get",)
+        elif roll < 0.4:
             op_input: tuple[object, ...] = ("get",)
         elif roll < 0.85:
             op_input = ("put", rng.randrange(1000))
@@ -129,7 +140,7 @@ class Workload:
             return
         node.reap((bucket_of(LOCK, proc.key), proc.key), register)
         proc.token += 1
-        node.timer(1.5 * self.lease, self.retry, node, proc, proc.token)
+        node.timer(self.sim.config.claim_retry * self.lease, self.retry, node, proc, proc.token)
 
     def retry(self, node: SimNode, proc: LockProc, token: int) -> None:
         if token == proc.token:
