@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -211,15 +211,40 @@ class LocalAcceptor:
         else:
             self.persist([record], on_durable)
 
-    def catch_up(self, records: Iterable[LogRecord], floor: int, on_voting: Callable[[], None]) -> int:
+    def catch_up(
+        self,
+        records: Iterable[LogRecord],
+        floor: int,
+        on_voting: Callable[[], None],
+        encoded: Mapping[tuple[str, Hashable], tuple[LogRecord, bytes]] | None = None,
+    ) -> int:
         """Take the state read from the other voters, then vote once it is durable; how many
-        records were taken (`Acceptor.adopt`)."""
+        records were taken (`Acceptor.adopt`). ``encoded``: the log bytes a key's record was
+        read as, written as they are. The records are logged at once, with no reply waiting
+        on each: this acceptor answers no round before its vote is durable, after them."""
         taken = self.acceptor.adopt(records, floor)
+        now = time.monotonic()
+        for record in taken:
+            if record.__class__ is KeyRecord:
+                self._track(record, now)  # type: ignore[arg-type]
 
         def durable() -> None:
             self.persist([self.acceptor.start_voting()], on_voting)
 
-        self.persist(taken, durable)
+        if self.durable_log is None:
+            durable()
+            return len(taken)
+        raws = []
+        for record in taken:
+            known = encoded.get((record.bucket, record.key)) if encoded and record.__class__ is KeyRecord else None  # type: ignore[union-attr]
+            raws.append(known[1] if known is not None and known[0] is record else encode_log_record(record))
+        try:
+            self.durable_log.append_many(raws, durable)
+        except AcceptorLogError as exc:
+            self._stop_voting(exc)
+            return len(taken)
+        self._appends += len(raws)
+        self._maybe_compact()
         return len(taken)
 
     def fence(self, ballot: Ballot, on_durable: Callable[[], None]) -> None:

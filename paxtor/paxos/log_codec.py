@@ -27,15 +27,26 @@ from __future__ import annotations
 from typing import Any
 
 from paxtor.actors.ids import Pid
-from paxtor.actors.wire import WireError, decode_renamed, encode
+from paxtor.actors.wire import WireError, decode, decode_renamed, encode
 from paxtor.paxos.acceptor import Collected, KeyRecord, LogRecord, MemberState, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.register import Binding, LeaseFence, OpMark, Register, is_op_mark
 from paxtor.paxos.voter_config import VoterConfig
 
-__all__ = ["LEGACY_NAMES", "LogRecordCorrupt", "decode_log_record", "encode_log_record"]
+__all__ = [
+    "KEY_RECORD",
+    "LEGACY_NAMES",
+    "LogRecordCorrupt",
+    "decode_log_fields",
+    "decode_log_record",
+    "encode_log_record",
+    "record_from_fields",
+]
 
 _KEY, _FLOOR, _COLLECTED, _MEMBER = 1, 2, 3, 4
+#: The kind tag of a `KeyRecord`'s fields: ``(1, bucket, key, promised counter, node,
+#: incarnation, accepted counter, node, incarnation, *register)``.
+KEY_RECORD = _KEY
 
 #: Module-path wire names that logs written before the names were pinned hold.
 LEGACY_NAMES = {
@@ -87,6 +98,27 @@ def decode_log_record(data: bytes) -> LogRecord:
     if item.__class__ in (KeyRecord, PromiseFloor, Collected):  # the legacy format had no others
         return item  # type: ignore[no-any-return]
     raise LogRecordCorrupt(f"acceptor log holds a {type(item).__name__}, not an acceptor record")
+
+
+def decode_log_fields(data: bytes) -> tuple[Any, ...]:
+    """The flat fields of a record `encode_log_record` wrote, not yet a record: a reader that
+    keeps few of many records (a catch-up reads every key from each voter) looks at their
+    ballots first and builds only those it keeps (`record_from_fields`)."""
+    try:
+        item = decode(data)
+    except WireError as exc:
+        raise LogRecordCorrupt(f"unreadable acceptor record: {exc}") from None
+    if item.__class__ is not tuple or not item or item[0].__class__ is not int:
+        raise LogRecordCorrupt("not the fields of an acceptor record")
+    return item  # type: ignore[no-any-return]
+
+
+def record_from_fields(fields: tuple[Any, ...]) -> LogRecord:
+    """The record of `decode_log_fields`'s fields; `LogRecordCorrupt` if they are not one."""
+    try:
+        return _from_flat(fields)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise LogRecordCorrupt(f"unreadable acceptor record: {exc}") from None
 
 
 def _from_flat(t: tuple[Any, ...]) -> LogRecord:

@@ -44,11 +44,10 @@ from paxtor.actors import ReceiveTimeout, call, receive, self_pid, send, spawn
 from paxtor.actors import exit as exit_process
 from paxtor.actors.ids import Pid
 from paxtor.actors.messages import CallError
-from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import FLOOR_STRIDE, Collected, KeyRecord, LogRecord, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME
-from paxtor.paxos.log_codec import decode_log_record
+from paxtor.paxos.log_codec import KEY_RECORD, decode_log_fields, record_from_fields
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.register import ChangeFunction, Register, identity
 from paxtor.paxos.voter_config import VoterConfig, check_voter_names
@@ -142,7 +141,7 @@ def reseat(node: PaxosNode) -> None:
     node.install_config(new)
     read = read_state(sources)
     done = gevent.event.Event()
-    taken = local_acceptor.catch_up(read.records(), read.floor, done.set)
+    taken = local_acceptor.catch_up(read.records(), read.floor, done.set, encoded=read.key_records())
     done.wait()
     log.info(
         "catch_up_done",
@@ -155,17 +154,31 @@ def reseat(node: PaxosNode) -> None:
 
 
 class StateRead:
-    """What `read_state` gathered: per key, the state with the highest accepted ballot."""
+    """What `read_state` gathered: per key, the state with the highest accepted ballot.
+
+    Each source sends every key, so most records read are dropped for another source's
+    copy: a key's record is kept as its log fields and bytes (`log_codec`), compared by
+    ballot, and built only once it is known to be kept (`key_records`)."""
 
     def __init__(self) -> None:
-        self.best: dict[tuple[str, Hashable], KeyRecord] = {}
+        #: (bucket, key) -> (accepted ballot as (counter, node, incarnation), log fields, log bytes)
+        self.best: dict[tuple[str, Hashable], tuple[tuple[int, str, int], tuple[Any, ...], bytes]] = {}
         self.collected: list[Collected] = []  # the sources' dropped-key floors
         self.floor = 0  # the highest promise floor among the sources
         #: keys some source had promised above the read's ballot (a round is under way there)
         self.contested: set[tuple[str, Hashable]] = set()
+        self._built: dict[tuple[str, Hashable], tuple[KeyRecord, bytes]] | None = None
+
+    def key_records(self) -> dict[tuple[str, Hashable], tuple[KeyRecord, bytes]]:
+        """Every key's kept record, with the log bytes it was read as."""
+        if self._built is None:
+            self._built = {
+                slot: (record_from_fields(fields), raw) for slot, (_, fields, raw) in self.best.items()  # type: ignore[misc]
+            }
+        return self._built
 
     def records(self) -> list[LogRecord]:
-        return [*self.collected, *self.best.values()]
+        return [*self.collected, *(record for record, _ in self.key_records().values())]
 
 
 def change_voters(node: PaxosNode, voters: Sequence[str], *, timeout: float = 120.0) -> VoterConfig:
@@ -303,11 +316,11 @@ def migrate(node: PaxosNode, joint: VoterConfig, deadline: float) -> tuple[int, 
     leftover: list[tuple[str, Hashable]] = sorted(read.contested, key=repr)
     page: list[tuple[str, Hashable, Register]] = []
     size = 0
-    for slot, record in read.best.items():
+    for slot, (record, raw) in read.key_records().items():
         if slot in read.contested or record.accepted_ballot == Ballot.ZERO:
             continue
         page.append((slot[0], slot[1], record.accepted))
-        size += len(encode(record.accepted)) + len(encode(slot[1]))
+        size += len(raw)  # the key and its register, about as the page encodes them
         if size >= PAGE_BYTES:
             moved += _bulk_accept(joint, ballot, page, leftover, deadline)
             page, size = [], 0
@@ -387,8 +400,8 @@ def read_state(sources: Iterable[str], ballot: Ballot | None = None) -> StateRea
             elif isinstance(pages, Exception):
                 raise pages
             else:
-                for record in pages:
-                    _take(read, record, ballot)
+                for fields, raw in pages:
+                    _take(read, fields, raw, ballot)
     except ReceiveTimeout:
         raise CallError("timeout", f"no snapshot page from {', '.join(sources)} in {2 * CALL_TIMEOUT:g} s") from None
     finally:
@@ -398,30 +411,33 @@ def read_state(sources: Iterable[str], ballot: Ballot | None = None) -> StateRea
 
 
 def _read_source(reply_to: Pid, token: int, source: str, ballot: Ballot | None) -> None:
-    """Read ``source``'s snapshot page by page; each page's records go to ``reply_to``
-    (then None), or the error that stopped the read."""
+    """Read ``source``'s snapshot page by page; each page's records go to ``reply_to`` as
+    (log fields, log bytes) pairs (then None), or the error that stopped the read."""
     try:
         snapshot, _count = call((ACCEPTOR_NAME, source), ("snapshot", ballot), timeout=CALL_TIMEOUT)
         index: int | None = 0
         while index is not None:
             page, index = call((ACCEPTOR_NAME, source), ("page", snapshot, index), timeout=CALL_TIMEOUT)
-            send(reply_to, (token, [decode_log_record(raw) for raw in page]))
+            send(reply_to, (token, [(decode_log_fields(raw), raw) for raw in page]))
     except Exception as exc:  # noqa: BLE001 - the reader raises it
         send(reply_to, (token, exc))
         return
     send(reply_to, (token, None))
 
 
-def _take(read: StateRead, record: LogRecord, ballot: Ballot | None) -> None:
-    cls = record.__class__
-    if cls is KeyRecord:
-        slot = (record.bucket, record.key)  # type: ignore[union-attr]
-        if ballot is not None and record.promised > ballot:  # type: ignore[union-attr]
+def _take(read: StateRead, fields: tuple[Any, ...], raw: bytes, ballot: Ballot | None) -> None:
+    if fields[0] == KEY_RECORD and len(fields) == 15:  # a key: compared by ballot, built if kept
+        slot = (fields[1], fields[2])
+        if ballot is not None and (fields[3], fields[4], fields[5]) > (ballot.counter, *ballot.node):
             read.contested.add(slot)
+        accepted = (fields[6], fields[7], fields[8])
         mine = read.best.get(slot)
-        if mine is None or record.accepted_ballot > mine.accepted_ballot:  # type: ignore[union-attr]
-            read.best[slot] = record  # type: ignore[assignment]
-    elif cls is PromiseFloor:
+        if mine is None or accepted > mine[0]:
+            read.best[slot] = (accepted, fields, raw)
+        return
+    record = record_from_fields(fields)
+    cls = record.__class__
+    if cls is PromiseFloor:
         read.floor = max(read.floor, record.counter)  # type: ignore[union-attr]
     elif cls is Collected:
         read.collected.append(record)  # type: ignore[arg-type]

@@ -13,7 +13,14 @@ from paxtor.actors.ids import Pid
 from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import Collected, KeyRecord, MemberState, PromiseFloor
 from paxtor.paxos.ballot import Ballot
-from paxtor.paxos.log_codec import LogRecordCorrupt, decode_log_record, encode_log_record
+from paxtor.paxos.log_codec import (
+    KEY_RECORD,
+    LogRecordCorrupt,
+    decode_log_fields,
+    decode_log_record,
+    encode_log_record,
+    record_from_fields,
+)
 from paxtor.paxos.register import Binding, LeaseFence, Register
 from paxtor.paxos.storage import AcceptorLog
 from paxtor.paxos.voter_config import VoterConfig
@@ -58,6 +65,16 @@ def test_every_record_round_trips(record: object) -> None:
     assert decode_log_record(encode_log_record(record)) == record  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("record", FIXTURE_RECORDS + MEMBERSHIP, ids=lambda r: type(r).__name__)
+def test_fields_then_the_record_is_decoding_in_two_steps(record: object) -> None:
+    fields = decode_log_fields(encode_log_record(record))  # type: ignore[arg-type]
+    assert record_from_fields(fields) == record
+    if isinstance(record, KeyRecord):  # what a reader compares before it builds: the ballots
+        assert fields[0] == KEY_RECORD and fields[1:3] == (record.bucket, record.key)
+        assert fields[3:6] == (record.promised.counter, *record.promised.node)
+        assert fields[6:9] == (record.accepted_ballot.counter, *record.accepted_ballot.node)
+
+
 def test_the_format_names_no_class() -> None:
     data = encode_log_record(FIXTURE_RECORDS[2])  # type: ignore[arg-type]
     assert b"KeyRecord" not in data and b"Register" not in data and b"Binding" not in data
@@ -71,6 +88,8 @@ def test_the_format_names_no_class() -> None:
 def test_anything_else_is_refused(payload: bytes) -> None:
     with pytest.raises(LogRecordCorrupt):
         decode_log_record(payload)
+    with pytest.raises(LogRecordCorrupt):
+        record_from_fields(decode_log_fields(payload))
 
 
 def _replay(directory: Path) -> list[object]:

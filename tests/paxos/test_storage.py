@@ -149,6 +149,22 @@ def test_close_makes_pending_appends_durable(tmp_path):
         alog.append(b"late")
 
 
+def test_append_many_logs_in_order_with_one_callback_after_the_last(tmp_path):
+    fired = []
+    alog = AcceptorLog.open(tmp_path)
+    alog.append(b"before", lambda: fired.append("before"))
+    ticket = alog.append_many([b"m%d" % i for i in range(1000)], lambda: fired.append("many"))
+    alog.append(b"after", lambda: fired.append("after"))
+    assert ticket.wait(10) and alog.fsync_count == 1  # one batch, like appends in one loop turn
+    alog.close()
+    assert fired == ["before", "many", "after"]
+    assert replay(tmp_path) == [b"before", *(b"m%d" % i for i in range(1000)), b"after"]
+    other = AcceptorLog.open(tmp_path / "other")
+    with pytest.raises(TypeError):
+        other.append_many(["not bytes"])  # type: ignore[list-item]
+    other.close()
+
+
 def test_group_commit_one_fsync_per_loop_turn_and_callbacks_after_it(tmp_path):
     trace = []
     opened = False

@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import pytest
 
 from paxtor.actors import ReceiveTimeout, receive, self_pid, send
 from paxtor.actors.node import LocalNode
-from paxtor.paxos.acceptor import Accept, Acceptor, Prepare
+from paxtor.paxos.acceptor import Accept, Acceptor, KeyRecord, MemberState, Prepare
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
 from paxtor.paxos.register import Register
 from paxtor.paxos.local_acceptor import LocalAcceptor
+from paxtor.paxos.log_codec import decode_log_record, encode_log_record
 from paxtor.paxos.log_codec import decode_log_record
 from paxtor.paxos.storage import AcceptorLog
 from paxtor.paxos.voter_config import VoterConfig
@@ -253,3 +255,38 @@ def test_only_durable_tombstones_are_reported_and_collected_keys_leave_the_log(t
     replayed.close()
     assert type(records[-1]).__name__ == "Collected"
     assert Acceptor(("node1", 2), SilenceTracker(1.0, 0.0), records).key_count() == 0
+
+
+def test_a_learner_logs_what_it_caught_up_at_once_and_votes_only_once_that_is_durable(tmp_path: Path):
+    """The records read from the other voters go to the log in one append, as the bytes they
+    were read as when those are the very record adopted (else encoded again); the acceptor
+    votes once they, then its vote, are durable."""
+    node = LocalNode.start("node1", 1)
+    fsync = HeldFsync()
+    b5 = Ballot(5, ("node2", 1))
+    records = [KeyRecord("b", ("k", i), b5, b5, Register.empty().claim(i)) for i in range(50)]
+    other = KeyRecord("b", ("k", 0), b5, b5, Register.empty().claim("not what was adopted"))
+    encoded = {(r.bucket, r.key): (r, encode_log_record(r)) for r in records}
+    encoded[("b", ("k", 0))] = (other, encode_log_record(other))
+
+    def body() -> tuple[Any, ...]:
+        acceptor_log = AcceptorLog.open(tmp_path / "acceptor", "fsync", fsync=fsync, inline_sync_limit=0.0)
+        fsync.armed = True
+        acceptor = Acceptor(("node1", 1), SilenceTracker(1.0, time.monotonic()))  # blank: a learner
+        voting = LocalAcceptor(acceptor, acceptor_log, node, set())
+        done = gevent.event.Event()
+        taken = voting.catch_up(records, 0, done.set, encoded=encoded)
+        fsync.wait_entered()
+        before = (done.is_set(), acceptor.voting, acceptor_log.fsync_count)
+        fsync.release.set()
+        assert done.wait(WAIT)
+        acceptor_log.close()
+        return taken, before, acceptor.voting
+
+    taken, before, voting_after = node.run(body)
+    assert taken == 50 and before == (False, False, 0) and voting_after
+    replayed = AcceptorLog.open(tmp_path / "acceptor", "fsync")
+    logged = [decode_log_record(raw) for raw in replayed.records()]
+    replayed.close()
+    assert logged[:50] == records  # ("k", 0) as adopted, not as the other record's bytes say
+    assert isinstance(logged[-1], MemberState) and logged[-1].voting
