@@ -43,8 +43,6 @@ def _name(text: str) -> str:
 
 def run_cluster(args: argparse.Namespace) -> int:
     from paxtor.cli import configure_logging
-    from paxtor.node import start_node
-    from paxtor.paxos.errors import NoQuorum
 
     configure_logging(level=args.log_level)
     names = [_name(n) for n in args.names]
@@ -52,42 +50,65 @@ def run_cluster(args: argparse.Namespace) -> int:
     if not wanted[0] <= len(names) <= wanted[1]:
         sys.stderr.write(f"paxtor cluster {args.action}: wrong number of names ({len(names)})\n")
         return 2
+    if len(set(names)) != len(names):
+        sys.stderr.write(f"paxtor cluster {args.action}: a name is given twice\n")
+        return 2
     seeds = [seed for group in args.seeds for seed in group.split(",") if seed.strip()]
-    node = start_node(
-        f"cluster-cli-{os.getpid()}", voter=False, hidden=True, durability="memory", seeds=seeds, cookie=args.cookie,
-    )
+    try:
+        node = _join(seeds, args.cookie)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"paxtor cluster: cannot join through {', '.join(seeds)}: {exc}\n")
+        return 2
     try:
         deadline = time.monotonic() + 15
         while node.paxos.voter_config is None:
             if time.monotonic() > deadline:
-                sys.stderr.write(f"paxtor cluster: no voter reached through {', '.join(seeds)} in 15 s\n")
+                sys.stderr.write(
+                    f"paxtor cluster: no voter reached through {', '.join(seeds)} in 15 s "
+                    "(is the address right, and the cookie the cluster's?)\n"
+                )
                 return 1
             gevent.sleep(0.05)
-        try:
-            voters = node.run(_act, args.action, names, args.timeout, timeout=args.timeout + 30)
-        except (NoQuorum, ValueError) as exc:
-            sys.stderr.write(f"paxtor cluster {args.action}: {exc}\n")
+        ok, answer = node.run(_act, args.action, names, args.timeout, timeout=args.timeout + 30)
+        if not ok:
+            sys.stderr.write(f"paxtor cluster {args.action}: {answer}\n")
             return 1
         config = node.paxos.voter_config
-        sys.stdout.write(f"voters: {' '.join(voters)}   (configuration version {config.version if config else '?'})\n")
+        sys.stdout.write(f"voters: {' '.join(answer)}   (configuration version {config.version if config else '?'})\n")
         return 0
     finally:
         node.stop()
 
 
-def _act(action: str, names: list[str], timeout: float) -> tuple[str, ...]:
-    from paxtor import cluster
+def _join(seeds: list[str], cookie: str | None) -> Any:
+    from paxtor.node import start_node
 
-    if action == "voters":
-        return cluster.voters()
-    if action == "add":
-        for name in names:
-            voters = cluster.add_voter(name, timeout=timeout)
-        return voters
-    if action == "remove":
-        for name in names:
-            voters = cluster.remove_voter(name, timeout=timeout)
-        return voters
-    if action == "replace":
-        return cluster.replace_voter(names[0], names[1], timeout=timeout)
-    return cluster.set_voters(names, timeout=timeout)
+    name = f"cluster-cli-{os.getpid()}"
+    return start_node(name, voter=False, hidden=True, durability="memory", seeds=seeds, cookie=cookie)
+
+
+def _act(action: str, names: list[str], timeout: float) -> tuple[bool, Any]:
+    """Run one change in a process of the node: (True, the voters) or (False, why not).
+    Every name is checked before anything changes, and the change is one change."""
+    from paxtor import cluster
+    from paxtor.paxos.errors import NoQuorum
+
+    try:
+        if action == "voters":
+            return True, cluster.voters()
+        if action == "replace":
+            return True, cluster.replace_voter(names[0], names[1], timeout=timeout)
+        if action == "set":
+            return True, cluster.set_voters(names, timeout=timeout)
+        current = cluster.voters()
+        if action == "add":
+            return True, cluster.set_voters((*current, *(n for n in names if n not in current)), timeout=timeout)
+        unknown = [n for n in names if n not in current]
+        if unknown:
+            return False, f"{', '.join(unknown)}: not a voter (the voters are {', '.join(current)})"
+        rest = tuple(v for v in current if v not in names)
+        if not rest:
+            return False, "the last voter cannot be removed"
+        return True, cluster.set_voters(rest, timeout=timeout)
+    except (NoQuorum, ValueError) as exc:
+        return False, str(exc)

@@ -135,7 +135,10 @@ class ClusterInfo:
 
     @property
     def voters_up(self) -> int:
-        return sum(1 for v in self.voter_info if v.up)
+        """Voters that are up and vote (a learner, or a voter started as a client, is up
+        but answers no round)."""
+        voting = {n.name for n in self.nodes if n.up and n.role == "voter"}
+        return sum(1 for v in self.voter_info if v.up and v.name in voting)
 
     @property
     def has_quorum(self) -> bool:

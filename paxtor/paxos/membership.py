@@ -350,6 +350,7 @@ class MembershipServer(GenServer):
     # -- after every change ---------------------------------------------------------------------
 
     def _changed(self) -> None:
+        self._warn_voter_without_acceptor()
         self._maybe_found()
         self._maybe_catch_up()
         self._maybe_finish_change()
@@ -374,6 +375,24 @@ class MembershipServer(GenServer):
             return
         self.catching_up = spawn(reseat, node)
         monitor(self.catching_up)
+
+    def _warn_voter_without_acceptor(self) -> None:
+        """A voter of the configuration started as a client never answers: say so, once."""
+        node, config = self.node, self.node.voter_config
+        if node.acceptor is not None or config is None or not config.is_member(node.name):
+            return
+        if self.warned_version == config.version:
+            return
+        self.warned_version = config.version
+        log.error(
+            "voter_without_acceptor",
+            node=node.name,
+            config=config.describe(),
+            detail=f"{node.name} is a voter of the cluster but runs no acceptor (started as a client): "
+            "it counts towards no quorum; restart it with its acceptor (--voter)",
+        )
+
+    warned_version = 0
 
     def _maybe_finish_change(self) -> None:
         node = self.node

@@ -8,9 +8,10 @@ incarnation, even across crashes. Pids and leases carry the incarnation, so
 a pid of an earlier run names a dead process and never a new one.
 
 - A directory with no ``node.meta`` (a new node, or a wiped disk) starts at
-  the wall clock (milliseconds since 2024), not at 1, so a node whose disk was wiped
-  does not reuse the incarnations of its earlier life (unless its clock went
-  back by more than it ran). Each later start adds one.
+  the wall clock (milliseconds since 2024), not at 1, and each later start takes
+  the larger of one more and the clock: a node whose disk was wiped, or whose
+  directory was put back from an old backup, does not reuse the incarnations
+  of its later life (unless its clock went back).
 - A directory that names another node is refused (`NodeMetaMismatch`): a
   directory copied from another node must not take its place.
 - ``cluster`` is the id of the cluster the node belongs to, recorded once
@@ -102,7 +103,8 @@ class NodeMeta:
             incarnation = clock() // 1_000_000 - INCARNATION_EPOCH_MS
             stored_name, stored_cluster = name, ""
         else:
-            incarnation = max(stored["incarnation"] + 1, 1)
+            # the clock too: a directory put back from a backup must not repeat an incarnation
+            incarnation = max(stored["incarnation"] + 1, clock() // 1_000_000 - INCARNATION_EPOCH_MS)
             stored_name, stored_cluster = stored.get("name") or name, stored.get("cluster") or ""
         if name is not None and stored_name != name:
             raise NodeMetaMismatch(

@@ -242,11 +242,15 @@ class PaxosNode:
 
     def voting_members(self, connected: Iterable[str]) -> set[str]:
         """The members of the configuration that can answer now: this node if it votes,
-        and the ``connected`` ones not known to be learners."""
+        and the ``connected`` ones whose hello says they vote."""
         config = self.voter_config
         if config is None:
             return set()
-        able = {v for v in connected if config.is_member(v) and v not in self.learners}
+        peers = self.peers
+        able = {
+            v for v in connected
+            if config.is_member(v) and v not in self.learners and getattr(peers.get(v), "role", None) == "voter"
+        }  # fmt: skip
         if self.voting:
             able.add(self.name)
         return able

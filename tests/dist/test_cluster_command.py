@@ -74,6 +74,15 @@ def test_the_cluster_command_lists_and_adds_voters(voters: LocalCluster):
     assert status == 1 and "not connected" in out
 
 
+def test_a_command_with_several_names_changes_all_or_nothing(voters: LocalCluster):
+    status, out = _cli(voters, "remove", "node1", "node2", "node3")
+    assert status == 1 and out.strip().splitlines() == ["paxtor cluster remove: the last voter cannot be removed"]
+    status, out = _cli(voters, "add", "node9", "nodeX")  # neither runs
+    assert status == 1 and "not connected" in out and len(out.strip().splitlines()) == 1
+    status, out = _cli(voters, "voters")
+    assert status == 0 and "voters: node1 node2 node3 " in out
+
+
 def test_the_cluster_command_says_what_is_wrong():
     done = subprocess.run(
         [sys.executable, "-m", "paxtor", "cluster", "replace", "node1", "--seeds", "127.0.0.1:1"],

@@ -775,6 +775,17 @@ def test_a_new_directory_starts_at_the_clock_so_a_wiped_node_never_reuses_an_inc
     assert last == first + 100 and again > last
 
 
+def test_a_directory_put_back_from_a_backup_never_repeats_an_incarnation(tmp_path):
+    ticks = iter(range(1_800_000_000_000, 1_800_000_001_000))  # the wall clock in ms, one ms a start
+    clock = lambda: next(ticks) * 1_000_000  # noqa: E731 - in ns, as time.time_ns
+    NodeMeta.open(tmp_path / "n", clock=clock)
+    shutil.copytree(tmp_path / "n", tmp_path / "backup")
+    later = [NodeMeta.open(tmp_path / "n", clock=clock).incarnation for _ in range(5)]
+    shutil.rmtree(tmp_path / "n")
+    shutil.copytree(tmp_path / "backup", tmp_path / "n")  # the backup is put back
+    assert NodeMeta.open(tmp_path / "n", clock=clock).incarnation > max(later)
+
+
 def test_a_directory_of_another_node_is_refused(tmp_path):
     NodeMeta.open(tmp_path / "n", name="node2")
     with pytest.raises(NodeMetaMismatch, match="node2"):
