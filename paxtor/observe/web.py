@@ -28,7 +28,6 @@ from collections import deque
 from importlib import resources
 from typing import Any
 
-import gevent
 import structlog
 from gevent.pywsgi import WSGIServer
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import gevent
-import gevent.queue
 from gevent.event import AsyncResult
 
 from paxtor import paxos
@@ -166,32 +164,22 @@ def _read_local(key: Any) -> Any:
 def test_quorum_log_lines(cluster: Cluster):
     from structlog.testing import capture_logs
 
-    from paxtor.actors import call
-    from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
+    from paxtor.testing import wait_until
 
     cluster.durability = "fsync"  # node2 restarts below: a voter that keeps its state votes at once
     _ready(*cluster.start_all())  # a new cluster is founded once all its voters are up
     cluster.stop("node3")
     cluster.stop("node2")
-    events: gevent.queue.Queue = gevent.queue.Queue()
 
-    def watch() -> None:
-        monitor_nodes(True)
-        events.put("watching")
-        while True:
-            msg = receive(lambda m: isinstance(m, (NodeUp, NodeDown)) and m.node == "node2")
-            call("paxos_membership", "connected_voters")  # it has handled the same event by now
-            events.put(type(msg).__name__)
+    def lines() -> list[tuple[str, str]]:
+        return [(e["event"], e["message"]) for e in logs if e.get("node") == "node1" and "message" in e]
 
-    spawn(watch, node="node1")
-    assert events.get(timeout=WAIT) == "watching"
     with capture_logs() as logs:
-        cluster.start(2)
-        assert events.get(timeout=WAIT) == "NodeUp"
+        cluster.start(2)  # node1 counts it once node2 says it votes (its hello)
+        wait_until(lambda: lines(), WAIT)
         cluster.stop("node2")
-        assert events.get(timeout=WAIT) == "NodeDown"
-    mine = [(e["event"], e["message"]) for e in logs if e.get("node") == "node1" and "message" in e]
-    assert mine == [
+        wait_until(lambda: len(lines()) == 2, WAIT)
+    assert lines() == [
         ("quorum_reached", "Quorum reached. [cluster:2/3]"),
         ("quorum_lost", "Quorum lost. [cluster:1/3]"),
     ]
