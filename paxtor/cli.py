@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--durability", choices=("fsync", "memory"), default=None,
                       help="voters default to fsync; clients to memory (they write nothing)")
     node.add_argument("--client", action="store_true", help="join without voting")
+    node.add_argument("--join", action="store_true",
+                      help="join a cluster that exists; never found one (a restart after the voters changed)")
     node.add_argument("--no-singletons", action="store_true", help="host no singletons on this node")
     node.add_argument("--hidden", action="store_true",
                       help="a client that connects only to its seeds and the voters, is named to no other node, hosts nothing")
@@ -279,6 +281,7 @@ def run_node(args: argparse.Namespace) -> int:
             reconnect_max=args.reconnect_max,
             paxos=_paxos_settings(args),
             http=args.http,
+            join=args.join,
             **_role_flags(args),
             **_tls(args),
             allowed_modules=_allowed_modules(args),

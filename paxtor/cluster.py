@@ -12,7 +12,7 @@ key during the change and votes once the change is done.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from paxtor.actors import call
@@ -24,7 +24,16 @@ from paxtor.paxos.paxos_node import PaxosNode, open_paxos_node
 from paxtor.paxos.reconfig import change_voters, read_config
 from paxtor.paxos.voter_config import VoterConfig
 
-__all__ = ["voters", "config", "add_voter", "remove_voter", "replace_voter", "set_voters"]
+__all__ = [
+    "voters",
+    "config",
+    "add_voter",
+    "add_voters",
+    "remove_voter",
+    "remove_voters",
+    "replace_voter",
+    "set_voters",
+]
 
 #: How long a change may take by default (it copies every key once).
 CHANGE_TIMEOUT = 120.0
@@ -54,43 +63,69 @@ def voters(*, fresh: bool = True, timeout: float = 10.0) -> tuple[str, ...]:
 
 def set_voters(names: Iterable[str], *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
     """Make ``names`` the voters (add, remove and replace in one change); the new voters."""
-    node = _node()
     names = tuple(names)
-    current = node.voter_config
-    for name in names:
-        if current is not None and current.is_member(name):
-            continue
-        _check_can_vote(node, name)
-    return change_voters(node, names, timeout=timeout).voters
+    return _change(lambda _current: names, names, timeout)
 
 
 def add_voter(name: str, *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
     """Add the running node ``name`` to the voters; the new voters."""
-    current = config()
-    if name in current.voters:
-        return current.voters
-    return set_voters((*current.voters, name), timeout=timeout)
+    return add_voters((name,), timeout=timeout)
+
+
+def add_voters(names: Iterable[str], *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
+    """Add the running nodes ``names`` to the voters, in one change; the new voters."""
+    names = tuple(names)
+    return _change(lambda current: (*current, *(n for n in names if n not in current)), names, timeout)
 
 
 def remove_voter(name: str, *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
     """Remove ``name`` from the voters (it may be down); the new voters."""
-    current = config()
-    if name not in current.voters:
-        return current.voters
-    rest = tuple(v for v in current.voters if v != name)
-    if not rest:
-        raise ValueError("the last voter cannot be removed")
-    return set_voters(rest, timeout=timeout)
+    return remove_voters((name,), timeout=timeout)
+
+
+def remove_voters(names: Iterable[str], *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
+    """Remove ``names`` from the voters (they may be down), in one change; the new voters."""
+    names = tuple(names)
+
+    def without(current: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in names if n not in current]
+        if unknown and len(unknown) == len(names):
+            raise ValueError(f"{', '.join(unknown)}: not a voter (the voters are {', '.join(current)})")
+        rest = tuple(v for v in current if v not in names)
+        if not rest:
+            raise ValueError("the last voter cannot be removed")
+        return rest
+
+    return _change(without, (), timeout)
 
 
 def replace_voter(old: str, new: str, *, timeout: float = CHANGE_TIMEOUT) -> tuple[str, ...]:
     """Put the running node ``new`` in the place of voter ``old`` (e.g. a dead machine)."""
-    current = config()
-    if old not in current.voters:
-        raise ValueError(f"{old!r} is not a voter (the voters are {', '.join(current.voters)})")
-    if new in current.voters:
-        raise ValueError(f"{new!r} is a voter already")
-    return set_voters(tuple(new if v == old else v for v in current.voters), timeout=timeout)
+
+    def replaced(current: tuple[str, ...]) -> tuple[str, ...]:
+        if new in current and old not in current:
+            return current  # done already (a retry)
+        if old not in current:
+            raise ValueError(f"{old!r} is not a voter (the voters are {', '.join(current)})")
+        if new in current:
+            raise ValueError(f"{new!r} is a voter already")
+        return tuple(new if v == old else v for v in current)
+
+    known = _node().voter_config
+    if known is not None and not known.is_member(old) and not known.is_member(new):
+        replaced(known.voters)  # says what is wrong before anything is asked of the new node
+    return _change(replaced, (new,), timeout)
+
+
+def _change(edit: Callable[[tuple[str, ...]], Sequence[str]], newcomers: Iterable[str], timeout: float) -> tuple[str, ...]:
+    """One change of the voters: ``edit`` maps the current voters to the new ones (applied
+    to what is read at each attempt, so concurrent changes compose)."""
+    node = _node()
+    current = node.voter_config
+    for name in newcomers:
+        if current is None or not current.is_member(name):
+            _check_can_vote(node, name)
+    return change_voters(node, edit, timeout=timeout).voters
 
 
 def _heard_of(node: PaxosNode, name: str) -> Any:

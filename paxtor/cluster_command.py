@@ -100,15 +100,12 @@ def _act(action: str, names: list[str], timeout: float) -> tuple[bool, Any]:
             return True, cluster.replace_voter(names[0], names[1], timeout=timeout)
         if action == "set":
             return True, cluster.set_voters(names, timeout=timeout)
-        current = cluster.voters()
         if action == "add":
-            return True, cluster.set_voters((*current, *(n for n in names if n not in current)), timeout=timeout)
+            return True, cluster.add_voters(names, timeout=timeout)
+        current = cluster.voters()
         unknown = [n for n in names if n not in current]
         if unknown:
             return False, f"{', '.join(unknown)}: not a voter (the voters are {', '.join(current)})"
-        rest = tuple(v for v in current if v not in names)
-        if not rest:
-            return False, "the last voter cannot be removed"
-        return True, cluster.set_voters(rest, timeout=timeout)
+        return True, cluster.remove_voters(names, timeout=timeout)
     except (NoQuorum, ValueError) as exc:
         return False, str(exc)

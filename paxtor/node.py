@@ -207,6 +207,7 @@ def start_node(
     singletons: bool | None = None,
     hidden: bool = False,
     http: str | tuple[str, int] | None = None,
+    join: bool = False,
     **distribution: Any,
 ) -> Node:
     """Start a Paxtor node in this OS process and connect it to its peers.
@@ -239,6 +240,10 @@ def start_node(
     listens there and is dialed there, and with `hosts` given every node
     dials from its own address (so a firewall rule per address pair can
     partition nodes of one machine).
+    `join=True`: the node joins a cluster that exists and never founds one,
+    even with every voter of ``cluster_size`` blank (start the nodes of a
+    cluster whose voters have changed, or that were wiped, this way: see the
+    README's Operations).
     `http` (``"HOST:PORT"``, or a port on 127.0.0.1) serves the read-only web
     view and ``/metrics`` of this node (`paxtor.observe.web`); off by default.
     Other keyword arguments go to `start_distributed` (heartbeat_interval,
@@ -246,6 +251,8 @@ def start_node(
     the module prefixes peers may spawn and start singletons from here, ...).
     """
     _check_settings(cluster_size, durability, voter, singletons, hidden)
+    if join:
+        paxos = {**(paxos or {}), "found": False}
     voters = configured_voters(cluster_size)
     if hidden:
         if voter and name not in (None, "_") and _full_name(name) in voters:

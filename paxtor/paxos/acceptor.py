@@ -206,6 +206,7 @@ class MemberState:
     cluster: str
     config: VoterConfig | None
     voting: bool
+    node: str = ""  # the node whose acceptor this is: a log copied to another node is refused
 
 
 LogRecord = KeyRecord | PromiseFloor | Collected | MemberState
@@ -361,6 +362,8 @@ class Acceptor:
         return self._set_member(MemberState(self.member.cluster, self.member.config, True))
 
     def _set_member(self, member: MemberState) -> MemberState:
+        if member.node != self.identity[0]:
+            member = MemberState(member.cluster, member.config, member.voting, self.identity[0])
         self.member = member
         self.blank = False
         return member

@@ -58,6 +58,8 @@ __all__ = ["AcceptorServer"]
 
 log = structlog.get_logger(__name__)
 
+#: The calls of a voter change or a catch-up (a change that makes them is alive).
+_CHANGE_CALLS = frozenset(("install", "floor", "snapshot", "page", "bulk_accept", "adopt_floors"))
 #: A page of a snapshot is cut once its records encode to this many bytes.
 PAGE_BYTES = 1 << 20
 #: An unread snapshot is dropped after this long.
@@ -135,6 +137,8 @@ class AcceptorServer(GenServer):
 
     def handle_call(self, request: Any, caller: Any) -> Any:
         voting = self.voting
+        if request.__class__ is tuple and request and request[0] in _CHANGE_CALLS:
+            self.node.change_activity = time.monotonic()  # a change of the voters is running
         match request:
             case ("read", str(bucket), key):
                 return voting.acceptor.state(bucket, key)

@@ -61,6 +61,8 @@ class PaxosConfig:
     request retries for longer than about half of it (its op mark must outlive it).
     ``resume_change_after``: a change of the voters found half-way (a joint
     configuration) this long is finished by a voter (its coordinator died).
+    ``found``: False for a node that must join an existing cluster and never
+    found one (`paxtor.start_node`'s ``join``).
     ``max_request_bytes``: the most a request's key and value (or the register a
     change function makes) may take encoded; more is a ValueError in the caller,
     before anything is sent. Every message of a round carries them, every voter
@@ -86,6 +88,7 @@ class PaxosConfig:
     compact_min_bytes: int = 1 << 20
     tombstone_ttl: float | None = 60.0
     resume_change_after: float = 30.0
+    found: bool = True
     max_request_bytes: int = MAX_REQUEST_BYTES
     seed: int | None = None
 

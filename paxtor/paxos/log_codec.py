@@ -6,7 +6,7 @@ depend on where a class lives or on its wire name:
     (1, bucket, key, *promised, *accepted_ballot, *register)    a `KeyRecord`
     (2, counter)                                                a `PromiseFloor`
     (3, bucket, keys, counter, epoch)                           a `Collected`
-    (4, cluster, version, voters, previous, voting)             a `MemberState`
+    (4, cluster, version, voters, previous, voting, node)       a `MemberState`
 
 with ``ballot = counter, node_name, incarnation``, ``register = epoch, filled,
 value, binding, fences, marks``, ``binding = None | (pid, node, parent,
@@ -83,7 +83,7 @@ def encode_log_record(record: LogRecord) -> bytes:
     if cls is MemberState:
         c = record.config  # type: ignore[union-attr]
         flat = (0, (), None) if c is None else (c.version, c.voters, c.previous)
-        return encode((_MEMBER, record.cluster, *flat, record.voting))  # type: ignore[union-attr]
+        return encode((_MEMBER, record.cluster, *flat, record.voting, record.node))  # type: ignore[union-attr]
     raise TypeError(f"not an acceptor log record: {record!r}")
 
 
@@ -130,9 +130,9 @@ def _from_flat(t: tuple[Any, ...]) -> LogRecord:
         return PromiseFloor(_int(t[1]))
     if kind == _COLLECTED and len(t) == 5 and t[2].__class__ is tuple:
         return Collected(_str(t[1]), t[2], _int(t[3]), _int(t[4]))
-    if kind == _MEMBER and len(t) == 6:
+    if kind == _MEMBER and len(t) == 7:
         config = None if t[2] == 0 else VoterConfig(_int(t[2]), t[3], t[4])
-        return MemberState(_str(t[1]), config, _bool(t[5]))
+        return MemberState(_str(t[1]), config, _bool(t[5]), _str(t[6]))
     raise ValueError(f"unknown record shape (kind {kind!r}, {len(t)} fields)")
 
 

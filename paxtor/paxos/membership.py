@@ -26,8 +26,8 @@ the state of the others before it votes again.
 Changes left half-way. A change of the voters (`paxtor.paxos.reconfig`)
 passes through a joint configuration; if the node running it dies, the first
 voting member (in configuration order) that has seen the cluster stuck in
-the joint configuration for ``resume_change_after`` seconds (30 by default)
-finishes it.
+the joint configuration for ``resume_change_after`` seconds (30 by default),
+with no call of the change reaching its acceptor meanwhile, finishes it.
 
 Quorum is counted against the configuration, never against whoever is
 connected. The server logs transitions of this node's view:
@@ -288,7 +288,7 @@ class MembershipServer(GenServer):
         """
         node = self.node
         founder = node.initial_voters[0]
-        if founder == node.name or founder not in self.view.connected:
+        if not node.config.found or founder == node.name or founder not in self.view.connected:
             return False
         word = node.peers.get(founder)
         return word is None or not word.cluster
@@ -322,6 +322,8 @@ class MembershipServer(GenServer):
         initial = node.initial_voters
         if node.cluster or acceptor is None or acceptor.member.config is not None or node.name != initial[0]:
             return
+        if not node.config.found:
+            return  # started to join a cluster that exists (--join): it never founds one
         roles = [role_of(node)]
         for voter in initial[1:]:
             hello = node.peers.get(voter)
@@ -404,7 +406,8 @@ class MembershipServer(GenServer):
         if self.joint_since is None or self.joint_since[0] != config.version:
             self.joint_since = (config.version, now)
         able = [v for v in config.members if v in self.view.able]
-        waited = now - self.joint_since[1]
+        # a change whose coordinator still calls this voter is alive: only a silent one is taken over
+        waited = now - max(self.joint_since[1], node.change_activity)
         if self.finishing is not None or not able or able[0] != node.name or waited < node.config.resume_change_after:
             return
         from paxtor.paxos.reconfig import finish_left_change

@@ -95,6 +95,8 @@ class PaxosNode:
         self.peers: dict[str, Any] = {}  # name -> the MemberHello it sent
         self.learners: set[str] = set()
         self._on_cluster = on_cluster
+        #: when a voter change last called this node's acceptor (owner: the acceptor process)
+        self.change_activity = 0.0
         # owner: the lease keeper
         self.lease = LeaseClock(None, config.lease)
         self.holds: dict[Pid, dict[Slot, int]] = {}
@@ -138,6 +140,11 @@ class PaxosNode:
                 compact=lambda lg: lg.should_compact(ratio=config.compact_ratio, min_log_bytes=config.compact_min_bytes),
             )
             member = self.acceptor.member
+            if member.node and member.node != self.name:
+                raise AcceptorLogCorrupt(
+                    f"{directory} holds the acceptor log of node {member.node!r}, not of {self.name!r}: "
+                    "a directory copied from another node must not take its place"
+                )
             if member.cluster:
                 if self.cluster and self.cluster != member.cluster:
                     raise AcceptorLogCorrupt(

@@ -165,6 +165,7 @@ class StateRead:
         self.best: dict[tuple[str, Hashable], tuple[tuple[int, str, int], tuple[Any, ...], bytes]] = {}
         self.collected: list[Collected] = []  # the sources' dropped-key floors
         self.floor = 0  # the highest promise floor among the sources
+        self.sources: tuple[str, ...] = ()  # the sources read to the end
         #: keys some source had promised above the read's ballot (a round is under way there)
         self.contested: set[tuple[str, Hashable]] = set()
         self._built: dict[tuple[str, Hashable], tuple[KeyRecord, bytes]] | None = None
@@ -181,29 +182,61 @@ class StateRead:
         return [*self.collected, *(record for record, _ in self.key_records().values())]
 
 
-def change_voters(node: PaxosNode, voters: Sequence[str], *, timeout: float = 120.0) -> VoterConfig:
-    """Make ``voters`` the cluster's voters (see the module docstring); the new configuration.
+Edit = Callable[[tuple[str, ...]], Sequence[str]]
 
-    Runs in a process of ``node`` (any node that knows the configuration, a
-    client too). Finishes a change it finds under way first. Raises `NoQuorum`
-    if a step cannot reach the voters it needs before ``timeout``."""
+
+def change_voters(
+    node: PaxosNode, voters: Sequence[str] | Edit, *, timeout: float = 120.0
+) -> VoterConfig:
+    """Make the cluster's voters ``voters`` (see the module docstring); the new configuration.
+
+    ``voters`` is the new voter set, or a function from the current voters to
+    it, applied to the configuration read at each attempt: two operators
+    changing the voters at once then compose (one adds, the other removes),
+    instead of the later one undoing the earlier. Runs in a process of
+    ``node`` (any node that knows the configuration, a client too). Finishes
+    a change it finds under way first. Refuses (ValueError) a change that the
+    voters able to answer now could not carry through; raises `NoQuorum` if a
+    step cannot reach the voters it needs before ``timeout``."""
     from paxtor.paxos import api
 
-    target = check_voter_names(voters)
+    edit: Edit = voters if callable(voters) else (lambda _current, fixed=tuple(voters): fixed)
     deadline = time.monotonic() + timeout
     while True:
         current = read_config(node, deadline)
         if current.joint:
             finish_change(node, current, deadline)
             continue
+        target = check_voter_names(edit(current.voters))
         if set(current.voters) == set(target):
             return current
         joint = current.change_to(target)
+        check_able(node, joint)
         check_new_voters(node, [v for v in target if not current.is_member(v)], deadline)
         log.info("voter_change_started", node=node.name, change=joint.describe())
         chosen = api.propose(VOTERS_KEY, set_config(current, joint), bucket=SYSTEM_BUCKET, timeout=_left(deadline))
         if current_config(chosen, current) == joint:
             return finish_change(node, joint, deadline)
+
+
+def check_able(node: PaxosNode, joint: VoterConfig) -> None:
+    """Refuse a change that could not finish with the voters able to answer now (and the
+    new ones connected): a change never rolls back, so one chosen without them would leave
+    the cluster without a quorum until they return (etcd's strict reconfiguration check)."""
+    able = node.voting_members(_connected(node))
+    newcomers = {
+        v for v in joint.voters
+        if not joint.previous or v not in joint.previous
+    }  # fmt: skip
+    reachable = able | {v for v in newcomers if v in node.peers or v == node.name}
+    final = joint.finished()
+    if joint.is_quorum(reachable) and final.is_quorum(reachable):
+        return
+    missing = [v for v in joint.members if v not in reachable]
+    raise ValueError(
+        f"the change to {', '.join(joint.voters)} needs a majority of the old voters and of the new "
+        f"that can answer, and {', '.join(missing)} cannot now: bring them back first"
+    )
 
 
 def check_new_voters(node: PaxosNode, names: Sequence[str], deadline: float) -> None:
@@ -310,7 +343,7 @@ def migrate(node: PaxosNode, joint: VoterConfig, deadline: float) -> tuple[int, 
         raise api.NoQuorum(f"too few voters of {joint.describe()} answer to move the keys")
     ballot = Ballot(max(floors.values()) + FLOOR_STRIDE, node.identity)
     sources = [m for m in members if m in floors]
-    read = read_state(sources, ballot)
+    read = read_state(sources, ballot, enough=joint.is_quorum)
     _gather(members, ("adopt_floors", tuple(read.collected)), deadline)
     moved = 0
     leftover: list[tuple[str, Hashable]] = sorted(read.contested, key=repr)
@@ -383,22 +416,35 @@ def _left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.001)
 
 
-def read_state(sources: Iterable[str], ballot: Ballot | None = None) -> StateRead:
+def read_state(
+    sources: Iterable[str], ballot: Ballot | None = None, enough: Callable[[list[str]], bool] | None = None
+) -> StateRead:
     """Every key's state with the highest accepted ballot among ``sources``, after each
     promised ``ballot`` for every key (if given); see `StateRead`. The sources are read
     at once, each by a process of this node that decodes its pages while the other
-    sources encode theirs; if one fails, the others are stopped and its error raised."""
+    sources encode theirs. If one fails, the read goes on without it as long as those
+    read to the end may still satisfy ``enough`` (else the error is raised; without
+    ``enough``, every source is needed). Pages a failed source sent are kept: each is a
+    genuine report of that acceptor, and more reports never mislead a bulk round."""
     read = StateRead()
+    sources = list(sources)
     me, token = self_pid(), next(_tokens)
-    readers = [spawn(_read_source, me, token, source, ballot) for source in sources]
-    reading = len(readers)
+    readers = {spawn(_read_source, me, token, source, ballot): source for source in sources}
+    done: list[str] = []
+    failed: list[str] = []
     try:
-        while reading:
-            _, pages = receive(lambda m: m.__class__ is tuple and len(m) == 2 and m[0] == token, timeout=2 * CALL_TIMEOUT)
+        while len(done) + len(failed) < len(sources):
+            _, source, pages = receive(
+                lambda m: m.__class__ is tuple and len(m) == 3 and m[0] == token, timeout=2 * CALL_TIMEOUT
+            )
             if pages is None:
-                reading -= 1
+                done.append(source)
             elif isinstance(pages, Exception):
-                raise pages
+                failed.append(source)
+                rest = [s for s in sources if s not in failed]
+                if enough is None or not enough(rest):
+                    raise pages
+                log.info("state_read_source_lost", source=source, error=str(pages)[:200])
             else:
                 for fields, raw in pages:
                     _take(read, fields, raw, ballot)
@@ -407,6 +453,7 @@ def read_state(sources: Iterable[str], ballot: Ballot | None = None) -> StateRea
     finally:
         for reader in readers:
             exit_process(reader, "kill")
+    read.sources = tuple(done)
     return read
 
 
@@ -418,11 +465,11 @@ def _read_source(reply_to: Pid, token: int, source: str, ballot: Ballot | None) 
         index: int | None = 0
         while index is not None:
             page, index = call((ACCEPTOR_NAME, source), ("page", snapshot, index), timeout=CALL_TIMEOUT)
-            send(reply_to, (token, [(decode_log_fields(raw), raw) for raw in page]))
+            send(reply_to, (token, source, [(decode_log_fields(raw), raw) for raw in page]))
     except Exception as exc:  # noqa: BLE001 - the reader raises it
-        send(reply_to, (token, exc))
+        send(reply_to, (token, source, exc))
         return
-    send(reply_to, (token, None))
+    send(reply_to, (token, source, None))
 
 
 def _take(read: StateRead, fields: tuple[Any, ...], raw: bytes, ballot: Ballot | None) -> None:

@@ -219,3 +219,27 @@ def test_the_new_voters_decide_alone_a_silence_threshold_after_the_joint_install
     monkeypatch.setattr(reconfig, "install_on", slow_install_on)
     assert nodes[0].run(voters_api.add_voter, "node4") == ("node1", "node2", "node3", "node4")
     assert installed["final"] - installed["joint"] >= silence
+
+
+def test_a_change_the_voters_that_answer_could_not_finish_is_refused(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    cluster.stop("node3")
+    # without node1, the new voters {node2, node3} need node3, which is down: refused, nothing chosen
+    with pytest.raises(ValueError, match="node3 cannot now"):
+        nodes[1].run(voters_api.remove_voter, "node1")
+    assert nodes[1].run(paxos.put, "still", "works") == "works"
+    assert nodes[0].run(voters_api.voters) == ("node1", "node2", "node3")
+
+
+def test_two_changes_at_once_compose_instead_of_undoing_each_other(cluster: Cluster):
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    node4 = cluster.start(4, voter=True)
+    wait_until(lambda: all(v in node4.nodes() for v in ("node1", "node2", "node3")), WAIT)
+    wait_until(lambda: node4.paxos.voter_config is not None, WAIT)
+    adding = gevent.spawn(nodes[0].run, voters_api.add_voter, "node4", timeout=60)
+    removing = gevent.spawn(nodes[1].run, voters_api.remove_voter, "node2", timeout=60)
+    gevent.joinall([adding, removing], timeout=60, raise_error=True)
+    final = nodes[0].run(voters_api.voters)
+    assert set(final) == {"node1", "node3", "node4"}

@@ -110,6 +110,19 @@ def test_a_directory_copied_from_another_node_is_refused(durable: Cluster):
         durable.start(1)
 
 
+def test_an_acceptor_log_copied_from_another_node_is_refused(durable: Cluster):
+    from paxtor.paxos.storage import AcceptorLogCorrupt
+
+    _ready(*durable.start_all())
+    durable.stop("node1")
+    durable.stop("node2")
+    assert durable.data_dir is not None
+    shutil.rmtree(durable.data_dir / "node1" / "acceptor")  # node1 keeps its own node.meta
+    shutil.copytree(durable.data_dir / "node2" / "acceptor", durable.data_dir / "node1" / "acceptor")
+    with pytest.raises(AcceptorLogCorrupt, match="acceptor log of node 'node2'"):
+        durable.start(1)
+
+
 def test_a_wiped_node_takes_a_new_incarnation_and_its_old_pids_stay_dead(durable: Cluster):
     _ready(*durable.start_all())
     old = durable["node2"].dist.incarnation
@@ -140,3 +153,12 @@ def test_a_node_of_another_cluster_is_refused_at_the_handshake(durable: Cluster)
         assert node3.cluster == "0ther0c1u5ter000"
         wait_until(lambda: any("other_cluster" in str(e.get("reason")) for e in logs), WAIT)
     assert "node3" not in durable["node1"].nodes() and not node3.nodes()
+
+
+def test_blank_voters_started_to_join_never_found_a_cluster(durable: Cluster):
+    durable.configure(found=False)  # what start_node(join=True) and --join set
+    nodes = durable.start_all()
+    wait_until(lambda: all(len(n.nodes()) >= 2 for n in nodes), WAIT)
+    with pytest.raises(paxos.NoQuorum):
+        nodes[0].run(lambda: paxos.wait_for_quorum(1.0))
+    assert all(n.cluster == "" for n in nodes)  # each waits for a cluster to join

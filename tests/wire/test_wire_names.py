@@ -34,7 +34,7 @@ PINNED = {
     "paxos.LeaseFence": ("epoch", "binding"),
     "paxos.LeaseHeartbeat": ("sender", "heartbeat"),
     "paxos.MemberHello": ("node", "cluster", "config", "role", "answer"),
-    "paxos.MemberState": ("cluster", "config", "voting"),
+    "paxos.MemberState": ("cluster", "config", "voting", "node"),
     "paxos.Nack": ("bucket", "key", "ballot", "promised", "reason", "config"),
     "paxos.Prepare": ("bucket", "key", "ballot", "lease_fence", "config"),
     "paxos.Promise": ("bucket", "key", "ballot", "accepted_ballot", "accepted"),
