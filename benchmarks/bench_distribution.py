@@ -202,11 +202,15 @@ def _profile(dist: Any, fn: Any, *args: Any) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_distribution", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="per timed call round")
     parser.add_argument("--casts", type=int, default=80_000, help="casts (and raw frames) per one-way round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_distribution", description=__doc__)
+    add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print every round's figures and the table as JSON too")
     parser.add_argument("--profile", choices=("call", "cast"), help="profile this side of one round instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -225,6 +229,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
+    result = measure(args)
+    if result is None:
+        return
+    table = rows(result)
+    print(f"two OS processes on 127.0.0.1, {args.rounds} interleaved rounds; CPU = both processes, per operation")
+    print(markdown(table))
+    if args.json:
+        print(json.dumps({**result, "table": [row.as_dict() for row in table]}))
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The child node, the rounds, the child killed: every round's figures (None after a --profile)."""
     child = Child()
     try:
         dist = start_distributed("bench1", port=0, seeds=[f"127.0.0.1:{child.dist_port}"], cookie=COOKIE,
@@ -235,10 +251,10 @@ def run(args: argparse.Namespace) -> None:
         assert dist.run(call, echo, REQUEST) == REQUEST
         if args.profile == "call":
             _profile(dist, call_rate, echo, args.seconds)
-            return
+            return None
         if args.profile == "cast":
             _profile(dist, cast_rate, counter, args.casts)
-            return
+            return None
         raw_echo_client = RawClient(child.echo_port)
         raw_sink_client = RawClient(child.sink_port)
         assert raw_echo_client.echo_rate(0.05) > 0 and RAW_MESSAGE
@@ -260,12 +276,7 @@ def run(args: argparse.Namespace) -> None:
     finally:
         stop_all_distributed()
         child.kill()
-    result = {"rounds": rounds.as_json()}
-    table = rows(result)
-    print(f"two OS processes on 127.0.0.1, {args.rounds} interleaved rounds; CPU = both processes, per operation")
-    print(markdown(table))
-    if args.json:
-        print(json.dumps({**result, "table": [row.as_dict() for row in table]}))
+    return {"rounds": rounds.as_json()}
 
 
 def rows(result: dict[str, Any]) -> list[Row]:
