@@ -242,7 +242,8 @@ class EtcdSession:
     """One client connection with one lease, like ``concurrency.NewSession``.
 
     The lease TTL (60 s) outlives every measurement, so no keep-alive traffic
-    falls inside a measurement window (Go's session would send one every 20 s).
+    falls inside a measurement window (Go's session would send one every 20 s);
+    `keep_alive` renews it between measurements.
     """
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
@@ -254,6 +255,11 @@ class EtcdSession:
             host, port, timeout=timeout, grpc_options=[("grpc.use_local_subchannel_pool", 1)]
         )
         self.lease_id: int = self.client.lease(SESSION_TTL_SECONDS).id
+
+    def keep_alive(self) -> None:
+        """Renew the lease to its full TTL (a run of interleaved rounds outlasts one TTL)."""
+        for _ in self.client.refresh_lease(self.lease_id):
+            pass
 
     def put(self, key: bytes, value: bytes) -> None:
         from pyetcd import etcdrpc
@@ -424,6 +430,10 @@ class EtcdPhases(Phases):
             mutex.unlock()
 
         return op
+
+    def refresh(self) -> None:
+        for session in self.sessions:
+            session.keep_alive()
 
     def close(self) -> None:
         _close_all(self.sessions)

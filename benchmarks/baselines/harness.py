@@ -268,6 +268,9 @@ class Phases:
     def close(self) -> None:
         raise NotImplementedError
 
+    def refresh(self) -> None:
+        """Keep the clients' sessions alive; called before each phase, outside its measurement."""
+
     # -- the phases
 
     def _fresh(self, what: str) -> str:

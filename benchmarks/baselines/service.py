@@ -55,6 +55,7 @@ def serve(names: list[str], settings: BenchSettings, install: bool | None, out: 
                 _answer(out, {"error": f"cannot measure {phase!r} of {system!r}"})
                 continue
             try:
+                measured[system].refresh()
                 _answer(out, {"result": getattr(measured[system], phase)()})
             except Exception as exc:  # noqa: BLE001 - reported to the caller, who goes on
                 _answer(out, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
