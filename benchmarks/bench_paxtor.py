@@ -149,15 +149,25 @@ def uncontended(reply_to: Any, ops: int, warmup: int) -> None:
     send(reply_to, ("uncontended", samples))
 
 
-#: (module suffix, function) whose calls per lock+unlock `--count` reports.
+#: (label, module suffix, function or "*" for any) whose calls per lock+unlock `--count` reports
 COUNTED = (
-    ("paxtor/paxos/api.py", "propose"),
-    ("paxtor/paxos/proposer_server.py", "_attempt"),
-    ("paxtor/paxos/local_acceptor.py", "handle"),
-    ("paxtor/paxos/storage.py", "append"),
-    ("paxtor/paxos/storage.py", "_commit"),
-    ("paxtor/actors/gen_server.py", "call"),
-    ("paxtor/actors/gen_server.py", "cast"),
+    ("paxos.propose", "paxtor/paxos/api.py", "propose"),
+    ("proposer_server._attempt", "paxtor/paxos/proposer_server.py", "_attempt"),
+    ("local_acceptor.handle", "paxtor/paxos/local_acceptor.py", "handle"),
+    ("storage.append", "paxtor/paxos/storage.py", "append"),
+    ("storage._commit", "paxtor/paxos/storage.py", "_commit"),
+    ("os.fsync", "~", "<built-in method posix.fsync>"),
+    ("gen_server.call", "paxtor/actors/gen_server.py", "call"),
+    ("gen_server.cast", "paxtor/actors/gen_server.py", "cast"),
+    ("mailbox.put (messages delivered)", "paxtor/actors/mailbox.py", "put"),
+    ("wire.encode", "paxtor/actors/wire.py", "encode"),
+    ("wire._decode (frames decoded)", "paxtor/actors/wire.py", "_decode"),
+    ("wire ext/list hooks", "paxtor/actors/wire.py", "_ext_hook"),
+    ("wire ext/list hooks", "paxtor/actors/wire.py", "_list_hook"),
+    ("wire._default (ext types encoded)", "paxtor/actors/wire.py", "_default"),
+    ("connection.send (messages to peers)", "paxtor/actors/connection.py", "send"),
+    ("connection._flush (socket writes)", "paxtor/actors/connection.py", "_flush"),
+    ("log calls (structlog, emitted or filtered)", "structlog/_native.py", "*"),
 )
 
 
@@ -176,34 +186,48 @@ def count_calls(reply_to: Any, ops: int) -> None:
         paxtor.unlock("bench-counted")
     gevent.sleep(0.2)  # let the last round's durable callbacks run
     profiler.disable()
-    counts = {}
+    counts: dict[str, float] = {}
     for (path, _line, name), (calls, *_rest) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
-        for suffix, wanted in COUNTED:
-            if name == wanted and path.endswith(suffix):
-                label = f"{suffix.rsplit('/', 1)[1][:-3]}.{name}"
+        for label, suffix, wanted in COUNTED:
+            if path.endswith(suffix) and wanted in (name, "*"):
                 counts[label] = counts.get(label, 0.0) + calls / ops
     send(reply_to, ("counted", counts))
 
 
 def log_counters(reply_to: Any, tag: Any) -> None:
-    """This voter's acceptor: (records appended, fsyncs) so far; group commit is their ratio."""
+    """This voter's acceptor: (records appended, fsyncs, seconds in write+fsync) so far."""
     import gc
 
     from paxtor.actors import send
     from paxtor.paxos.local_acceptor import LocalAcceptor
 
     voting = [o for o in gc.get_objects() if isinstance(o, LocalAcceptor)]  # benchmark only: no API for it
+    logs = [v.durable_log for v in voting if v.durable_log is not None]
     records = sum(v._appends for v in voting)
-    fsyncs = sum(v.durable_log.fsync_count for v in voting if v.durable_log is not None)
-    send(reply_to, (tag, records, fsyncs))
+    send(reply_to, (tag, records, sum(log.fsync_count for log in logs), sum(log.sync_seconds for log in logs)))
 
 
-def _log_counters(me: Any) -> list[tuple[int, int]]:
+def _log_counters(me: Any) -> dict[str, tuple[int, int, float]]:
+    """Every voter's `log_counters`, by node name."""
     from paxtor.actors import spawn
 
     for node in NODES:
         spawn(log_counters, me, ("log_counters", node), node=node)
-    return [tuple(_receive_tagged("log_counters")[1:]) for _ in NODES]  # type: ignore[misc]
+    answers = [_receive_tagged("log_counters") for _ in NODES]
+    return {tag[1]: (records, fsyncs, seconds) for tag, records, fsyncs, seconds in answers}
+
+
+def log_deltas(before: dict[str, tuple[int, int, float]], after: dict[str, tuple[int, int, float]],
+               ops: int) -> dict[str, Any]:  # fmt: skip
+    """Acceptor records and fsyncs per operation over all voters, and the mean write+fsync in ms."""
+    records = sum(after[n][0] - before[n][0] for n in NODES)
+    fsyncs = sum(after[n][1] - before[n][1] for n in NODES)
+    seconds = sum(after[n][2] - before[n][2] for n in NODES)
+    return {
+        "records_per_op": records / max(1, ops), "fsyncs_per_op": fsyncs / max(1, ops),
+        "records_per_fsync": records / fsyncs if fsyncs else None,
+        "node_fsync_ms": seconds / fsyncs * 1e3 if fsyncs else None,
+    }  # fmt: skip
 
 
 def lock_loop(reply_to: Any, key: Any, seconds: float, start_at: float, tag: Any) -> None:
@@ -313,11 +337,17 @@ class Paxtor:
     def lock_unlock(self) -> dict[str, Any]:
         from paxtor.actors import spawn
 
-        spawn(uncontended, self.me, self.ops, 20 if self.warm else max(100, self.ops // 10), node="node1")
+        warmup = 20 if self.warm else max(100, self.ops // 10)
         self.warm = True
+        before = _log_counters(self.me)
+        spawn(uncontended, self.me, self.ops, warmup, node="node1")
         samples = sorted(_receive("uncontended")[1])
+        logs = log_deltas(before, _log_counters(self.me), self.ops + warmup)
         p99 = samples[min(len(samples) - 1, max(0, round(0.99 * len(samples)) - 1))]
-        return {"lock_unlock_median_ms": statistics.median(samples) * 1e3, "lock_unlock_p99_ms": p99 * 1e3}
+        return {
+            "lock_unlock_median_ms": statistics.median(samples) * 1e3, "lock_unlock_p99_ms": p99 * 1e3,
+            "lock_unlock_fsyncs": logs["fsyncs_per_op"], "lock_unlock_node_fsync_ms": logs["node_fsync_ms"],
+        }  # fmt: skip
 
     def _loops(self, kind: str, key: Callable[[int], Any]) -> tuple[list[int], float]:
         """`clients` lock loops spread over the voters, started together: their counts, voter CPU seconds."""
@@ -348,13 +378,12 @@ class Paxtor:
     def distinct(self) -> dict[str, Any]:
         before = _log_counters(self.me)
         counts, cpu = self._loops("distinct", lambda i: ("bench-distinct", i))
-        after = _log_counters(self.me)
-        records = sum(a[0] - b[0] for a, b in zip(after, before))
-        fsyncs = sum(a[1] - b[1] for a, b in zip(after, before))
+        logs = log_deltas(before, _log_counters(self.me), sum(counts))
         return {
             "distinct_lock_unlock_per_s": sum(counts) / self.seconds,
             "distinct_cpu_ms_per_lock_unlock": cpu * 1e3 / max(1, sum(counts)),
-            "distinct_records_per_fsync": records / fsyncs if fsyncs else None,
+            "distinct_records_per_fsync": logs["records_per_fsync"],
+            "distinct_node_fsync_ms": logs["node_fsync_ms"],
         }
 
 
@@ -468,6 +497,11 @@ def report(args: argparse.Namespace, result: dict[str, Any], table: list[Row]) -
         print(f"per lock+unlock on node1: {counted}")
     records = rounds.figure("distinct", "paxtor", "distinct_records_per_fsync")
     cpu = rounds.figure("contended", "paxtor", "contended_cpu_ms_per_handoff")
+    fsync = rounds.figure("lock_unlock", "paxtor", "lock_unlock_node_fsync_ms")
+    fsyncs = rounds.figure("lock_unlock", "paxtor", "lock_unlock_fsyncs")
+    floor = rounds.figure("floor", "machine", "fsync_ms")
+    print(f"uncontended: {figure_text(fsyncs, '')} fsyncs per lock+unlock over the voters, write+fsync"
+          f" {figure_text(fsync, 'ms', 3)} in the nodes against {figure_text(floor, 'ms', 3)} at the floor")
     print(f"acceptor records per fsync (distinct keys): {figure_text(records, '')};"
           f" voter CPU per handoff: {figure_text(cpu, 'ms', 3)}")  # fmt: skip
     print(f"call through a name {extras['name_call_us']:.1f} us vs pid {extras['pid_call_us']:.1f} us,"
