@@ -40,7 +40,7 @@ from .cluster import (
     new_process_set,
     wait_until,
 )
-from .harness import PLACEMENT, BenchSettings, HolderCheck, Phases, headline
+from .harness import PLACEMENT, BenchSettings, HolderCheck, Phases, checked_lock_op, headline
 
 NAME = "etcd"
 DEBIAN_PACKAGE = "etcd-server"
@@ -421,15 +421,7 @@ class EtcdPhases(Phases):
 
     def lock_op(self, name: str, client: int, check: HolderCheck | None) -> Callable[[int], None]:
         mutex = EtcdMutex(self.sessions[client], f"{self.run}/lock/{name}")
-
-        def op(_: int) -> None:
-            mutex.lock()
-            if check is not None:
-                check.acquired(client)
-                check.releasing(client)
-            mutex.unlock()
-
-        return op
+        return checked_lock_op(mutex.lock, mutex.unlock, client, check)
 
     def refresh(self) -> None:
         for session in self.sessions:

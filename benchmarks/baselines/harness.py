@@ -197,6 +197,21 @@ class HolderCheck:
         )
 
 
+def checked_lock_op(
+    acquire: Callable[[], None], release: Callable[[], None], client: int, check: HolderCheck | None
+) -> Callable[[int], None]:
+    """One lock+unlock of a baseline's lock as a loop body, told to `check` while held."""
+
+    def op(_: int) -> None:
+        acquire()
+        if check is not None:
+            check.acquired(client)
+            check.releasing(client)
+        release()
+
+    return op
+
+
 def contended_result(throughput: dict[str, Any], check: HolderCheck) -> dict[str, Any]:
     """Shape the contended-lock result: handoffs/s, per-client counts, fairness."""
     counts = throughput["per_client"]

@@ -30,7 +30,7 @@ from .cluster import (
     new_process_set,
     wait_until,
 )
-from .harness import PLACEMENT, BenchSettings, HolderCheck, Phases, headline
+from .harness import PLACEMENT, BenchSettings, HolderCheck, Phases, checked_lock_op, headline
 
 NAME = "zookeeper"
 DEBIAN_PACKAGE = "zookeeper"
@@ -261,15 +261,7 @@ class ZkPhases(Phases):
         if (name, client) not in self.locks:
             self.locks[name, client] = _prepared_lock(self.clients[client], f"{self.run}/lock/{name}", f"c{client}", timeout)
         lock = self.locks[name, client]
-
-        def op(_: int) -> None:
-            lock.acquire(timeout=timeout)
-            if check is not None:
-                check.acquired(client)
-                check.releasing(client)
-            lock.release()
-
-        return op
+        return checked_lock_op(lambda: lock.acquire(timeout=timeout), lock.release, client, check)
 
     def close(self) -> None:
         _close_all(self.clients)
