@@ -16,8 +16,8 @@ the tombstones not yet collected), bounded in memory per message.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from typing import Any
 
 from paxtor.actors import Down, ReceiveTimeout, Task, call, monitor, receive, self_pid
@@ -26,15 +26,21 @@ from paxtor.actors.node import current_node
 from paxtor.actors.primitives import demonitor, make_ref
 from paxtor.actors.task import TaskTimeout
 from paxtor.actors.wire import decode
-from paxtor.lock_messages import LOCKS_BUCKET
-from paxtor.lock_register import owner_of, waiters_of
-from paxtor.name_register import RUNNING, STARTING, state_of
-from paxtor.observe.info import ClusterInfo, LockInfo, NodeInfo, SingletonInfo, VoterInfo
+from paxtor.locks.messages import LOCKS_BUCKET
+from paxtor.locks.register import owner_of, waiters_of
+from paxtor.observe.info import (
+    ClusterInfo,
+    LockInfo,
+    NodeInfo,
+    SingletonInfo,
+    VoterInfo,
+)
 from paxtor.observe.report import hidden_peers
 from paxtor.observe.roles import configured_role, voter_set
 from paxtor.observe.scan import merge_rows
 from paxtor.paxos.paxos_node import open_paxos_node
-from paxtor.singleton_keeper import NAMES_BUCKET
+from paxtor.singletons.keeper import NAMES_BUCKET
+from paxtor.singletons.register import RUNNING, STARTING, state_of
 
 __all__ = ["cluster_info", "gather", "OBSERVER", "PAGE_SIZE", "node_reports", "ask"]
 

@@ -14,10 +14,10 @@ module-level start function; the same code must be installed on every node.
 A singleton whose host is up but cannot be reached from this node (a
 partition between the two, while both reach the voters) raises
 `SingletonUnreachable` at once, naming the host: it is not restarted here,
-since it still runs. `paxtor.roles` says which nodes may host singletons.
+since it still runs. `paxtor.placement` says which nodes may host singletons.
 
 How exactly one is guaranteed, and what it costs, is in
-`paxtor.singleton_keeper` (claim before start) and `paxtor.name_server`
+`paxtor.singletons.keeper` (claim before start) and `paxtor.singletons.name_server`
 (per-node cache invalidated by monitors: a steady-state call through a name
 costs no consensus round).
 """
@@ -36,11 +36,17 @@ from paxtor.actors.messages import NoProc
 from paxtor.actors.node import current_node
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.wire import encode
-from paxtor.name_register import ended_binding, register_pid, running_pid
-from paxtor.name_server import RESOLVE_TIMEOUT, Resolve, SingletonStartError, SingletonUnreachable, name_cache
 from paxtor.paxos.register import empty_released, identity, release_if_bound
 from paxtor.rounds import Deadline, end_tenure, lease_term, paxos_key, propose
-from paxtor.singleton_keeper import NAMES_BUCKET, child_spec_of
+from paxtor.singletons.keeper import NAMES_BUCKET, child_spec_of
+from paxtor.singletons.name_server import (
+    RESOLVE_TIMEOUT,
+    Resolve,
+    SingletonStartError,
+    SingletonUnreachable,
+    name_cache,
+)
+from paxtor.singletons.register import ended_binding, register_pid, running_pid
 
 __all__ = [
     "name",

@@ -1,6 +1,6 @@
 """The node's lock agent: who holds or waits for a lock here, their wake-ups, and cleaning up.
 
-One `LockAgent` runs on every Paxtor node (see `paxtor.services`). Its
+One `LockAgent` runs on every Paxtor node (see `paxtor.locks.services`). Its
 `LockTable` is what `paxtor.lock` consults without a message round trip:
 which locks each local process holds (reentrancy, `unlock`) and which request
 each local process is waiting on.
@@ -33,15 +33,25 @@ from typing import Any
 import gevent
 import structlog
 
-from paxtor.actors import ChildSpec, Down, GenServer, Pid, Ref, monitor, self_pid, send, spawn
+from paxtor.actors import (
+    ChildSpec,
+    Down,
+    GenServer,
+    Pid,
+    Ref,
+    monitor,
+    self_pid,
+    send,
+    spawn,
+)
 from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 from paxtor.actors.messages import NotDistributed
 from paxtor.actors.node import LocalNode, current_node
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.timers import send_after
-from paxtor.lock_home import LockRouting, run_op
-from paxtor.lock_messages import LOCK_AGENT, RECHECK, LockGranted, LockWake
-from paxtor.lock_register import grant_of, owner_of
+from paxtor.locks.home import LockRouting, run_op
+from paxtor.locks.messages import LOCK_AGENT, RECHECK, LockGranted, LockWake
+from paxtor.locks.register import grant_of, owner_of
 from paxtor.rounds import Deadline
 
 __all__ = ["LockAgent", "LockTable", "lock_table", "withdraw_request", "ABANDONED"]
@@ -89,7 +99,7 @@ class LockTable:
         self.waiting: dict[Pid, tuple[bytes, Ref]] = {}
         #: pids the agent monitors (so `watch` sends one message per process)
         self.watched: set[Pid] = set()
-        #: which keys go to their home, and where homes are (`paxtor.lock_home`)
+        #: which keys go to their home, and where homes are (`paxtor.locks.home`)
         self.routing = LockRouting()
         #: locks granted to local processes, and how many of those a waiter got from an owner (metrics)
         self.acquired = 0

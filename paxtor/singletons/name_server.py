@@ -1,6 +1,6 @@
 """The node's name server: the per-node cache of singleton pids, lookups, and starts.
 
-One `NameServer` runs on every Paxtor node (see `paxtor.services`), registered
+One `NameServer` runs on every Paxtor node (see `paxtor.singletons.services`), registered
 as `NAME_SERVER`. Two jobs:
 
 - *Lookups for local callers.* The `NameCache` (key -> pid) is read by
@@ -12,10 +12,10 @@ as `NAME_SERVER`. Two jobs:
   evicts it, and remembers it dead, so a pid known dead is never returned
   again (its stale binding is released instead).
 - *Starts for any node.* A `Start` request (from a resolver anywhere) starts
-  a keeper (`paxtor.singleton_keeper`) under this node's singleton
+  a keeper (`paxtor.singletons.keeper`) under this node's singleton
   supervisor, unless one is already starting the key here, and answers
   every requester with the keeper's outcome. A node that hosts no
-  singletons (`paxtor.roles`) answers ``("not_here", why)``.
+  singletons (`paxtor.placement`) answers ``("not_here", why)``.
 
 A singleton bound to a pid on a node this one cannot reach, while some peer
 still can (the mesh says so), is `SingletonUnreachable` at once: a call
@@ -36,8 +36,24 @@ from typing import Any
 import gevent
 import structlog
 
-from paxtor.actors import ChildSpec, Down, GenServer, NoReply, Pid, ReceiveTimeout, Ref, call, demonitor, monitor, receive
-from paxtor.actors import reply, self_pid, send, spawn_link, trap_exits
+from paxtor.actors import (
+    ChildSpec,
+    Down,
+    GenServer,
+    NoReply,
+    Pid,
+    ReceiveTimeout,
+    Ref,
+    call,
+    demonitor,
+    monitor,
+    receive,
+    reply,
+    self_pid,
+    send,
+    spawn_link,
+    trap_exits,
+)
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.dynamic_supervisor import start_child
 from paxtor.actors.function_ref import FunctionRefRefused, check_allowed
@@ -46,12 +62,18 @@ from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout,
 from paxtor.actors.node import LocalNode, current_node
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.wire import wire_type
-from paxtor.name_register import ended_binding, running_pid, starting_keeper
 from paxtor.paxos.register import empty_released, identity, release_if_bound
-from paxtor.placement import rendezvous_order
-from paxtor.roles import singleton_hosts
+from paxtor.placement import rendezvous_order, singleton_hosts
 from paxtor.rounds import Deadline, end_tenure, propose
-from paxtor.singleton_keeper import NAMES_BUCKET, AwaitStart, KeeperReport, Started, allowed_here, keeper_child_spec
+from paxtor.singletons.keeper import (
+    NAMES_BUCKET,
+    AwaitStart,
+    KeeperReport,
+    Started,
+    allowed_here,
+    keeper_child_spec,
+)
+from paxtor.singletons.register import ended_binding, running_pid, starting_keeper
 
 __all__ = [
     "NAME_SERVER",
@@ -449,7 +471,7 @@ def _await_keeper(keeper: Pid, deadline: Deadline) -> bool:
 
 def _ask_home_to_start(key: bytes, name: Any, deadline: Deadline) -> tuple:
     """Ask the key's home node (rendezvous hashing over the nodes that host
-    singletons: `paxtor.roles`) to start it; the next ones if it cannot."""
+    singletons: `paxtor.placement`) to start it; the next ones if it cannot."""
     request = Start(key, name.start, name.args, name.key)
     hosts = singleton_hosts()
     if not hosts:

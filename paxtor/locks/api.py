@@ -4,12 +4,12 @@
 lock on `key` in the whole cluster, and returns the fencing token (the lock
 register's epoch: larger for every new owner, never reused). At most one
 live process owns a lock at any time; see DESIGN section 2 for the lease
-model that makes this hold across partitions, and `paxtor.fence` for the
+model that makes this hold across partitions, and `paxtor.locks.fence` for the
 resource side of the token (a process paused past its lease still believes
 it owns the lock; its writes carry an old token and are refused).
 
-How (the register protocol is in `paxtor.lock_register`, the rounds are
-proposed by the key's home, `paxtor.lock_home`):
+How (the register protocol is in `paxtor.locks.register`, the rounds are
+proposed by the key's home, `paxtor.locks.home`):
 
 - ``lock`` sends an ``acquire``: a free lock is claimed (bound to the
   caller's pid), else the request joins the FIFO queue in the register. A
@@ -52,10 +52,10 @@ from paxtor import paxos
 from paxtor.actors import Pid, ReceiveTimeout, Ref, receive, self_pid
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.primitives import make_ref
-from paxtor.lock_agent import LockTable, lock_table, withdraw_request
-from paxtor.lock_home import LockRouting, run_op
-from paxtor.lock_messages import LOCKS_BUCKET, LockGranted, Recheck
-from paxtor.lock_register import UNLOCKED, Op, is_queued, owner_of
+from paxtor.locks.agent import LockTable, lock_table, withdraw_request
+from paxtor.locks.home import LockRouting, run_op
+from paxtor.locks.messages import LOCKS_BUCKET, LockGranted, Recheck
+from paxtor.locks.register import UNLOCKED, Op, is_queued, owner_of
 from paxtor.paxos.register import Register
 from paxtor.rounds import Deadline, lease_term, paxos_key
 
