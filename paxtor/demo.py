@@ -18,7 +18,7 @@ Everything it starts is killed by pid and its directory removed at the end,
 also on Ctrl-C or an error. Exit status 0 when every step showed what it
 should, 1 (with the reason) otherwise, 130 on Ctrl-C.
 
-The cluster itself is `paxtor.testing.LocalCluster`, which the examples
+The cluster itself is `paxtor.local_cluster.LocalCluster`, which the examples
 in ``examples/`` use too.
 This module prints: it is the user-facing main job, not library code.
 """
@@ -40,8 +40,8 @@ from paxtor.actors import Down, GenServer, Pid, ReceiveTimeout, call, receive, s
 from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 from paxtor.actors.distribution import nodes as connected_nodes
 from paxtor.actors.messages import CallError
+from paxtor.local_cluster import LocalCluster
 from paxtor.paxos.membership import quorum_message
-from paxtor.testing import LocalCluster
 
 __all__ = [
     "Counter",
