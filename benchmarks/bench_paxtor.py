@@ -150,8 +150,8 @@ COUNTED = (
     ("paxtor/paxos/api.py", "propose"),
     ("paxtor/paxos/proposer_server.py", "_attempt"),
     ("paxtor/paxos/local_acceptor.py", "handle"),
-    ("paxtor/paxos/storage.py", "append"),
-    ("paxtor/paxos/storage.py", "_commit"),
+    ("paxtor/paxos/storage/log.py", "append"),
+    ("paxtor/paxos/storage/log.py", "_commit"),
     ("paxtor/actors/gen_server.py", "call"),
     ("paxtor/actors/gen_server.py", "cast"),
 )

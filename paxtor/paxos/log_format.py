@@ -15,7 +15,7 @@ with zeros by a crash reads as a torn tail, not as empty records.
 
 A data directory holds `segment-<gen>.log` files (appends) and at most one
 live `snapshot-<gen>.snap` (a compacted image of everything before segment
-<gen>). Nothing here touches the disk: `storage.py` drives it.
+<gen>). Nothing here touches the disk: `paxtor.paxos.storage` drives it.
 """
 
 from __future__ import annotations

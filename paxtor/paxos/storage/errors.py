@@ -1,0 +1,21 @@
+"""The acceptor log's errors."""
+
+from __future__ import annotations
+
+__all__ = ["AcceptorLogError", "AcceptorLogCorrupt", "AcceptorLogFailed", "AcceptorLogClosed"]
+
+
+class AcceptorLogError(Exception):
+    """Base of the acceptor log's errors."""
+
+
+class AcceptorLogCorrupt(AcceptorLogError):
+    """The files on disk cannot be replayed without losing acknowledged records."""
+
+
+class AcceptorLogFailed(AcceptorLogError):
+    """A write or fsync failed: nothing more is durable, the acceptor must stop voting."""
+
+
+class AcceptorLogClosed(AcceptorLogError):
+    """The log was closed."""
