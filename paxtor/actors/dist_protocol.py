@@ -47,10 +47,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from paxtor.actors.gen_server import Call, Caller, Cast, StopRequest
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.mesh import NodeInfo, info_to_wire, view_from_wire
-from paxtor.actors.messages import Down, Exit, Reply
+from paxtor.actors.messages import Call, Caller, Cast, Down, Exit, Reply, StopRequest
 from paxtor.actors.wire import wire_type
 
 __all__ = [

@@ -34,20 +34,23 @@ server from outside, running its `terminate` (OTP's ``gen_server:stop``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from greenlet import getcurrent
 
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import (
     NOPROC,
     NORMAL,
     SHUTDOWN,
     AlreadyStarted,
+    Call,
+    Caller,
     CallError,
     CallTimeout,
+    Cast,
     Down,
     Exit,
     NoProc,
@@ -55,9 +58,8 @@ from paxtor.actors.messages import (
     ReceiveTimeout,
     Reply,
     StartError,
-    fast_frozen_init,
+    StopRequest,
 )
-from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.primitives import current_process, demonitor, exit, monitor, send, spawn_opt, unlink
 from paxtor.actors.registry import Via, register, resolve
 
@@ -116,41 +118,6 @@ class Stop(Exception):
         if self.reply is _NO_REPLY:
             return f"Stop({self.reason!r})"
         return f"Stop({self.reason!r}, reply={self.reply!r})"
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who to answer: the calling process and the call's ref (OTP's From)."""
-
-    pid: Pid
-    ref: Ref
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A `call` request as it travels to the server."""
-
-    caller: Caller
-    request: Any
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class Cast:
-    """A `cast` message as it travels to the server."""
-
-    msg: Any
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class StopRequest:
-    """`GenServer.stop`'s request: the server runs `terminate(reason)` and exits with
-    `reason` when it reaches this message (OTP's ``sys:terminate``)."""
-
-    reason: Any
 
 
 def _is_normal_stop(reason: Any) -> bool:

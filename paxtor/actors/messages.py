@@ -1,6 +1,7 @@
 """The values the runtime itself puts in mailboxes, and the errors it raises.
 
-Mailbox values (`Exit`, `Down`, `Reply`) are frozen slotted dataclasses so they
+Mailbox values (`Exit`, `Down`, `Reply`, and GenServer's `Call`, `Cast` and
+`StopRequest`) are frozen slotted dataclasses so they
 compare by value, are cheap to build, and the wire codec can register them.
 Exit reasons are any value: a string such as ``"normal"``, ``"killed"``,
 ``"noproc"``, ``"noconnection"``, or the exception that crashed a process.
@@ -20,6 +21,10 @@ __all__ = [
     "Exit",
     "Down",
     "Reply",
+    "Caller",
+    "Call",
+    "Cast",
+    "StopRequest",
     "ReceiveTimeout",
     "ProcessExit",
     "NoProc",
@@ -98,6 +103,41 @@ class Reply:
 
     ref: Ref
     value: Any
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who to answer: the calling process and the call's ref (OTP's From)."""
+
+    pid: Pid
+    ref: Ref
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A `call` request as it travels to the server."""
+
+    caller: Caller
+    request: Any
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """A `cast` message as it travels to the server."""
+
+    msg: Any
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """`GenServer.stop`'s request: the server runs `terminate(reason)` and exits with
+    `reason` when it reaches this message (OTP's ``sys:terminate``)."""
+
+    reason: Any
 
 
 class ReceiveTimeout(Exception):

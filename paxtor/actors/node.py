@@ -62,6 +62,8 @@ from paxtor.actors.messages import (
     NOCONNECTION,
     NOPROC,
     SHUTDOWN,
+    Call,
+    Caller,
     CallError,
     CallTimeout,
     Down,
@@ -379,9 +381,6 @@ class LocalNode:
         remote = self.remote
         fast = getattr(remote, "call", None) if node_name != self.name else None
         if fast is None:  # a local target, or a transport without `call`
-            # gen_server builds on this module: imported here, off the hot path
-            from paxtor.actors.gen_server import Call, Caller
-
             self.deliver_monitor(caller, target, ref)
             msg = Call(Caller(caller, ref), request)
             if target.__class__ is Pid:

@@ -48,8 +48,7 @@ from paxtor.actors import (
     self_pid,
     trap_exits,
 )
-from paxtor.actors.gen_server import Caller
-from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout
+from paxtor.actors.messages import NOCONNECTION, NOPROC, Caller, CallError, CallTimeout
 from paxtor.actors.node import current_node
 from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.locks.messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake

@@ -57,8 +57,7 @@ from paxtor.actors import (
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.dynamic_supervisor import start_child
 from paxtor.actors.function_ref import FunctionRefRefused, check_allowed
-from paxtor.actors.gen_server import Caller
-from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout, Exit
+from paxtor.actors.messages import NOCONNECTION, NOPROC, Caller, CallError, CallTimeout, Exit
 from paxtor.actors.node import LocalNode, current_node
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.wire import wire_type
