@@ -33,8 +33,10 @@ import gevent.socket
 import msgpack
 import structlog
 
-from paxtor.actors.connection import Connection, ConnectionConfig, Listener
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.listener import Listener
 from paxtor.actors.wire import decode, encode
 
 COOKIE = b"bench-cookie"

@@ -34,7 +34,7 @@ import gevent.event
 import structlog
 from greenlet import getcurrent
 
-from paxtor.actors.connection import ListenError
+from paxtor.actors.listener import ListenError
 from paxtor.observe.status import add_status_parser, run_status
 from paxtor.paxos.node_meta import NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import AcceptorLogError

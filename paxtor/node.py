@@ -12,9 +12,9 @@ from typing import Any
 import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
-from paxtor.actors.connection import ListenError, bind_listener
 from paxtor.actors.discovery import listen_port, node_number, numbered_name
 from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
+from paxtor.actors.listener import ListenError, bind_listener
 from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send

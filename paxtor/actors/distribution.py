@@ -48,7 +48,8 @@ import structlog
 from gevent.hub import get_hub
 from greenlet import getcurrent
 
-from paxtor.actors.connection import ClusterId, Connection, ConnectionConfig
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ClusterId, ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.discovery import Target, dial_targets, listen_port, node_number
 from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, mesh_frame, spawn_reply_frame
@@ -603,7 +604,7 @@ def start_distributed(
     dials only its own targets (and the nodes heard of that `dials`
     accepts) and is named to nobody. `attrs` (str keys,
     plain values) travel with this node's announcement, for the layer above.
-    `listen_socket` (from `paxtor.actors.connection.bind_listener`) is the
+    `listen_socket` (from `paxtor.actors.listener.bind_listener`) is the
     listener's socket, bound beforehand (then `port` is not used). `cluster`
     is the id of the cluster the node belongs to ("" until it learns it,
     `set_cluster`): a peer of another cluster is refused at the handshake.
