@@ -8,6 +8,7 @@ The public names are those of DESIGN section 4; see each module for details:
 from paxtor.actors.gen_server import GenServer, Ignore, NoReply, Stop, call, cast, reply
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import Down, Exit, ReceiveTimeout
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.primitives import (
     demonitor,
     exit,
@@ -47,6 +48,9 @@ __all__ = [
     "Exit",
     "Down",
     "ReceiveTimeout",
+    "Ok",
+    "Err",
+    "Outcome",
     "GenServer",
     "NoReply",
     "Ignore",

@@ -62,7 +62,7 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 3  # 3: the MESH frame (`paxtor.actors.mesh`)
+PROTOCOL_VERSION = 4  # 3: the MESH frame (`paxtor.actors.mesh`); 4: replies as `Ok`/`Err` (`paxtor.actors.outcome`)
 NONCE_SIZE = 32
 MAX_NAME_LENGTH = 255
 MAX_HANDSHAKE_FRAME = 4096
