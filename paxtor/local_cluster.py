@@ -35,6 +35,7 @@ import gevent
 import gevent.subprocess
 
 import paxtor
+from paxtor.actors.errors import PaxtorError
 from paxtor.paxos.config import numbered_voters
 
 __all__ = [
@@ -55,7 +56,7 @@ WAIT = 10.0
 PORT_RANGE = (10_000, 30_000)
 
 
-class NodeExited(RuntimeError):
+class NodeExited(PaxtorError, RuntimeError):
     """A node process of a `LocalCluster` exited when it should be running."""
 
 

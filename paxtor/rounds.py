@@ -21,6 +21,7 @@ import gevent
 import structlog
 
 from paxtor import paxos
+from paxtor.actors.errors import PaxtorTimeout
 from paxtor.actors.mailbox import check_timeout
 from paxtor.paxos.keys import canonical_key
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
@@ -99,7 +100,7 @@ def propose(
     extra: dict[str, Any] = {} if ended is None else {"ended": ended}
     while True:
         if deadline.expired():
-            raise TimeoutError(f"no quorum for {bucket} before the deadline")
+            raise PaxtorTimeout(f"no quorum for {bucket} before the deadline")
         try:
             return paxos.propose(key, change, bucket=bucket, timeout=deadline.remaining(), **extra)
         except paxos.NoQuorum:
@@ -114,7 +115,7 @@ def lease_term(deadline: Deadline) -> int:
         if term is not None:
             return term
         if deadline.expired():
-            raise TimeoutError("this node holds no lease (no quorum) and the deadline passed")
+            raise PaxtorTimeout("this node holds no lease (no quorum) and the deadline passed")
         _wait_for_quorum(deadline)
         if paxos.lease_term() is None:
             gevent.sleep(deadline.cap(LEASE_RECHECK))

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.mesh import NodeInfo, info_to_wire, view_from_wire
 from paxtor.actors.messages import Call, Caller, Cast, Down, Exit, Reply, StopRequest
@@ -109,11 +110,11 @@ del _cls
 ) = range(1, 24)
 
 
-class ProtocolError(ValueError):
+class ProtocolError(PaxtorError, ValueError):
     """A frame that is not one of ours (the connection cannot be trusted)."""
 
 
-class NotFromHere(ValueError):
+class NotFromHere(PaxtorError, ValueError):
     """A signal whose sending side is not a process of this node (a bug)."""
 
 

@@ -23,6 +23,8 @@ import types
 from collections.abc import Iterable
 from typing import Any, Callable
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = [
     "FunctionRefError",
     "FunctionRefRefused",
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class FunctionRefError(TypeError):
+class FunctionRefError(PaxtorError, TypeError):
     """The function cannot be named by ``"module:qualname"`` (or that name
     does not lead to a callable)."""
 

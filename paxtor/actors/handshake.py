@@ -42,6 +42,8 @@ from typing import Any, Union
 
 import msgpack
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = [
     "PROTOCOL_VERSION",
     "NONCE_SIZE",
@@ -129,7 +131,7 @@ _FIELD_TYPES: dict[str, tuple[type, tuple[type, ...]]] = {
 }
 
 
-class HandshakeFailed(Exception):
+class HandshakeFailed(PaxtorError):
     """The handshake did not authenticate the peer; `reason` says why."""
 
     def __init__(self, reason: str) -> None:

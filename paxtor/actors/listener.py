@@ -19,6 +19,7 @@ import gevent
 import gevent.socket
 import structlog
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.connection import Connection, OnClose, OnUp
 from paxtor.actors.connection_config import HANDSHAKING, ConnectionConfig
 from paxtor.actors.handshake_slots import FailureTally, Pending, Suppressed, choose_evictions
@@ -29,7 +30,7 @@ __all__ = ["Listener", "ListenError", "bind_listener"]
 log = structlog.get_logger(__name__)
 
 
-class ListenError(OSError):
+class ListenError(PaxtorError, OSError):
     """The listening socket could not be bound or opened (its errno is the cause's:
     EADDRINUSE for a port in use), as opposed to any other start-up failure."""
 

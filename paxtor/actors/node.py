@@ -57,6 +57,7 @@ from gevent.hub import Hub, get_hub
 from gevent.monkey import get_original
 from greenlet import getcurrent
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import (
     NOCONNECTION,
@@ -91,7 +92,7 @@ DEFAULT_NODE_NAME = "nonode@nohost"
 _os_thread_ident: Callable[[], int] = get_original("_thread", "get_ident")
 
 
-class WrongThread(RuntimeError):
+class WrongThread(PaxtorError, RuntimeError):
     """A process primitive was called from an OS thread other than the one whose
     gevent hub runs the node: processes, mailboxes and timers live on that hub only."""
 

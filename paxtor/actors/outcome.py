@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.wire import wire_type
 
 __all__ = ["Ok", "Err", "Outcome", "OutcomeError"]
@@ -26,7 +27,7 @@ T = TypeVar("T")
 E = TypeVar("E")
 
 
-class OutcomeError(Exception):
+class OutcomeError(PaxtorError):
     """`Err.unwrap()` on a reason that is not an exception: the reason is `.reason`."""
 
     def __init__(self, reason: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.child_spec import ChildSpec, ChildStartError, Shutdown, is_normal_exit
 from paxtor.actors.gen_server import GenServer, Stop, call, stop_process
 from paxtor.actors.ids import Pid
@@ -51,7 +52,7 @@ STRATEGIES: tuple[str, ...] = ("one_for_one", "one_for_all", "rest_for_one")
 RESTARTING = "restarting"
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(PaxtorError, RuntimeError):
     """A supervisor refused a request (child running, already present, ...)."""
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import Down, Exit, ReceiveTimeout
 from paxtor.actors.outcome import Err, Ok, Outcome
@@ -21,11 +22,11 @@ from paxtor.actors.primitives import demonitor, exit, monitor, receive, self_pid
 __all__ = ["Task", "TaskExited", "TaskTimeout"]
 
 
-class TaskTimeout(TimeoutError):
+class TaskTimeout(PaxtorTimeout):
     """`await_` saw no result within its timeout; the task keeps running."""
 
 
-class TaskExited(Exception):
+class TaskExited(PaxtorError):
     """The task exited before replying; `reason` is its exit reason."""
 
     def __init__(self, task: Task, reason: Any) -> None:

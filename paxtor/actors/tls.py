@@ -20,10 +20,12 @@ from typing import Any
 
 import gevent.ssl
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = ["tls_contexts", "secure_socket", "TlsConfigError"]
 
 
-class TlsConfigError(ValueError):
+class TlsConfigError(PaxtorError, ValueError):
     """A certificate, key or CA file that cannot be used (missing, unreadable, not matching)."""
 
 

@@ -39,6 +39,7 @@ import structlog
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.connection import Connection
 from paxtor.actors.dist_protocol import (
     NotFromHere,
@@ -70,11 +71,11 @@ log = structlog.get_logger(__name__)
 _WAITING: Any = object()
 
 
-class NodeUnreachable(ConnectionError):
+class NodeUnreachable(PaxtorError, ConnectionError):
     """The node named is not connected (and could not be connected)."""
 
 
-class RemoteSpawnError(RuntimeError):
+class RemoteSpawnError(PaxtorError, RuntimeError):
     """The other node could not start the process (e.g. it cannot import
     the function); `node`, `function` and the remote `reason` say why."""
 

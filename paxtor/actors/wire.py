@@ -53,6 +53,7 @@ from typing import Any, TypeVar, overload
 import msgpack
 from msgpack import ExtType
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid, Ref
 
 __all__ = [
@@ -70,7 +71,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-class WireError(ValueError):
+class WireError(PaxtorError, ValueError):
     """Bytes received that are not a valid encoding (the connection is unusable)."""
 
 

@@ -48,6 +48,7 @@ from typing import Any
 import structlog
 from greenlet import GreenletExit
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor import paxos
 from paxtor.actors import Pid, ReceiveTimeout, Ref, receive, self_pid
 from paxtor.actors.distribution import distributed_node
@@ -75,7 +76,7 @@ RECHECK_SAFETY = 5.0
 RECHECK_FAST = 0.5
 
 
-class LockNotHeld(RuntimeError):
+class LockNotHeld(PaxtorError, RuntimeError):
     """`unlock` by a process that does not own the lock."""
 
 
@@ -103,7 +104,7 @@ def lock(key: Any, timeout: float | None = None) -> int:
         _stop_waiting(table, me)
         if request.sent:
             _give_up(table, request)
-        raise TimeoutError(f"lock({key!r}) timed out after {timeout} s") from None
+        raise PaxtorTimeout(f"lock({key!r}) timed out after {timeout} s") from None
     except BaseException:
         _stop_waiting(table, me)
         if request.sent:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any
 
+from paxtor.actors.errors import PaxtorTimeout
 from paxtor.actors import Down, Err, Ok, Outcome, ReceiveTimeout, Task, call, monitor, receive, self_pid
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.node import current_node
@@ -309,7 +310,7 @@ def _gather_remote(via: str, locks: bool, singletons: bool, deadline: float) -> 
     tag = make_ref()
     started = ask(via, ("gather", deadline - time.monotonic(), locks, singletons, self_pid(), tag), deadline)
     if isinstance(started, Err):
-        raise TimeoutError(f"cannot gather the cluster's state through {started.reason}")
+        raise PaxtorTimeout(f"cannot gather the cluster's state through {started.reason}")
     worker = started.value
     ref = monitor(worker)
     head: ClusterInfo | None = None
@@ -323,9 +324,9 @@ def _gather_remote(via: str, locks: bool, singletons: bool, deadline: float) -> 
             try:
                 msg = receive(ours, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
             except ReceiveTimeout:
-                raise TimeoutError(f"{via} did not finish gathering the cluster's state in time") from None
+                raise PaxtorTimeout(f"{via} did not finish gathering the cluster's state in time") from None
             if msg.__class__ is Down:
-                raise TimeoutError(f"{via}'s gathering ended early: {msg.reason!r}")
+                raise PaxtorTimeout(f"{via}'s gathering ended early: {msg.reason!r}")
             kind = msg[0]
             if kind == "info_head":
                 head = msg[2]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import WireError, decode, decode_renamed, encode
 from paxtor.paxos.acceptor import Collected, KeyRecord, LogRecord, MemberState, PromiseFloor
@@ -61,7 +62,7 @@ LEGACY_NAMES = {
 }
 
 
-class LogRecordCorrupt(ValueError):
+class LogRecordCorrupt(PaxtorError, ValueError):
     """A record whose frame checked but whose content is not an acceptor record."""
 
 

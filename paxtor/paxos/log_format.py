@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = [
     "HEADER_SIZE",
     "KIND_META",
@@ -74,7 +76,7 @@ _SNAPSHOT_RE = re.compile(r"^snapshot-(\d{16})\.snap$")
 _TEMP_RE = re.compile(r"^(segment|snapshot)-\d{16}\.(log|snap)\.tmp$")
 
 
-class LogCorrupt(ValueError):
+class LogCorrupt(PaxtorError, ValueError):
     """The bytes on disk are not what this module wrote: refuse, do not guess."""
 
 

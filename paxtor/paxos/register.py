@@ -55,6 +55,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import wire_type
 
@@ -83,7 +84,7 @@ NOCONNECTION = "noconnection"
 lost connection says it, so a release for it is subject to the lease veto."""
 
 
-class ChangeRejected(ValueError):
+class ChangeRejected(PaxtorError, ValueError):
     """A change function broke the register rules (epochs, tenures, justification)."""
 
 

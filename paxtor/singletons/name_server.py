@@ -36,6 +36,7 @@ from typing import Any
 import gevent
 import structlog
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors import (
     ChildSpec,
     Down,
@@ -106,7 +107,7 @@ STALE_RELEASE_TIMEOUT = 2.0
 _caches: weakref.WeakKeyDictionary[LocalNode, NameCache] = weakref.WeakKeyDictionary()
 
 
-class SingletonStartError(Exception):
+class SingletonStartError(PaxtorError):
     """The singleton's child could not be started (its claim on the key was released)."""
 
     def __init__(self, key: Any, reason: Any) -> None:
@@ -115,7 +116,7 @@ class SingletonStartError(Exception):
         self.reason = reason
 
 
-class SingletonUnreachable(ConnectionError):
+class SingletonUnreachable(PaxtorError, ConnectionError):
     """The singleton runs (or is starting) on a node this one cannot reach, though others do."""
 
     def __init__(self, key: Any, node: str, here: str, reached_by: list[str]) -> None:

@@ -759,8 +759,9 @@ def test_crash_while_writing_the_snapshot_or_creating_the_segment(tmp_path):
 
 
 def test_node_meta_incarnation_grows_at_every_open(tmp_path):
-    first = NodeMeta.open(tmp_path).incarnation
-    assert [NodeMeta.open(tmp_path).incarnation for _ in range(2)] == [first + 1, first + 2]
+    still = lambda: 1_800_000_000 * 10**9  # noqa: E731 - a clock that does not move: only the count grows
+    first = NodeMeta.open(tmp_path, clock=still).incarnation
+    assert [NodeMeta.open(tmp_path, clock=still).incarnation for _ in range(2)] == [first + 1, first + 2]
     assert (tmp_path / META_FILE).exists()
     assert not list(tmp_path.glob("*.tmp"))
 
