@@ -60,7 +60,7 @@ from paxtor.actors.handshake import validate_node_name
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.mesh import MeshView, NodeInfo, announced_host, info_from_wire, info_to_wire
 from paxtor.actors.messages import NotDistributed, fast_frozen_init
-from paxtor.actors.node import DEFAULT_NODE_NAME, LocalNode, current_node, get_node
+from paxtor.actors.node import DEFAULT_NODE_NAME, LocalNode, all_nodes, current_node, get_node
 from paxtor.actors.peers import NODE_STOPPING, PeerConnections
 from paxtor.actors.primitives import current_process
 from paxtor.actors.transport import NodeTransport, NodeUnreachable, RemoteSpawnError
@@ -88,8 +88,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Every running distributed node of this OS process, by name.
-_running: dict[str, DistributedNode] = {}
 #: Last incarnation handed out per node name in this OS process.
 _last_incarnation: dict[str, int] = {}
 #: Incarnations count milliseconds from here, so a restart gets a larger one.
@@ -209,7 +207,6 @@ class DistributedNode:
         self.peers.start()  # binds the port: it is known from here on
         own = NodeInfo(self.name, self.incarnation, announced_host(self.host), self.port, self.hidden, self._attrs)
         self.mesh = MeshView(own)
-        _running[self.name] = self
         log.info("distribution_started", node=self.name, incarnation=self.incarnation, host=self.host, port=self.port)
 
     # -- queries -------------------------------------------------------------------
@@ -369,8 +366,6 @@ class DistributedNode:
         if not self.running:
             return
         self.running = False
-        if _running.get(self.name) is self:
-            del _running[self.name]
         self.peers.stop_dialing()
         self.local.stop()  # a process of this node calling stop() is killed at its next switch
         goodbye = goodbye_frame(NODE_STOPPING)
@@ -691,13 +686,14 @@ def distributed_node(of: LocalNode | str | None = None) -> DistributedNode | Non
 
 
 def all_distributed() -> list[DistributedNode]:
-    """Every running distributed node of this OS process, in start order."""
-    return list(_running.values())
+    """Every running distributed node of this OS process, in start order (found from the nodes)."""
+    found = (distributed_node(local) for local in all_nodes())
+    return [dist for dist in found if dist is not None and dist.running]
 
 
 def stop_all_distributed() -> None:
     """Stop every distributed node of this OS process."""
-    for dist in list(_running.values()):
+    for dist in all_distributed():
         dist.stop()
 
 

@@ -48,7 +48,7 @@ Reasons stay Python values (exceptions included); encoding is the wire's job.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import gevent
 import structlog
@@ -71,6 +71,7 @@ from paxtor.actors.messages import (
     NotAProcess,
     Reply,
 )
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.actors.process import PROCESS_ATTR, Process
 
 __all__ = [
@@ -97,6 +98,7 @@ class WrongThread(PaxtorError, RuntimeError):
     gevent hub runs the node: processes, mailboxes and timers live on that hub only."""
 
 _MISSING: Any = object()
+_S = TypeVar("_S")
 
 #: The node table: every running LocalNode of this OS process, in start order.
 _nodes: dict[str, LocalNode] = {}
@@ -187,10 +189,30 @@ class LocalNode:
         self._refs = itertools.count(1)
         self._peers: dict[str, _PeerEdges] = {}
         self._hub: Hub | None = None
+        self._services: dict[NodeSlot[Any], Any] = {}
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LocalNode {self.name}.{self.incarnation} {state}>"
+
+    # -- the services of the layers above (`paxtor.actors.node_slot`) ---------
+
+    def service(self, slot: NodeSlot[_S]) -> _S | None:
+        """The service in `slot` on this node, or None if none runs."""
+        return self._services.get(slot)
+
+    def install(self, slot: NodeSlot[_S], service: _S) -> None:
+        """Put `service` in `slot`, in place of any there (a restarted service takes over)."""
+        self._services[slot] = service
+
+    def uninstall(self, slot: NodeSlot[_S], service: _S) -> None:
+        """Empty `slot` if `service` holds it (a service that stops, once)."""
+        if self._services.get(slot) is service:
+            del self._services[slot]
+
+    def services(self) -> dict[str, Any]:
+        """Every service this node runs, by slot name."""
+        return {slot.name: service for slot, service in self._services.items()}
 
     # -- life of the node ----------------------------------------------------
 
