@@ -4,7 +4,7 @@ Locks and singletons are CP: without a quorum they wait (or time out) rather
 than guess. These helpers turn PaxosKV's `NoQuorum` into "wait for the quorum
 and try again" until the caller's deadline, and fetch the node's current lease
 term, waiting for one when the node has none (a node without a valid lease
-grants nothing new; see the safety rules in PAXOS_API / DESIGN section 2).
+grants nothing new; see the lease rules in docs/protocol.md).
 
 Every change the Paxtor layer proposes is idempotent (a retried round whose
 first attempt was chosen after all finds its work done), so retrying a round

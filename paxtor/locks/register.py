@@ -18,8 +18,8 @@ Plain tuples of scalars, not a dataclass: the value is stored by acceptors
 that decode it without knowing this module, and it is encoded and decoded
 several times per round (accept, log record, reply) on a busy lock: as nested
 tuples of Pids and Refs each request cost the wire codec three callbacks per
-pass, flat it costs none. A queue in the nested form (``((pid, ref), ...)``,
-written by earlier versions) is still read.
+pass, flat it costs none. A queue in the nested form (``((pid, ref), ...)``)
+is read too, so logs that hold it stay readable.
 
 Fairness: a request joins the tail of the queue, and when a tenure ends (the
 owner unlocks or exits) `hand_to_next` gives the lock to the head of the queue
@@ -80,7 +80,7 @@ def _parse(register: Register) -> tuple[Ref, tuple[Any, ...]]:
     if not (value.__class__ is tuple and len(value) == 2 and value[1].__class__ is tuple):
         raise ChangeRejected(f"not a lock register value: {value!r}")
     queue = value[1]
-    if queue and queue[0].__class__ is tuple:  # the nested form of earlier versions
+    if queue and queue[0].__class__ is tuple:  # the nested form, still read
         queue = tuple(x for pid, ref in queue for x in _entry(pid, ref))
     if len(queue) % _STRIDE:
         raise ChangeRejected(f"not a lock queue: {queue!r}")

@@ -1,4 +1,4 @@
-"""The PaxosKV API (DESIGN section 4, PAXOS_API.md): called from any process of a node.
+"""The PaxosKV API (the README lists it): called from any process of a node.
 
 Every function acts on the CURRENT node (the node of the calling process):
 it asks that node's PaxosKV processes (by their registered names; the lease

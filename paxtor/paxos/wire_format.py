@@ -4,7 +4,7 @@ A round's messages are the hot path of PaxosKV: every put is two to four of
 them per voter. As nested dataclasses (an envelope holding an `Accept`
 holding two `Ballot`s and a `Register`...) each costs the wire codec one
 Python callback per object, on both sides; as ONE flat tuple of scalars it
-costs one (measured: about 3x less codec time per round). Only the rare
+costs one (the README's "How it compares" gives the figure). Only the rare
 parts (a `Binding`, lease fences) stay objects inside the tuple.
 
     ("p1a", sender_node, sender_incarnation, sender_serial, bucket, key, *ballot, config[, fence])
