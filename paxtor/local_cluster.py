@@ -258,7 +258,9 @@ class NodeProcess:
             except ValueError:
                 entry = None
             if isinstance(entry, dict):
-                fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("event", "level", "timestamp", "exception"))
+                fields = " ".join(
+                    f"{k}={v}" for k, v in entry.items() if k not in ("event", "level", "timestamp", "exception")
+                )
                 line = f"{entry.get('level', '?')} {entry.get('event', '?')} {fields}"
             shown.append(line if len(line) <= width else line[: width - 3] + "...")
         return "\n".join(shown)

@@ -240,8 +240,8 @@ def spawn_frame(
 ) -> tuple[Any, ...]:
     """Start ``function(*args, **kwargs)`` on the peer, linked to `link`
     and/or monitored by `watcher` under `ref` (ours), before it runs."""
-    link_ids = (None, None)
-    watch_ids = (None, None, None, None)
+    link_ids: tuple[int | None, ...] = (None, None)
+    watch_ids: tuple[int | None, ...] = (None, None, None, None)
     if link is not None:
         _mine(here, link)
         link_ids = (link.incarnation, link.serial)

@@ -391,7 +391,13 @@ class DistributedNode:
             self.transport.send_frame(conn, mesh_frame(*self.mesh.announcement()))  # the first frame
         self.transport.release_held(conn)  # before anything else is sent on it
         self._schedule_announce()
-        log.info("node_up", node=self.name, peer=peer.name, peer_incarnation=peer.incarnation, initiated_by=self.name if conn.role == "initiator" else peer.name)
+        log.info(
+            "node_up",
+            node=self.name,
+            peer=peer.name,
+            peer_incarnation=peer.incarnation,
+            initiated_by=self.name if conn.role == "initiator" else peer.name,
+        )
         self._tell_watchers(NodeUp(peer.name, peer.incarnation))
 
     def _peer_down(self, name: str, incarnation: int, reason: str) -> None:
@@ -551,7 +557,11 @@ def _ssl_contexts(ssl_context: Any) -> tuple[ssl.SSLContext | None, ssl.SSLConte
         return None, None
     if isinstance(ssl_context, ssl.SSLContext):
         return ssl_context, ssl_context
-    if isinstance(ssl_context, tuple) and len(ssl_context) == 2 and all(isinstance(c, ssl.SSLContext) for c in ssl_context):
+    if (
+        isinstance(ssl_context, tuple)
+        and len(ssl_context) == 2
+        and all(isinstance(c, ssl.SSLContext) for c in ssl_context)
+    ):
         return ssl_context[0], ssl_context[1]
     raise TypeError("ssl_context is an ssl.SSLContext (both ends) or a (server_context, client_context) pair")
 

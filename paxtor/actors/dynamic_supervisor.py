@@ -91,8 +91,8 @@ class _DynamicSupervisorServer(GenServer):
         return Ok(None)
 
     def _call_which_children(self) -> list[tuple[Any, Pid | str, str]]:
-        running = [(spec.id, pid, spec.type) for pid, spec in self.children.items()]
-        waiting = [(spec.id, RESTARTING, spec.type) for spec in self.restarting.values()]
+        running: list[tuple[Any, Pid | str, str]] = [(spec.id, pid, spec.type) for pid, spec in self.children.items()]
+        waiting: list[tuple[Any, Pid | str, str]] = [(spec.id, RESTARTING, spec.type) for spec in self.restarting.values()]
         return running + waiting
 
     def _call_count_children(self) -> dict[str, int]:
@@ -168,7 +168,9 @@ class DynamicSupervisor:
             isinstance(max_children, bool) or not isinstance(max_children, int) or max_children < 0
         ):
             raise ValueError(f"max_children must be None or an int >= 0, got {max_children!r}")
-        return _DynamicSupervisorServer.start_link(max_restarts, max_seconds, max_children, name=name)
+        pid = _DynamicSupervisorServer.start_link(max_restarts, max_seconds, max_children, name=name)
+        assert pid is not None  # its init never asks to be ignored
+        return pid
 
     @staticmethod
     def child_spec(

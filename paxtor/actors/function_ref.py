@@ -136,7 +136,7 @@ def _lookup(module: str, qualname: str, *, import_missing: bool, allowed: tuple[
             raise FunctionRefError(f"module {module!r} is not imported")
         try:
             mod = importlib.import_module(module)
-        except Exception as exc:  # ImportError, or the module failed while importing
+        except Exception as exc:  # noqa: BLE001 - ImportError, or the module failed while importing
             raise FunctionRefError(f"cannot import module {module!r}: {type(exc).__name__}: {exc}") from None
     obj: Any = mod
     for depth, part in enumerate(qualname.split(".")):

@@ -403,10 +403,10 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     mailbox = me.mailbox
     mark = mailbox.mark()  # what is queued now cannot be the answer
     try:
-        if (target.node if target.__class__ is Pid else target[1]) == node.name:
+        if (target.node if isinstance(target, Pid) else target[1]) == node.name:
             node.deliver_monitor(my_pid, target, ref)
             msg = Call(Caller(my_pid, ref), request)
-            if target.__class__ is Pid:
+            if isinstance(target, Pid):
                 node.deliver_message(target, msg)
             else:
                 node.deliver_named(target[0], target[1], msg)

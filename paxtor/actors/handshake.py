@@ -115,7 +115,7 @@ class Refused:
     reason: str
 
 
-HandshakeMessage = Union[Hello, Challenge, Proof, Refused]
+HandshakeMessage = Hello | Challenge | Proof | Refused
 
 _TAGS: dict[type, str] = {
     Hello: "paxtor-hello",
@@ -156,7 +156,7 @@ def unpack_message(data: bytes) -> HandshakeMessage:
         raise HandshakeFailed("malformed: handshake message too large")
     try:
         items = msgpack.unpackb(data, raw=False, use_list=True, ext_hook=_no_ext, timestamp=0)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever msgpack raises, the peer sent garbage
         raise HandshakeFailed(f"malformed: {type(exc).__name__}") from None
     if not isinstance(items, list) or not items or type(items[0]) is not str:
         raise HandshakeFailed("malformed: not a handshake message")
@@ -165,7 +165,7 @@ def unpack_message(data: bytes) -> HandshakeMessage:
         raise HandshakeFailed(f"malformed: unknown handshake message {items[0][:40]!r}")
     cls, types = spec
     values = items[1:]
-    if len(values) != len(types) or any(type(v) is not t for v, t in zip(values, types)):
+    if len(values) != len(types) or any(type(v) is not t for v, t in zip(values, types, strict=True)):
         raise HandshakeFailed(f"malformed: bad fields for {items[0]}")
     return cls(*values)
 

@@ -66,7 +66,7 @@ def fast_frozen_init(cls: type[_T]) -> type[_T]:
     exec(f"def __init__(self, {', '.join(names)}):\n{body}", namespace)  # noqa: S102 - fixed template
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
 

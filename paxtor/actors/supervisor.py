@@ -451,12 +451,14 @@ class Supervisor:
         check_strategy(strategy)
         check_intensity(max_restarts, max_seconds)
         try:
-            return _SupervisorServer.start_link(specs, strategy, max_restarts, max_seconds, name=name)
+            pid = _SupervisorServer.start_link(specs, strategy, max_restarts, max_seconds, name=name)
         except StartError as err:
             failed = _failed_child(err.reason)
             if failed is None:
                 raise
             raise ChildStartError(*failed) from err
+        assert pid is not None  # a supervisor's init never asks to be ignored
+        return pid
 
     @staticmethod
     def child_spec(

@@ -98,7 +98,7 @@ class Task:
         if self.settled:
             return None
         exit(self.pid, "kill" if timeout == "brutal_kill" else "shutdown")
-        wait = None if timeout == "brutal_kill" else timeout
+        wait = None if isinstance(timeout, str) else timeout
         try:
             msg = receive(match=self._is_outcome, timeout=wait)
         except ReceiveTimeout:

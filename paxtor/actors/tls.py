@@ -44,7 +44,9 @@ def tls_contexts(cert: str | Path, key: str | Path, ca: str | Path) -> tuple[ssl
             context.load_cert_chain(str(cert), str(key))
             context.load_verify_locations(cafile=str(ca))
         except (ssl.SSLError, OSError) as exc:
-            raise TlsConfigError(f"cannot use TLS files cert={str(cert)!r} key={str(key)!r} ca={str(ca)!r}: {exc}") from None
+            raise TlsConfigError(
+                f"cannot use TLS files cert={str(cert)!r} key={str(key)!r} ca={str(ca)!r}: {exc}"
+            ) from None
     client.check_hostname = True
     return server, client
 

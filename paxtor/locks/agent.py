@@ -190,7 +190,7 @@ class LockAgent(GenServer):
         return ChildSpec(cls, start=(cls.start_link, ()))
 
     @classmethod
-    def start_link(cls, *args: Any, name: Any = LOCK_AGENT) -> Pid:  # type: ignore[override]
+    def start_link(cls, *args: Any, name: Any = LOCK_AGENT) -> Pid | None:  # type: ignore[override]
         return super().start_link(*args, name=name)
 
     def init(self) -> None:

@@ -230,7 +230,7 @@ def ended_binding(epoch: int, pid: Pid, reason: Any) -> EndedBinding:
 # Operations travel between nodes (change functions cannot), and several are
 # applied in one round, in arrival order: a batch.
 
-Op = tuple
+Op = tuple[Any, ...]
 
 
 def _op_change(op: Op) -> tuple[ChangeFunction | None, EndedBinding | None]:
@@ -242,9 +242,9 @@ def _op_change(op: Op) -> tuple[ChangeFunction | None, EndedBinding | None]:
         ):
             raise ValueError(f"malformed lock operation {op!r}")
         if kind == "acquire":
-            return acquire(op[1], op[2]), None
+            return acquire(op[1], op[2]), None  # type: ignore[arg-type]  # a Ref: checked above
         if kind == "try":
-            return try_acquire(op[1], op[2]), None
+            return try_acquire(op[1], op[2]), None  # type: ignore[arg-type]  # a Ref: checked above
         return withdraw(op[1], op[2]), None
     if kind == "release":
         ended = ended_binding(op[1], op[2], op[3])
@@ -271,12 +271,12 @@ def batch_change(ops: list[Op]) -> tuple[ChangeFunction, EndedBinding | None]:
         if change is not None:
             changes.append(change)
 
-    def change(register: Register) -> Register:
+    def apply_all(register: Register) -> Register:
         for one in changes:
             register = one(register)
         return register
 
-    return change, ended
+    return apply_all, ended
 
 
 def ops_of_pid(ops: list[Op], pid: Pid, ref: Ref | None) -> bool:

@@ -288,7 +288,7 @@ def _since(hosts: list[str], deadline: float, errors: list[str]) -> dict[bytes, 
     return since
 
 
-def _singletons(merged: dict[Hashable, Any], since: dict[bytes, float]) -> list[SingletonInfo]:
+def _singletons(merged: dict[Hashable, Any], since: dict[Any, float]) -> list[SingletonInfo]:
     found = []
     for key, (_, register) in merged.items():
         if register is None or register.binding is None or register.binding.pid is None:
@@ -317,7 +317,9 @@ def _gather_remote(via: str, locks: bool, singletons: bool, deadline: float) -> 
     parts: dict[str, list] = {"locks": [], "singletons": []}
 
     def ours(msg: Any) -> bool:
-        return (msg.__class__ is tuple and len(msg) >= 2 and msg[1] == tag) or (msg.__class__ is Down and msg.ref == ref)
+        return (msg.__class__ is tuple and len(msg) >= 2 and msg[1] == tag) or (
+            msg.__class__ is Down and msg.ref == ref
+        )
 
     try:
         while True:

@@ -239,11 +239,15 @@ class WebView:
 
 
 def _respond(start_response: Any, status: str, content_type: str, body: bytes) -> list[bytes]:
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+    start_response(
+        status, [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+    )
     return [body]
 
 
-def start_web(local: LocalNode, address: str | tuple[str, int] = "127.0.0.1:0", refresh: float | None = None) -> WebView:
+def start_web(
+    local: LocalNode, address: str | tuple[str, int] = "127.0.0.1:0", refresh: float | None = None
+) -> WebView:
     """Serve the web view and ``/metrics`` of the running Paxtor node `local` at `address`."""
     view = WebView(local, parse_address(address), refresh)
     log.info("web_view_started", node=local.name, url=view.url)

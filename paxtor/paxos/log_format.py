@@ -92,7 +92,7 @@ def encode_header(header: FileHeader) -> bytes:
     return body + _HEADER_CRC.pack(zlib.crc32(body))
 
 
-def decode_header(data: bytes) -> FileHeader:
+def decode_header(data: bytes | memoryview) -> FileHeader:
     """Parse and check a file header; `LogCorrupt` says exactly what is wrong."""
     if len(data) < HEADER_SIZE:
         raise LogCorrupt(f"file header truncated ({len(data)} of {HEADER_SIZE} bytes)")

@@ -157,7 +157,7 @@ def _read(path: Path) -> dict[str, Any] | None:
                 raise LogCorrupt(f"bad {key} {fields[key]!r}")
     except (LogCorrupt, ValueError, KeyError, TypeError) as error:
         raise NodeMetaCorrupt(f"{path}: {error}; refusing to guess an incarnation") from error
-    return fields  # type: ignore[no-any-return]
+    return fields
 
 
 def _write_atomically(path: Path, data: bytes, fsync: Callable[[int], None]) -> None:

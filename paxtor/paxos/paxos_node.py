@@ -138,7 +138,9 @@ class PaxosNode:
                 self.log,
                 self.local,
                 self.watched,
-                compact=lambda lg: lg.should_compact(ratio=config.compact_ratio, min_log_bytes=config.compact_min_bytes),
+                compact=lambda lg: lg.should_compact(
+                    ratio=config.compact_ratio, min_log_bytes=config.compact_min_bytes
+                ),
             )
             member = self.acceptor.member
             if member.node and member.node != self.name:

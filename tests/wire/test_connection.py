@@ -79,7 +79,9 @@ class Cluster:
         self.connections: list[Connection] = []
         self.sockets: list[Any] = []
 
-    def connect(self, name: str = "b", endpoint: Endpoint | None = None, **overrides: Any) -> tuple[Connection, Endpoint]:
+    def connect(
+        self, name: str = "b", endpoint: Endpoint | None = None, **overrides: Any
+    ) -> tuple[Connection, Endpoint]:
         endpoint = endpoint or Endpoint()
         expected = overrides.pop("expected_peer", None)
         conn = Connection.connect(
@@ -163,7 +165,7 @@ def test_messages_arrive_in_order_both_ways(cluster: Cluster) -> None:
     conn, endpoint, server_conn = cluster.pair()
     assert conn.peer_name == "a" and server_conn.peer_name == "b"
     assert conn.peer is not None and conn.peer.incarnation == 1
-    values = [i for i in range(500)] + [("tuple", Pid("b", 1, 2)), {Ref("b", 1, 3): {1, 2}}, ValueError("x")]
+    values = list(range(500)) + [("tuple", Pid("b", 1, 2)), {Ref("b", 1, 3): {1, 2}}, ValueError("x")]
     for v in values:
         conn.send(v)
     got = cluster.server.take(len(values))
