@@ -201,6 +201,17 @@ class LocalNode:
         """The service in `slot` on this node, or None if none runs."""
         return self._services.get(slot)
 
+    def require(self, slot: NodeSlot[_S], what: str) -> _S:
+        """The service in `slot`; RuntimeError naming `what` if none runs (the node was not
+        started with the services, by `paxtor.start_node`)."""
+        service = self._services.get(slot)
+        if service is None:
+            raise RuntimeError(
+                f"Paxtor's {what} is not running on node {self.name!r}: "
+                "start the node with paxtor.start_node (it starts the services)"
+            )
+        return service
+
     def install(self, slot: NodeSlot[_S], service: _S) -> None:
         """Put `service` in `slot`, in place of any there (a restarted service takes over)."""
         self._services[slot] = service

@@ -139,14 +139,7 @@ class LockTable:
 
 def lock_table(node: LocalNode | None = None) -> LockTable:
     """The lock table of `node` (the current node by default)."""
-    node = node or current_node()
-    table = node.service(LOCK_TABLE)
-    if table is None:
-        raise RuntimeError(
-            f"Paxtor's lock service is not running on node {node.name!r}: "
-            "start the node with paxtor.start_node (it starts the services)"
-        )
-    return table
+    return (node or current_node()).require(LOCK_TABLE, "lock service")
 
 
 def withdraw_request(pid: Pid, key: bytes, ref: Ref | None, reason: Any, deadline: Deadline) -> None:

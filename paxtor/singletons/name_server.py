@@ -178,14 +178,7 @@ class NameCache:
 
 def name_cache(node: LocalNode | None = None) -> NameCache:
     """The name cache of `node` (default: the current node)."""
-    node = node or current_node()
-    cache = node.service(NAME_CACHE)
-    if cache is None:
-        raise RuntimeError(
-            f"Paxtor's name service is not running on node {node.name!r}: "
-            "start the node with paxtor.start_node (it starts the services)"
-        )
-    return cache
+    return (node or current_node()).require(NAME_CACHE, "name service")
 
 
 class NameServer(GenServer):

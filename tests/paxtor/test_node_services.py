@@ -37,3 +37,13 @@ def test_a_slot_holds_one_service_until_that_service_leaves() -> None:
     assert node.service(slot) is second
     node.uninstall(slot, second)
     assert node.service(slot) is None and node.services() == {}
+
+
+def test_a_node_without_the_services_says_so() -> None:
+    node = LocalNode("bare-node", 1)
+    try:
+        lock_table(node)
+    except RuntimeError as exc:
+        assert "lock service is not running on node 'bare-node'" in str(exc)
+    else:
+        raise AssertionError("lock_table found a service on a bare node")
