@@ -55,8 +55,8 @@ from paxtor.paxos.acceptor import (
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.log_codec import encode_log_record
-from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.register import Register
+from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import pack_reply
 
