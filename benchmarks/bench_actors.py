@@ -28,13 +28,14 @@ import pstats
 import sys
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.queue
 import structlog
 
-from benchmarks.interleave import Row, Rounds, figure_text, markdown, rotated
+from benchmarks.interleave import Rounds, Row, figure_text, markdown, rotated
 from paxtor.actors import GenServer, call, exit, receive, self_pid, send, spawn, spawn_monitor
 from paxtor.actors.node import stop_all
 

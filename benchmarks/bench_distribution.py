@@ -43,7 +43,7 @@ import structlog
 
 from benchmarks.bench_wire import RAW_MESSAGE, RawClient, _raw_echo, _raw_sink
 from benchmarks.floor import median_ms, round_trips
-from benchmarks.interleave import Row, Rounds, figure_text, markdown, rotated
+from benchmarks.interleave import Rounds, Row, figure_text, markdown, rotated
 from paxtor.actors import GenServer, call, cast, receive, self_pid, send, spawn
 from paxtor.actors.distribution import start_distributed, stop_all_distributed
 

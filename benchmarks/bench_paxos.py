@@ -45,11 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-
 import structlog
 
 from benchmarks.floor import describe, measure_floor
-from benchmarks.interleave import Row, Rounds, figure_text, markdown, rotated
+from benchmarks.interleave import Rounds, Row, figure_text, markdown, rotated
 from benchmarks.process_cpu import cpu_seconds
 from paxtor import paxos
 from paxtor.actors import GenServer, call, receive, self_pid, send, spawn
@@ -295,7 +294,9 @@ def _one_key(args: argparse.Namespace, run: str) -> dict[str, Any]:
     start_at = time.time() + 0.3
     for client in range(CLIENTS):
         spawn(this.contend_client, self_pid(), run, client, start_at, args.seconds, node=NODES[client % 3])
-    contended = [receive(lambda m: isinstance(m, tuple) and m[0] == "contend_done", timeout=300) for _ in range(CLIENTS)]
+    contended = [
+        receive(lambda m: isinstance(m, tuple) and m[0] == "contend_done", timeout=300) for _ in range(CLIENTS)
+    ]
     contended.sort(key=lambda c: c[1])
     return {
         "contended_per_s": sum(c[2] for c in contended) / args.seconds,

@@ -58,7 +58,7 @@ import gevent
 import structlog
 
 from benchmarks.floor import describe, measure_floor
-from benchmarks.interleave import Row, Rounds, figure_text, markdown, rotated
+from benchmarks.interleave import Rounds, Row, figure_text, markdown, rotated
 from benchmarks.process_cpu import cpu_seconds
 from paxtor.actors import GenServer
 
@@ -98,7 +98,8 @@ class Voters:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.bench_paxtor", "--node", str(n), str(base_port), data_dir, durability],
+                [sys.executable, "-m", "benchmarks.bench_paxtor", "--node", str(n), str(base_port), data_dir,
+                 durability],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
             for n in (1, 2, 3)
@@ -154,8 +155,8 @@ COUNTED = (
     ("paxos.propose", "paxtor/paxos/api.py", "propose"),
     ("proposer_server._attempt", "paxtor/paxos/proposer_server.py", "_attempt"),
     ("local_acceptor.handle", "paxtor/paxos/local_acceptor.py", "handle"),
-    ("storage.append", "paxtor/paxos/storage.py", "append"),
-    ("storage._commit", "paxtor/paxos/storage.py", "_commit"),
+    ("storage.append", "paxtor/paxos/storage/log.py", "append"),
+    ("storage._commit", "paxtor/paxos/storage/log.py", "_commit"),
     ("os.fsync", "~", "<built-in method posix.fsync>"),
     ("gen_server.call", "paxtor/actors/gen_server.py", "call"),
     ("gen_server.cast", "paxtor/actors/gen_server.py", "cast"),
@@ -166,7 +167,7 @@ COUNTED = (
     ("wire ext/list hooks", "paxtor/actors/wire.py", "_list_hook"),
     ("wire._default (ext types encoded)", "paxtor/actors/wire.py", "_default"),
     ("connection.send (messages to peers)", "paxtor/actors/connection.py", "send"),
-    ("connection._flush (socket writes)", "paxtor/actors/connection.py", "_flush"),
+    ("writer._flush (socket writes)", "paxtor/actors/writer.py", "_flush"),
     ("log calls (structlog, emitted or filtered)", "structlog/_native.py", "*"),
 )
 
@@ -452,7 +453,8 @@ def rows(result: dict[str, Any], clients: int, service: Any = None) -> list[Row]
     )  # fmt: skip
     for phase, metric, unit, higher, floor_metric, per_op_clients, aim, floor_target, targets in aims:
         figure = figure_text(rounds.figure(phase, "paxtor", metric), unit)
-        floor_label = {"lock_unlock_ms": "floor 2 x (RTT + fsync)", "round_ms": "floor RTT + fsync per handoff"}[floor_metric]
+        floor_labels = {"lock_unlock_ms": "floor 2 x (RTT + fsync)", "round_ms": "floor RTT + fsync per handoff"}
+        floor_label = floor_labels[floor_metric]
         if per_op_clients > 1:
             floor_label = "floor 2 x (RTT + fsync) per client"
         out.append(Row(aim, figure, floor_label,
@@ -467,7 +469,8 @@ def rows(result: dict[str, Any], clients: int, service: Any = None) -> list[Row]
             deviation = rounds.figure(phase, "paxtor", "contended_max_deviation")
             percent = deviation.scaled(100) if deviation else None
             out.append(Row(f"one key, {clients} clients: fairness", figure_text(percent, "%", 1),
-                           "largest distance of a client's count from the mean", percent, "<= 10", unit="%"))  # fmt: skip
+                           "largest distance of a client's count from the mean", percent, "<= 10",
+                           unit="%"))  # fmt: skip
     return out
 
 

@@ -29,6 +29,7 @@ client node ("bench").
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import shutil
 import sys
@@ -67,7 +68,7 @@ def stall(times: list[float], start: float, end: float) -> float:
     """The longest time in [start, end] without an acquisition (from `start` to the first too)."""
     inside = [t for t in times if start <= t <= end]
     edges = [start, *inside, end]
-    return max(b - a for a, b in zip(edges, edges[1:]))
+    return max(b - a for a, b in itertools.pairwise(edges))
 
 
 def reconfig(clients: int, phase: float) -> list[dict[str, Any]]:
@@ -151,10 +152,9 @@ def read_all(keys: range, results: list[int]) -> None:
 
 
 def catchup(count: int, readers: int) -> dict[str, Any]:
+    from benchmarks import bench_voters as this  # functions spawned on the voters travel by name
     from paxtor.actors import receive, self_pid, spawn
     from paxtor.testing import LocalCluster, wait_for_nodes
-
-    from benchmarks import bench_voters as this  # functions spawned on the voters travel by name
 
     with LocalCluster(3, flags=["--log-level", "info"], pythonpath=[REPO], prefix="bench-catchup-", spare=2) as local:
         for number in (1, 2, 3):

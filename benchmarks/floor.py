@@ -130,7 +130,9 @@ def concurrent_fsyncs(directory: str | Path, count: int = DEFAULT_SYNCS, process
     """`processes` children each append+fsync `count` records at once in `directory`: seconds each."""
     with tempfile.TemporaryDirectory(prefix="floor-fsync-", dir=directory) as where:
         start_at = time.time() + 0.3  # every child is running by then
-        children = [_child("--sync", str(Path(where) / f"sync{i}"), str(count), repr(start_at)) for i in range(processes)]
+        children = [
+            _child("--sync", str(Path(where) / f"sync{i}"), str(count), repr(start_at)) for i in range(processes)
+        ]
         samples: list[float] = []
         try:
             for child in children:

@@ -42,13 +42,14 @@ from typing import Any
 
 #: (category, what a frame's "function (path:line)" text contains), first match wins per frame
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("acceptor log write+fsync", ("_write_and_sync (",)),
-    ("acceptor log (Python)", ("paxtor/paxos/storage.py", "paxtor/paxos/log_codec.py", "paxtor/paxos/log_format.py")),
+    ("acceptor log write+fsync", ("write_and_sync (",)),
+    ("acceptor log (Python)", ("paxtor/paxos/storage/", "paxtor/paxos/log_codec.py", "paxtor/paxos/log_format.py")),
     ("logging (structlog)", ("/structlog/", "/logging/__init__.py")),
     ("codec (msgpack + ext types)", ("paxtor/actors/wire.py", "/msgpack/", "paxtor/paxos/wire_format.py",
                                      "paxtor/actors/ids.py")),
     ("socket send/recv", ("/gevent/_socket", "paxtor/actors/transport.py", "/socket.py")),
-    ("connection & framing", ("paxtor/actors/connection.py", "paxtor/actors/framing.py",
+    ("connection & framing", ("paxtor/actors/connection.py", "paxtor/actors/reader.py", "paxtor/actors/writer.py",
+                              "paxtor/actors/sockets.py", "paxtor/actors/heartbeat.py", "paxtor/actors/framing.py",
                               "paxtor/actors/dist_protocol.py", "paxtor/actors/peers.py", "paxtor/actors/mesh.py",
                               "paxtor/actors/distribution.py")),
     ("gen_server call/reply", ("paxtor/actors/gen_server.py",)),
@@ -101,7 +102,7 @@ def classify(frames: list[str]) -> str:
     if leaf.startswith("Hub.run (") and "gevent/hub.py" in leaf:
         return IDLE
     in_kernel = _syscall(leaf)
-    if in_kernel and "_write_and_sync (" not in leaf:
+    if in_kernel and "write_and_sync (" not in leaf:
         return in_kernel
     for frame in reversed(frames):
         for name, needles in CATEGORIES:
@@ -179,7 +180,7 @@ def lock_loop_for(reply_to: Any, key: Any, seconds: float) -> None:
 
 def _per_node_log(before: tuple[int, int, float], after: tuple[int, int, float], ops: int) -> dict[str, Any]:
     """One voter's acceptor records and fsyncs per operation, and its mean write+fsync in ms."""
-    records, fsyncs, seconds = (a - b for a, b in zip(after, before))
+    records, fsyncs, seconds = (a - b for a, b in zip(after, before, strict=True))
     return {"records_per_op": records / max(1, ops), "fsyncs_per_op": fsyncs / max(1, ops),
             "node_fsync_ms": seconds / fsyncs * 1e3 if fsyncs else None}  # fmt: skip
 
@@ -196,7 +197,7 @@ def profile_lock(seconds: float, rate: int, durability: str, keep_raw: str | Non
             bench = start_distributed("bench", port=0, base_port=base, cluster_size=3, cookie=bench_paxtor.COOKIE,
                                       heartbeat_interval=1.0, heartbeat_timeout=10.0)  # fmt: skip
             assert bench.wait_for_nodes(bench_paxtor.NODES, 30), "the voters did not connect"
-            pids = {name: proc.pid for name, proc in zip(bench_paxtor.NODES, voters.procs)}
+            pids = {name: proc.pid for name, proc in zip(bench_paxtor.NODES, voters.procs, strict=True)}
 
             def body() -> dict[str, Any]:
                 me = self_pid()
@@ -234,13 +235,16 @@ def profile_call(seconds: float, rate: int, keep_raw: str | None = None) -> dict
     child = bench_distribution.Child()
     try:
         dist = start_distributed("bench1", port=0, seeds=[f"127.0.0.1:{child.dist_port}"],
-                                 cookie=bench_distribution.COOKIE, heartbeat_interval=1.0, heartbeat_timeout=30.0)  # fmt: skip
+                                 cookie=bench_distribution.COOKIE, heartbeat_interval=1.0,
+                                 heartbeat_timeout=30.0)  # fmt: skip
         assert dist.wait_for_nodes(["bench2"], 10), "the child node did not connect"
         echo = dist.run(call, ("echo", "bench2"), "pid")
         dist.run(bench_distribution.call_rate, echo, 0.5)  # warm
         pids = {"caller (bench1)": os.getpid(), "server (bench2)": child.proc.pid}
         with tempfile.TemporaryDirectory(prefix="profile-call-") as workdir:
-            samplers = {name: Sampler(pid, seconds, rate, Path(workdir), keep_raw) for name, pid in pids.items() if rate}
+            samplers = {
+                name: Sampler(pid, seconds, rate, Path(workdir), keep_raw) for name, pid in pids.items() if rate
+            }
             count, elapsed = dist.run(bench_distribution.call_rate, echo, seconds)
             return _report(samplers, pids, rate, count, elapsed, "remote call")
     finally:
@@ -264,7 +268,8 @@ def describe(result: dict[str, Any]) -> str:
     categories = sorted({c for node in result["nodes"].values() for c in node},
                         key=lambda c: -max(node.get(c, 0.0) for node in result["nodes"].values()))  # fmt: skip
     for category in categories:
-        lines.append(f"  {category:{width}s}" + "".join(f"{result['nodes'][n].get(category, 0.0):18.1f}" for n in names))
+        row = "".join(f"{result['nodes'][n].get(category, 0.0):18.1f}" for n in names)
+        lines.append(f"  {category:{width}s}{row}")
     lines.append(f"  {'total':{width}s}" + "".join(f"{sum(result['nodes'][n].values()):18.1f}" for n in names))
     for node, log in result.get("acceptor_log_per_op", {}).items():
         lines.append(f"  {node}: {log['records_per_op']:.2f} acceptor records and {log['fsyncs_per_op']:.2f} fsyncs"

@@ -170,7 +170,7 @@ def hammer(urls: list[str], path: str, keys: list[str], per_key: int, concurrenc
 
 def drive(requests_per_key: int = 60, concurrency: int = 16) -> int:
     from paxtor.cli import configure_logging
-    from paxtor.testing import LocalCluster
+    from paxtor.local_cluster import LocalCluster
 
     configure_logging(level="error")
     with LocalCluster(3, pythonpath=[HERE], prefix="paxtor-wsgi-") as cluster:

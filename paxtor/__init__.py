@@ -1,12 +1,19 @@
 """Paxtor: CP cluster-wide locks and singleton processes for gevent."""
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
+from paxtor.actors.messages import CallError, CallTimeout
 from paxtor.actors.node import WrongThread
-from paxtor.fence import Fence, StaleToken
-from paxtor.lock import LockNotHeld, lock, locked, try_lock, unlock
-from paxtor.name import SingletonStartError, SingletonUnreachable, name, registered, whereis
+from paxtor.locks import Fence, LockNotHeld, StaleToken, lock, locked, try_lock, unlock
 from paxtor.node import Node, start_node
 from paxtor.observe import ClusterInfo, cluster_info, subscribe, unsubscribe
 from paxtor.paxos import NoQuorum, wait_for_quorum
+from paxtor.singletons import (
+    SingletonStartError,
+    SingletonUnreachable,
+    name,
+    registered,
+    whereis,
+)
 
 __all__ = [
     "Node",
@@ -26,6 +33,10 @@ __all__ = [
     "SingletonUnreachable",
     "NoQuorum",
     "WrongThread",
+    "PaxtorError",
+    "PaxtorTimeout",
+    "CallError",
+    "CallTimeout",
     "cluster_info",
     "ClusterInfo",
     "subscribe",

@@ -12,16 +12,25 @@ from typing import Any
 import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
-from paxtor.actors.connection import ListenError, bind_listener
 from paxtor.actors.discovery import listen_port, node_number, numbered_name
 from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
+from paxtor.actors.listener import ListenError, bind_listener
 from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send
+from paxtor.locks.services import lock_services
+from paxtor.observe.events import EventServer
+from paxtor.observe.server import ObserveServer
 from paxtor.paxos.config import numbered_voters
 from paxtor.paxos.node_meta import NodeMeta
-from paxtor.paxos.services import PaxosConfig, PaxosNode, open_node_meta, paxos_supervisor_spec
-from paxtor.roles import announces_voter, role_attrs
+from paxtor.paxos.services import (
+    PaxosConfig,
+    PaxosNode,
+    open_node_meta,
+    paxos_supervisor_spec,
+)
+from paxtor.placement import announces_voter, role_attrs
+from paxtor.singletons.services import singleton_services
 
 __all__ = ["Node", "start_node", "configured_voters", "DURABILITY_MODES", "node_services", "MAX_AUTO_NUMBER"]
 
@@ -49,12 +58,18 @@ def node_services(node: Node) -> list[Any]:
     """The child specs started under the node's root supervisor, in order.
 
     PaxosKV's supervisor (`paxtor.paxos.services`: membership, acceptor,
-    lease keeper, proposer, binding watcher) first; the Paxtor layer's
-    services (lock agent, singleton server: they propose rounds) after it.
+    lease keeper, proposer, binding watcher) first; then the services of the
+    locks and the singletons (they propose rounds); then the observer
+    (`paxtor.cluster_info` asks it; read-only) and the event server
+    (`paxtor.subscribe`).
     """
-    from paxtor.services import paxtor_services  # the services import this module's users
-
-    return [paxos_supervisor_spec(node.paxos), *paxtor_services(node)]
+    return [
+        paxos_supervisor_spec(node.paxos),
+        *lock_services(),
+        *singleton_services(),
+        ObserveServer.child_spec(),
+        EventServer.child_spec(),
+    ]
 
 
 class Node:
@@ -148,7 +163,9 @@ def _start_root(children: list[Any]) -> tuple[Any, Any]:
     """Spawn the node's root process; return (root pid, supervisor pid)."""
     parent = self_pid()
     root, ref = spawn_monitor(_root_main, parent, children)
-    msg = receive(lambda m: (isinstance(m, tuple) and m[:2] == ("root_started", root)) or (isinstance(m, Down) and m.ref == ref))
+    msg = receive(
+        lambda m: (isinstance(m, tuple) and m[:2] == ("root_started", root)) or (isinstance(m, Down) and m.ref == ref)
+    )
     if isinstance(msg, Down):
         raise RuntimeError(f"the node's services failed to start: {msg.reason!r}")
     return root, msg[2]
@@ -298,7 +315,9 @@ def start_node(
         )
         node._start_services()
         if http is not None:
-            from paxtor.observe.web import start_web  # the top layer, started on request
+            from paxtor.observe.web import (
+                start_web,  # the top layer, started on request
+            )
 
             node.web = start_web(dist.local, http)
     except BaseException:
@@ -308,7 +327,15 @@ def start_node(
         if node is not None:
             node.paxos.close()
         raise
-    log.info("node_started", node=node.name, voter=voter, singletons=singletons, hidden=hidden, durability=durability, port=dist.port)
+    log.info(
+        "node_started",
+        node=node.name,
+        voter=voter,
+        singletons=singletons,
+        hidden=hidden,
+        durability=durability,
+        port=dist.port,
+    )
     return node
 
 
@@ -348,4 +375,6 @@ def _bind_lowest_free(options: dict[str, Any], voters: tuple[str, ...], voter: b
         except ListenError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-    raise ListenError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
+    raise ListenError(
+        errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)"
+    )

@@ -309,7 +309,10 @@ class Phases:
     def lock_unlock(self) -> dict[str, Any]:
         """Uncontended lock+unlock latency, one client on the leader."""
         latency = sequential_latency(self.lock_op("solo", 0, None), self.settings)
-        return {"lock_unlock_median_ms": latency["median_ms"], "lock_unlock_p99_ms": latency["p99_ms"], "latency_ms": latency}
+        return {
+            "lock_unlock_median_ms": latency["median_ms"], "lock_unlock_p99_ms": latency["p99_ms"],
+            "latency_ms": latency,
+        }  # fmt: skip
 
     def contended(self) -> dict[str, Any]:
         """Every client on one lock: handoffs/s and fairness."""

@@ -46,7 +46,9 @@ def serve(names: list[str], settings: BenchSettings, install: bool | None, out: 
                 ready[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
                 continue
             measured[name] = phases
-            ready[name] = {"available": reason, "server_version": cluster.version, "client": module.client_description()}
+            ready[name] = {
+                "available": reason, "server_version": cluster.version, "client": module.client_description(),
+            }  # fmt: skip
         _answer(out, {"ready": ready})
         for line in inp:
             request = json.loads(line)
@@ -85,7 +87,8 @@ class BaselineService:
             argv, cwd=str(REPO_ROOT), env=env, stdin=gevent.subprocess.PIPE, stdout=gevent.subprocess.PIPE,
             text=True,
         )  # fmt: skip
-        self.status: dict[str, dict[str, Any]] = {name: {"error": "the baseline worker did not start"} for name in names}
+        not_started = {"error": "the baseline worker did not start"}
+        self.status: dict[str, dict[str, Any]] = {name: dict(not_started) for name in names}
         self.errors: list[str] = []
         ready = self._read()
         if ready is not None and "ready" in ready:

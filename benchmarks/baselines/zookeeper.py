@@ -259,7 +259,8 @@ class ZkPhases(Phases):
     def lock_op(self, name: str, client: int, check: HolderCheck | None) -> Callable[[int], None]:
         timeout = self.settings.op_timeout
         if (name, client) not in self.locks:
-            self.locks[name, client] = _prepared_lock(self.clients[client], f"{self.run}/lock/{name}", f"c{client}", timeout)
+            path = f"{self.run}/lock/{name}"
+            self.locks[name, client] = _prepared_lock(self.clients[client], path, f"c{client}", timeout)
         lock = self.locks[name, client]
         return checked_lock_op(lambda: lock.acquire(timeout=timeout), lock.release, client, check)
 

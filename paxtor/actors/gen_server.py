@@ -34,20 +34,24 @@ server from outside, running its `terminate` (OTP's ``gen_server:stop``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from greenlet import getcurrent
 
+from paxtor.actors.errors import PaxtorTimeout
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import (
     NOPROC,
     NORMAL,
     SHUTDOWN,
     AlreadyStarted,
+    Call,
+    Caller,
     CallError,
     CallTimeout,
+    Cast,
     Down,
     Exit,
     NoProc,
@@ -55,9 +59,8 @@ from paxtor.actors.messages import (
     ReceiveTimeout,
     Reply,
     StartError,
-    fast_frozen_init,
+    StopRequest,
 )
-from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.primitives import current_process, demonitor, exit, monitor, send, spawn_opt, unlink
 from paxtor.actors.registry import Via, register, resolve
 
@@ -116,41 +119,6 @@ class Stop(Exception):
         if self.reply is _NO_REPLY:
             return f"Stop({self.reason!r})"
         return f"Stop({self.reason!r}, reply={self.reply!r})"
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who to answer: the calling process and the call's ref (OTP's From)."""
-
-    pid: Pid
-    ref: Ref
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A `call` request as it travels to the server."""
-
-    caller: Caller
-    request: Any
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class Cast:
-    """A `cast` message as it travels to the server."""
-
-    msg: Any
-
-
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
-class StopRequest:
-    """`GenServer.stop`'s request: the server runs `terminate(reason)` and exits with
-    `reason` when it reaches this message (OTP's ``sys:terminate``)."""
-
-    reason: Any
 
 
 def _is_normal_stop(reason: Any) -> bool:
@@ -396,7 +364,7 @@ def stop_process(dest: Any, reason: Any, timeout: float | None) -> None:
         down = current_process().mailbox.receive(lambda m: m.__class__ is Down and m.ref == ref, timeout)
     except ReceiveTimeout:
         demonitor(ref, flush=True)
-        raise TimeoutError(f"{dest!r} did not stop within {timeout}s") from None
+        raise PaxtorTimeout(f"{dest!r} did not stop within {timeout}s") from None
     if down.reason == NOPROC:
         raise NoProc(dest, "no server to stop")
     if down.reason != reason:
@@ -435,10 +403,10 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     mailbox = me.mailbox
     mark = mailbox.mark()  # what is queued now cannot be the answer
     try:
-        if (target.node if target.__class__ is Pid else target[1]) == node.name:
+        if (target.node if isinstance(target, Pid) else target[1]) == node.name:
             node.deliver_monitor(my_pid, target, ref)
             msg = Call(Caller(my_pid, ref), request)
-            if target.__class__ is Pid:
+            if isinstance(target, Pid):
                 node.deliver_message(target, msg)
             else:
                 node.deliver_named(target[0], target[1], msg)

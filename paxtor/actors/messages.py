@@ -1,6 +1,7 @@
 """The values the runtime itself puts in mailboxes, and the errors it raises.
 
-Mailbox values (`Exit`, `Down`, `Reply`) are frozen slotted dataclasses so they
+Mailbox values (`Exit`, `Down`, `Reply`, and GenServer's `Call`, `Cast` and
+`StopRequest`) are frozen slotted dataclasses so they
 compare by value, are cheap to build, and the wire codec can register them.
 Exit reasons are any value: a string such as ``"normal"``, ``"killed"``,
 ``"noproc"``, ``"noconnection"``, or the exception that crashed a process.
@@ -14,12 +15,17 @@ from typing import Any, TypeVar
 
 from greenlet import GreenletExit
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.ids import Pid, Ref
 
 __all__ = [
     "Exit",
     "Down",
     "Reply",
+    "Caller",
+    "Call",
+    "Cast",
+    "StopRequest",
     "ReceiveTimeout",
     "ProcessExit",
     "NoProc",
@@ -60,7 +66,7 @@ def fast_frozen_init(cls: type[_T]) -> type[_T]:
     exec(f"def __init__(self, {', '.join(names)}):\n{body}", namespace)  # noqa: S102 - fixed template
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
 
@@ -100,7 +106,42 @@ class Reply:
     value: Any
 
 
-class ReceiveTimeout(Exception):
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who to answer: the calling process and the call's ref (OTP's From)."""
+
+    pid: Pid
+    ref: Ref
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A `call` request as it travels to the server."""
+
+    caller: Caller
+    request: Any
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """A `cast` message as it travels to the server."""
+
+    msg: Any
+
+
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """`GenServer.stop`'s request: the server runs `terminate(reason)` and exits with
+    `reason` when it reaches this message (OTP's ``sys:terminate``)."""
+
+    reason: Any
+
+
+class ReceiveTimeout(PaxtorTimeout):
     """`receive(timeout=...)` found no matching message in time."""
 
 
@@ -121,7 +162,7 @@ class ProcessExit(GreenletExit):
         return f"ProcessExit({self.reason!r})"
 
 
-class NoProc(LookupError):
+class NoProc(PaxtorError, LookupError):
     """The destination names no live process (dead pid, unregistered name)."""
 
     def __init__(self, dest: Any, detail: str = "") -> None:
@@ -130,15 +171,15 @@ class NoProc(LookupError):
         self.dest = dest
 
 
-class NotAProcess(RuntimeError):
+class NotAProcess(PaxtorError, RuntimeError):
     """A process-only operation ran where no process can live (the gevent hub)."""
 
 
-class NotDistributed(RuntimeError):
+class NotDistributed(PaxtorError, RuntimeError):
     """An operation needs another node but this node has no distribution."""
 
 
-class CallError(Exception):
+class CallError(PaxtorError):
     """A `call` failed: the server exited (with `reason`) before replying,
     or was not there (`reason == "noproc"`)."""
 
@@ -155,7 +196,7 @@ class CallError(Exception):
         )
 
 
-class CallTimeout(CallError):
+class CallTimeout(CallError, PaxtorTimeout):
     """A `call` got no reply within its timeout (reason ``"timeout"``)."""
 
     def __init__(self, dest: Any = None, request: Any = None, timeout: float | None = None) -> None:
@@ -169,7 +210,7 @@ class CallTimeout(CallError):
         )
 
 
-class StartError(Exception):
+class StartError(PaxtorError):
     """A server failed to start: its `init` raised or stopped with `reason`
     (OTP's ``{error, Reason}``)."""
 

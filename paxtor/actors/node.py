@@ -48,7 +48,8 @@ Reasons stay Python values (exceptions included); encoding is the wire's job.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import gevent
 import structlog
@@ -57,17 +58,21 @@ from gevent.hub import Hub, get_hub
 from gevent.monkey import get_original
 from greenlet import getcurrent
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import (
     NOCONNECTION,
     NOPROC,
     SHUTDOWN,
+    Call,
+    Caller,
     CallError,
     CallTimeout,
     Down,
     NotAProcess,
     Reply,
 )
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.actors.process import PROCESS_ATTR, Process
 
 __all__ = [
@@ -89,11 +94,12 @@ DEFAULT_NODE_NAME = "nonode@nohost"
 _os_thread_ident: Callable[[], int] = get_original("_thread", "get_ident")
 
 
-class WrongThread(RuntimeError):
+class WrongThread(PaxtorError, RuntimeError):
     """A process primitive was called from an OS thread other than the one whose
     gevent hub runs the node: processes, mailboxes and timers live on that hub only."""
 
 _MISSING: Any = object()
+_S = TypeVar("_S")
 
 #: The node table: every running LocalNode of this OS process, in start order.
 _nodes: dict[str, LocalNode] = {}
@@ -184,10 +190,41 @@ class LocalNode:
         self._refs = itertools.count(1)
         self._peers: dict[str, _PeerEdges] = {}
         self._hub: Hub | None = None
+        self._services: dict[NodeSlot[Any], Any] = {}
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LocalNode {self.name}.{self.incarnation} {state}>"
+
+    # -- the services of the layers above (`paxtor.actors.node_slot`) ---------
+
+    def service(self, slot: NodeSlot[_S]) -> _S | None:
+        """The service in `slot` on this node, or None if none runs."""
+        return self._services.get(slot)
+
+    def require(self, slot: NodeSlot[_S], what: str) -> _S:
+        """The service in `slot`; RuntimeError naming `what` if none runs (the node was not
+        started with the services, by `paxtor.start_node`)."""
+        service = self._services.get(slot)
+        if service is None:
+            raise RuntimeError(
+                f"Paxtor's {what} is not running on node {self.name!r}: "
+                "start the node with paxtor.start_node (it starts the services)"
+            )
+        return service
+
+    def install(self, slot: NodeSlot[_S], service: _S) -> None:
+        """Put `service` in `slot`, in place of any there (a restarted service takes over)."""
+        self._services[slot] = service
+
+    def uninstall(self, slot: NodeSlot[_S], service: _S) -> None:
+        """Empty `slot` if `service` holds it (a service that stops, once)."""
+        if self._services.get(slot) is service:
+            del self._services[slot]
+
+    def services(self) -> dict[str, Any]:
+        """Every service this node runs, by slot name."""
+        return {slot.name: service for slot, service in self._services.items()}
 
     # -- life of the node ----------------------------------------------------
 
@@ -379,9 +416,6 @@ class LocalNode:
         remote = self.remote
         fast = getattr(remote, "call", None) if node_name != self.name else None
         if fast is None:  # a local target, or a transport without `call`
-            # gen_server builds on this module: imported here, off the hot path
-            from paxtor.actors.gen_server import Call, Caller
-
             self.deliver_monitor(caller, target, ref)
             msg = Call(Caller(caller, ref), request)
             if target.__class__ is Pid:

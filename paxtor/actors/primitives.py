@@ -11,7 +11,8 @@ process of the current node the first time it needs to be one (`self_pid`,
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from greenlet import getcurrent
 
@@ -137,7 +138,7 @@ def spawn_opt(
         if monitor_ref is not None:
             me.monitors[monitor_ref] = pid
             if remote_node:
-                here._edges(pid.node).monitors_out[monitor_ref] = (my_pid, pid)  # type: ignore[index]
+                here._edges(pid.node).monitors_out[monitor_ref] = (my_pid, pid)  # type: ignore[assignment]
     return pid
 
 
@@ -193,7 +194,7 @@ def send(dest: Any, msg: Any) -> None:
             raise NoProc(dest, "no process is registered under this name")
         return
     node = current_node()
-    if target.__class__ is Pid:
+    if isinstance(target, Pid):
         node.deliver_message(target, msg)
     else:
         node.deliver_named(target[0], target[1], msg)

@@ -37,7 +37,8 @@ new process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from greenlet import GreenletExit, greenlet
@@ -123,6 +124,9 @@ class Process:
         self.on_exit: Callable[[Any], None] | None = None
         self._kill_reason: Any = _UNSET
         self._exit_delivered = False
+        self._fn: Callable[..., Any] | None
+        self._args: tuple[Any, ...] | None
+        self._kwargs: dict[str, Any] | None
         if adopted is None:
             self._fn = fn
             self._args = args

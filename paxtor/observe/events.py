@@ -32,7 +32,7 @@ import structlog
 from paxtor.actors import ChildSpec, Down, GenServer, Pid, demonitor, monitor, self_pid, send
 from paxtor.actors import call as actor_call
 from paxtor.actors.distribution import NodeDown, NodeUp, distributed_node, monitor_nodes
-from paxtor.actors.gen_server import Caller
+from paxtor.actors.messages import Caller
 from paxtor.actors.node import current_node
 from paxtor.paxos.lease import LeaseGained as _PaxosLeaseGained
 from paxtor.paxos.lease import LeaseLost as _PaxosLeaseLost
@@ -216,5 +216,5 @@ def watch_quorum(paxos: PaxosNode) -> QuorumView:
     return QuorumView(paxos, dist.nodes() if dist is not None else ())
 
 
-def _start() -> Pid:
+def _start() -> Pid | None:
     return EventServer.start_link(name=EVENTS)

@@ -14,10 +14,10 @@ from typing import Any
 
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.node import LocalNode
-from paxtor.lock_agent import lock_table
-from paxtor.name_server import name_cache
+from paxtor.locks.agent import lock_table
 from paxtor.observe.roles import node_role, voter_set
 from paxtor.paxos.paxos_node import open_paxos_node
+from paxtor.singletons.name_server import name_cache
 
 __all__ = ["node_report", "hidden_peers", "lock_table_of", "name_cache_of"]
 

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from paxtor.actors import ChildSpec, GenServer, Pid, send, spawn
-from paxtor.actors.gen_server import Caller
+from paxtor.actors.messages import Caller
 from paxtor.actors.node import current_node
 from paxtor.observe.gather import OBSERVER, PAGE_SIZE, gather
 from paxtor.observe.info import ClusterInfo
@@ -92,5 +92,5 @@ def _without_keys(info: ClusterInfo) -> ClusterInfo:
     return replace(info, locks=(), singletons=())
 
 
-def _start() -> Pid:
+def _start() -> Pid | None:
     return ObserveServer.start_link(name=OBSERVER)

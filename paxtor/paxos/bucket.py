@@ -25,7 +25,7 @@ from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.function_ref import FunctionRefError, function_ref
 from paxtor.actors.messages import CallError
 from paxtor.paxos.envelopes import BINDINGS_NAME
-from paxtor.paxos.register import ReleasePolicy, Register, empty_released
+from paxtor.paxos.register import Register, ReleasePolicy, empty_released
 
 __all__ = ["Bucket", "BucketSpec", "OnRelease", "DEFAULT_BUCKET", "start_bucket", "check_bucket_name"]
 
@@ -106,7 +106,7 @@ class BucketServer(GenServer):
         return super().handle_call(request, caller)
 
 
-def Bucket(  # noqa: N802 - a child spec "constructor", named like the concept (DESIGN section 4)
+def Bucket(  # noqa: N802 - a child spec "constructor", named like the concept (the README's API)
     name: str, release_policy: ReleasePolicy | None = None, on_release: OnRelease | None = None
 ) -> ChildSpec:
     """The child spec of bucket ``name``: put it in a supervisor's children."""

@@ -188,5 +188,5 @@ class TombstoneCollector(GenServer):
         self.node.local.deliver_named(PROPOSER_NAME, self.node.name, request)
 
 
-def _start(node: PaxosNode) -> Pid:
+def _start(node: PaxosNode) -> Pid | None:
     return TombstoneCollector.start_link(node, name=COLLECTOR_NAME)

@@ -26,8 +26,8 @@ import structlog
 
 from paxtor.actors import Down, GenServer, NoReply, monitor, reply
 from paxtor.actors.child_spec import ChildSpec
-from paxtor.actors.gen_server import Caller
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.messages import Caller
 from paxtor.actors.primitives import demonitor, self_pid, send
 from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, MEMBERSHIP_NAME, LeaseHeartbeat, Timer

@@ -55,8 +55,8 @@ from paxtor.paxos.acceptor import (
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.log_codec import encode_log_record
-from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.register import Register
+from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import pack_reply
 
@@ -267,7 +267,11 @@ class LocalAcceptor:
             tail[1].append((on_durable, None))
 
     def bulk_accept(
-        self, ballot: Ballot, config: int, items: Iterable[tuple[str, Hashable, Register]], on_durable: Callable[[list[Hashable]], None]
+        self,
+        ballot: Ballot,
+        config: int,
+        items: Iterable[tuple[str, Hashable, Register]],
+        on_durable: Callable[[list[Hashable]], None],
     ) -> None:
         """Accept each ``(bucket, key, register)`` at ``ballot`` as an `Accept` would; once
         durable, ``on_durable`` gets the ``(bucket, key)`` slots refused (promised higher, vetoed)."""

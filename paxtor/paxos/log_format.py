@@ -15,7 +15,7 @@ with zeros by a crash reads as a torn tail, not as empty records.
 
 A data directory holds `segment-<gen>.log` files (appends) and at most one
 live `snapshot-<gen>.snap` (a compacted image of everything before segment
-<gen>). Nothing here touches the disk: `storage.py` drives it.
+<gen>). Nothing here touches the disk: `paxtor.paxos.storage` drives it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from paxtor.actors.errors import PaxtorError
 
 __all__ = [
     "HEADER_SIZE",
@@ -74,7 +76,7 @@ _SNAPSHOT_RE = re.compile(r"^snapshot-(\d{16})\.snap$")
 _TEMP_RE = re.compile(r"^(segment|snapshot)-\d{16}\.(log|snap)\.tmp$")
 
 
-class LogCorrupt(ValueError):
+class LogCorrupt(PaxtorError, ValueError):
     """The bytes on disk are not what this module wrote: refuse, do not guess."""
 
 
@@ -90,7 +92,7 @@ def encode_header(header: FileHeader) -> bytes:
     return body + _HEADER_CRC.pack(zlib.crc32(body))
 
 
-def decode_header(data: bytes) -> FileHeader:
+def decode_header(data: bytes | memoryview) -> FileHeader:
     """Parse and check a file header; `LogCorrupt` says exactly what is wrong."""
     if len(data) < HEADER_SIZE:
         raise LogCorrupt(f"file header truncated ({len(data)} of {HEADER_SIZE} bytes)")

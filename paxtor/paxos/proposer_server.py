@@ -58,9 +58,10 @@ import structlog
 from paxtor.actors import GenServer, NoReply, reply
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.distribution import NodeDown, NodeUp
-from paxtor.actors.gen_server import Caller, Cast
 from paxtor.actors.ids import Pid
+from paxtor.actors.messages import Caller, Cast
 from paxtor.actors.primitives import self_pid
+from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import NACK_LEARNER, Accept, Accepted, Nack, Promise
 from paxtor.paxos.ballot import Ballot
@@ -94,7 +95,6 @@ from paxtor.paxos.proposer import (
     Step,
 )
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
-from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.request_size import encode_within
 from paxtor.paxos.wire_format import REPLY_TAGS, pack_request, unpack_reply
 

@@ -258,7 +258,7 @@ class ChaosCluster:
         `agent.apply_faults`); {node: "ok", or why not}. Must run in a process of this node."""
         me = self_pid()
         self._tag += 1
-        acks = {name: "no answer" for name in nodes}
+        acks = dict.fromkeys(nodes, "no answer")
         waiting = set()
         for name in nodes:
             try:
@@ -269,8 +269,10 @@ class ChaosCluster:
         deadline = time.monotonic() + timeout
         while waiting:
             try:
-                msg = receive(lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "fault_ack" and m[1] in waiting,
-                              timeout=max(0.01, deadline - time.monotonic()))
+                msg = receive(
+                    lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "fault_ack" and m[1] in waiting,
+                    timeout=max(0.01, deadline - time.monotonic()),
+                )
             except ReceiveTimeout:
                 break
             waiting.discard(msg[1])

@@ -45,11 +45,11 @@ from paxtor.actors import (
     send,
     spawn_monitor,
 )
-from paxtor.fence import Fence, StaleToken
+from paxtor.locks.fence import Fence, StaleToken
 from paxtor.paxos.register import Register, put_if_empty
 from paxtor.paxos.sim.linearizability import Operation
 from paxtor.rounds import paxos_key
-from paxtor.singleton_keeper import NAMES_BUCKET
+from paxtor.singletons.keeper import NAMES_BUCKET
 from tests.chaos.clocks import real_monotonic
 
 RESOURCE = "chaos_resource"

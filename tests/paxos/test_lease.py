@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from paxtor.actors.ids import Pid
 from paxtor.paxos.acceptor import Accept, Acceptor
 from paxtor.paxos.ballot import Ballot
-from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.lease import (
     HeartbeatAck,
     LeaseClock,
@@ -15,9 +15,9 @@ from paxtor.paxos.lease import (
     SilenceTracker,
     silence_threshold,
 )
-from paxtor.actors.ids import Pid
 from paxtor.paxos.register import Binding, LeaseFence, Register
 from paxtor.paxos.sim.mutations import UnfencedLeaseClock
+from paxtor.paxos.voter_config import VoterConfig
 
 VOTERS = ("a", "b", "c")
 L = 1.0

@@ -19,9 +19,9 @@ from paxtor.actors.node import LocalNode
 from paxtor.paxos.acceptor import Accept, Acceptor, KeyRecord, MemberState, Prepare
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
-from paxtor.paxos.register import Register
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.log_codec import decode_log_record, encode_log_record
+from paxtor.paxos.register import Register
 from paxtor.paxos.storage import AcceptorLog
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import unpack_reply
@@ -152,7 +152,9 @@ def test_a_failed_acceptor_resumes_with_its_whole_state_once_the_disk_takes_writ
 
     assert node.run(body) == (False, True, False, "Promise", None)
     acceptor_log = AcceptorLog.open(tmp_path / "acceptor", "fsync")
-    replayed = Acceptor(("node1", 2), SilenceTracker(1.0, time.monotonic()), [decode_log_record(r) for r in acceptor_log.records()])
+    replayed = Acceptor(
+        ("node1", 2), SilenceTracker(1.0, time.monotonic()), [decode_log_record(r) for r in acceptor_log.records()]
+    )
     acceptor_log.close()
     assert replayed.restart_floor >= 6  # the promise floor raised before the failure is durable now
 

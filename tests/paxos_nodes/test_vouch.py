@@ -16,7 +16,7 @@ from paxtor.paxos.config import PaxosConfig
 from paxtor.paxos.envelopes import VouchRelease
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.proposer import VETOED, Decision, ExactlyOnce
-from paxtor.paxos.proposer_server import ProposerServer, ProposeRequest, _Pending
+from paxtor.paxos.proposer_server import ProposeRequest, ProposerServer, _Pending
 from paxtor.paxos.register import Binding, LeaseFence, Register, identity
 
 

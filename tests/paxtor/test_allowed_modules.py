@@ -17,10 +17,14 @@ from structlog.testing import capture_logs
 import paxtor
 from paxtor.actors import call
 from paxtor.actors.distribution import stop_all_distributed
-from paxtor.actors.function_ref import FunctionRefRefused, allowed_modules, resolve_function_ref
-from paxtor.name import SingletonStartError
+from paxtor.actors.function_ref import (
+    FunctionRefRefused,
+    allowed_modules,
+    resolve_function_ref,
+)
 from paxtor.placement import rendezvous_order
 from paxtor.rounds import paxos_key
+from paxtor.singletons.api import SingletonStartError
 from paxtor.testing import Cluster
 
 ALLOWED = ["paxtor_helpers"]

@@ -20,11 +20,10 @@ from paxtor import paxos, testing
 from paxtor.actors import call, receive, self_pid, send, spawn
 from paxtor.actors import exit as exit_
 from paxtor.actors.faults import FaultInjector
-from paxtor.lock_messages import LOCKS_BUCKET
-from paxtor.lock_register import waiters_of
+from paxtor.locks.messages import LOCKS_BUCKET
+from paxtor.locks.register import waiters_of
 from paxtor.paxos.register import identity
-from paxtor.placement import rendezvous_order
-from paxtor.roles import SINGLETONS, singleton_hosts
+from paxtor.placement import SINGLETONS, rendezvous_order, singleton_hosts
 from paxtor.rounds import paxos_key
 from paxtor.testing import WAIT
 
@@ -126,9 +125,9 @@ def test_a_lock_passes_between_two_clients_that_cannot_reach_each_other_within_a
 
 
 def test_a_lost_wake_up_is_recovered_by_the_waiters_own_re_read(cluster, monkeypatch) -> None:
-    from paxtor.lock_agent import LockAgent
+    from paxtor.locks.agent import LockAgent
 
-    monkeypatch.setattr(importlib.import_module("paxtor.lock"), "RECHECK_SAFETY", 0.5)
+    monkeypatch.setattr(importlib.import_module("paxtor.locks.api"), "RECHECK_SAFETY", 0.5)
     monkeypatch.setattr(LockAgent, "_wake", lambda self, wake: None)  # every wake-up is lost
     a = start_client(cluster, "web-a")
     b = start_client(cluster, "web-b")

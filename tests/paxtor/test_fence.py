@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paxtor.fence import Fence, StaleToken
+from paxtor.locks.fence import Fence, StaleToken
 
 
 def test_accepts_equal_and_newer_refuses_older_per_key() -> None:

@@ -15,9 +15,9 @@ from paxtor.actors import exit as exit_
 from paxtor.actors import receive, self_pid, send, spawn
 from paxtor.actors.distribution import nodes as connected_nodes
 from paxtor.actors.faults import FaultInjector
-from paxtor.lock_agent import RECHECK_INTERVAL
-from paxtor.lock_messages import LOCKS_BUCKET
-from paxtor.lock_register import waiters_of
+from paxtor.locks.agent import RECHECK_INTERVAL
+from paxtor.locks.messages import LOCKS_BUCKET
+from paxtor.locks.register import waiters_of
 from paxtor.paxos.register import identity
 from paxtor.placement import rendezvous_order
 from paxtor.rounds import paxos_key

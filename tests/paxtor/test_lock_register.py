@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.wire import decode, encode
-from paxtor.lock_register import (
+from paxtor.locks.register import (
     UNLOCKED,
     acquire,
     ended_binding,
@@ -26,7 +26,13 @@ from paxtor.lock_register import (
     waiters_of,
     withdraw,
 )
-from paxtor.paxos.register import Binding, ChangeRejected, EndedBinding, Register, check_transition
+from paxtor.paxos.register import (
+    Binding,
+    ChangeRejected,
+    EndedBinding,
+    Register,
+    check_transition,
+)
 
 A, B, C = Pid("n1", 1, 1), Pid("n2", 1, 2), Pid("n3", 1, 3)
 RA, RB, RC, RB2 = Ref("n1", 1, 11), Ref("n2", 1, 12), Ref("n3", 1, 13), Ref("n2", 1, 14)
@@ -169,7 +175,7 @@ def test_a_queue_in_the_nested_form_of_earlier_versions_is_still_served() -> Non
 
 
 def test_a_malformed_queue_or_operation_is_refused() -> None:
-    from paxtor.lock_register import batch_change
+    from paxtor.locks.register import batch_change
 
     broken = step(FREE, acquire(A, RA))
     broken = step(broken, lambda reg: reg.with_value((RA, ("n2", 1, 2))))
@@ -234,7 +240,7 @@ def test_any_interleaving_serves_waiters_in_order(ops: list[tuple[str, int]]) ->
 
 
 def test_a_batch_applies_its_operations_in_order_with_one_release() -> None:
-    from paxtor.lock_register import batch_change, ops_of_pid
+    from paxtor.locks.register import batch_change, ops_of_pid
 
     r = step(FREE, acquire(A, RA))
     ops = [("acquire", B, RB), ("release", 1, A, UNLOCKED), ("acquire", C, RC), ("read",)]
@@ -251,7 +257,7 @@ def test_a_batch_applies_its_operations_in_order_with_one_release() -> None:
 
 
 def test_a_batch_ends_at_most_one_tenure_and_knows_its_operations() -> None:
-    from paxtor.lock_register import batch_change
+    from paxtor.locks.register import batch_change
 
     with pytest.raises(ValueError, match="at most one"):
         batch_change([("release", 1, A, UNLOCKED), ("release", 2, B, UNLOCKED)])

@@ -15,11 +15,21 @@ from paxtor_helpers import lock_and_park, lock_and_report
 
 import paxtor
 from paxtor import paxos
-from paxtor.actors import Down, ReceiveTimeout, exit, monitor, receive, self_pid, send, spawn, spawn_monitor
+from paxtor.actors import (
+    Down,
+    ReceiveTimeout,
+    exit,
+    monitor,
+    receive,
+    self_pid,
+    send,
+    spawn,
+    spawn_monitor,
+)
 from paxtor.actors.primitives import make_ref
-from paxtor.lock import LOCKS_BUCKET, LockNotHeld
-from paxtor.lock_messages import LockGranted
-from paxtor.lock_register import acquire, is_queued, owner_of, waiters_of
+from paxtor.locks.api import LOCKS_BUCKET, LockNotHeld
+from paxtor.locks.messages import LockGranted
+from paxtor.locks.register import acquire, is_queued, owner_of, waiters_of
 from paxtor.paxos.register import Register, identity
 from paxtor.rounds import paxos_key
 
@@ -194,7 +204,7 @@ def test_a_lock_handed_to_a_process_no_longer_waiting_passes_on(cluster: Cluster
 
 def test_withdrawing_a_request_that_won_releases_it(cluster: Cluster) -> None:
     """What a waiter that timed out does when its request has just won."""
-    from paxtor.lock_agent import withdraw_request
+    from paxtor.locks.agent import withdraw_request
     from paxtor.rounds import Deadline
 
     holder, token = park_holder(cluster, "withdrawn", "node1")
@@ -239,7 +249,15 @@ def test_locked_releases_at_the_end_of_the_block_unless_held_before(cluster: Clu
         with paxtor.locked("block") as nested:
             pass
         still = paxos.propose(paxos_key("block"), identity, bucket=LOCKS_BUCKET)
-        return token, owner_of(inner) == self_pid(), after.is_empty, after_error.is_empty, outer, nested, owner_of(still) == self_pid()
+        return (
+            token,
+            owner_of(inner) == self_pid(),
+            after.is_empty,
+            after_error.is_empty,
+            outer,
+            nested,
+            owner_of(still) == self_pid(),
+        )
 
     token, held_inside, free_after, free_after_error, outer, nested, still_held = cluster["node3"].run(body)
     assert held_inside and free_after and free_after_error
@@ -355,7 +373,7 @@ def test_a_lock_round_lost_with_the_proposer_fails_its_callers_and_the_home_reco
     """The key's home proposes batches asynchronously; if the node's proposer is gone,
     every caller of a batch gets an error at once instead of waiting forever."""
     from paxtor.actors import Supervisor, call
-    from paxtor.lock_messages import LOCK_HOME
+    from paxtor.locks.messages import LOCK_HOME
     from paxtor.paxos.proposer_server import ProposerServer
     from paxtor.paxos.services import SUPERVISOR_NAME
 

@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 from paxtor.actors.ids import Pid
-from paxtor.name_register import (
+from paxtor.paxos.register import (
+    Binding,
+    ChangeRejected,
+    EndedBinding,
+    Register,
+    check_transition,
+    empty_released,
+    release_if_bound,
+)
+from paxtor.singletons.register import (
     RUNNING,
     STARTED,
     STARTING,
@@ -20,7 +29,6 @@ from paxtor.name_register import (
     starting_keeper,
     state_of,
 )
-from paxtor.paxos.register import Binding, ChangeRejected, EndedBinding, Register, check_transition, empty_released, release_if_bound
 
 K1, K2 = Pid("n1", 1, 1), Pid("n2", 1, 2)  # keepers
 CHILD = Pid("n1", 1, 3)

@@ -23,14 +23,21 @@ from paxtor import paxos
 from paxtor.actors import call, receive, self_pid, spawn
 from paxtor.actors.distribution import stop_all_distributed
 from paxtor.actors.messages import CallError
-from paxtor.lock_messages import LOCKS_BUCKET
-from paxtor.lock_register import owner_of, waiters_of
-from paxtor.name import NAMES_BUCKET
-from paxtor.name_register import running_pid
+from paxtor.locks.messages import LOCKS_BUCKET
+from paxtor.locks.register import owner_of, waiters_of
 from paxtor.paxos.register import Register, identity
 from paxtor.placement import rendezvous_order
 from paxtor.rounds import paxos_key
-from paxtor.testing import TEST_DISTRIBUTION, TEST_LEASE, WAIT, LocalCluster, NodeProcess, wait_until
+from paxtor.singletons.api import NAMES_BUCKET
+from paxtor.singletons.register import running_pid
+from paxtor.testing import (
+    TEST_DISTRIBUTION,
+    TEST_LEASE,
+    WAIT,
+    LocalCluster,
+    NodeProcess,
+    wait_until,
+)
 
 pytestmark = pytest.mark.subprocess
 
@@ -81,7 +88,9 @@ def test_the_lock_passes_on_when_the_holders_node_is_killed(mixed: Any) -> None:
 
 def test_a_singleton_comes_back_elsewhere_when_its_node_is_killed(mixed: Any) -> None:
     node1, others = mixed
-    key = next(("crash-name", i) for i in range(100) if rendezvous_order(paxos_key(("crash-name", i)), NODES)[0] == "node3")
+    key = next(
+        ("crash-name", i) for i in range(100) if rendezvous_order(paxos_key(("crash-name", i)), NODES)[0] == "node3"
+    )
     via = paxtor.name(key, Counter)
     assert call(via, "where") == "node3"
     assert [call(via, "inc"), call(via, "inc")] == [1, 2]

@@ -12,13 +12,25 @@ from paxtor_helpers import Counter, Failing, Reporter
 
 import paxtor
 from paxtor import paxos
-from paxtor.actors import Down, GenServer, Via, call, cast, exit, monitor, receive, self_pid, send, spawn
+from paxtor.actors import (
+    Down,
+    GenServer,
+    Via,
+    call,
+    cast,
+    exit,
+    monitor,
+    receive,
+    self_pid,
+    send,
+    spawn,
+)
 from paxtor.actors.messages import AlreadyStarted, ReceiveTimeout
-from paxtor.name import NAMES_BUCKET, SINGLETONS, SingletonName
-from paxtor.name_register import RUNNING, running_pid, state_of
-from paxtor.name_server import SingletonStartError
 from paxtor.paxos.register import Register, identity
 from paxtor.rounds import paxos_key
+from paxtor.singletons.api import NAMES_BUCKET, SINGLETONS, SingletonName
+from paxtor.singletons.name_server import SingletonStartError
+from paxtor.singletons.register import RUNNING, running_pid, state_of
 
 NODES = ("node1", "node2", "node3")
 

@@ -80,6 +80,7 @@ from paxtor.paxos.acceptor import (
     PromiseFloor,
 )
 from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.lease import (
     Heartbeat,
     HeartbeatAck,
@@ -88,7 +89,6 @@ from paxtor.paxos.lease import (
     SilenceTracker,
     silence_threshold,
 )
-from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.proposer import (
     NEW_CONFIG,
     REJECTED,
@@ -98,7 +98,6 @@ from paxtor.paxos.proposer import (
     ExactlyOnce,
     Proposer,
 )
-from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
 from paxtor.paxos.sim.checkers import (
     BallotChecker,
@@ -126,6 +125,7 @@ from paxtor.paxos.sim.reconfig import (
     VoterChange,
     pick_voters,
 )
+from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = ["Cluster", "HandoffNotice", "Op", "SimConfig", "SimNode"]
 

@@ -1,6 +1,6 @@
 """The node's lock agent: who holds or waits for a lock here, their wake-ups, and cleaning up.
 
-One `LockAgent` runs on every Paxtor node (see `paxtor.services`). Its
+One `LockAgent` runs on every Paxtor node (see `paxtor.locks.services`). Its
 `LockTable` is what `paxtor.lock` consults without a message round trip:
 which locks each local process holds (reentrancy, `unlock`) and which request
 each local process is waiting on.
@@ -26,22 +26,32 @@ each local process is waiting on.
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
 import structlog
 
-from paxtor.actors import ChildSpec, Down, GenServer, Pid, Ref, monitor, self_pid, send, spawn
+from paxtor.actors import (
+    ChildSpec,
+    Down,
+    GenServer,
+    Pid,
+    Ref,
+    monitor,
+    self_pid,
+    send,
+    spawn,
+)
 from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 from paxtor.actors.messages import NotDistributed
 from paxtor.actors.node import LocalNode, current_node
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.timers import send_after
-from paxtor.lock_home import LockRouting, run_op
-from paxtor.lock_messages import LOCK_AGENT, RECHECK, LockGranted, LockWake
-from paxtor.lock_register import grant_of, owner_of
+from paxtor.locks.home import LockRouting, run_op
+from paxtor.locks.messages import LOCK_AGENT, RECHECK, LockGranted, LockWake
+from paxtor.locks.register import grant_of, owner_of
 from paxtor.rounds import Deadline
 
 __all__ = ["LockAgent", "LockTable", "lock_table", "withdraw_request", "ABANDONED"]
@@ -60,7 +70,8 @@ RECHECK_INTERVAL = 2.0
 RECHECK_WINDOW = 60.0
 _RECHECK_TICK = ("lock_agent", "recheck_tick")
 
-_tables: weakref.WeakKeyDictionary[LocalNode, LockTable] = weakref.WeakKeyDictionary()
+#: The node's lock table, while its lock agent runs.
+LOCK_TABLE: NodeSlot[LockTable] = NodeSlot("locks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +100,7 @@ class LockTable:
         self.waiting: dict[Pid, tuple[bytes, Ref]] = {}
         #: pids the agent monitors (so `watch` sends one message per process)
         self.watched: set[Pid] = set()
-        #: which keys go to their home, and where homes are (`paxtor.lock_home`)
+        #: which keys go to their home, and where homes are (`paxtor.locks.home`)
         self.routing = LockRouting()
         #: locks granted to local processes, and how many of those a waiter got from an owner (metrics)
         self.acquired = 0
@@ -128,14 +139,7 @@ class LockTable:
 
 def lock_table(node: LocalNode | None = None) -> LockTable:
     """The lock table of `node` (the current node by default)."""
-    node = node or current_node()
-    table = _tables.get(node)
-    if table is None:
-        raise RuntimeError(
-            f"Paxtor's lock service is not running on node {node.name!r}: "
-            "start the node with paxtor.start_node (it starts the services)"
-        )
-    return table
+    return (node or current_node()).require(LOCK_TABLE, "lock service")
 
 
 def withdraw_request(pid: Pid, key: bytes, ref: Ref | None, reason: Any, deadline: Deadline) -> None:
@@ -179,7 +183,7 @@ class LockAgent(GenServer):
         return ChildSpec(cls, start=(cls.start_link, ()))
 
     @classmethod
-    def start_link(cls, *args: Any, name: Any = LOCK_AGENT) -> Pid:  # type: ignore[override]
+    def start_link(cls, *args: Any, name: Any = LOCK_AGENT) -> Pid | None:  # type: ignore[override]
         return super().start_link(*args, name=name)
 
     def init(self) -> None:
@@ -188,7 +192,7 @@ class LockAgent(GenServer):
         self.monitors: dict[Ref, Pid] = {}
         self.down_since: dict[str, float] = {}  # peers down now, and since when (monotonic)
         self.ticking = False
-        _tables[self.node] = self.table
+        self.node.install(LOCK_TABLE, self.table)
         try:
             monitor_nodes(True)
         except NotDistributed:
@@ -255,5 +259,4 @@ class LockAgent(GenServer):
             spawn(_withdraw_until_done, pid, key, ref, _exit_reason_word(msg.reason))
 
     def terminate(self, reason: Any) -> None:
-        if _tables.get(self.node) is self.table:
-            del _tables[self.node]
+        self.node.uninstall(LOCK_TABLE, self.table)

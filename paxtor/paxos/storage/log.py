@@ -10,22 +10,12 @@ records for it (the caller encodes them) and tells it when they are durable.
 - When a batch is committed: once the hub has run everything that is ready
   (an idle watcher), at most `settle_limit` (0.5 ms) after the writer woke.
   The records of messages that already arrived then join this batch instead
-  of waiting a whole fsync for the next one: with eight lock clients on
-  distinct keys a batch held 1.6-2.3 records without this, 2.1-3.2 with it. The
-  cap keeps a node whose loop never goes idle (a busy greenlet) from
-  starving its acceptor; an idle node commits at once.
-- Where the fsync runs: in the hub itself while the disk is fast (the
-  running average of recent syncs under `inline_sync_limit`, 2 ms by
-  default), else on the log's own sync thread (`_SyncThread`) so that the
-  hub keeps serving (lease heartbeats, other keys) while the disk is slow.
-  On a loaded node the hand-off to a thread and back (an OS wake-up, the
-  GIL, a wake-up of the hub) cost about as much as a fast fsync itself and
-  capped the node's rounds per second; blocking the hub for a fraction of a
-  millisecond costs less. One slow fsync moves later ones to the thread
-  (the hub must not wait on a slow disk twice); they move back only once
-  the average has fallen under half the limit and at least `SYNC_DWELL`
-  syncs ran on the thread (`SyncPlacement`: without that margin, a disk
-  hovering near the limit moved them back and forth every few syncs).
+  of waiting a whole fsync for the next one (the README's Durability section
+  gives the batch sizes measured). The cap keeps a node whose loop never
+  goes idle (a busy greenlet) from starving its acceptor; an idle node
+  commits at once.
+- Where the fsync runs: in the hub while the disk is fast, else on the log's
+  own sync thread (`paxtor.paxos.storage.sync_thread`).
   ``inline_sync_limit=0`` keeps every fsync on the thread.
 - Fail-stop: if a write or fsync fails (ENOSPC, EIO), no callback of the
   failed batch or any later one fires, the log logs `acceptor_log_failed` and
@@ -35,150 +25,57 @@ records for it (the caller encodes them) and tells it when they are durable.
   file shows past the last successful fsync proves nothing.
 - Resuming (`resume`): the caller hands over its whole state, and the log
   makes it durable without trusting anything written since the last
-  successful fsync. It cuts the current segment back to the end of that
-  fsync (the acknowledged records) and syncs the cut, removes what failed
-  rotations or earlier attempts left past it, starts a new segment <g+1>
-  and installs snapshot <g+1> of the state, as a compaction does; then it
-  takes appends again. A crash at any step leaves a directory that replays
-  to the acknowledged records, or to the whole state; nothing acknowledged
-  is ever lost, and the records of the failed batches were never
-  acknowledged. If the disk still refuses, the log stays failed.
-- Replay (`open` then `records()`): the snapshot, then the segments after it.
-  A torn tail of the LAST segment (a bad or partial frame with nothing valid
-  after it: the crash cut the last batch, whose callbacks never fired) is cut
-  off, logged as `acceptor_log_truncated`, and never replayed. A bad frame
-  FOLLOWED by valid ones is different: those later records were written after
-  it and may have been acknowledged, and a replay that skipped the bad one
-  could forget a promise the acceptor made, so `open` refuses with
-  `AcceptorLogCorrupt` and leaves the files as they are for an operator. (The
-  one case where this is over-cautious: a power cut that persisted a later
-  page of the very last batch but not an earlier one.)
-- Compaction (`compact`): appends from then on go to a new segment <g> while,
-  in the background, the caller's snapshot is written to a temp file, fsync'd,
-  renamed to snapshot <g>, the directory fsync'd, and the older files deleted.
-  A crash at any point leaves a directory that replays to the same records.
-  When to compact is the caller's call (it holds the state to snapshot);
-  `should_compact` offers the usual heuristic.
+  successful fsync (`paxtor.paxos.storage.recovery.rebuild`); then it takes
+  appends again. Nothing acknowledged is ever lost, and the records of the
+  failed batches were never acknowledged. If the disk still refuses, the
+  log stays failed.
+- Replay (`open` then `records()`): the snapshot, then the segments after it
+  (`paxtor.paxos.storage.recovery`); a damaged log is refused with
+  `AcceptorLogCorrupt` rather than replayed.
+- Compaction (`compact`): appends from then on go to a new segment while the
+  caller's snapshot is installed in the background
+  (`paxtor.paxos.storage.compaction`). When to compact is the caller's call
+  (it holds the state to snapshot); `should_compact` offers the usual
+  heuristic.
 - `durability="memory"`: nothing touches the disk; callbacks fire on the next
   loop turn. For tests only: a voter restarted with it has forgotten its
   promises (`memory_durability_unsafe_on_restart` is logged at every open).
 
-The file format is pure and lives in `log_format.py`.
+The file format is pure and lives in `paxtor.paxos.log_format`.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import gevent
 import gevent.event
 import structlog
 from gevent.hub import Waiter
-from gevent.monkey import get_original
 
-from paxtor.paxos.log_format import (
-    HEADER_SIZE,
-    KIND_SEGMENT,
-    KIND_SNAPSHOT,
-    TMP_SUFFIX,
-    FileHeader,
-    LogCorrupt,
-    ParsedFile,
-    encode_header,
-    encode_record,
-    generation_of,
-    parse_file,
-    plan_layout,
-    segment_name,
-    snapshot_name,
-)
+from paxtor.paxos.log_format import HEADER_SIZE, encode_record
+from paxtor.paxos.storage.compaction import install_snapshot
+from paxtor.paxos.storage.errors import AcceptorLogClosed, AcceptorLogError, AcceptorLogFailed
+from paxtor.paxos.storage.files import Disk, create_segment, lock_directory, make_directory_durably, record_frames
+from paxtor.paxos.storage.recovery import Recovered, rebuild, recover
+from paxtor.paxos.storage.sync_thread import INLINE_SYNC_LIMIT, SyncPlacement, SyncThread
 
-__all__ = [
-    "AcceptorLog",
-    "AcceptorLogClosed",
-    "AcceptorLogCorrupt",
-    "AcceptorLogError",
-    "AcceptorLogFailed",
-    "Durability",
-    "SyncPlacement",
-    "Ticket",
-    "SYNC_BUCKETS",
-    "fsync_directory",
-    "make_directory_durably",
-]
+__all__ = ["AcceptorLog", "Durability", "SETTLE_LIMIT", "SYNC_BUCKETS", "Ticket"]
 
 log = structlog.get_logger(__name__)
 
-# real OS threads and locks even if the application monkey-patched the stdlib
-_start_thread, _allocate_lock = get_original("_thread", ["start_new_thread", "allocate_lock"])
-
 Durability = Literal["fsync", "memory"]
-_LOCK_FILE = "LOCK"
 
-INLINE_SYNC_LIMIT = 0.002
 SETTLE_LIMIT = 0.0005
-_SYNC_AVERAGE_WEIGHT = 0.2  # of the newest fsync in the running average
-#: Syncs on the thread before they may move back to the hub, and how far under the limit
-#: the average must be by then (hysteresis: see `SyncPlacement`).
-SYNC_DWELL = 16
-SYNC_BACK_BELOW = 0.5
-
-
-class SyncPlacement:
-    """Where the log's write+fsync runs: in the hub (``inline``) or on the sync thread (pure).
-
-    To the thread as soon as the running average of recent syncs reaches
-    `limit`; back to the hub once it is under ``limit * SYNC_BACK_BELOW`` and
-    at least `SYNC_DWELL` syncs ran on the thread since the move.
-    """
-
-    def __init__(self, limit: float) -> None:
-        self.limit = limit
-        self.average = 0.0  # seconds per write+fsync, recent ones weighted most
-        self.inline = limit > 0
-        self._since_move = 0
-
-    def observe(self, took: float) -> bool:
-        """Account one sync that took `took` seconds; True if the placement moved."""
-        self.average += _SYNC_AVERAGE_WEIGHT * (took - self.average)
-        self._since_move += 1
-        if self.inline:
-            move = self.average >= self.limit
-        else:
-            move = self.average < self.limit * SYNC_BACK_BELOW and self._since_move >= SYNC_DWELL
-        if move:
-            self.inline = not self.inline
-            self._since_move = 0
-        return move
-
 
 #: upper bounds (seconds) of the write+fsync latency histogram (`AcceptorLog.sync_histogram`)
 SYNC_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-class AcceptorLogError(Exception):
-    """Base of the acceptor log's errors."""
-
-
-class AcceptorLogCorrupt(AcceptorLogError):
-    """The files on disk cannot be replayed without losing acknowledged records."""
-
-
-class AcceptorLogFailed(AcceptorLogError):
-    """A write or fsync failed: nothing more is durable, the acceptor must stop voting."""
-
-
-class AcceptorLogClosed(AcceptorLogError):
-    """The log was closed."""
 
 
 class _Completion:
@@ -265,83 +162,6 @@ class _Settle:
             self._cap.stop()
 
 
-class _SyncThread:
-    """One OS thread that runs the log's write+fsync calls, one at a time.
-
-    Why not the hub's threadpool: its hand-off (queue, worker wake-up,
-    AsyncResult) cost ~120 us of CPU per call here, about one fsync; this one
-    is a lock to wake the thread and an async watcher to wake the hub.
-    Only one greenlet (the log's writer) may call `apply`.
-    """
-
-    def __init__(self, hub: gevent.hub.Hub) -> None:
-        self._go = _allocate_lock()
-        self._go.acquire()
-        self._job: tuple[Callable[..., object], tuple[object, ...]] | None = None
-        self._result: tuple[bool, object] = (True, None)
-        self._waiter: Waiter | None = None
-        self._done = hub.loop.async_()
-        self._done.start(self._on_done)
-        self._done.ref = False  # an idle log must not keep the hub's loop alive
-        _start_thread(self._run, ())
-
-    def apply(self, function: Callable[..., object], args: tuple[object, ...]) -> object:
-        """Run `function(*args)` in the thread; this greenlet waits, the hub runs on."""
-        waiter = self._waiter = Waiter()
-        self._job = (function, args)
-        self._done.ref = True  # a job in flight keeps the loop alive
-        self._go.release()
-        try:
-            waiter.get()  # switched back by _on_done, even if the thread finished first
-        finally:
-            self._waiter = None  # killed while waiting: the late wake-up goes nowhere
-            self._done.ref = False
-        ok, value = self._result
-        if not ok:
-            raise value  # type: ignore[misc]
-        return value
-
-    def stop(self) -> None:
-        """Let the thread exit (after a job in flight) and stop waking the hub.
-
-        The watcher is left to the garbage collector, not closed: a job still
-        in flight (the writer was killed) signals it once more.
-        """
-        self._job = None
-        try:
-            self._go.release()
-        except RuntimeError:  # a job not yet picked up: the thread finds None and exits
-            pass
-        self._done.stop()
-
-    def _on_done(self) -> None:  # in the hub
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.switch(None)
-
-    def _run(self) -> None:  # in the thread
-        while True:
-            self._go.acquire()
-            job = self._job
-            if job is None:
-                return
-            function, args = job
-            try:
-                self._result = (True, function(*args))
-            except BaseException as error:  # handed to the writer greenlet
-                self._result = (False, error)
-            self._done.send()
-
-
-@dataclass
-class _Recovered:
-    records: list[bytes]
-    generation: int  # the active segment
-    fd: int  # open for appending to it
-    segment_bytes: dict[int, int]  # record bytes per live segment
-    snapshot_bytes: int
-
-
 class AcceptorLog:
     """An append-only log of opaque records with group commit; see the module docstring.
 
@@ -356,23 +176,19 @@ class AcceptorLog:
         *,
         durability: Durability,
         directory: Path | None,
-        recovered: _Recovered | None,
+        recovered: Recovered | None,
         lock_fd: int | None,
-        fsync: Callable[[int], None],
-        write: Callable[[int, memoryview], int],
+        disk: Disk,
         on_failure: Callable[[AcceptorLogFailed], None] | None,
-        step_hook: Callable[[str], None] | None,
         inline_sync_limit: float = INLINE_SYNC_LIMIT,
         settle_limit: float = SETTLE_LIMIT,
     ) -> None:
         self.durability: Durability = durability
         self.directory = directory
         self.fsync_count = 0  # fsyncs of appended records (one per batch)
-        self._fsync = fsync
-        self._write = write
+        self._disk = disk
         #: called (in the writer greenlet) when a write or fsync fails; may be set after open
         self.on_failure = on_failure
-        self._step_hook = step_hook
         self._lock_fd = lock_fd
         self._records: list[bytes] = recovered.records if recovered else []
         self._generation = recovered.generation if recovered else 0
@@ -386,7 +202,7 @@ class AcceptorLog:
         self._compaction: gevent.Greenlet | None = None
         self._hub = gevent.get_hub()
         self._wakeup = gevent.event.Event()
-        self._sync_thread = _SyncThread(self._hub) if durability == "fsync" else None
+        self._sync_thread = SyncThread(self._hub) if durability == "fsync" else None
         self._settle = _Settle(self._hub, settle_limit) if durability == "fsync" and settle_limit > 0 else None
         self._placement = SyncPlacement(inline_sync_limit)
         #: batches per latency bucket (`SYNC_BUCKETS`, the last one: over them all), and their total seconds
@@ -417,11 +233,10 @@ class AcceptorLog:
         """
         if durability not in ("fsync", "memory"):
             raise ValueError(f"durability must be 'fsync' or 'memory', got {durability!r}")
-        options = dict(
-            fsync=fsync,
-            write=write,
+        disk = Disk(write, fsync, step_hook)
+        options: dict[str, Any] = dict(
+            disk=disk,
             on_failure=on_failure,
-            step_hook=step_hook,
             inline_sync_limit=inline_sync_limit,
             settle_limit=settle_limit,
         )
@@ -436,9 +251,9 @@ class AcceptorLog:
             raise ValueError("durability='fsync' needs a directory")
         path = Path(directory)
         make_directory_durably(path, fsync)
-        lock_fd = _lock_directory(path)
+        lock_fd = lock_directory(path)
         try:
-            recovered = _recover(path, fsync)
+            recovered = recover(path, disk)
         except BaseException:
             os.close(lock_fd)
             raise
@@ -477,7 +292,7 @@ class AcceptorLog:
         """`append` each of `records` in order, `on_durable` once the last is on disk: for
         records nothing waits on one by one (a voter that caught up adopts them all at once)."""
         self._check_usable()
-        frames = _frames(records)
+        frames = record_frames(records)
         batch = self._open_batch()
         batch.frames.extend(frames)
         batch.callbacks.extend([None] * len(frames))
@@ -523,7 +338,7 @@ class AcceptorLog:
                         self._rotate(item)
                     else:
                         self._commit(item)
-                except Exception as error:  # a write, fsync or file creation failed
+                except Exception as error:  # noqa: BLE001 - a write, fsync or file creation failed
                     self._enter_failed(error, item)
                     return
                 if isinstance(item, _Batch):
@@ -547,14 +362,16 @@ class AcceptorLog:
     def _sync(self, data: bytes) -> None:
         """Write and fsync ``data``: in the hub while the disk is fast, else on the sync thread."""
         placement = self._placement
+        assert self._fd is not None
+        took: float
         if placement.inline:
             took = self._timed_write_and_sync(self._fd, data)
         else:
             assert self._sync_thread is not None
-            took = self._sync_thread.apply(self._timed_write_and_sync, (self._fd, data))
-        self.sync_histogram[bisect_left(SYNC_BUCKETS, took)] += 1  # type: ignore[arg-type]
-        self.sync_seconds += took  # type: ignore[operator]
-        if placement.observe(took):  # type: ignore[arg-type]
+            took = self._sync_thread.apply(self._timed_write_and_sync, (self._fd, data))  # type: ignore[assignment]
+        self.sync_histogram[bisect_left(SYNC_BUCKETS, took)] += 1
+        self.sync_seconds += took
+        if placement.observe(took):
             log.info(
                 "acceptor_log_sync_moved",
                 directory=str(self.directory),
@@ -563,30 +380,21 @@ class AcceptorLog:
             )
 
     def _timed_write_and_sync(self, fd: int, data: bytes) -> float:
-        """`_write_and_sync`, returning how long it took (measured where it ran)."""
+        """`Disk.write_and_sync`, returning how long it took (measured where it ran)."""
         started = time.perf_counter()
-        self._write_and_sync(fd, data)
+        self._disk.write_and_sync(fd, data)
         return time.perf_counter() - started
-
-    def _write_and_sync(self, fd: int, data: bytes) -> None:
-        """Write all of `data`, then fsync (in the hub, the sync thread or a threadpool thread)."""
-        view = memoryview(data)
-        while view:
-            written = self._write(fd, view)
-            if written <= 0:
-                raise OSError(errno.EIO, f"write returned {written}")
-            view = view[written:]
-        self._fsync(fd)
 
     def _rotate(self, rotation: _Rotation) -> None:
         """Start segment <g+1> (durably) for every later append."""
         if self.durability == "fsync":
             generation = self._generation + 1
-            fd = self._hub.threadpool.apply(_create_segment, (self.directory, generation, self._fsync))
+            fd = self._hub.threadpool.apply(create_segment, (self.directory, generation, self._disk.fsync))
+            assert self._fd is not None
             os.close(self._fd)
             self._fd, self._generation = fd, generation
             self._segment_bytes[generation] = 0
-            self._step("segment_rotated")
+            self._disk.step("segment_rotated")
         rotation.generation = self._generation
         rotation.complete()
 
@@ -618,13 +426,13 @@ class AcceptorLog:
             return
         if self._closing:
             raise AcceptorLogClosed("the acceptor log is closed")
-        frames = _frames(snapshot)
+        frames = record_frames(snapshot)
         if self._compaction is not None:
             self._compaction.join()  # it fails with the log, or it finished: either way it is over
         self._writer.join()  # gone since the failure; it closed the segment and the sync thread
         generation = self._generation
         durable_end = HEADER_SIZE + self._segment_bytes.get(generation, 0)
-        fd, size = self._hub.threadpool.apply(self._rebuild, (frames, generation, durable_end))
+        fd, size = self._hub.threadpool.apply(rebuild, (self.directory, self._disk, frames, generation, durable_end))
         if self._closing:  # closed while the files were written
             os.close(fd)
             raise AcceptorLogClosed("the acceptor log is closed")
@@ -633,42 +441,10 @@ class AcceptorLog:
         self._snapshot_bytes = size
         self._placement = SyncPlacement(self._placement.limit)
         self._failure = None
-        self._sync_thread = _SyncThread(self._hub)
+        self._sync_thread = SyncThread(self._hub)
         self._writer = gevent.spawn(self._run_writer)
         log.info("acceptor_log_resumed", directory=str(self.directory), generation=generation + 1,
                  records=len(frames), snapshot_bytes=size)
-
-    def _rebuild(self, frames: list[bytes], generation: int, durable_end: int) -> tuple[int, int]:
-        """In a threadpool thread: cut segment <generation> to `durable_end`, clear what lies past
-        it, then segment and snapshot <generation + 1>. The new segment's fd and the snapshot size."""
-        directory = self.directory
-        assert directory is not None
-        current = directory / segment_name(generation)
-        if current.exists():
-            fd = os.open(current, os.O_WRONLY)
-            try:
-                os.ftruncate(fd, durable_end)
-                self._fsync(fd)
-            finally:
-                os.close(fd)
-            self._step("resume_truncated")
-        leftovers = [name for name in os.listdir(directory) if (generation_of(name) or 0) > generation]
-        for name in leftovers:
-            (directory / name).unlink(missing_ok=True)
-        fsync_directory(directory, self._fsync)
-        self._step("resume_cleared")
-        fd = _create_segment(directory, generation + 1, self._fsync)
-        try:
-            self._step("segment_rotated")
-            size = self._write_snapshot(frames, generation + 1)
-        except BaseException:
-            os.close(fd)
-            raise
-        try:  # the new generation is the durable state now; what it replaced is mere leftovers
-            self._remove_obsolete()
-        except OSError as error:
-            log.warning("acceptor_log_leftovers_kept", directory=str(directory), error=repr(error))
-        return fd, size
 
     # --- compaction ---------------------------------------------------------
 
@@ -712,7 +488,7 @@ class AcceptorLog:
         self._check_usable()
         if self._compaction is not None:
             raise AcceptorLogError("a compaction is already running")
-        frames = _frames(snapshot)
+        frames = record_frames(snapshot)
         done = _Completion()
         if self.durability == "memory":
             done.complete()
@@ -729,8 +505,8 @@ class AcceptorLog:
             if rotation.error is not None:
                 raise rotation.error
             generation = rotation.generation
-            size = self._hub.threadpool.apply(self._install_snapshot, (frames, generation))
-        except Exception as error:
+            size = self._hub.threadpool.apply(install_snapshot, (self.directory, self._disk, frames, generation))
+        except Exception as error:  # noqa: BLE001 - logged and handed to the ticket; the log stays as it was
             log.error("acceptor_log_compaction_failed", directory=str(self.directory), error=repr(error))
             failure = AcceptorLogError(f"compaction failed: {error!r}")
             failure.__cause__ = error
@@ -743,50 +519,6 @@ class AcceptorLog:
             done.complete()
         finally:
             self._compaction = None
-
-    def _install_snapshot(self, frames: list[bytes], generation: int) -> int:
-        """In a threadpool thread: write, fsync, rename, fsync dir, then delete older files."""
-        size = self._write_snapshot(frames, generation)
-        self._remove_obsolete()
-        return size
-
-    def _write_snapshot(self, frames: list[bytes], generation: int) -> int:
-        """Snapshot <generation> in place, durably (temp file, fsync, rename, fsync dir); its size."""
-        directory = self.directory
-        assert directory is not None
-        final = directory / snapshot_name(generation)
-        temp = directory / (snapshot_name(generation) + TMP_SUFFIX)
-        header = encode_header(FileHeader(KIND_SNAPSHOT, generation, len(frames)))
-        data = header + b"".join(frames)
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                self._write_and_sync(fd, data)
-            finally:
-                os.close(fd)
-            self._step("snapshot_written")
-            os.replace(temp, final)
-            self._step("snapshot_renamed")
-            fsync_directory(directory, self._fsync)
-            self._step("snapshot_installed")
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return len(data)
-
-    def _remove_obsolete(self) -> None:
-        """Delete the files the newest snapshot replaced (a replay ignores them anyway)."""
-        directory = self.directory
-        assert directory is not None
-        for name in plan_layout(os.listdir(directory)).obsolete:
-            (directory / name).unlink(missing_ok=True)
-            self._step(f"removed {name}")
-        fsync_directory(directory, self._fsync)
-        self._step("compaction_done")
-
-    def _step(self, name: str) -> None:
-        if self._step_hook is not None:
-            self._step_hook(name)
 
     # --- closing ------------------------------------------------------------
 
@@ -818,16 +550,6 @@ class AcceptorLog:
         self.close()
 
 
-def _frames(records: Iterable[bytes]) -> list[bytes]:
-    """A snapshot's records framed for a file; TypeError for a record that is not bytes."""
-    frames = []
-    for record in records:
-        if not isinstance(record, (bytes, bytearray, memoryview)):
-            raise TypeError(f"records are bytes, got {type(record).__name__}")
-        frames.append(encode_record(bytes(record)))
-    return frames
-
-
 def _fire_callbacks(batch: _Batch) -> None:
     """Run a durable batch's callbacks in append order; one failing does not stop the rest."""
     for callback in batch.callbacks:
@@ -837,149 +559,3 @@ def _fire_callbacks(batch: _Batch) -> None:
             callback()
         except Exception:
             log.exception("acceptor_log_callback_failed")
-
-
-# --- files ------------------------------------------------------------------
-
-
-def _lock_directory(directory: Path) -> int:
-    """Hold an exclusive lock on the directory: two logs on one directory would corrupt it."""
-    fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise AcceptorLogError(f"{directory} is in use by another acceptor log") from None
-    return fd
-
-
-def fsync_directory(directory: Path, fsync: Callable[[int], None] = os.fsync) -> None:
-    """Make renames, creations and deletions in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_directory_durably(directory: Path, fsync: Callable[[int], None] = os.fsync) -> None:
-    """`mkdir -p`, fsyncing the parent of every directory it creates.
-
-    Without it a crash soon after the first start could lose the directory
-    entry itself, and with it every promise made since: amnesia.
-    """
-    missing = []
-    path = directory.absolute()
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:
-            pass
-        fsync_directory(path.parent, fsync)
-    if not directory.is_dir():
-        raise NotADirectoryError(f"{directory} is not a directory")
-
-
-def _create_segment(directory: Path, generation: int, fsync: Callable[[int], None]) -> int:
-    """Create segment <generation> with its header, durably; return it open for appending."""
-    fd = os.open(directory / segment_name(generation), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-    try:
-        header = encode_header(FileHeader(KIND_SEGMENT, generation))
-        if os.write(fd, header) != len(header):
-            raise OSError(errno.EIO, "short write of a segment header")
-        fsync(fd)
-        fsync_directory(directory, fsync)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _parse(path: Path, **checks: object) -> tuple[ParsedFile, int]:
-    data = path.read_bytes()
-    try:
-        return parse_file(data, **checks), len(data)
-    except LogCorrupt as error:
-        raise AcceptorLogCorrupt(
-            f"{path}: {error}. Refusing to start: replaying around it could forget "
-            "acknowledged promises. Restore the directory or retire this voter."
-        ) from error
-
-
-def _recover(directory: Path, fsync: Callable[[int], None]) -> _Recovered:
-    """Read and check every live file first; only then cut a torn tail and clean up."""
-    try:
-        layout = plan_layout(os.listdir(directory))
-    except LogCorrupt as error:
-        raise AcceptorLogCorrupt(f"{directory}: {error}. Refusing to start.") from error
-    records: list[bytes] = []
-    snapshot_bytes = 0
-    if layout.snapshot is not None:
-        parsed, snapshot_bytes = _parse(
-            directory / snapshot_name(layout.snapshot),
-            kind=KIND_SNAPSHOT,
-            generation=layout.snapshot,
-            tail_may_be_torn=False,
-        )
-        records.extend(parsed.records)
-    segment_bytes: dict[int, int] = {}
-    last: tuple[int, ParsedFile, int] | None = None
-    for generation in layout.segments:
-        parsed, size = _parse(
-            directory / segment_name(generation),
-            kind=KIND_SEGMENT,
-            generation=generation,
-            tail_may_be_torn=generation == layout.segments[-1],
-        )
-        records.extend(parsed.records)
-        segment_bytes[generation] = max(parsed.good_end - HEADER_SIZE, 0)
-        last = (generation, parsed, size)
-
-    for name in layout.temporaries + layout.obsolete:
-        (directory / name).unlink(missing_ok=True)
-        log.info("acceptor_log_leftover_removed", file=str(directory / name))
-    fd = _reopen_last_segment(directory, last, fsync)
-    if fd is None:
-        generation = layout.snapshot or 1
-        if last is not None:
-            generation = last[0]
-            del segment_bytes[generation]
-        fd = _create_segment(directory, generation, fsync)
-        segment_bytes[generation] = 0
-    else:
-        generation = last[0]
-    fsync_directory(directory, fsync)
-    return _Recovered(records, generation, fd, segment_bytes, snapshot_bytes)
-
-
-def _reopen_last_segment(
-    directory: Path, last: tuple[int, ParsedFile, int] | None, fsync: Callable[[int], None]
-) -> int | None:
-    """Cut the last segment's torn tail and open it for appending; None if it must be recreated."""
-    if last is None:
-        return None
-    generation, parsed, size = last
-    path = directory / segment_name(generation)
-    if parsed.torn is not None:
-        log.warning(
-            "acceptor_log_truncated",
-            file=str(path),
-            offset=parsed.good_end,
-            dropped_bytes=size - parsed.good_end,
-            reason=parsed.torn,
-        )
-    if parsed.header is None:  # torn while being created: holds nothing
-        path.unlink()
-        return None
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    try:
-        if parsed.torn is not None:
-            os.ftruncate(fd, parsed.good_end)
-            fsync(fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd

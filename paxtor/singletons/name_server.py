@@ -1,6 +1,6 @@
 """The node's name server: the per-node cache of singleton pids, lookups, and starts.
 
-One `NameServer` runs on every Paxtor node (see `paxtor.services`), registered
+One `NameServer` runs on every Paxtor node (see `paxtor.singletons.services`), registered
 as `NAME_SERVER`. Two jobs:
 
 - *Lookups for local callers.* The `NameCache` (key -> pid) is read by
@@ -12,10 +12,10 @@ as `NAME_SERVER`. Two jobs:
   evicts it, and remembers it dead, so a pid known dead is never returned
   again (its stale binding is released instead).
 - *Starts for any node.* A `Start` request (from a resolver anywhere) starts
-  a keeper (`paxtor.singleton_keeper`) under this node's singleton
+  a keeper (`paxtor.singletons.keeper`) under this node's singleton
   supervisor, unless one is already starting the key here, and answers
   every requester with the keeper's outcome. A node that hosts no
-  singletons (`paxtor.roles`) answers ``("not_here", why)``.
+  singletons (`paxtor.placement`) answers ``("not_here", why)``.
 
 A singleton bound to a pid on a node this one cannot reach, while some peer
 still can (the mesh says so), is `SingletonUnreachable` at once: a call
@@ -28,7 +28,6 @@ and the next use starts the singleton elsewhere.
 from __future__ import annotations
 
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -36,22 +35,45 @@ from typing import Any
 import gevent
 import structlog
 
-from paxtor.actors import ChildSpec, Down, GenServer, NoReply, Pid, ReceiveTimeout, Ref, call, demonitor, monitor, receive
-from paxtor.actors import reply, self_pid, send, spawn_link, trap_exits
+from paxtor.actors import (
+    ChildSpec,
+    Down,
+    GenServer,
+    NoReply,
+    Pid,
+    ReceiveTimeout,
+    Ref,
+    call,
+    demonitor,
+    monitor,
+    receive,
+    reply,
+    self_pid,
+    send,
+    spawn_link,
+    trap_exits,
+)
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.dynamic_supervisor import start_child
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.function_ref import FunctionRefRefused, check_allowed
-from paxtor.actors.gen_server import Caller
-from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout, Exit
+from paxtor.actors.messages import NOCONNECTION, NOPROC, Caller, CallError, CallTimeout, Exit
 from paxtor.actors.node import LocalNode, current_node
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.wire import wire_type
-from paxtor.name_register import ended_binding, running_pid, starting_keeper
 from paxtor.paxos.register import empty_released, identity, release_if_bound
-from paxtor.placement import rendezvous_order
-from paxtor.roles import singleton_hosts
+from paxtor.placement import rendezvous_order, singleton_hosts
 from paxtor.rounds import Deadline, end_tenure, propose
-from paxtor.singleton_keeper import NAMES_BUCKET, AwaitStart, KeeperReport, Started, allowed_here, keeper_child_spec
+from paxtor.singletons.keeper import (
+    NAMES_BUCKET,
+    AwaitStart,
+    KeeperReport,
+    Started,
+    allowed_here,
+    keeper_child_spec,
+)
+from paxtor.singletons.register import ended_binding, running_pid, starting_keeper
 
 __all__ = [
     "NAME_SERVER",
@@ -82,10 +104,11 @@ BACKOFF_MIN, BACKOFF_MAX = 0.02, 1.0
 #: must have run out; one attempt waits at most this long before looking again.
 STALE_RELEASE_TIMEOUT = 2.0
 
-_caches: weakref.WeakKeyDictionary[LocalNode, NameCache] = weakref.WeakKeyDictionary()
+#: The node's name cache, while its name server runs.
+NAME_CACHE: NodeSlot[NameCache] = NodeSlot("names")
 
 
-class SingletonStartError(Exception):
+class SingletonStartError(PaxtorError):
     """The singleton's child could not be started (its claim on the key was released)."""
 
     def __init__(self, key: Any, reason: Any) -> None:
@@ -94,7 +117,7 @@ class SingletonStartError(Exception):
         self.reason = reason
 
 
-class SingletonUnreachable(ConnectionError):
+class SingletonUnreachable(PaxtorError, ConnectionError):
     """The singleton runs (or is starting) on a node this one cannot reach, though others do."""
 
     def __init__(self, key: Any, node: str, here: str, reached_by: list[str]) -> None:
@@ -155,14 +178,7 @@ class NameCache:
 
 def name_cache(node: LocalNode | None = None) -> NameCache:
     """The name cache of `node` (default: the current node)."""
-    node = node or current_node()
-    cache = _caches.get(node)
-    if cache is None:
-        raise RuntimeError(
-            f"Paxtor's name service is not running on node {node.name!r}: "
-            "start the node with paxtor.start_node (it starts the services)"
-        )
-    return cache
+    return (node or current_node()).require(NAME_CACHE, "name service")
 
 
 class NameServer(GenServer):
@@ -180,7 +196,7 @@ class NameServer(GenServer):
         trap_exits(True)
         self.node = current_node()
         self.cache = NameCache(self_pid())
-        _caches[self.node] = self.cache
+        self.node.install(NAME_CACHE, self.cache)
         self.watching: dict[Ref, tuple[bytes, Pid]] = {}  # monitors of cached pids
         self.watched: dict[Pid, Ref] = {}
         self.resolving: dict[bytes, tuple[Pid, list[Caller], Any]] = {}  # resolver, callers, name
@@ -315,8 +331,7 @@ class NameServer(GenServer):
             self.watching[ref] = (key, pid)
 
     def terminate(self, reason: Any) -> None:
-        if _caches.get(self.node) is self.cache:
-            del _caches[self.node]
+        self.node.uninstall(NAME_CACHE, self.cache)
 
 
 # -- the resolver: find a key's pid, starting it if needed --------------------------------
@@ -377,7 +392,7 @@ def _known_death(pid: Pid) -> Any:
     node = current_node()
     if pid.node == node.name:
         return None if is_alive(pid) else NOPROC
-    cache = _caches.get(node)
+    cache = node.service(NAME_CACHE)
     reason = cache.dead.get(pid) if cache is not None else None
     if reason == NOCONNECTION and _connected(pid.node):
         del cache.dead[pid]  # type: ignore[union-attr]  # its node is back: it may live
@@ -449,7 +464,7 @@ def _await_keeper(keeper: Pid, deadline: Deadline) -> bool:
 
 def _ask_home_to_start(key: bytes, name: Any, deadline: Deadline) -> tuple:
     """Ask the key's home node (rendezvous hashing over the nodes that host
-    singletons: `paxtor.roles`) to start it; the next ones if it cannot."""
+    singletons: `paxtor.placement`) to start it; the next ones if it cannot."""
     request = Start(key, name.start, name.args, name.key)
     hosts = singleton_hosts()
     if not hosts:

@@ -14,10 +14,10 @@ module-level start function; the same code must be installed on every node.
 A singleton whose host is up but cannot be reached from this node (a
 partition between the two, while both reach the voters) raises
 `SingletonUnreachable` at once, naming the host: it is not restarted here,
-since it still runs. `paxtor.roles` says which nodes may host singletons.
+since it still runs. `paxtor.placement` says which nodes may host singletons.
 
 How exactly one is guaranteed, and what it costs, is in
-`paxtor.singleton_keeper` (claim before start) and `paxtor.name_server`
+`paxtor.singletons.keeper` (claim before start) and `paxtor.singletons.name_server`
 (per-node cache invalidated by monitors: a steady-state call through a name
 costs no consensus round).
 """
@@ -36,11 +36,17 @@ from paxtor.actors.messages import NoProc
 from paxtor.actors.node import current_node
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.wire import encode
-from paxtor.name_register import ended_binding, register_pid, running_pid
-from paxtor.name_server import RESOLVE_TIMEOUT, Resolve, SingletonStartError, SingletonUnreachable, name_cache
 from paxtor.paxos.register import empty_released, identity, release_if_bound
 from paxtor.rounds import Deadline, end_tenure, lease_term, paxos_key, propose
-from paxtor.singleton_keeper import NAMES_BUCKET, child_spec_of
+from paxtor.singletons.keeper import NAMES_BUCKET, child_spec_of
+from paxtor.singletons.name_server import (
+    RESOLVE_TIMEOUT,
+    Resolve,
+    SingletonStartError,
+    SingletonUnreachable,
+    name_cache,
+)
+from paxtor.singletons.register import ended_binding, register_pid, running_pid
 
 __all__ = [
     "name",
@@ -65,7 +71,7 @@ class SingletonName:
 
     key: Any
     start: str
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     pkey: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,7 +98,8 @@ class _Singletons:
             return pid
         outcome = call(cache.server, Resolve(key, start), timeout=RESOLVE_TIMEOUT * 1.5)
         if outcome[0] == "ok":
-            return outcome[1]
+            found: Pid | None = outcome[1]
+            return found
         raise outcome[1]
 
     def send(self, name: Any, msg: Any) -> None:
@@ -136,8 +143,9 @@ def _pkey(name: Any) -> bytes:
     return name.pkey if name.__class__ is SingletonName else paxos_key(name)
 
 
-def _child_reference(child_spec: Any) -> tuple[str, tuple]:
+def _child_reference(child_spec: Any) -> tuple[str, tuple[Any, ...]]:
     """``(reference, args)`` for the accepted forms of a singleton child spec."""
+    args: tuple[Any, ...]
     if isinstance(child_spec, tuple):
         if len(child_spec) != 2:
             raise TypeError(f"a singleton child spec tuple is (Class or 'pkg.mod:Class', arg), got {child_spec!r}")
@@ -186,9 +194,12 @@ def name(key: Any, child_spec: Any) -> Via:
 def whereis(via_or_key: Any) -> Pid | None:
     """The pid behind a `Via` (a singleton name is started if needed), or, for a
     bare key, the singleton running under it (None if none: a bare key cannot start one)."""
+    pid: Pid | None
     if isinstance(via_or_key, Via):
-        return via_or_key.module.whereis_name(via_or_key.key)
-    return SINGLETONS.whereis_name(via_or_key)
+        pid = via_or_key.module.whereis_name(via_or_key.key)
+    else:
+        pid = SINGLETONS.whereis_name(via_or_key)
+    return pid
 
 
 def registered() -> list[tuple[Any, Pid]]:

@@ -3,13 +3,13 @@
 ``token = paxtor.lock(key)`` blocks the calling process until it owns the
 lock on `key` in the whole cluster, and returns the fencing token (the lock
 register's epoch: larger for every new owner, never reused). At most one
-live process owns a lock at any time; see DESIGN section 2 for the lease
-model that makes this hold across partitions, and `paxtor.fence` for the
+live process owns a lock at any time; see docs/protocol.md for the lease
+model that makes this hold across partitions, and `paxtor.locks.fence` for the
 resource side of the token (a process paused past its lease still believes
 it owns the lock; its writes carry an old token and are refused).
 
-How (the register protocol is in `paxtor.lock_register`, the rounds are
-proposed by the key's home, `paxtor.lock_home`):
+How (the register protocol is in `paxtor.locks.register`, the rounds are
+proposed by the key's home, `paxtor.locks.home`):
 
 - ``lock`` sends an ``acquire``: a free lock is claimed (bound to the
   caller's pid), else the request joins the FIFO queue in the register. A
@@ -24,7 +24,7 @@ proposed by the key's home, `paxtor.lock_home`):
   is not connected to this one, or the mesh is incomplete: a node that
   peers reach and this one does not). A lock released on the other side of
   such a partition is thus found within about `RECHECK_FAST`.
-- Ownership is granted within one lease term (the rules of PAXOS_API): a
+- Ownership is granted within one lease term (docs/protocol.md): a
   decision taken elsewhere is trusted if this node's lease term is still
   the one in which the request was sent (``hold`` says so); otherwise the
   waiter confirms with a read round in the current term.
@@ -51,11 +51,12 @@ from greenlet import GreenletExit
 from paxtor import paxos
 from paxtor.actors import Pid, ReceiveTimeout, Ref, receive, self_pid
 from paxtor.actors.distribution import distributed_node
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.primitives import make_ref
-from paxtor.lock_agent import LockTable, lock_table, withdraw_request
-from paxtor.lock_home import LockRouting, run_op
-from paxtor.lock_messages import LOCKS_BUCKET, LockGranted, Recheck
-from paxtor.lock_register import UNLOCKED, Op, is_queued, owner_of
+from paxtor.locks.agent import LockTable, lock_table, withdraw_request
+from paxtor.locks.home import LockRouting, run_op
+from paxtor.locks.messages import LOCKS_BUCKET, LockGranted, Recheck
+from paxtor.locks.register import UNLOCKED, Op, is_queued, owner_of
 from paxtor.paxos.register import Register
 from paxtor.rounds import Deadline, lease_term, paxos_key
 
@@ -75,7 +76,7 @@ RECHECK_SAFETY = 5.0
 RECHECK_FAST = 0.5
 
 
-class LockNotHeld(RuntimeError):
+class LockNotHeld(PaxtorError, RuntimeError):
     """`unlock` by a process that does not own the lock."""
 
 
@@ -103,7 +104,7 @@ def lock(key: Any, timeout: float | None = None) -> int:
         _stop_waiting(table, me)
         if request.sent:
             _give_up(table, request)
-        raise TimeoutError(f"lock({key!r}) timed out after {timeout} s") from None
+        raise PaxtorTimeout(f"lock({key!r}) timed out after {timeout} s") from None
     except BaseException:
         _stop_waiting(table, me)
         if request.sent:

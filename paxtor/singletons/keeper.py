@@ -25,7 +25,17 @@ from typing import Any
 import structlog
 
 from paxtor import paxos
-from paxtor.actors import ChildSpec, Exit, Pid, Ref, receive, self_pid, send, spawn_link, trap_exits
+from paxtor.actors import (
+    ChildSpec,
+    Exit,
+    Pid,
+    Ref,
+    receive,
+    self_pid,
+    send,
+    spawn_link,
+    trap_exits,
+)
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.function_ref import resolve_function_ref
 from paxtor.actors.messages import ProcessExit
@@ -33,9 +43,16 @@ from paxtor.actors.node import current_node
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.supervisor import shutdown_children
 from paxtor.actors.wire import wire_type
-from paxtor.name_register import STARTED, bind_child, claim_for_start, ended_binding, running_pid, starting_keeper
 from paxtor.paxos.register import empty_released, identity, release_if_bound
 from paxtor.rounds import Deadline, end_tenure, lease_term, propose
+from paxtor.singletons.register import (
+    STARTED,
+    bind_child,
+    claim_for_start,
+    ended_binding,
+    running_pid,
+    starting_keeper,
+)
 
 __all__ = [
     "NAMES_BUCKET",
@@ -138,7 +155,7 @@ def keeper_main(key: bytes, start: str, args: tuple, user_key: Any, server: Pid)
         child = spec.start_process()
         if child is None:
             raise RuntimeError(f"{start} asked to be ignored; a singleton must start a process")
-    except Exception as exc:  # any failure of the child's start is the caller's error
+    except Exception as exc:  # noqa: BLE001 - any failure of the child's start is the caller's error
         log.warning("singleton_start_failed", key=repr(user_key), start=start, reason=repr(exc))
         _give_back(key, epoch, me)
         _report(server, key, ("error", exc))

@@ -1,4 +1,4 @@
-"""The names and messages the lock modules share (`lock`, `lock_home`, `lock_agent`).
+"""The names and messages the lock modules share (`api`, `home`, `agent`).
 
 How a wake-up travels: whoever drives a release round that hands a lock on
 (the key's home, or PaxosKV's binding watcher when an owner died) sends

@@ -7,7 +7,7 @@ preempts the other's), and the node that wrote the key last keeps winning
 off ever longer: waiters on other nodes would never even reach the FIFO
 queue. So once a node has seen a lock contended (a round's result had
 waiters, or a round of its own could not land), it sends its operations on
-that key, as plain data (`lock_register.Op`), to the `LockHome` of the
+that key, as plain data (`register.Op`), to the `LockHome` of the
 key's home node (rendezvous hashing over the nodes it sees), which proposes
 them. Uncontended keys are proposed where the caller runs: no extra hop.
 With one proposer per key, rounds do not conflict, the one-round-trip path
@@ -20,7 +20,7 @@ membership changes) or the home cannot be reached, rounds come from more
 than one node, or from the caller's node itself: Paxos keeps them safe.
 
 After a batch whose release handed the lock on, the home sends `LockWake`
-to the new owner's node agent (`paxtor.lock_agent`), unless the new owner's
+to the new owner's node agent (`paxtor.locks.agent`), unless the new owner's
 own request was in that batch: its reply says so.
 """
 
@@ -48,12 +48,11 @@ from paxtor.actors import (
     self_pid,
     trap_exits,
 )
-from paxtor.actors.gen_server import Caller
-from paxtor.actors.messages import NOCONNECTION, NOPROC, CallError, CallTimeout
+from paxtor.actors.messages import NOCONNECTION, NOPROC, Caller, CallError, CallTimeout
 from paxtor.actors.node import current_node
 from paxtor.actors.timers import TimerHandle, send_after
-from paxtor.lock_messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
-from paxtor.lock_register import (
+from paxtor.locks.messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
+from paxtor.locks.register import (
     Op,
     batch_change,
     grant_of,
@@ -64,8 +63,7 @@ from paxtor.lock_register import (
 from paxtor.paxos.envelopes import PROPOSER_NAME, ProposeDone
 from paxtor.paxos.proposer_server import ProposeRequest
 from paxtor.paxos.register import Register
-from paxtor.placement import rendezvous_order
-from paxtor.roles import lock_home_candidates
+from paxtor.placement import lock_home_candidates, rendezvous_order
 from paxtor.rounds import QUORUM_WAIT, Deadline
 
 __all__ = ["LockHome", "LockRouting", "run_op", "apply_batch", "wake_new_owner"]
@@ -117,7 +115,7 @@ class LockRouting:
 
     def home_of(self, key: bytes) -> str:
         """The node whose `LockHome` proposes the rounds of lock `key` (among the
-        visible Paxtor nodes this one is connected to, itself included: `paxtor.roles`)."""
+        visible Paxtor nodes this one is connected to, itself included: `paxtor.placement`)."""
         now = time.monotonic()
         here = current_node().name
         candidates = [n for n in lock_home_candidates() if n == here or self.homeless.get(n, 0.0) <= now]
