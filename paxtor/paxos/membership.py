@@ -237,7 +237,7 @@ class MembershipServer(GenServer):
         elif cls is Down and msg.pid == self.finishing:
             self.finishing = None
         elif cls is tuple and msg[:1] == ("learner",) and len(msg) == 2:
-            self.node.learners.add(msg[1])  # a voter refused a round as a learner
+            self._on_refused_as_learner(msg[1])
         elif cls is tuple and msg[:1] == ("ask",) and len(msg) == 2:
             self._tell(msg[1], answer=True)  # a voter said it knows a newer configuration
         else:
@@ -274,6 +274,17 @@ class MembershipServer(GenServer):
             node.learners.add(hello.node)
         if hello.answer:
             self._tell(hello.node)
+
+    def _on_refused_as_learner(self, voter: str) -> None:
+        """A voter refused a round as a learner. The refusal came through the proposer, so
+        it may be older than the voter's last hello: if that hello says it votes, ask it
+        again, and its answer (sent after the refusal) settles which is true now."""
+        node = self.node
+        if voter in node.learners:
+            return
+        node.learners.add(voter)
+        if getattr(node.peers.get(voter), "role", None) == VOTER:
+            self._tell(voter, answer=True)
 
     def _founder_will_tell(self) -> bool:
         """Whether this voter, in no cluster yet, must wait for the founder's word before it

@@ -14,7 +14,8 @@ import pytest
 
 import paxtor
 from paxtor import paxos
-from paxtor.actors import Down, monitor, receive, self_pid, spawn
+from paxtor.actors import Down, call, monitor, receive, self_pid, send, spawn
+from paxtor.paxos.envelopes import MEMBERSHIP_NAME
 from paxtor.paxos.node_meta import NodeMetaMismatch
 from paxtor.testing import wait_until
 
@@ -85,13 +86,23 @@ def test_a_wiped_voter_never_votes_while_it_cannot_catch_up(durable: Cluster):
     assert node2.run(paxos.get, KEYS[3]) == 3
 
 
+def test_a_refusal_as_a_learner_that_lands_after_the_voter_votes_again_does_not_keep_it_out(cluster: Cluster):
+    """A learner's refusal reaches the membership server through the proposer, so it can be
+    handled after that voter's newer hello (it caught up and votes): the voter still counts."""
+    _ready(*cluster.start_all())
+    node1 = cluster["node1"]
+    wait_until(lambda: "node2" in node1.run(call, MEMBERSHIP_NAME, "connected_voters"), WAIT)
+    node1.run(send, MEMBERSHIP_NAME, ("learner", "node2"))  # what node1's proposer forwards of a refusal
+    cluster.stop("node3")  # node2's hello does not change: only an answer to a question can correct node1
+    assert node1.run(lambda: paxos.put("after", 1, timeout=WAIT)) == 1  # node1 and node2 answer
+    assert "node2" in node1.run(call, MEMBERSHIP_NAME, "connected_voters")
+
+
 def _lock_and_park(key: str) -> int:
     """Take ``key``'s lock in a process that lives on; its token."""
     me = self_pid()
 
     def hold() -> None:
-        from paxtor.actors import send
-
         send(me, ("token", paxtor.lock(key)))
         receive()
 
