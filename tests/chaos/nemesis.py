@@ -88,7 +88,7 @@ def schedule(seed: int, voters: list[str], window: float, lease: float, kinds: t
         elif kind in ("kill", "wipe"):
             hold = rng.uniform(1.0, 3.0)  # down time before the restart
         elif kind == "wipe_holder":
-            hold = rng.uniform(1.5, 3.0)  # reading through the wiped voter and the minority
+            hold = rng.uniform(1.5, 3.0)  # the quorum left is the wiped voter and the minority
         else:
             hold = rng.uniform(1.5, 4.0)
         if used + gap + hold > window and faults and {f.kind for f in faults} >= set(enabled):
@@ -229,7 +229,7 @@ class Nemesis:
         elif kind == "wipe":
             self.voter_faults.wipe(targets[0])
         elif kind == "wipe_holder":
-            self.voter_faults.wipe_holder_start(targets, fault.hold)
+            self.voter_faults.wipe_holder_start(targets)
         elif kind == "reconfigure":
             self.voter_faults.reconfigure_start(targets)
         return True

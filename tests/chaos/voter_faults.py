@@ -11,11 +11,12 @@
   probe (`Probe`) writes fresh keys and takes a fresh lock (only the others
   hold them); the minority comes back; one voter that holds the writes is
   wiped and started again; once it says it votes, the other voters that hold
-  the writes are stopped, and the probe reads every key and tries the lock
-  from a client node through the quorum that is left: the wiped voter and
-  the minority (`checkers.check_cold_probe`). Under ``--amnesia`` (the
-  negative control) the wiped voter votes at once and the probe must find
-  lost writes or two holders.
+  the writes are stopped, and once the client node counts the quorum that is
+  left (the wiped voter and the minority) as voters, the probe reads every
+  key and tries the lock from it through that quorum
+  (`checkers.check_cold_probe`). Under ``--amnesia`` (the negative control)
+  the wiped voter votes at once and the probe must find lost writes or two
+  holders.
 - ``reconfigure``: ``replace`` (kill -9 a voter as a dead machine, start a
   spare with ``--voter``, ``python -m paxtor cluster replace``; the dead one
   comes back as a non-voter at the end) or ``resize`` (start two acceptors
@@ -37,23 +38,25 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import gevent
 import gevent.subprocess
 
 from paxtor import cluster as voters_api
-from paxtor.actors import ReceiveTimeout, receive, self_pid, send, spawn
+from paxtor.actors import ReceiveTimeout, call, receive, self_pid, send, spawn
 from paxtor.actors.distribution import nodes as connected_nodes
 from paxtor.actors.node import current_node
+from paxtor.paxos.envelopes import MEMBERSHIP_NAME
 from paxtor.paxos.paxos_node import open_paxos_node
 from tests.chaos.harness import CLIENT_NAME, ChaosCluster
 from tests.chaos.workloads import RECORDER, now, probe_hold, probe_read, probe_write
 
 #: Keys the cold probe writes per fault.
 PROBE_KEYS = 20
-#: How long the cold probe of a `reconfigure` may take to read back.
-PROBE_READ_SECONDS = 5.0
+#: How long the cold probe may take to read back (it stops once it has read every key and tried the lock).
+PROBE_READ_SECONDS = 10.0
 #: How long a step of a voter fault may wait for nodes to come up or a voter to catch up.
 STEP_TIMEOUT = 15.0
 #: How long one change of the voters may take.
@@ -86,9 +89,10 @@ class Probe:
         self.note(f"cold probe: {written[2] if written else 0} of {len(self.keys)} keys written, lock "
                   f"{self.lock_key!r} held with token {holding[2] if holding else None}")  # fmt: skip
 
-    def read(self, seconds: float) -> None:
-        """Start reading the keys back and trying the lock on the client node, for `seconds` at most."""
-        spawn(probe_read, self.keys, self.lock_key, self.recorder, self.me, now() + seconds, node=self.client)
+    def read(self) -> None:
+        """Start reading the keys back and trying the lock on the client node (`finish` waits for it)."""
+        until = now() + PROBE_READ_SECONDS
+        spawn(probe_read, self.keys, self.lock_key, self.recorder, self.me, until, node=self.client)
         self.reading = True
 
     def finish(self) -> None:
@@ -140,7 +144,7 @@ class VoterFaults:
 
     # -- wipe_holder ------------------------------------------------------------------------
 
-    def wipe_holder_start(self, targets: tuple[str, ...], hold: float) -> None:
+    def wipe_holder_start(self, targets: tuple[str, ...]) -> None:
         """Targets: (the voter to wipe, *the minority, *the rest); see the module docstring."""
         size = len(targets)
         wiped, down, rest = targets[0], list(targets[1 : 1 + (size - 1) // 2]), list(targets[1 + (size - 1) // 2 :])
@@ -163,7 +167,8 @@ class VoterFaults:
                 f"kill -9 {name} (pid {self.cluster.kill9(name)}): the quorum left is {', '.join([wiped, *down])}"
             )
         self._stopped = rest
-        probe.read(hold)
+        self._wait_counted(probe.client, [wiped, *down])
+        probe.read()
 
     def wipe_holder_end(self) -> None:
         self._finish_probe()
@@ -219,7 +224,7 @@ class VoterFaults:
             leaving = sorted(random.Random(seed).sample(voters, 2), key=voters.index)
             self._cli("remove", leaving, voters)
         if self._probe is not None:
-            self._probe.read(PROBE_READ_SECONDS)
+            self._probe.read()
             self._finish_probe()
         dead, self._replaced = self._replaced, None
         if dead is not None:
@@ -317,3 +322,15 @@ class VoterFaults:
             gevent.sleep(0.1)
         self.note(f"not connected to {[n for n in names if n not in connected_nodes()]} after {STEP_TIMEOUT:g} s")
 
+    def _wait_counted(self, node: str, voters: list[str]) -> None:
+        """Until `node` counts `voters` among the voters that can answer it: a wiped voter that
+        votes again tells the other nodes so by a message, after the log line `_votes_again` reads."""
+        deadline = time.monotonic() + STEP_TIMEOUT
+        able: list[str] = []
+        while time.monotonic() < deadline:
+            with suppress(Exception):  # not reachable this moment: ask again
+                able = call((MEMBERSHIP_NAME, node), "connected_voters", timeout=max(0.1, deadline - time.monotonic()))
+            if all(v in able for v in voters):
+                return
+            gevent.sleep(0.1)
+        self.note(f"{node} counts only {able} of {voters} as voters after {STEP_TIMEOUT:g} s")
