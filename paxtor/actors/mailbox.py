@@ -1,10 +1,8 @@
 """A process mailbox: a FIFO with Erlang's selective receive.
 
 The hot path of the runtime: `put` appends to a deque and, only if the owner
-is blocked, schedules one wake-up on the hub (at the end of the chunk being
-read, if a connection's reader is applying one: `paxtor.actors.hub_batch`);
-`receive` pops or parks the owner greenlet with a bare hub switch (no gevent
-Queue, no Waiter objects).
+is blocked, schedules one wake-up on the hub; `receive` pops or parks the
+owner greenlet with a bare hub switch (no gevent Queue, no Waiter objects).
 
 Selective receive (`match=`) scans from the head; a message that does not
 match is moved aside (in order) and put back in front when the receive ends,
@@ -18,7 +16,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from paxtor.actors.hub_batch import hub_batch
 from paxtor.actors.messages import Down, ReceiveTimeout, Reply
 
 __all__ = ["Mailbox", "check_timeout"]
@@ -46,7 +43,7 @@ class Mailbox:
         "_saved",
         "_greenlet",
         "hub",
-        "_batch",
+        "_run_callback",
         "_waiting",
         "_wake_pending",
         "_timed_out",
@@ -60,7 +57,7 @@ class Mailbox:
         self._saved: list[Any] = []
         self._greenlet = owner
         self.hub = hub
-        self._batch = hub_batch(hub)
+        self._run_callback = hub.loop.run_callback
         self._waiting = False
         self._wake_pending = False
         self._timed_out = False
@@ -75,13 +72,13 @@ class Mailbox:
         self._queue.append(msg)
         if self._waiting and not self._wake_pending:
             self._wake_pending = True
-            self._batch.wake(self._wake)
+            self._run_callback(self._wake)
 
     def wake(self) -> None:
         """Wake the owner if it is parked in `receive` (it re-checks its state)."""
         if self._waiting and not self._wake_pending:
             self._wake_pending = True
-            self._batch.wake(self._wake)
+            self.hub.loop.run_callback(self._wake)
 
     def _wake(self) -> None:
         # Runs in the hub. `_waiting` is true only while the owner is parked

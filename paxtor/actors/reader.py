@@ -4,9 +4,7 @@ Plain TCP is read in the hub, by an io watcher's callback: no greenlet
 switch per chunk received, the hot path of every message. TLS is read by a
 blocking loop in the connection's own greenlet. Either way each frame is
 decoded and given to ``on_message(conn, message)`` one by one, in order;
-empty frames are heartbeats. In the hub, the processes a chunk's frames wake
-run, and what they send is written, at the end of that chunk
-(`paxtor.actors.hub_batch`), not in loop callbacks. A frame that cannot be decoded, or an
+empty frames are heartbeats. A frame that cannot be decoded, or an
 ``on_message`` that raises, closes the connection (a message lost silently
 would break ordering). An ``on_message`` that must let what it woke run
 before the next frame is applied asks `defer_rest`.
@@ -22,7 +20,6 @@ import structlog
 
 from paxtor.actors.connection_config import CLOSED, UP, ConnectionStats, Link
 from paxtor.actors.framing import FrameDecoder, FrameError
-from paxtor.actors.hub_batch import hub_batch
 from paxtor.actors.sockets import raw_socket
 from paxtor.actors.wire import WireError, decode
 
@@ -45,9 +42,7 @@ class Reader:
         self.received_chunks = 0
         """Bumped per chunk received (not while a fault blocks input): a sign of life."""
         self.defer_requested = False
-        hub = gevent.get_hub()
-        self._loop = hub.loop
-        self._batch = hub_batch(hub)
+        self._loop = gevent.get_hub().loop
         self._readable: Any = None  # plain TCP: the io watcher that reads in the hub
         self._read_args: tuple[Any, ...] = ()
         self._deliver_later: list[bytes] | None = None  # frames held back by `defer_rest`
@@ -117,8 +112,6 @@ class Reader:
             self.link.fail(f"recv_failed: {exc}")
             return
         data = view[:size].tobytes()
-        batch = self._batch
-        collecting = batch.collect()
         try:
             if not data or self.link.faults is not None:
                 self._received(data, feed, stats)
@@ -137,9 +130,6 @@ class Reader:
         except BaseException as exc:
             self.link.fail(f"internal_error: {exc!r}")
             raise
-        finally:
-            if collecting:
-                batch.run()
 
     def _received(self, data: bytes, feed: Callable[[bytes], list[bytes]], stats: ConnectionStats) -> bool:
         """Handle one chunk from the socket; False once the connection is closed."""
@@ -218,15 +208,6 @@ class Reader:
         frames, self._deliver_later = self._deliver_later, None
         if self.link.state is CLOSED or frames is None:
             return
-        batch = self._batch
-        collecting = batch.collect()
-        try:
-            self._deliver_held_frames(frames)
-        finally:
-            if collecting:
-                batch.run()
-
-    def _deliver_held_frames(self, frames: list[bytes]) -> None:
         try:
             if not self.deliver(frames) or self._deliver_later is not None:
                 return  # closed, or held back again

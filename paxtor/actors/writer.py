@@ -2,10 +2,7 @@
 
 `push` only queues a frame. At the end of the loop turn a hub callback
 (`_flush`) joins what the turn queued and tries one non-blocking send: the
-common case, which costs no greenlet switch. While a connection's reader is
-applying a chunk in the hub, the flush runs at the end of that chunk instead,
-after the processes it woke (`paxtor.actors.hub_batch`): a reply goes out in
-the same hub callback that read its request. What the kernel does not take
+common case, which costs no greenlet switch. What the kernel does not take
 at once (and every TLS write) goes to the writer greenlet, which owns the
 write side until it has caught up with everything queued meanwhile.
 Frames queued before the connection is up are written once it is.
@@ -27,7 +24,6 @@ from gevent.hub import Waiter
 
 from paxtor.actors.connection_config import ConnectionStats
 from paxtor.actors.faults import LinkFaults
-from paxtor.actors.hub_batch import hub_batch
 from paxtor.actors.sockets import raw_socket
 
 __all__ = ["Writer"]
@@ -56,7 +52,6 @@ class Writer:
         self._sock: Any = None
         self._nonblocking_send: Callable[[Any], int] | None = None
         self._loop = gevent.get_hub().loop
-        self._batch = hub_batch(gevent.get_hub())
         self._drained = gevent.event.Event()
         self._drained.set()
         self._greenlet: gevent.Greenlet | None = None
@@ -80,7 +75,7 @@ class Writer:
         """Write what is queued at the end of this loop turn (once up)."""
         if self._out and not self._flush_scheduled and self._ready:
             self._flush_scheduled = True
-            self._batch.flush(self._flush)
+            self._loop.run_callback(self._flush)
 
     def stop(self) -> None:
         """The connection closes: stop the greenlets (not the calling one) and drop what is queued."""
@@ -112,7 +107,7 @@ class Writer:
         self.queued_bytes += len(header) + len(payload)
         if not self._flush_scheduled and self._ready:
             self._flush_scheduled = True
-            self._batch.flush(self._flush)
+            self._loop.run_callback(self._flush)
 
     def push_faulty(self, header: bytes, payload: bytes, faults: LinkFaults, *, heartbeat: bool) -> None:
         """`push` on a link with injected faults: the frame may be dropped or delayed."""
