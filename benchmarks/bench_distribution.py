@@ -23,9 +23,10 @@ with the lowest and highest round. Two ratios per pair: by wall clock
 which other load on a shared machine does not skew.
 
 ``--only call:paxtor`` (or ``call:raw``, ``cast:paxtor``, ``cast:raw``) runs
-that one side alone, for a sampling profiler run from outside, e.g.
-``perf record -D 3000 -- python -m benchmarks.bench_distribution --only
-call:paxtor --rounds 1 --seconds 5`` (the delay skips the start-up).
+that one side alone (no floor either), for a sampling profiler run from
+outside, e.g. ``perf record -D 4000 -- python -m
+benchmarks.bench_distribution --only call:paxtor --rounds 1 --seconds 10``
+(the delay skips the start-up).
 """
 
 from __future__ import annotations
@@ -279,7 +280,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any] | None:
         }  # fmt: skip
         rounds = Rounds()
         for r in range(args.rounds):
-            rounds.add(r, "floor", "machine", {"rtt_ms": median_ms(round_trips())})
+            if not args.only:
+                rounds.add(r, "floor", "machine", {"rtt_ms": median_ms(round_trips())})
             for phase, systems in sides.items():
                 for system in rotated(list(systems), r):
                     if args.only and args.only != f"{phase}:{system}":
