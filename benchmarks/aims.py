@@ -45,7 +45,7 @@ def measure(rounds: int, seconds: float, baselines: bool) -> dict[str, Any]:
     """Every benchmark of the table, the baselines shared: {module: result, "table": rows}."""
     paxtor_args = _defaults(bench_paxtor.add_arguments, rounds=rounds, seconds=seconds, durability="fsync", count=False)
     paxos_args = _defaults(bench_paxos.add_arguments, rounds=rounds, seconds=seconds, durability="fsync", profile=None)
-    distribution_args = _defaults(bench_distribution.add_arguments, rounds=rounds, profile=None)
+    distribution_args = _defaults(bench_distribution.add_arguments, rounds=rounds, profile=None, only=None)
     service = None
     if baselines:
         from benchmarks.baselines.service import BaselineService

@@ -1,6 +1,7 @@
 """Distribution: remote GenServer calls and casts vs raw gevent TCP + msgpack, in interleaved rounds.
 
-``python -m benchmarks.bench_distribution [--seconds S] [--casts N] [--rounds R] [--profile call|cast] [--json]``
+``python -m benchmarks.bench_distribution [--seconds S] [--casts N] [--rounds R] [--json]
+[--profile call|cast] [--only PHASE:SYSTEM]``
 
 Two OS processes on 127.0.0.1, this one (node "bench1") and a child it
 spawns and kills (node "bench2", which also serves the raw baselines), so
@@ -20,6 +21,12 @@ plain blocking sockets, no gevent), then both sides of each pair in turn
 with the lowest and highest round. Two ratios per pair: by wall clock
 (rate), and by CPU time (of both processes, per operation; Linux /proc),
 which other load on a shared machine does not skew.
+
+``--only call:paxtor`` (or ``call:raw``, ``cast:paxtor``, ``cast:raw``) runs
+that one side alone (no floor either), for a sampling profiler run from
+outside, e.g. ``perf record -D 4000 -- python -m
+benchmarks.bench_distribution --only call:paxtor --rounds 1 --seconds 10``
+(the delay skips the start-up).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 SENDERS = 8
 REQUEST = ("get", "key-17")  # the size of bench_wire's RAW_MESSAGE, about
 CAST = ("put", "key-17", 12345)
+ONLY = ("call:paxtor", "call:raw", "cast:paxtor", "cast:raw")
 
 
 class Echo(GenServer):
@@ -213,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print every round's figures and the table as JSON too")
     parser.add_argument("--profile", choices=("call", "cast"), help="profile this side of one round instead")
+    parser.add_argument("--only", choices=ONLY, help="run this one side alone (for an outside profiler)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.child:
@@ -231,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> None:
     result = measure(args)
     if result is None:
+        return
+    if args.only:
+        for figures in result["rounds"]:
+            print(figures)
         return
     table = rows(result)
     print(f"two OS processes on 127.0.0.1, {args.rounds} interleaved rounds; CPU = both processes, per operation")
@@ -267,9 +280,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any] | None:
         }  # fmt: skip
         rounds = Rounds()
         for r in range(args.rounds):
-            rounds.add(r, "floor", "machine", {"rtt_ms": median_ms(round_trips())})
+            if not args.only:
+                rounds.add(r, "floor", "machine", {"rtt_ms": median_ms(round_trips())})
             for phase, systems in sides.items():
                 for system in rotated(list(systems), r):
+                    if args.only and args.only != f"{phase}:{system}":
+                        continue
                     rounds.add(r, phase, system, measured(pid, systems[system]))
         raw_echo_client.close()
         raw_sink_client.close()
