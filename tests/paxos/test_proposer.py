@@ -27,6 +27,7 @@ from paxtor.paxos.proposer import (
     VETOED,
     Backoff,
     Decision,
+    ExactlyOnce,
     Proposer,
     ProposerState,
     Step,
@@ -394,3 +395,28 @@ def test_a_round_given_an_op_marks_what_its_change_changed() -> None:
     assert written.op_mark("me") == ("me", 1, 7) and written.visible().op_marks == ()
     read = state.new_round(BK, KEY, identity, CONFIG, op=("me", 1, 8))
     assert cluster.run(read).register.op_marks == written.op_marks  # a read changes nothing
+
+
+def test_a_retry_that_changes_nothing_still_writes_when_an_earlier_attempt_changed_the_key():
+    """Attempt 1 of a put meets a tombstone and proposes a value that only one voter takes;
+    attempt 2's quorum reports the chosen value (filled: the put changes nothing). A read
+    there would leave attempt 1's accept lingering at a higher ballot, to be adopted after
+    the request answered "unchanged": attempt 2 must write at its own ballot instead."""
+    once = ExactlyOnce(put_if_empty(530), ME)
+    chosen, chosen_at = Register.empty().claim(312), Ballot(3, ("q", 1))
+    tomb = chosen.release()
+    first = round_(once, Ballot(7, ME), op=once.begin(1, None))
+    first.on_promise("a", promise(Ballot(4, ("r", 1)), tomb, Ballot(7, ME)))
+    step = first.on_promise("b", promise(chosen_at, chosen, Ballot(7, ME)))
+    assert step.send and step.send[0][1].register.value == 530  # attempt 1 changed the key
+    second = round_(once, Ballot(9, ME), op=once.begin(2, None))
+    second.on_promise("b", promise(chosen_at, chosen, Ballot(9, ME)))
+    step = second.on_promise("c", promise(chosen_at, chosen, Ballot(9, ME)))
+    assert step.decision is None  # not a read: phase 2 goes out
+    assert {type(msg) for _, msg in step.send} == {Accept}
+    assert step.send[0][1].register.value == 312
+    fresh = ExactlyOnce(put_if_empty(530), ME)  # a first attempt may still read
+    third = round_(fresh, Ballot(11, ME), op=fresh.begin(3, None))
+    third.on_promise("b", promise(chosen_at, chosen, Ballot(11, ME)))
+    step = third.on_promise("c", promise(chosen_at, chosen, Ballot(11, ME)))
+    assert step.decision is not None and step.decision.outcome == CHOSEN and not step.send
