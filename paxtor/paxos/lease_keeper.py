@@ -31,14 +31,12 @@ from paxtor.actors.messages import Caller
 from paxtor.actors.primitives import demonitor, self_pid, send
 from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, MEMBERSHIP_NAME, LeaseHeartbeat, Timer
-from paxtor.paxos.lease import HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
+from paxtor.paxos.lease import LEASE_EXPIRED, HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
 from paxtor.paxos.paxos_node import PaxosNode
 
 __all__ = ["LeaseKeeper", "LEASE_EXPIRED"]
 
 log = structlog.get_logger(__name__)
-
-LEASE_EXPIRED = "lease_expired"
 
 _HEARTBEAT = "heartbeat"
 _EXPIRY = "expiry"
