@@ -91,7 +91,7 @@ def idle_mesh(seconds: float) -> dict[str, Any]:
         alone.start_all()
         clients = _clients(mesh, MESH_NODES - mesh.size)
         for name in clients:  # every client connected to every other node: the mesh is whole
-            testing.wait_until(lambda: len(mesh.processes[name].peers_up()) >= MESH_NODES - 1, 120, step=0.2)
+            testing.wait_until(lambda name=name: len(mesh.processes[name].peers_up()) >= MESH_NODES - 1, 120, step=0.2)
         alone.processes["node1"].wait_for_log("lease_gained", 60)
         gevent.sleep(2.0)  # start-up is over
         mesh_pids = [p.pid for p in mesh.processes.values()]
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     h = results["handoffs"]
     print(f"handoffs/s, {h['processes']} processes on {KEYS} keys: {CLIENT_NODES} client nodes "
           f"{h['client_nodes_handoffs_per_s']:.0f}, 3 voters {h['voters_handoffs_per_s']:.0f} "
-          f"(runs {h['voters_runs'][0]:.0f}, {h['voters_runs'][1]:.0f}): ratio {h['clients_over_voters']:.2f} (aim >= 0.8)")  # fmt: skip
+          f"(runs {h['voters_runs'][0]:.0f}, {h['voters_runs'][1]:.0f}): "
+          f"ratio {h['clients_over_voters']:.2f} (aim >= 0.8)")  # fmt: skip
     if not args.skip_idle:
         results["idle_mesh"] = m = idle_mesh(args.idle_seconds)
         print(f"idle CPU over {m['seconds']:.0f} s: {m['mesh_cpu_s_per_node_per_min']:.2f} s/min per node in a "

@@ -16,8 +16,8 @@ condition, in the same run:
 
 Figures: the median and worst join per condition, their ratio to quiet,
 and how many lines about refused handshakes the node logged per second of
-flood (``handshake_failed``, ``handshake_failures_suppressed``, and
-``handshake_refused``, which earlier versions logged per connection).
+flood (``handshake_failed``, ``handshake_failures_suppressed`` and
+``handshake_refused``): a flood must not turn into one log line per connection.
 """
 
 from __future__ import annotations

@@ -238,13 +238,17 @@ def measure(durability: str, ops: int, seconds: float, profile: str | None) -> d
                 spawn(this.put_client, self_pid(), run, client, start_at, seconds, node=NODES[client % 3])
             gevent.sleep(max(0.0, start_at - time.time()))
             cpu_before = nodes.cpu_seconds()
-            counts = [receive(lambda m: isinstance(m, tuple) and m[0] == "client_done", timeout=300) for _ in range(CLIENTS)]
+            counts = [
+                receive(lambda m: isinstance(m, tuple) and m[0] == "client_done", timeout=300) for _ in range(CLIENTS)
+            ]
             cores = (nodes.cpu_seconds() - cpu_before) / seconds
             done = sum(c[2] for c in counts)
             start_at = time.time() + 1.0
             for client in range(CLIENTS):
                 spawn(this.contend_client, self_pid(), run, client, start_at, seconds, node=NODES[client % 3])
-            contended = [receive(lambda m: isinstance(m, tuple) and m[0] == "contend_done", timeout=300) for _ in range(CLIENTS)]
+            contended = [
+                receive(lambda m: isinstance(m, tuple) and m[0] == "contend_done", timeout=300) for _ in range(CLIENTS)
+            ]
             contended.sort(key=lambda c: c[1])
             return {
                 "contended_per_s": sum(c[2] for c in contended) / seconds,
@@ -319,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             fsync = figures.get("fsync") or next(iter(figures.values()))
             print(
                 f"-- etcd (same run): put median {etcd['put_median_ms']:.3f} ms, {etcd['puts_per_s']:.0f} puts/s;"
-                f" paxos fsync put fresh = {fsync['latency']['fresh']['median_ms'] / etcd['put_median_ms']:.2f}x etcd latency,"
+                f" paxos fsync put fresh ="
+                f" {fsync['latency']['fresh']['median_ms'] / etcd['put_median_ms']:.2f}x etcd latency,"
                 f" {fsync['puts_per_s'] / etcd['puts_per_s']:.2f}x etcd throughput"
             )
     return 0

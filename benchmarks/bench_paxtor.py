@@ -94,8 +94,20 @@ class Voters:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.bench_paxtor", "--node", str(n), str(base_port), data_dir, durability],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_paxtor",
+                    "--node",
+                    str(n),
+                    str(base_port),
+                    data_dir,
+                    durability,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
             )
             for n in (1, 2, 3)
         ]
@@ -359,8 +371,8 @@ def _workloads(
     results["distinct_cpu_ms_per_lock_unlock"] = (cpu() - cpu_before) * 1e3 / max(1, total)
     results["distinct_lock_unlock_per_s"] = total / seconds
     after = _log_counters(me)
-    records = sum(a[0] - b[0] for a, b in zip(after, before))
-    fsyncs = sum(a[1] - b[1] for a, b in zip(after, before))
+    records = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    fsyncs = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
     results["distinct_records_per_fsync"] = records / fsyncs if fsyncs else None
 
     spawn(home_of, me, [("bench-name", i) for i in range(50)], node="node1")
@@ -390,7 +402,12 @@ def _compare(ours: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> list
         if not headline:
             lines.append(f"  {system}: {result.get('skipped') or result.get('error') or 'no figures'}")
             continue
-        for metric in ("lock_unlock_median_ms", "lock_unlock_p99_ms", "contended_handoffs_per_s", "distinct_lock_unlock_per_s"):
+        for metric in (
+            "lock_unlock_median_ms",
+            "lock_unlock_p99_ms",
+            "contended_handoffs_per_s",
+            "distinct_lock_unlock_per_s",
+        ):
             theirs = headline.get(metric)
             if theirs:
                 lines.append(
@@ -419,17 +436,26 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_logs()
     ours = measure(args.seconds, args.ops, args.count, args.durability, args.clients)
     print(f"Paxtor, 3 voters (durability {args.durability}), 127.0.0.1:")
-    print(f"  lock+unlock uncontended      median {ours['lock_unlock_median_ms']:.3f} ms   p99 {ours['lock_unlock_p99_ms']:.3f} ms"
-          f"   (target: median < 0.6 ms)")
+    print(
+        f"  lock+unlock uncontended      median {ours['lock_unlock_median_ms']:.3f} ms"
+        f"   p99 {ours['lock_unlock_p99_ms']:.3f} ms"
+        f"   (target: median < 0.6 ms)"
+    )
     if "per_lock_unlock" in ours:
         counted = "  ".join(f"{name} {n:.2f}" for name, n in sorted(ours["per_lock_unlock"].items()))
         print(f"  per lock+unlock on node1     {counted}")
-    print(f"  one key, {args.clients} clients          {ours['contended_handoffs_per_s']:.0f} handoffs/s   counts {ours['contended_counts']}"
-          f"   max deviation {100 * ours['contended_max_deviation']:.1f}%   Jain {ours['contended_jain_fairness']:.4f}"
-          f"   (target: >= 1000/s, within 10%)   voter CPU {ours['contended_cpu_ms_per_handoff']:.3f} ms per handoff")
-    print(f"  distinct keys, {args.clients} clients    {ours['distinct_lock_unlock_per_s']:.0f} lock+unlock/s   (target: >= 3000/s)"
-          f"   acceptor records per fsync {ours['distinct_records_per_fsync'] or 0:.2f}"
-          f"   voter CPU {ours['distinct_cpu_ms_per_lock_unlock']:.3f} ms per lock+unlock")
+    print(
+        f"  one key, {args.clients} clients          {ours['contended_handoffs_per_s']:.0f} handoffs/s"
+        f"   counts {ours['contended_counts']}"
+        f"   max deviation {100 * ours['contended_max_deviation']:.1f}%   Jain {ours['contended_jain_fairness']:.4f}"
+        f"   (target: >= 1000/s, within 10%)   voter CPU {ours['contended_cpu_ms_per_handoff']:.3f} ms per handoff"
+    )
+    print(
+        f"  distinct keys, {args.clients} clients    {ours['distinct_lock_unlock_per_s']:.0f} lock+unlock/s"
+        f"   (target: >= 3000/s)"
+        f"   acceptor records per fsync {ours['distinct_records_per_fsync'] or 0:.2f}"
+        f"   voter CPU {ours['distinct_cpu_ms_per_lock_unlock']:.3f} ms per lock+unlock"
+    )
     print(f"  call through a name          {ours['name_call_us']:.1f} us vs pid {ours['pid_call_us']:.1f} us"
           f"   ratio {ours['name_over_pid']:.3f}   (singleton on {ours['name_host']}; target <= 1.2)")
     if not args.no_baselines:

@@ -28,6 +28,8 @@ client node ("bench").
 
 from __future__ import annotations
 
+import itertools
+
 import argparse
 import logging
 import shutil
@@ -67,7 +69,7 @@ def stall(times: list[float], start: float, end: float) -> float:
     """The longest time in [start, end] without an acquisition (from `start` to the first too)."""
     inside = [t for t in times if start <= t <= end]
     edges = [start, *inside, end]
-    return max(b - a for a, b in zip(edges, edges[1:]))
+    return max(b - a for a, b in itertools.pairwise(edges))
 
 
 def reconfig(clients: int, phase: float) -> list[dict[str, Any]]:

@@ -33,8 +33,10 @@ import gevent.socket
 import msgpack
 import structlog
 
-from paxtor.actors.connection import Connection, ConnectionConfig, Listener
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.listener import Listener
 from paxtor.actors.wire import decode, encode
 
 COOKIE = b"bench-cookie"
@@ -301,8 +303,10 @@ def run(args: argparse.Namespace) -> None:
     print("Connection (handshake done, heartbeats on), same processes layout")
     print(f"  conn echo round trips         {conn_echo:>10,.0f}/s  ratio {conn_echo / raw_echo:4.2f}x raw echo"
           "   (remote call target >= 0.6x)")
-    print(f"  conn frames one way, 8 greenlets {conn_frames:>7,.0f}/s  ratio {conn_frames / raw_frames:4.2f}x raw frames"
-          "   (casts target >= 0.5x)")
+    print(
+        f"  conn frames one way, 8 greenlets {conn_frames:>7,.0f}/s  ratio {conn_frames / raw_frames:4.2f}x raw frames"
+        "   (casts target >= 0.5x)"
+    )
 
 
 if __name__ == "__main__":

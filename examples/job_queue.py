@@ -22,6 +22,8 @@ Three nodes start in this OS process (TCP over loopback).
 
 from __future__ import annotations
 
+import itertools
+
 import sys
 import time
 from typing import Any
@@ -92,7 +94,7 @@ def check(results: list[tuple], expected_jobs: int) -> bool:
     for queue in QUEUES:
         mine = sorted((r for r in results if r[0] == queue), key=lambda r: r[3])  # in the order they ran
         workers = {r[2] for r in mine}
-        overlaps = sum(1 for a, b in zip(mine, mine[1:]) if b[4] < a[5])
+        overlaps = sum(1 for a, b in itertools.pairwise(mine) if b[4] < a[5])
         producers = {job[0] for _, job, *_ in mine}
         in_order = all(
             [i for _, (p, i), *_ in mine if p == producer] == list(range(expected_jobs // len(producers)))

@@ -31,7 +31,7 @@ from typing import Any
 import gevent
 
 import paxtor
-from paxtor.actors import ChildSpec, Down, GenServer, Supervisor, call, monitor, receive, self_pid, send
+from paxtor.actors import CallError, ChildSpec, Down, GenServer, Supervisor, call, monitor, receive, self_pid, send
 from paxtor.cli import configure_logging
 from paxtor.testing import nodes_in_this_process
 
@@ -76,7 +76,7 @@ def billing() -> Any:
 
 def ledger() -> Any:
     """The ledger of the one running billing tree (starting the tree if none runs)."""
-    return dict((child_id, pid) for child_id, pid, _ in Supervisor.which_children(paxtor.whereis(billing())))["ledger"]
+    return {child_id: pid for child_id, pid, _ in Supervisor.which_children(paxtor.whereis(billing()))}["ledger"]
 
 
 # -- the per-node application tree ------------------------------------------------------------
@@ -143,7 +143,7 @@ def crash_ledger() -> Any:
     ref = monitor(old)
     try:
         call(old, "crash")
-    except Exception as exc:
+    except CallError as exc:  # the crash comes back to the caller as CallError
         print(f"   call(ledger, 'crash') raised {type(exc).__name__}")
     receive(lambda m: isinstance(m, Down) and m.ref == ref, timeout=10)  # the old one is gone
     while True:  # billing_sup restarts it: wait for the new one
@@ -197,7 +197,9 @@ def main() -> int:
         new_sup = survivor.run(wait_for_billing_other_than, sup)
         took = time.monotonic() - stopped
         _, children = survivor.run(describe_billing)
-        print(f"   the keepers started billing again on {new_sup.node} in {took:.1f} s: {new_sup!r}, children {children}")
+        print(
+            f"   the keepers started billing again on {new_sup.node} in {took:.1f} s: {new_sup!r}, children {children}"
+        )
         where, total = survivor.run(charge, 5)
         print(f"   charge 5 from {where}: total {total} (a new ledger: state is not replicated)")
         ok = ok and new_sup.node != host and total == 5

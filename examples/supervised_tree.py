@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from paxtor.actors import ChildSpec, Down, GenServer, Supervisor, call, monitor, receive, whereis
+from paxtor.actors import CallError, ChildSpec, Down, GenServer, Supervisor, call, monitor, receive, whereis
 
 
 class Counter(GenServer):
@@ -76,13 +76,13 @@ def crash(name: str) -> None:
     ref = monitor(name)
     try:
         call(name, "crash")
-    except Exception as err:  # the crash comes back to the caller as CallError
+    except CallError as err:  # the crash comes back to the caller
         print(f"   call({name!r}, 'crash') raised {type(err).__name__}")
     receive(match=lambda m: isinstance(m, Down) and m.ref == ref, timeout=5)
 
 
 def show(root: Any) -> dict[str, Any]:
-    shop = dict((c[0], c[1]) for c in Supervisor.which_children(root))["shop"]
+    shop = {c[0]: c[1] for c in Supervisor.which_children(root)}["shop"]
     pids = {"counter": whereis("counter"), "shop": shop}
     pids.update((c[0], c[1]) for c in Supervisor.which_children(shop))
     for name, pid in pids.items():

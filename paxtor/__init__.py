@@ -1,5 +1,7 @@
 """Paxtor: CP cluster-wide locks and singleton processes for gevent."""
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
+from paxtor.actors.messages import CallError, CallTimeout
 from paxtor.actors.node import WrongThread
 from paxtor.locks import Fence, LockNotHeld, StaleToken, lock, locked, try_lock, unlock
 from paxtor.node import Node, start_node
@@ -31,6 +33,10 @@ __all__ = [
     "SingletonUnreachable",
     "NoQuorum",
     "WrongThread",
+    "PaxtorError",
+    "PaxtorTimeout",
+    "CallError",
+    "CallTimeout",
     "cluster_info",
     "ClusterInfo",
     "subscribe",

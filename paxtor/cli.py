@@ -34,7 +34,7 @@ import gevent.event
 import structlog
 from greenlet import getcurrent
 
-from paxtor.actors.connection import ListenError
+from paxtor.actors.listener import ListenError
 from paxtor.observe.status import add_status_parser, run_status
 from paxtor.paxos.node_meta import NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import AcceptorLogError
@@ -100,10 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="'_' for the next free number, N for nodeN, or a client's unique name (with --client)")
     node.add_argument("--cluster-size", type=int, default=3, help="voters are node1..nodeN (default 3)")
     node.add_argument("--host", default="127.0.0.1", help="address to listen on and find numbered peers at")
-    node.add_argument("--hosts", type=_hosts, action="append", default=[], metavar="N=ADDR[,...]",
-                      help="numbered nodes on other addresses than --host (e.g. 1=127.0.0.11); dials leave from the node's own")
+    node.add_argument(
+        "--hosts",
+        type=_hosts,
+        action="append",
+        default=[],
+        metavar="N=ADDR[,...]",
+        help="numbered nodes on other addresses than --host (e.g. 1=127.0.0.11); dials leave from the node's own",
+    )
     node.add_argument("--base-port", type=int, default=4370, help="nodeN listens on base-port + N (default 4370)")
-    node.add_argument("--seeds", action="append", default=[], metavar="HOST:PORT[,...]", help="more peers to connect to")
+    node.add_argument(
+        "--seeds", action="append", default=[], metavar="HOST:PORT[,...]", help="more peers to connect to"
+    )
     node.add_argument("--cookie", default=None, help="shared secret (default: $PAXTOR_COOKIE, else ~/.paxtor.cookie)")
     node.add_argument("--data-dir", default=None, help="where durable state lives (default ./paxtor-data)")
     node.add_argument("--durability", choices=("fsync", "memory"), default=None,
@@ -112,15 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--join", action="store_true",
                       help="join a cluster that exists; never found one (a restart after the voters changed)")
     node.add_argument("--no-singletons", action="store_true", help="host no singletons on this node")
-    node.add_argument("--hidden", action="store_true",
-                      help="a client that connects only to its seeds and the voters, is named to no other node, hosts nothing")
+    node.add_argument(
+        "--hidden",
+        action="store_true",
+        help="a client that connects only to its seeds and the voters, is named to no other node, hosts nothing",
+    )
     node.add_argument("--port", type=int, default=None,
                       help="a named client's listen port (default: any free one; numbered nodes use base-port + N)")
-    node.add_argument("--tls-cert", metavar="PEM", help="this node's certificate (TLS between nodes; with --tls-key, --tls-ca)")
+    node.add_argument(
+        "--tls-cert", metavar="PEM", help="this node's certificate (TLS between nodes; with --tls-key, --tls-ca)"
+    )
     node.add_argument("--tls-key", metavar="PEM", help="this node's private key")
     node.add_argument("--tls-ca", metavar="PEM", help="the CA that signs every node's certificate")
-    node.add_argument("--voter", action="store_true",
-                      help="run an acceptor even if N is above --cluster-size (it votes once added: paxtor cluster add)")
+    node.add_argument(
+        "--voter",
+        action="store_true",
+        help="run an acceptor even if N is above --cluster-size (it votes once added: paxtor cluster add)",
+    )
     node.add_argument("--allow-modules", action="append", default=None, metavar="PREFIX[,...]",
                       help="only these modules (and those under them) may be named by remote spawns and "
                            "singleton starts here, e.g. myapp,paxtor.demo (default: any importable module)")
@@ -295,7 +311,11 @@ def run_node(args: argparse.Namespace) -> int:
         return _fail(f"cannot listen on {own_host}: {exc.strerror or exc}")
     except (ValueError, TypeError, CookieError) as exc:
         return _fail(str(exc))
-    except (AcceptorLogError, NodeMetaCorrupt, NodeMetaMismatch) as exc:  # the data directory: refused, never guessed at
+    except (
+        AcceptorLogError,
+        NodeMetaCorrupt,
+        NodeMetaMismatch,
+    ) as exc:  # the data directory: refused, never guessed at
         structlog.get_logger(__name__).error("node_refused", node=args.name, reason=str(exc))
         return _fail(str(exc))
     except OSError as exc:  # anything else the start touched: the data directory (a full disk...)

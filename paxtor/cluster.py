@@ -117,7 +117,9 @@ def replace_voter(old: str, new: str, *, timeout: float = CHANGE_TIMEOUT) -> tup
     return _change(replaced, (new,), timeout)
 
 
-def _change(edit: Callable[[tuple[str, ...]], Sequence[str]], newcomers: Iterable[str], timeout: float) -> tuple[str, ...]:
+def _change(
+    edit: Callable[[tuple[str, ...]], Sequence[str]], newcomers: Iterable[str], timeout: float
+) -> tuple[str, ...]:
     """One change of the voters: ``edit`` maps the current voters to the new ones (applied
     to what is read at each attempt, so concurrent changes compose)."""
     node = _node()

@@ -28,7 +28,9 @@ def add_cluster_parser(commands: Any) -> None:
         help="see or change the voters of a running cluster",
         description="See or change the voters of a running cluster (README: Operations).",
     )
-    parser.add_argument("action", choices=ACTIONS, help="voters: list them; add/remove NAME...; replace OLD NEW; set NAME...")
+    parser.add_argument(
+        "action", choices=ACTIONS, help="voters: list them; add/remove NAME...; replace OLD NEW; set NAME..."
+    )
     parser.add_argument("names", nargs="*", metavar="NAME", help="node names (node4 or 4)")
     parser.add_argument("--seeds", action="append", required=True, metavar="HOST:PORT[,...]",
                         help="any node of the cluster")

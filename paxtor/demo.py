@@ -25,6 +25,8 @@ This module prints: it is the user-facing main job, not library code.
 
 from __future__ import annotations
 
+import itertools
+
 import signal
 import sys
 import time
@@ -186,7 +188,9 @@ def _crashed(msg: Any) -> bool:
     return isinstance(msg, Down) and msg.reason != "normal"
 
 
-def _expect(match: Callable[[Any], bool], what: str, timeout: float = STEP_TIMEOUT, cluster: LocalCluster | None = None) -> Any:
+def _expect(
+    match: Callable[[Any], bool], what: str, timeout: float = STEP_TIMEOUT, cluster: LocalCluster | None = None
+) -> Any:
     """The next message `match` accepts; `DemoFailed` naming `what` after `timeout`.
 
     A worker that crashes (the demo monitors the ones it spawns) fails the
@@ -235,7 +239,9 @@ def show_quorum_forming(cluster: LocalCluster, clock: Clock) -> None:
         if voter in cluster.voters:
             arrived(voter)
     while len(connected) < cluster.size:
-        up = _expect(lambda m: isinstance(m, NodeUp) and m.node in cluster.voters, "the voters to connect", cluster=cluster)
+        up = _expect(
+            lambda m: isinstance(m, NodeUp) and m.node in cluster.voters, "the voters to connect", cluster=cluster
+        )
         if up.node not in connected:
             arrived(up.node)
     paxtor.wait_for_quorum(timeout=STEP_TIMEOUT)
@@ -282,7 +288,7 @@ def show_lock(cluster: LocalCluster, clock: Clock) -> int:
         raise DemoFailed(f"the digits under the lock are not ten runs of five: {''.join(map(str, digits))}")
     order = [d for d, _ in runs]
     tokens = [token for _, _, token in sorted(holders, key=lambda h: order.index(h[0]))]
-    if any(b <= a for a, b in zip(tokens, tokens[1:])):
+    if any(b <= a for a, b in itertools.pairwise(tokens)):
         raise DemoFailed(f"fencing tokens did not grow with each holder: {tokens}")
     clock.say("ten runs of five: one holder at a time. Holders in order (digit@node:token):")
     clock.note("  ".join(f"{d}@{n}:{t}" for d, n, t in sorted(holders, key=lambda h: order.index(h[0]))))
@@ -323,6 +329,7 @@ def show_counters(cluster: LocalCluster, clock: Clock) -> dict[str, Pid]:
     clock.say(f"each counter counted 1..{len(nodes) * times} once: one process per key, reached from every node")
     for key in keys:
         pid = paxtor.whereis(paxtor.name(key, Counter))
+        assert pid is not None  # a name always starts its process
         clock.note(f'paxtor.whereis({key}) -> {pid!r} on {pid.node} (the same pid on every node)')
     return pids
 
@@ -338,7 +345,9 @@ def show_failover(cluster: LocalCluster, clock: Clock, pids: dict[str, Pid], las
     clock.say(f'3. Failover: kill -9 {victim}, which hosts "apple" and a lock holder')
     spawn(hold_lock, LOCK_KEY, me, node=victim)  # not monitored: it dies with its node
     held = _expect(_is("holding"), f"the lock holder on {victim}", cluster=cluster)[2]
-    clock.say(f'a process on {victim} holds lock "{LOCK_KEY}" with token {held} (was {last_token}); one on {other} waits')
+    clock.say(
+        f'a process on {victim} holds lock "{LOCK_KEY}" with token {held} (was {last_token}); one on {other} waits'
+    )
     spawn_monitor(wait_for_lock, LOCK_KEY, me, node=other)
     _, waiter = _expect(_is("waiting"), f"the waiter on {other}", cluster=cluster)
 
@@ -348,7 +357,9 @@ def show_failover(cluster: LocalCluster, clock: Clock, pids: dict[str, Pid], las
     clock.say(f"kill -9 {proc.pid} ({victim})")
     _expect(lambda m: isinstance(m, NodeDown) and m.node == victim, f"{victim} to be seen down", cluster=cluster)
     alive = sum(1 for n in cluster.voters if n != victim)
-    clock.say(f"{victim} is down; {alive} of {cluster.size} voters remain: still a quorum [cluster:{alive}/{cluster.size}]")
+    clock.say(
+        f"{victim} is down; {alive} of {cluster.size} voters remain: still a quorum [cluster:{alive}/{cluster.size}]"
+    )
     clock.note("its lock and names stay bound until its lease must have run out (silence > lease*(1+drift)^2 + margin)")
 
     _, granted_to, token = _expect(
@@ -370,12 +381,14 @@ def show_failover(cluster: LocalCluster, clock: Clock, pids: dict[str, Pid], las
                 raise DemoFailed(f'"apple" did not come back: {exc}') from None
             gevent.sleep(0.1)
     new = paxtor.whereis(apple)
+    assert new is not None  # a name always starts its process
     if new == pids["apple"] or new.node == victim:
         raise DemoFailed(f'"apple" is still {new!r} after its node was killed')
     clock.say(f'"apple" is back: {new!r} on {new.node} (was {pids["apple"]!r}), '
               f'{time.monotonic() - killed_at:.1f} s after the kill')  # fmt: skip
     clock.note(f'call(apple, "inc") -> {first}: a new process, so its count starts over (state is not replicated)')
     banana = paxtor.whereis(paxtor.name("banana", Counter))
+    assert banana is not None  # a name always starts its process
     if pids["banana"].node != victim and banana != pids["banana"]:
         raise DemoFailed(f'"banana" moved although its node lives: {pids["banana"]!r} -> {banana!r}')
     clock.note(f'"banana" is still {banana!r} on {banana.node}')
@@ -428,7 +441,7 @@ def run_demo(out: Any = None) -> int:
             clock.say("")
             clock.say(f"demo done in {clock.now():.1f} s; stopping the cluster")
         return 0
-    except Exception as exc:  # setting up: no ports, a node that cannot start...
+    except Exception as exc:  # noqa: BLE001 - setting up: no ports, a node that cannot start...
         clock.say(f"DEMO FAILED: {exc if isinstance(exc, DemoFailed) else f'{type(exc).__name__}: {exc}'}")
         return 1
     except KeyboardInterrupt:

@@ -35,6 +35,7 @@ import gevent
 import gevent.subprocess
 
 import paxtor
+from paxtor.actors.errors import PaxtorError
 from paxtor.paxos.config import numbered_voters
 
 __all__ = [
@@ -55,7 +56,7 @@ WAIT = 10.0
 PORT_RANGE = (10_000, 30_000)
 
 
-class NodeExited(RuntimeError):
+class NodeExited(PaxtorError, RuntimeError):
     """A node process of a `LocalCluster` exited when it should be running."""
 
 
@@ -257,7 +258,9 @@ class NodeProcess:
             except ValueError:
                 entry = None
             if isinstance(entry, dict):
-                fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("event", "level", "timestamp", "exception"))
+                fields = " ".join(
+                    f"{k}={v}" for k, v in entry.items() if k not in ("event", "level", "timestamp", "exception")
+                )
                 line = f"{entry.get('level', '?')} {entry.get('event', '?')} {fields}"
             shown.append(line if len(line) <= width else line[: width - 3] + "...")
         return "\n".join(shown)

@@ -12,9 +12,9 @@ from typing import Any
 import structlog
 
 from paxtor.actors import Supervisor, receive, spawn_monitor
-from paxtor.actors.connection import ListenError, bind_listener
 from paxtor.actors.discovery import listen_port, node_number, numbered_name
 from paxtor.actors.distribution import DistributedNode, host_map, start_distributed
+from paxtor.actors.listener import ListenError, bind_listener
 from paxtor.actors.messages import Down
 from paxtor.actors.node import get_node
 from paxtor.actors.primitives import self_pid, send
@@ -163,7 +163,9 @@ def _start_root(children: list[Any]) -> tuple[Any, Any]:
     """Spawn the node's root process; return (root pid, supervisor pid)."""
     parent = self_pid()
     root, ref = spawn_monitor(_root_main, parent, children)
-    msg = receive(lambda m: (isinstance(m, tuple) and m[:2] == ("root_started", root)) or (isinstance(m, Down) and m.ref == ref))
+    msg = receive(
+        lambda m: (isinstance(m, tuple) and m[:2] == ("root_started", root)) or (isinstance(m, Down) and m.ref == ref)
+    )
     if isinstance(msg, Down):
         raise RuntimeError(f"the node's services failed to start: {msg.reason!r}")
     return root, msg[2]
@@ -325,7 +327,15 @@ def start_node(
         if node is not None:
             node.paxos.close()
         raise
-    log.info("node_started", node=node.name, voter=voter, singletons=singletons, hidden=hidden, durability=durability, port=dist.port)
+    log.info(
+        "node_started",
+        node=node.name,
+        voter=voter,
+        singletons=singletons,
+        hidden=hidden,
+        durability=durability,
+        port=dist.port,
+    )
     return node
 
 
@@ -365,4 +375,6 @@ def _bind_lowest_free(options: dict[str, Any], voters: tuple[str, ...], voter: b
         except ListenError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-    raise ListenError(errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)")
+    raise ListenError(
+        errno.EADDRINUSE, f"no free node number in 1..{MAX_AUTO_NUMBER} (ports {options['base_port'] + 1}..)"
+    )

@@ -18,12 +18,12 @@ weights come from BLAKE2b, never from Python's salted ``hash``.
 from __future__ import annotations
 
 import hashlib
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from paxtor.actors.distribution import DistributedNode, NodeInfo, distributed_node
 from paxtor.actors.node import current_node
+from paxtor.actors.node_slot import NodeSlot
 
 __all__ = [
     "PAXTOR",
@@ -79,15 +79,16 @@ def lock_home_candidates(dist: DistributedNode | None = None) -> list[str]:
     dist = dist or distributed_node()
     if dist is None:
         return [current_node().name]
-    cached = _homes.get(dist)
-    if cached is not None and cached[0] == dist.mesh_version:
-        return cached[1]
+    cached = dist.local.service(LOCK_HOMES)
+    if cached is not None and cached[0] is dist and cached[1] == dist.mesh_version:
+        return cached[2]
     found = _lock_homes(dist)
-    _homes[dist] = (dist.mesh_version, found)
+    dist.local.install(LOCK_HOMES, (dist, dist.mesh_version, found))
     return found
 
 
-_homes: weakref.WeakKeyDictionary[DistributedNode, tuple[int, list[str]]] = weakref.WeakKeyDictionary()
+#: The node's lock home candidates, and the distribution and mesh version they were computed for.
+LOCK_HOMES: NodeSlot[tuple[DistributedNode, int, list[str]]] = NodeSlot("lock_homes")
 
 
 def _lock_homes(dist: DistributedNode) -> list[str]:

@@ -4,7 +4,7 @@ Locks and singletons are CP: without a quorum they wait (or time out) rather
 than guess. These helpers turn PaxosKV's `NoQuorum` into "wait for the quorum
 and try again" until the caller's deadline, and fetch the node's current lease
 term, waiting for one when the node has none (a node without a valid lease
-grants nothing new; see the safety rules in PAXOS_API / DESIGN section 2).
+grants nothing new; see the lease rules in docs/protocol.md).
 
 Every change the Paxtor layer proposes is idempotent (a retried round whose
 first attempt was chosen after all finds its work done), so retrying a round
@@ -21,6 +21,7 @@ import gevent
 import structlog
 
 from paxtor import paxos
+from paxtor.actors.errors import PaxtorTimeout
 from paxtor.actors.mailbox import check_timeout
 from paxtor.paxos.keys import canonical_key
 from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
@@ -99,7 +100,7 @@ def propose(
     extra: dict[str, Any] = {} if ended is None else {"ended": ended}
     while True:
         if deadline.expired():
-            raise TimeoutError(f"no quorum for {bucket} before the deadline")
+            raise PaxtorTimeout(f"no quorum for {bucket} before the deadline")
         try:
             return paxos.propose(key, change, bucket=bucket, timeout=deadline.remaining(), **extra)
         except paxos.NoQuorum:
@@ -114,7 +115,7 @@ def lease_term(deadline: Deadline) -> int:
         if term is not None:
             return term
         if deadline.expired():
-            raise TimeoutError("this node holds no lease (no quorum) and the deadline passed")
+            raise PaxtorTimeout("this node holds no lease (no quorum) and the deadline passed")
         _wait_for_quorum(deadline)
         if paxos.lease_term() is None:
             gevent.sleep(deadline.cap(LEASE_RECHECK))

@@ -101,7 +101,9 @@ def test_counters_count_every_value_once_from_every_node() -> None:
 @pytest.mark.subprocess
 def test_wsgi_increments_through_two_app_nodes_lose_nothing() -> None:
     output = run(str(EXAMPLES / "wsgi_increment.py"))
-    found = re.findall(r"with the lock:\s+(\d+) increments of '(\w+)' \((\d+) via node1, (\d+) via node2\) -> counter (\d+)", output)
+    found = re.findall(
+        r"with the lock:\s+(\d+) increments of '(\w+)' \((\d+) via node1, (\d+) via node2\) -> counter (\d+)", output
+    )
     assert len(found) == 2, output
     for sent, _key, via1, via2, counter in found:
         assert int(via1) > 0 and int(via2) > 0, output  # both app nodes served

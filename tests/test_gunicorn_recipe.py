@@ -147,7 +147,9 @@ def test_two_gunicorn_masters_survive_a_killed_worker_without_losing_increments(
         assert not late, f"requests past their timeout: {late[:3]}"
         ok = [b for s, b, _ in answers if s == 200]
         broken = [b for s, b, _ in answers if s == 0]  # in flight on the killed worker
-        assert len(ok) >= len(answers) * 0.8, f"{len(ok)} ok of {len(answers)}: {[b for s, b, _ in answers if s != 200][:5]}"
+        assert len(ok) >= len(answers) * 0.8, (
+            f"{len(ok)} ok of {len(answers)}: {[b for s, b, _ in answers if s != 200][:5]}"
+        )
         assert len(broken) <= 2 * CLIENTS  # at most the requests in flight on the killed worker (and retried connects)
         assert all(s in (200, 503, 0) for s, _, _ in answers), {s for s, _, _ in answers}
         for key in KEYS:

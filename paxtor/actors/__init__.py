@@ -1,13 +1,15 @@
 """An OTP-like runtime on gevent: processes, links, monitors, gen_server, supervisors.
 
-The public names are those of DESIGN section 4; see each module for details:
+The public names are those the README lists; see each module for details:
 `primitives` (spawn, send, receive, link, monitor, exit...), `gen_server`,
 `registry` (names, Via), `node` (local nodes and the distribution seam).
 """
 
 from paxtor.actors.gen_server import GenServer, Ignore, NoReply, Stop, call, cast, reply
 from paxtor.actors.ids import Pid, Ref
-from paxtor.actors.messages import Down, Exit, ReceiveTimeout
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
+from paxtor.actors.messages import CallError, CallTimeout, Down, Exit, NoProc, ReceiveTimeout
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.primitives import (
     demonitor,
     exit,
@@ -47,6 +49,14 @@ __all__ = [
     "Exit",
     "Down",
     "ReceiveTimeout",
+    "CallError",
+    "CallTimeout",
+    "NoProc",
+    "PaxtorError",
+    "PaxtorTimeout",
+    "Ok",
+    "Err",
+    "Outcome",
     "GenServer",
     "NoReply",
     "Ignore",

@@ -31,7 +31,7 @@ __all__ = [
 Restart = Literal["permanent", "transient", "temporary"]
 ChildType = Literal["worker", "supervisor"]
 #: seconds (> 0), "brutal_kill" (kill at once) or "infinity" (wait forever)
-Shutdown = Union[float, int, Literal["brutal_kill", "infinity"]]
+Shutdown = float | int | Literal["brutal_kill", "infinity"]
 
 RESTART_TYPES: tuple[str, ...] = ("permanent", "transient", "temporary")
 CHILD_TYPES: tuple[str, ...] = ("worker", "supervisor")
@@ -75,10 +75,10 @@ class ChildSpec:
     seconds for a worker and "infinity" for a supervisor, as in Elixir.
     """
 
-    id: Hashable
+    id: Any  # any hashable value (a name, a class...)
     start: tuple[Callable[..., Pid | None], tuple[Any, ...]]
     restart: Restart = "permanent"
-    shutdown: Shutdown | None = None
+    shutdown: Shutdown = None  # type: ignore[assignment]  # None: the type's default, set at init
     type: ChildType = "worker"
 
     def __post_init__(self) -> None:

@@ -15,12 +15,14 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = ["COOKIE_ENV", "CookieError", "default_cookie_path", "read_cookie_file", "resolve_cookie"]
 
 COOKIE_ENV = "PAXTOR_COOKIE"
 
 
-class CookieError(Exception):
+class CookieError(PaxtorError):
     """No usable cookie: the message says what to fix."""
 
 

@@ -48,7 +48,8 @@ import structlog
 from gevent.hub import get_hub
 from greenlet import getcurrent
 
-from paxtor.actors.connection import ClusterId, Connection, ConnectionConfig
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ClusterId, ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.discovery import Target, dial_targets, listen_port, node_number
 from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, mesh_frame, spawn_reply_frame
@@ -59,7 +60,7 @@ from paxtor.actors.handshake import validate_node_name
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.mesh import MeshView, NodeInfo, announced_host, info_from_wire, info_to_wire
 from paxtor.actors.messages import NotDistributed, fast_frozen_init
-from paxtor.actors.node import DEFAULT_NODE_NAME, LocalNode, current_node, get_node
+from paxtor.actors.node import DEFAULT_NODE_NAME, LocalNode, all_nodes, current_node, get_node
 from paxtor.actors.peers import NODE_STOPPING, PeerConnections
 from paxtor.actors.primitives import current_process
 from paxtor.actors.transport import NodeTransport, NodeUnreachable, RemoteSpawnError
@@ -87,8 +88,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Every running distributed node of this OS process, by name.
-_running: dict[str, DistributedNode] = {}
 #: Last incarnation handed out per node name in this OS process.
 _last_incarnation: dict[str, int] = {}
 #: Incarnations count milliseconds from here, so a restart gets a larger one.
@@ -208,7 +207,6 @@ class DistributedNode:
         self.peers.start()  # binds the port: it is known from here on
         own = NodeInfo(self.name, self.incarnation, announced_host(self.host), self.port, self.hidden, self._attrs)
         self.mesh = MeshView(own)
-        _running[self.name] = self
         log.info("distribution_started", node=self.name, incarnation=self.incarnation, host=self.host, port=self.port)
 
     # -- queries -------------------------------------------------------------------
@@ -368,8 +366,6 @@ class DistributedNode:
         if not self.running:
             return
         self.running = False
-        if _running.get(self.name) is self:
-            del _running[self.name]
         self.peers.stop_dialing()
         self.local.stop()  # a process of this node calling stop() is killed at its next switch
         goodbye = goodbye_frame(NODE_STOPPING)
@@ -395,7 +391,13 @@ class DistributedNode:
             self.transport.send_frame(conn, mesh_frame(*self.mesh.announcement()))  # the first frame
         self.transport.release_held(conn)  # before anything else is sent on it
         self._schedule_announce()
-        log.info("node_up", node=self.name, peer=peer.name, peer_incarnation=peer.incarnation, initiated_by=self.name if conn.role == "initiator" else peer.name)
+        log.info(
+            "node_up",
+            node=self.name,
+            peer=peer.name,
+            peer_incarnation=peer.incarnation,
+            initiated_by=self.name if conn.role == "initiator" else peer.name,
+        )
         self._tell_watchers(NodeUp(peer.name, peer.incarnation))
 
     def _peer_down(self, name: str, incarnation: int, reason: str) -> None:
@@ -555,7 +557,11 @@ def _ssl_contexts(ssl_context: Any) -> tuple[ssl.SSLContext | None, ssl.SSLConte
         return None, None
     if isinstance(ssl_context, ssl.SSLContext):
         return ssl_context, ssl_context
-    if isinstance(ssl_context, tuple) and len(ssl_context) == 2 and all(isinstance(c, ssl.SSLContext) for c in ssl_context):
+    if (
+        isinstance(ssl_context, tuple)
+        and len(ssl_context) == 2
+        and all(isinstance(c, ssl.SSLContext) for c in ssl_context)
+    ):
         return ssl_context[0], ssl_context[1]
     raise TypeError("ssl_context is an ssl.SSLContext (both ends) or a (server_context, client_context) pair")
 
@@ -603,7 +609,7 @@ def start_distributed(
     dials only its own targets (and the nodes heard of that `dials`
     accepts) and is named to nobody. `attrs` (str keys,
     plain values) travel with this node's announcement, for the layer above.
-    `listen_socket` (from `paxtor.actors.connection.bind_listener`) is the
+    `listen_socket` (from `paxtor.actors.listener.bind_listener`) is the
     listener's socket, bound beforehand (then `port` is not used). `cluster`
     is the id of the cluster the node belongs to ("" until it learns it,
     `set_cluster`): a peer of another cluster is refused at the handshake.
@@ -690,13 +696,14 @@ def distributed_node(of: LocalNode | str | None = None) -> DistributedNode | Non
 
 
 def all_distributed() -> list[DistributedNode]:
-    """Every running distributed node of this OS process, in start order."""
-    return list(_running.values())
+    """Every running distributed node of this OS process, in start order (found from the nodes)."""
+    found = (distributed_node(local) for local in all_nodes())
+    return [dist for dist in found if dist is not None and dist.running]
 
 
 def stop_all_distributed() -> None:
     """Stop every distributed node of this OS process."""
-    for dist in list(_running.values()):
+    for dist in all_distributed():
         dist.stop()
 
 

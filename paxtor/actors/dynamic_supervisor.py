@@ -17,6 +17,7 @@ import structlog
 from paxtor.actors.child_spec import ChildSpec, ChildStartError
 from paxtor.actors.gen_server import GenServer, call
 from paxtor.actors.ids import Pid
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.messages import Exit
 from paxtor.actors.primitives import self_pid, send, trap_exits
 from paxtor.actors.supervisor import (
@@ -64,34 +65,34 @@ class _DynamicSupervisorServer(GenServer):
     def handle_call(self, request: Any, caller: Any) -> Any:
         return dispatch(self, request, _REQUESTS)
 
-    def _call_start_child(self, spec: ChildSpec) -> tuple:
+    def _call_start_child(self, spec: ChildSpec) -> Outcome[Any, Any]:
         if not isinstance(spec, ChildSpec):
-            return ("error", ("bad_request", spec))
+            return Err(("bad_request", spec))
         if self.max_children is not None and self._size() >= self.max_children:
-            return ("error", "max_children")
+            return Err("max_children")
         try:
             pid = spec.start_process()
         except ChildStartError as err:
-            return ("error", ("start_failed", err))
+            return Err(("start_failed", err))
         if pid is not None:
             self.children[pid] = spec
             log.debug("child_started", supervisor=self.me, child=spec.id, pid=pid)
-        return ("ok", pid)
+        return Ok(pid)
 
-    def _call_terminate_child(self, pid: Pid) -> tuple:
+    def _call_terminate_child(self, pid: Pid) -> Outcome[Any, Any]:
         if pid in self.restarting:
             del self.restarting[pid]
-            return ("ok", None)
+            return Ok(None)
         spec = self.children.pop(pid, None)
         if spec is None:
-            return ("error", "not_found")
+            return Err("not_found")
         reason = shutdown_children([(pid, spec.shutdown)])[pid]
         log_shutdown(self.me, spec, pid, reason)
-        return ("ok", None)
+        return Ok(None)
 
     def _call_which_children(self) -> list[tuple[Any, Pid | str, str]]:
-        running = [(spec.id, pid, spec.type) for pid, spec in self.children.items()]
-        waiting = [(spec.id, RESTARTING, spec.type) for spec in self.restarting.values()]
+        running: list[tuple[Any, Pid | str, str]] = [(spec.id, pid, spec.type) for pid, spec in self.children.items()]
+        waiting: list[tuple[Any, Pid | str, str]] = [(spec.id, RESTARTING, spec.type) for spec in self.restarting.values()]
         return running + waiting
 
     def _call_count_children(self) -> dict[str, int]:
@@ -167,7 +168,9 @@ class DynamicSupervisor:
             isinstance(max_children, bool) or not isinstance(max_children, int) or max_children < 0
         ):
             raise ValueError(f"max_children must be None or an int >= 0, got {max_children!r}")
-        return _DynamicSupervisorServer.start_link(max_restarts, max_seconds, max_children, name=name)
+        pid = _DynamicSupervisorServer.start_link(max_restarts, max_seconds, max_children, name=name)
+        assert pid is not None  # its init never asks to be ignored
+        return pid
 
     @staticmethod
     def child_spec(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import struct
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = ["frame", "frame_header", "FrameDecoder", "FrameError", "HEADER_SIZE", "MAX_FRAME_SIZE"]
 
 HEADER_SIZE = 4
@@ -20,7 +22,7 @@ frame_header = _HEADER.pack
 """frame_header(n) -> the 4 bytes announcing an n-byte payload."""
 
 
-class FrameError(ValueError):
+class FrameError(PaxtorError, ValueError):
     """The stream broke the framing rules; the decoder cannot continue.
 
     `frames` holds the complete frames that preceded the violation in the

@@ -23,6 +23,8 @@ import types
 from collections.abc import Iterable
 from typing import Any, Callable
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = [
     "FunctionRefError",
     "FunctionRefRefused",
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class FunctionRefError(TypeError):
+class FunctionRefError(PaxtorError, TypeError):
     """The function cannot be named by ``"module:qualname"`` (or that name
     does not lead to a callable)."""
 
@@ -134,7 +136,7 @@ def _lookup(module: str, qualname: str, *, import_missing: bool, allowed: tuple[
             raise FunctionRefError(f"module {module!r} is not imported")
         try:
             mod = importlib.import_module(module)
-        except Exception as exc:  # ImportError, or the module failed while importing
+        except Exception as exc:  # noqa: BLE001 - ImportError, or the module failed while importing
             raise FunctionRefError(f"cannot import module {module!r}: {type(exc).__name__}: {exc}") from None
     obj: Any = mod
     for depth, part in enumerate(qualname.split(".")):

@@ -39,6 +39,7 @@ from typing import Any
 import structlog
 from greenlet import getcurrent
 
+from paxtor.actors.errors import PaxtorTimeout
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import (
@@ -363,7 +364,7 @@ def stop_process(dest: Any, reason: Any, timeout: float | None) -> None:
         down = current_process().mailbox.receive(lambda m: m.__class__ is Down and m.ref == ref, timeout)
     except ReceiveTimeout:
         demonitor(ref, flush=True)
-        raise TimeoutError(f"{dest!r} did not stop within {timeout}s") from None
+        raise PaxtorTimeout(f"{dest!r} did not stop within {timeout}s") from None
     if down.reason == NOPROC:
         raise NoProc(dest, "no server to stop")
     if down.reason != reason:
@@ -402,10 +403,10 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     mailbox = me.mailbox
     mark = mailbox.mark()  # what is queued now cannot be the answer
     try:
-        if (target.node if target.__class__ is Pid else target[1]) == node.name:
+        if (target.node if isinstance(target, Pid) else target[1]) == node.name:
             node.deliver_monitor(my_pid, target, ref)
             msg = Call(Caller(my_pid, ref), request)
-            if target.__class__ is Pid:
+            if isinstance(target, Pid):
                 node.deliver_message(target, msg)
             else:
                 node.deliver_named(target[0], target[1], msg)

@@ -42,6 +42,8 @@ from typing import Any, Union
 
 import msgpack
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = [
     "PROTOCOL_VERSION",
     "NONCE_SIZE",
@@ -62,7 +64,7 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 3  # 3: the MESH frame (`paxtor.actors.mesh`)
+PROTOCOL_VERSION = 4  # 3: the MESH frame (`paxtor.actors.mesh`); 4: replies as `Ok`/`Err` (`paxtor.actors.outcome`)
 NONCE_SIZE = 32
 MAX_NAME_LENGTH = 255
 MAX_HANDSHAKE_FRAME = 4096
@@ -113,7 +115,7 @@ class Refused:
     reason: str
 
 
-HandshakeMessage = Union[Hello, Challenge, Proof, Refused]
+HandshakeMessage = Hello | Challenge | Proof | Refused
 
 _TAGS: dict[type, str] = {
     Hello: "paxtor-hello",
@@ -129,7 +131,7 @@ _FIELD_TYPES: dict[str, tuple[type, tuple[type, ...]]] = {
 }
 
 
-class HandshakeFailed(Exception):
+class HandshakeFailed(PaxtorError):
     """The handshake did not authenticate the peer; `reason` says why."""
 
     def __init__(self, reason: str) -> None:
@@ -154,7 +156,7 @@ def unpack_message(data: bytes) -> HandshakeMessage:
         raise HandshakeFailed("malformed: handshake message too large")
     try:
         items = msgpack.unpackb(data, raw=False, use_list=True, ext_hook=_no_ext, timestamp=0)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever msgpack raises, the peer sent garbage
         raise HandshakeFailed(f"malformed: {type(exc).__name__}") from None
     if not isinstance(items, list) or not items or type(items[0]) is not str:
         raise HandshakeFailed("malformed: not a handshake message")
@@ -163,7 +165,7 @@ def unpack_message(data: bytes) -> HandshakeMessage:
         raise HandshakeFailed(f"malformed: unknown handshake message {items[0][:40]!r}")
     cls, types = spec
     values = items[1:]
-    if len(values) != len(types) or any(type(v) is not t for v, t in zip(values, types)):
+    if len(values) != len(types) or any(type(v) is not t for v, t in zip(values, types, strict=True)):
         raise HandshakeFailed(f"malformed: bad fields for {items[0]}")
     return cls(*values)
 

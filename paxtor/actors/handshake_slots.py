@@ -21,7 +21,8 @@ is logged in full; the others are counted and summed up in one line.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
+from typing import Any
 from dataclasses import dataclass, field
 
 __all__ = ["Pending", "choose_evictions", "FailureTally", "Suppressed", "failure_kind"]
@@ -31,7 +32,7 @@ __all__ = ["Pending", "choose_evictions", "FailureTally", "Suppressed", "failure
 class Pending:
     """A handshake in progress: `key` names it, `order` says which came first."""
 
-    key: Hashable
+    key: Any  # what names the handshake to its owner (a connection)
     source: str
     order: int
     greeted: bool  # its Hello has arrived
@@ -42,10 +43,12 @@ def _victim(candidates: list[Pending]) -> Pending:
     return min(candidates, key=lambda p: (p.greeted, p.order))
 
 
-def choose_evictions(pending: Iterable[Pending], source: str, *, max_pending: int, max_per_source: int) -> list[Hashable]:
+def choose_evictions(
+    pending: Iterable[Pending], source: str, *, max_pending: int, max_per_source: int
+) -> list[Any]:
     """The keys of the pending handshakes to drop so that a newcomer from `source` fits."""
     left = list(pending)
-    evict: list[Hashable] = []
+    evict: list[Any] = []
 
     def drop(victim: Pending) -> None:
         left.remove(victim)

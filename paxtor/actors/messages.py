@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from greenlet import GreenletExit
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.ids import Pid, Ref
 
 __all__ = [
@@ -65,7 +66,7 @@ def fast_frozen_init(cls: type[_T]) -> type[_T]:
     exec(f"def __init__(self, {', '.join(names)}):\n{body}", namespace)  # noqa: S102 - fixed template
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
 
@@ -140,7 +141,7 @@ class StopRequest:
     reason: Any
 
 
-class ReceiveTimeout(Exception):
+class ReceiveTimeout(PaxtorTimeout):
     """`receive(timeout=...)` found no matching message in time."""
 
 
@@ -161,7 +162,7 @@ class ProcessExit(GreenletExit):
         return f"ProcessExit({self.reason!r})"
 
 
-class NoProc(LookupError):
+class NoProc(PaxtorError, LookupError):
     """The destination names no live process (dead pid, unregistered name)."""
 
     def __init__(self, dest: Any, detail: str = "") -> None:
@@ -170,15 +171,15 @@ class NoProc(LookupError):
         self.dest = dest
 
 
-class NotAProcess(RuntimeError):
+class NotAProcess(PaxtorError, RuntimeError):
     """A process-only operation ran where no process can live (the gevent hub)."""
 
 
-class NotDistributed(RuntimeError):
+class NotDistributed(PaxtorError, RuntimeError):
     """An operation needs another node but this node has no distribution."""
 
 
-class CallError(Exception):
+class CallError(PaxtorError):
     """A `call` failed: the server exited (with `reason`) before replying,
     or was not there (`reason == "noproc"`)."""
 
@@ -195,7 +196,7 @@ class CallError(Exception):
         )
 
 
-class CallTimeout(CallError):
+class CallTimeout(CallError, PaxtorTimeout):
     """A `call` got no reply within its timeout (reason ``"timeout"``)."""
 
     def __init__(self, dest: Any = None, request: Any = None, timeout: float | None = None) -> None:
@@ -209,7 +210,7 @@ class CallTimeout(CallError):
         )
 
 
-class StartError(Exception):
+class StartError(PaxtorError):
     """A server failed to start: its `init` raised or stopped with `reason`
     (OTP's ``{error, Reason}``)."""
 

@@ -48,7 +48,7 @@ Reasons stay Python values (exceptions included); encoding is the wire's job.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import gevent
 import structlog
@@ -57,6 +57,7 @@ from gevent.hub import Hub, get_hub
 from gevent.monkey import get_original
 from greenlet import getcurrent
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import (
     NOCONNECTION,
@@ -70,6 +71,7 @@ from paxtor.actors.messages import (
     NotAProcess,
     Reply,
 )
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.actors.process import PROCESS_ATTR, Process
 
 __all__ = [
@@ -91,11 +93,12 @@ DEFAULT_NODE_NAME = "nonode@nohost"
 _os_thread_ident: Callable[[], int] = get_original("_thread", "get_ident")
 
 
-class WrongThread(RuntimeError):
+class WrongThread(PaxtorError, RuntimeError):
     """A process primitive was called from an OS thread other than the one whose
     gevent hub runs the node: processes, mailboxes and timers live on that hub only."""
 
 _MISSING: Any = object()
+_S = TypeVar("_S")
 
 #: The node table: every running LocalNode of this OS process, in start order.
 _nodes: dict[str, LocalNode] = {}
@@ -186,10 +189,41 @@ class LocalNode:
         self._refs = itertools.count(1)
         self._peers: dict[str, _PeerEdges] = {}
         self._hub: Hub | None = None
+        self._services: dict[NodeSlot[Any], Any] = {}
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LocalNode {self.name}.{self.incarnation} {state}>"
+
+    # -- the services of the layers above (`paxtor.actors.node_slot`) ---------
+
+    def service(self, slot: NodeSlot[_S]) -> _S | None:
+        """The service in `slot` on this node, or None if none runs."""
+        return self._services.get(slot)
+
+    def require(self, slot: NodeSlot[_S], what: str) -> _S:
+        """The service in `slot`; RuntimeError naming `what` if none runs (the node was not
+        started with the services, by `paxtor.start_node`)."""
+        service = self._services.get(slot)
+        if service is None:
+            raise RuntimeError(
+                f"Paxtor's {what} is not running on node {self.name!r}: "
+                "start the node with paxtor.start_node (it starts the services)"
+            )
+        return service
+
+    def install(self, slot: NodeSlot[_S], service: _S) -> None:
+        """Put `service` in `slot`, in place of any there (a restarted service takes over)."""
+        self._services[slot] = service
+
+    def uninstall(self, slot: NodeSlot[_S], service: _S) -> None:
+        """Empty `slot` if `service` holds it (a service that stops, once)."""
+        if self._services.get(slot) is service:
+            del self._services[slot]
+
+    def services(self) -> dict[str, Any]:
+        """Every service this node runs, by slot name."""
+        return {slot.name: service for slot, service in self._services.items()}
 
     # -- life of the node ----------------------------------------------------
 

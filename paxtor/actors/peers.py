@@ -30,8 +30,10 @@ import gevent.event
 import gevent.socket
 import structlog
 
-from paxtor.actors.connection import Connection, ConnectionConfig, Listener
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
 from paxtor.actors.discovery import Target
+from paxtor.actors.listener import Listener
 from paxtor.actors.peer_rules import Backoff, ConnectionInfo, admission, keeps_new
 
 __all__ = ["PeerConnections"]

@@ -137,7 +137,7 @@ def spawn_opt(
         if monitor_ref is not None:
             me.monitors[monitor_ref] = pid
             if remote_node:
-                here._edges(pid.node).monitors_out[monitor_ref] = (my_pid, pid)  # type: ignore[index]
+                here._edges(pid.node).monitors_out[monitor_ref] = (my_pid, pid)  # type: ignore[assignment]
     return pid
 
 
@@ -193,7 +193,7 @@ def send(dest: Any, msg: Any) -> None:
             raise NoProc(dest, "no process is registered under this name")
         return
     node = current_node()
-    if target.__class__ is Pid:
+    if isinstance(target, Pid):
         node.deliver_message(target, msg)
     else:
         node.deliver_named(target[0], target[1], msg)

@@ -123,6 +123,9 @@ class Process:
         self.on_exit: Callable[[Any], None] | None = None
         self._kill_reason: Any = _UNSET
         self._exit_delivered = False
+        self._fn: Callable[..., Any] | None
+        self._args: tuple[Any, ...] | None
+        self._kwargs: dict[str, Any] | None
         if adopted is None:
             self._fn = fn
             self._args = args

@@ -17,9 +17,11 @@ from typing import Any
 
 import structlog
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.child_spec import ChildSpec, ChildStartError, Shutdown, is_normal_exit
 from paxtor.actors.gen_server import GenServer, Stop, call, stop_process
 from paxtor.actors.ids import Pid
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.messages import Down, Exit, ReceiveTimeout, StartError
 from paxtor.actors.primitives import (
     exit,
@@ -50,7 +52,7 @@ STRATEGIES: tuple[str, ...] = ("one_for_one", "one_for_all", "rest_for_one")
 RESTARTING = "restarting"
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(PaxtorError, RuntimeError):
     """A supervisor refused a request (child running, already present, ...)."""
 
 
@@ -264,55 +266,55 @@ class _SupervisorServer(GenServer):
             "active": sum(c.pid is not None for c in self.children),
         }
 
-    def _call_terminate_child(self, child_id: Hashable) -> tuple:
+    def _call_terminate_child(self, child_id: Hashable) -> Outcome[Any, Any]:
         child = self._find(child_id)
         if child is None:
-            return ("error", "not_found")
+            return Err("not_found")
         child.restarting = False
         self._shutdown(child)
-        return ("ok", None)
+        return Ok(None)
 
-    def _call_restart_child(self, child_id: Hashable) -> tuple:
+    def _call_restart_child(self, child_id: Hashable) -> Outcome[Any, Any]:
         child = self._find(child_id)
         if child is None:
-            return ("error", "not_found")
+            return Err("not_found")
         if child.restarting:
-            return ("error", "restarting")
+            return Err("restarting")
         if child.pid is not None:
-            return ("error", "running")
+            return Err("running")
         try:
             self._start(child)
         except ChildStartError as err:
-            return ("error", ("start_failed", err))
-        return ("ok", child.pid)
+            return Err(("start_failed", err))
+        return Ok(child.pid)
 
-    def _call_delete_child(self, child_id: Hashable) -> tuple:
+    def _call_delete_child(self, child_id: Hashable) -> Outcome[Any, Any]:
         child = self._find(child_id)
         if child is None:
-            return ("error", "not_found")
+            return Err("not_found")
         if child.restarting:
-            return ("error", "restarting")
+            return Err("restarting")
         if child.pid is not None:
-            return ("error", "running")
+            return Err("running")
         self.children.remove(child)
-        return ("ok", None)
+        return Ok(None)
 
-    def _call_start_child(self, spec: ChildSpec) -> tuple:
+    def _call_start_child(self, spec: ChildSpec) -> Outcome[Any, Any]:
         if not isinstance(spec, ChildSpec):
-            return ("error", ("bad_request", spec))
+            return Err(("bad_request", spec))
         existing = self._find(spec.id)
         if existing is not None:
             if existing.pid is not None:
-                return ("error", ("already_started", existing.pid))
-            return ("error", "already_present")
+                return Err(("already_started", existing.pid))
+            return Err("already_present")
         child = _Child(spec)
         try:
             self._start(child)
         except ChildStartError as err:
-            return ("error", ("start_failed", err))
+            return Err(("start_failed", err))
         if child.pid is not None or spec.restart != "temporary":
             self.children.append(child)
-        return ("ok", child.pid)
+        return Ok(child.pid)
 
     def handle_cast(self, request: Any) -> None:
         log.warning("supervisor_unexpected_cast", supervisor=self.me, request=request)
@@ -416,7 +418,7 @@ def dispatch(server: Any, request: Any, arities: dict[str, int]) -> Any:
     match request:
         case (str(op), *args) if arities.get(op) == len(args):
             return getattr(server, "_call_" + op)(*args)
-    return ("error", ("bad_request", request))
+    return Err(("bad_request", request))
 
 
 def count_by_type(types: Iterable[str]) -> dict[str, int]:
@@ -449,12 +451,14 @@ class Supervisor:
         check_strategy(strategy)
         check_intensity(max_restarts, max_seconds)
         try:
-            return _SupervisorServer.start_link(specs, strategy, max_restarts, max_seconds, name=name)
+            pid = _SupervisorServer.start_link(specs, strategy, max_restarts, max_seconds, name=name)
         except StartError as err:
             failed = _failed_child(err.reason)
             if failed is None:
                 raise
             raise ChildStartError(*failed) from err
+        assert pid is not None  # a supervisor's init never asks to be ignored
+        return pid
 
     @staticmethod
     def child_spec(
@@ -522,25 +526,27 @@ class Supervisor:
         stop_process(sup, reason, timeout)
 
 
-def unwrap(result: tuple, child_id: Any) -> Any:
-    """Turn a supervisor's ("ok", value) / ("error", why) reply into a value or
+def unwrap(result: Outcome[Any, Any], child_id: Any) -> Any:
+    """Turn a supervisor's `Ok(value)` / `Err(why)` reply into a value or
     the matching exception, raised in the caller."""
-    tag, value = result
-    if tag == "ok":
-        return value
-    if value == "max_children":
-        raise SupervisorError("the supervisor has reached its max_children")
-    if value == "not_found":
-        raise ChildNotFound(f"no child {child_id!r}")
-    if isinstance(value, tuple) and value[0] == "start_failed":
-        raise value[1]
-    if isinstance(value, tuple) and value[0] == "already_started":
-        raise SupervisorError(f"child {child_id!r} is already started as {value[1]!r}")
-    if value == "already_present":
-        raise SupervisorError(f"child {child_id!r} is already present (stopped)")
-    if value in ("running", "restarting"):
-        raise SupervisorError(f"child {child_id!r} is {value}")
-    raise SupervisorError(f"supervisor refused the request for {child_id!r}: {value!r}")
+    match result:
+        case Ok(value):
+            return value
+        case Err("max_children"):
+            raise SupervisorError("the supervisor has reached its max_children")
+        case Err("not_found"):
+            raise ChildNotFound(f"no child {child_id!r}")
+        case Err(("start_failed", error)):
+            raise error
+        case Err(("already_started", pid)):
+            raise SupervisorError(f"child {child_id!r} is already started as {pid!r}")
+        case Err("already_present"):
+            raise SupervisorError(f"child {child_id!r} is already present (stopped)")
+        case Err("running" | "restarting" as state):
+            raise SupervisorError(f"child {child_id!r} is {state}")
+        case Err(why):
+            raise SupervisorError(f"supervisor refused the request for {child_id!r}: {why!r}")
+    raise TypeError(f"not a supervisor reply: {result!r}")
 
 
 def _failed_child(reason: Any) -> tuple[Any, Any] | None:

@@ -13,18 +13,20 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import Down, Exit, ReceiveTimeout
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.primitives import demonitor, exit, monitor, receive, self_pid, send, spawn_link, unlink
 
 __all__ = ["Task", "TaskExited", "TaskTimeout"]
 
 
-class TaskTimeout(TimeoutError):
+class TaskTimeout(PaxtorTimeout):
     """`await_` saw no result within its timeout; the task keeps running."""
 
 
-class TaskExited(Exception):
+class TaskExited(PaxtorError):
     """The task exited before replying; `reason` is its exit reason."""
 
     def __init__(self, task: Task, reason: Any) -> None:
@@ -70,14 +72,13 @@ class Task:
         outcome = self.yield_(timeout)
         if outcome is None:
             raise TaskTimeout(f"task {self.pid!r} gave no result within {timeout}s")
-        tag, value = outcome
-        if tag == "ok":
-            return value
-        raise TaskExited(self, value)
+        if isinstance(outcome, Ok):
+            return outcome.value
+        raise TaskExited(self, outcome.reason)
 
-    def yield_(self, timeout: float | None = 5.0) -> tuple[str, Any] | None:
-        """Wait for the task without raising: ``("ok", result)``,
-        ``("exit", reason)`` if it died, or None if still running at the
+    def yield_(self, timeout: float | None = 5.0) -> Outcome[Any, Any] | None:
+        """Wait for the task without raising: ``Ok(result)``,
+        ``Err(exit_reason)`` if it died, or None if still running at the
         timeout (the task keeps running; call again or `shutdown()`)."""
         self._check_owner("yield_")
         try:
@@ -86,10 +87,10 @@ class Task:
             return None
         return self._settle(msg)
 
-    def shutdown(self, timeout: float | str = 5.0) -> tuple[str, Any] | None:
+    def shutdown(self, timeout: float | str = 5.0) -> Outcome[Any, Any] | None:
         """Stop the task: unlink, exit it with "shutdown", kill it after
-        `timeout` seconds ("brutal_kill": at once). Returns ``("ok", result)``
-        if its result arrived first, ``("exit", reason)`` if it had died of
+        `timeout` seconds ("brutal_kill": at once). Returns ``Ok(result)``
+        if its result arrived first, ``Err(exit_reason)`` if it had died of
         something else, or None (also for a task already awaited or shut down:
         there is nothing left to stop or to wait for)."""
         self._check_owner("shutdown")
@@ -97,7 +98,7 @@ class Task:
         if self.settled:
             return None
         exit(self.pid, "kill" if timeout == "brutal_kill" else "shutdown")
-        wait = None if timeout == "brutal_kill" else timeout
+        wait = None if isinstance(timeout, str) else timeout
         try:
             msg = receive(match=self._is_outcome, timeout=wait)
         except ReceiveTimeout:
@@ -105,7 +106,7 @@ class Task:
             msg = receive(match=self._is_outcome)
         self._flush_exit()
         outcome = self._settle(msg)
-        if outcome is not None and outcome[0] == "exit" and outcome[1] in ("shutdown", "killed"):
+        if isinstance(outcome, Err) and outcome.reason in ("shutdown", "killed"):
             return None
         return outcome
 
@@ -126,13 +127,13 @@ class Task:
             return msg.ref == self.ref
         return isinstance(msg, tuple) and len(msg) == 2 and msg[0] == self.ref
 
-    def _settle(self, msg: Any) -> tuple[str, Any] | None:
+    def _settle(self, msg: Any) -> Outcome[Any, Any]:
         self.settled = True
         if isinstance(msg, Down):
-            return ("exit", msg.reason)
+            return Err(msg.reason)
         demonitor(self.ref)
         self._flush_down()
-        return ("ok", msg[1])
+        return Ok(msg[1])
 
     def _flush_down(self) -> None:
         try:

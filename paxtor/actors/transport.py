@@ -39,6 +39,7 @@ import structlog
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.connection import Connection
 from paxtor.actors.dist_protocol import (
     NotFromHere,
@@ -70,11 +71,11 @@ log = structlog.get_logger(__name__)
 _WAITING: Any = object()
 
 
-class NodeUnreachable(ConnectionError):
+class NodeUnreachable(PaxtorError, ConnectionError):
     """The node named is not connected (and could not be connected)."""
 
 
-class RemoteSpawnError(RuntimeError):
+class RemoteSpawnError(PaxtorError, RuntimeError):
     """The other node could not start the process (e.g. it cannot import
     the function); `node`, `function` and the remote `reason` say why."""
 
@@ -208,7 +209,9 @@ class NodeTransport:
         except (TypeError, ValueError) as exc:
             if isinstance(exc, NotFromHere):
                 raise
-            log.warning("unencodable_exit_reason", watcher=repr(watcher), target=repr(target), reason=repr(reason)[:200])
+            log.warning(
+                "unencodable_exit_reason", watcher=repr(watcher), target=repr(target), reason=repr(reason)[:200]
+            )
             return self._post(watcher.node, down_frame, watcher, ref, target, _unencodable(reason))
 
     def _post(self, node_name: str, make_frame: Callable[..., tuple[Any, ...]], *args: Any) -> bool:
@@ -252,7 +255,9 @@ class NodeTransport:
         if held is None:
             held = self._held[node_name] = _Held()
         if held.size + size > config.busy_limit:
-            log.warning("held_frame_dropped", node=self.dist.name, peer=node_name, reason="too much waiting for the connection")
+            log.warning(
+                "held_frame_dropped", node=self.dist.name, peer=node_name, reason="too much waiting for the connection"
+            )
             return False
         held.frames.append(frame)
         held.size += size
@@ -294,7 +299,9 @@ class NodeTransport:
         conn = self.up[node_name]
         watcher, ref = monitor if monitor is not None else (None, None)
         request = next(self._requests)
-        self.send_frame(conn, spawn_frame(self.name, request, ref_text, args, kwargs, link, watcher, ref))  # TypeError: bad args
+        self.send_frame(
+            conn, spawn_frame(self.name, request, ref_text, args, kwargs, link, watcher, ref)
+        )  # TypeError: bad args
         pending = self._spawns[request] = _PendingSpawn(node_name, ref_text, link, watcher, ref)
         try:
             return pending.waiter.get()

@@ -53,6 +53,7 @@ from typing import Any, TypeVar, overload
 import msgpack
 from msgpack import ExtType
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid, Ref
 
 __all__ = [
@@ -70,7 +71,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-class WireError(ValueError):
+class WireError(PaxtorError, ValueError):
     """Bytes received that are not a valid encoding (the connection is unusable)."""
 
 
@@ -113,7 +114,7 @@ class RemoteError(Exception):
     def from_exception(cls, exc: BaseException) -> RemoteError:
         """The RemoteError that `exc` becomes on the other side of the wire."""
         if type(exc) is RemoteError:
-            return exc  # type: ignore[return-value]
+            return exc
         return cls(*_exception_fields(exc))
 
 
@@ -137,16 +138,16 @@ _MAX_TRACEBACK_CHARS = 32_000
 
 def _exception_fields(exc: BaseException) -> tuple[str, str, str | None]:
     if type(exc) is RemoteError:
-        return exc.type_name, exc.message, exc.traceback  # type: ignore[attr-defined]
+        return exc.type_name, exc.message, exc.traceback
     try:
         message = str(exc)
-    except Exception:  # a broken __str__ must not make the exit reason unsendable
+    except Exception:  # noqa: BLE001 - a broken __str__ must not make the exit reason unsendable
         message = f"<unprintable {type(exc).__name__}>"
     tb: str | None = None
     if exc.__traceback__ is not None:
         try:
             tb = "".join(_traceback.format_exception(exc))
-        except Exception:
+        except Exception:  # noqa: BLE001 - as for the message
             tb = None
         if tb is not None and len(tb) > _MAX_TRACEBACK_CHARS:
             tb = "...\n" + tb[-_MAX_TRACEBACK_CHARS:]
@@ -175,7 +176,7 @@ class _Record:
                 f"{self.name}: expected {len(self.fields)} fields, got {len(values)}"
             )
         if self.keyword_only:
-            return self.cls(**dict(zip(self.fields, values)))
+            return self.cls(**dict(zip(self.fields, values, strict=True)))
         return self.cls(*values)
 
 
@@ -379,7 +380,7 @@ def _locate_unencodable(obj: Any, path: str = "value", depth: int = 0) -> str | 
     try:
         _new_packer().pack(obj)
         return None
-    except Exception:
+    except Exception:  # noqa: BLE001 - the search below says what failed
         pass
     if isinstance(obj, dict):
         for key, val in obj.items():
@@ -540,7 +541,7 @@ def _decode(data: bytes | bytearray | memoryview, decoder: _Decoder) -> Any:
         raise
     except RecursionError:
         raise WireError("value nested too deeply") from None
-    except Exception as exc:  # msgpack's ValueError/TypeError/ExtraData/..., unhashable keys
+    except Exception as exc:  # noqa: BLE001 - msgpack's ValueError/TypeError/ExtraData/..., unhashable keys
         raise WireError(f"malformed data: {type(exc).__name__}: {exc}") from None
     finally:
         decoder.seen, decoder.used = outer

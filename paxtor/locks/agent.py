@@ -26,7 +26,6 @@ each local process is waiting on.
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +46,7 @@ from paxtor.actors import (
 from paxtor.actors.distribution import NodeDown, NodeUp, monitor_nodes
 from paxtor.actors.messages import NotDistributed
 from paxtor.actors.node import LocalNode, current_node
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.timers import send_after
 from paxtor.locks.home import LockRouting, run_op
@@ -70,7 +70,8 @@ RECHECK_INTERVAL = 2.0
 RECHECK_WINDOW = 60.0
 _RECHECK_TICK = ("lock_agent", "recheck_tick")
 
-_tables: weakref.WeakKeyDictionary[LocalNode, LockTable] = weakref.WeakKeyDictionary()
+#: The node's lock table, while its lock agent runs.
+LOCK_TABLE: NodeSlot[LockTable] = NodeSlot("locks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +139,7 @@ class LockTable:
 
 def lock_table(node: LocalNode | None = None) -> LockTable:
     """The lock table of `node` (the current node by default)."""
-    node = node or current_node()
-    table = _tables.get(node)
-    if table is None:
-        raise RuntimeError(
-            f"Paxtor's lock service is not running on node {node.name!r}: "
-            "start the node with paxtor.start_node (it starts the services)"
-        )
-    return table
+    return (node or current_node()).require(LOCK_TABLE, "lock service")
 
 
 def withdraw_request(pid: Pid, key: bytes, ref: Ref | None, reason: Any, deadline: Deadline) -> None:
@@ -189,7 +183,7 @@ class LockAgent(GenServer):
         return ChildSpec(cls, start=(cls.start_link, ()))
 
     @classmethod
-    def start_link(cls, *args: Any, name: Any = LOCK_AGENT) -> Pid:  # type: ignore[override]
+    def start_link(cls, *args: Any, name: Any = LOCK_AGENT) -> Pid | None:  # type: ignore[override]
         return super().start_link(*args, name=name)
 
     def init(self) -> None:
@@ -198,7 +192,7 @@ class LockAgent(GenServer):
         self.monitors: dict[Ref, Pid] = {}
         self.down_since: dict[str, float] = {}  # peers down now, and since when (monotonic)
         self.ticking = False
-        _tables[self.node] = self.table
+        self.node.install(LOCK_TABLE, self.table)
         try:
             monitor_nodes(True)
         except NotDistributed:
@@ -265,5 +259,4 @@ class LockAgent(GenServer):
             spawn(_withdraw_until_done, pid, key, ref, _exit_reason_word(msg.reason))
 
     def terminate(self, reason: Any) -> None:
-        if _tables.get(self.node) is self.table:
-            del _tables[self.node]
+        self.node.uninstall(LOCK_TABLE, self.table)

@@ -3,7 +3,7 @@
 ``token = paxtor.lock(key)`` blocks the calling process until it owns the
 lock on `key` in the whole cluster, and returns the fencing token (the lock
 register's epoch: larger for every new owner, never reused). At most one
-live process owns a lock at any time; see DESIGN section 2 for the lease
+live process owns a lock at any time; see docs/protocol.md for the lease
 model that makes this hold across partitions, and `paxtor.locks.fence` for the
 resource side of the token (a process paused past its lease still believes
 it owns the lock; its writes carry an old token and are refused).
@@ -24,7 +24,7 @@ proposed by the key's home, `paxtor.locks.home`):
   is not connected to this one, or the mesh is incomplete: a node that
   peers reach and this one does not). A lock released on the other side of
   such a partition is thus found within about `RECHECK_FAST`.
-- Ownership is granted within one lease term (the rules of PAXOS_API): a
+- Ownership is granted within one lease term (docs/protocol.md): a
   decision taken elsewhere is trusted if this node's lease term is still
   the one in which the request was sent (``hold`` says so); otherwise the
   waiter confirms with a read round in the current term.
@@ -48,6 +48,7 @@ from typing import Any
 import structlog
 from greenlet import GreenletExit
 
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor import paxos
 from paxtor.actors import Pid, ReceiveTimeout, Ref, receive, self_pid
 from paxtor.actors.distribution import distributed_node
@@ -75,7 +76,7 @@ RECHECK_SAFETY = 5.0
 RECHECK_FAST = 0.5
 
 
-class LockNotHeld(RuntimeError):
+class LockNotHeld(PaxtorError, RuntimeError):
     """`unlock` by a process that does not own the lock."""
 
 
@@ -103,7 +104,7 @@ def lock(key: Any, timeout: float | None = None) -> int:
         _stop_waiting(table, me)
         if request.sent:
             _give_up(table, request)
-        raise TimeoutError(f"lock({key!r}) timed out after {timeout} s") from None
+        raise PaxtorTimeout(f"lock({key!r}) timed out after {timeout} s") from None
     except BaseException:
         _stop_waiting(table, me)
         if request.sent:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = ["Fence", "StaleToken"]
 
 
-class StaleToken(Exception):
+class StaleToken(PaxtorError):
     """A token older than one already accepted for the same key."""
 
     def __init__(self, key: Hashable, token: int, highest: int) -> None:

@@ -61,7 +61,7 @@ from paxtor.locks.register import (
     owner_of,
 )
 from paxtor.paxos.envelopes import PROPOSER_NAME, ProposeDone
-from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.proposer_engine import ProposeRequest
 from paxtor.paxos.register import Register
 from paxtor.placement import lock_home_candidates, rendezvous_order
 from paxtor.rounds import QUORUM_WAIT, Deadline

@@ -18,8 +18,8 @@ Plain tuples of scalars, not a dataclass: the value is stored by acceptors
 that decode it without knowing this module, and it is encoded and decoded
 several times per round (accept, log record, reply) on a busy lock: as nested
 tuples of Pids and Refs each request cost the wire codec three callbacks per
-pass, flat it costs none. A queue in the nested form (``((pid, ref), ...)``,
-written by earlier versions) is still read.
+pass, flat it costs none. A queue in the nested form (``((pid, ref), ...)``)
+is read too, so logs that hold it stay readable.
 
 Fairness: a request joins the tail of the queue, and when a tenure ends (the
 owner unlocks or exits) `hand_to_next` gives the lock to the head of the queue
@@ -80,7 +80,7 @@ def _parse(register: Register) -> tuple[Ref, tuple[Any, ...]]:
     if not (value.__class__ is tuple and len(value) == 2 and value[1].__class__ is tuple):
         raise ChangeRejected(f"not a lock register value: {value!r}")
     queue = value[1]
-    if queue and queue[0].__class__ is tuple:  # the nested form of earlier versions
+    if queue and queue[0].__class__ is tuple:  # the nested form, still read
         queue = tuple(x for pid, ref in queue for x in _entry(pid, ref))
     if len(queue) % _STRIDE:
         raise ChangeRejected(f"not a lock queue: {queue!r}")
@@ -230,7 +230,7 @@ def ended_binding(epoch: int, pid: Pid, reason: Any) -> EndedBinding:
 # Operations travel between nodes (change functions cannot), and several are
 # applied in one round, in arrival order: a batch.
 
-Op = tuple
+Op = tuple[Any, ...]
 
 
 def _op_change(op: Op) -> tuple[ChangeFunction | None, EndedBinding | None]:
@@ -242,9 +242,9 @@ def _op_change(op: Op) -> tuple[ChangeFunction | None, EndedBinding | None]:
         ):
             raise ValueError(f"malformed lock operation {op!r}")
         if kind == "acquire":
-            return acquire(op[1], op[2]), None
+            return acquire(op[1], op[2]), None  # type: ignore[arg-type]  # a Ref: checked above
         if kind == "try":
-            return try_acquire(op[1], op[2]), None
+            return try_acquire(op[1], op[2]), None  # type: ignore[arg-type]  # a Ref: checked above
         return withdraw(op[1], op[2]), None
     if kind == "release":
         ended = ended_binding(op[1], op[2], op[3])
@@ -271,12 +271,12 @@ def batch_change(ops: list[Op]) -> tuple[ChangeFunction, EndedBinding | None]:
         if change is not None:
             changes.append(change)
 
-    def change(register: Register) -> Register:
+    def apply_all(register: Register) -> Register:
         for one in changes:
             register = one(register)
         return register
 
-    return change, ended
+    return apply_all, ended
 
 
 def ops_of_pid(ops: list[Op], pid: Pid, ref: Ref | None) -> bool:

@@ -216,5 +216,5 @@ def watch_quorum(paxos: PaxosNode) -> QuorumView:
     return QuorumView(paxos, dist.nodes() if dist is not None else ())
 
 
-def _start() -> Pid:
+def _start() -> Pid | None:
     return EventServer.start_link(name=EVENTS)

@@ -20,7 +20,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any
 
-from paxtor.actors import Down, ReceiveTimeout, Task, call, monitor, receive, self_pid
+from paxtor.actors.errors import PaxtorTimeout
+from paxtor.actors import Down, Err, Ok, Outcome, ReceiveTimeout, Task, call, monitor, receive, self_pid
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.node import current_node
 from paxtor.actors.primitives import demonitor, make_ref
@@ -79,36 +80,36 @@ def cluster_info(
 # -- asking nodes -----------------------------------------------------------------------
 
 
-def ask(node: str, request: tuple, deadline: float) -> tuple[str, Any]:
-    """Call `node`'s observer: ``("ok", answer)`` or ``("error", why)``; never raises."""
+def ask(node: str, request: tuple, deadline: float) -> Outcome[Any, str]:
+    """Call `node`'s observer: ``Ok(answer)`` or ``Err(why)``; never raises."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        return ("error", f"{node}: no time left")
+        return Err(f"{node}: no time left")
     try:
-        return ("ok", call((OBSERVER, node), request, timeout=remaining))
+        return Ok(call((OBSERVER, node), request, timeout=remaining))
     except Exception as exc:  # noqa: BLE001 - a node that cannot answer is reported, not raised
-        return ("error", f"{node}: {type(exc).__name__}: {exc}"[:300])
+        return Err(f"{node}: {type(exc).__name__}: {exc}"[:300])
 
 
-def _in_parallel(jobs: dict[str, Callable[[], tuple[str, Any]]], deadline: float) -> dict[str, tuple[str, Any]]:
-    """Run each job in its own task; every outcome by name (``("error", ...)`` past the deadline)."""
+def _in_parallel(jobs: dict[str, Callable[[], Outcome[Any, str]]], deadline: float) -> dict[str, Outcome[Any, str]]:
+    """Run each job in its own task; every outcome by name (an `Err` past the deadline)."""
     tasks = {name: Task.run(job) for name, job in jobs.items()}
-    outcomes: dict[str, tuple[str, Any]] = {}
+    outcomes: dict[str, Outcome[Any, str]] = {}
     for name, task in tasks.items():
         try:
             outcomes[name] = task.await_(max(0.0, deadline - time.monotonic()))
         except TaskTimeout:
             task.shutdown("brutal_kill")
-            outcomes[name] = ("error", f"{name}: no answer in time")
+            outcomes[name] = Err(f"{name}: no answer in time")
     return outcomes
 
 
-def node_reports(names: list[str], deadline: float) -> dict[str, tuple[str, Any]]:
+def node_reports(names: list[str], deadline: float) -> dict[str, Outcome[Any, str]]:
     """Every named node's `node_report`, asked all at once."""
     return _in_parallel({name: _job(ask, name, ("report",), deadline) for name in names}, deadline)
 
 
-def _job(fn: Callable[..., tuple[str, Any]], *args: Any) -> Callable[[], tuple[str, Any]]:
+def _job(fn: Callable[..., Outcome[Any, str]], *args: Any) -> Callable[[], Outcome[Any, str]]:
     return lambda: fn(*args)
 
 
@@ -127,11 +128,10 @@ def gather(deadline: float, *, locks: bool = True, singletons: bool = True) -> C
     reports = node_reports(sorted(reachable), deadline)
     own_voters, own_quorum, _ = voter_set(paxos)
     known = {*reachable, *own_voters}
-    for outcome in reports.values():  # the peers the others see: down if this node does not
-        if outcome[0] == "ok":
-            known.update(set(outcome[1]["connected"]) - set(outcome[1]["hidden_peers"]))
-    answered = {name: o[1] for name, o in reports.items() if o[0] == "ok"}
-    errors = [o[1] for o in reports.values() if o[0] == "error"]
+    answered = {name: o.value for name, o in reports.items() if isinstance(o, Ok)}
+    errors = [o.reason for o in reports.values() if isinstance(o, Err)]
+    for report in answered.values():  # the peers the others see: down if this node does not
+        known.update(set(report["connected"]) - set(report["hidden_peers"]))
     voters, quorum = _voter_config(answered, own_voters, own_quorum)
     nodes = tuple(_node_info(name, answered.get(name), voters) for name in sorted(known, key=_node_order))
     voter_info = tuple(_voter_info(name, answered.get(name)) for name in voters)
@@ -210,27 +210,27 @@ def _voter_info(name: str, report: dict[str, Any] | None) -> VoterInfo:
 # -- the key scans ----------------------------------------------------------------------------
 
 
-def _scan_voter(voter: str, buckets: list[str], deadline: float) -> tuple[str, Any]:
-    """Every row of `buckets` on `voter`: ``("ok", {bucket: [rows]})`` or ``("error", why)``."""
+def _scan_voter(voter: str, buckets: list[str], deadline: float) -> Outcome[dict[str, list], str]:
+    """Every row of `buckets` on `voter`: ``Ok({bucket: [rows]})`` or ``Err(why)``."""
     found: dict[str, list] = {}
     for bucket in buckets:
         opened = ask(voter, ("scan_open", bucket), deadline)
-        if opened[0] == "error":
+        if isinstance(opened, Err):
             return opened
-        if opened[1] is None:
-            return ("error", f"{voter}: holds no acceptor")
-        cursor, rows = opened[1], found.setdefault(bucket, [])
+        if opened.value is None:
+            return Err(f"{voter}: holds no acceptor")
+        cursor, rows = opened.value, found.setdefault(bucket, [])
         while True:
             page = ask(voter, ("scan_page", cursor, PAGE_SIZE), deadline)
-            if page[0] == "error":
+            if isinstance(page, Err):
                 return page
-            if page[1] is None:
-                return ("error", f"{voter}: the scan expired")
-            chunk, done = page[1]
+            if page.value is None:
+                return Err(f"{voter}: the scan expired")
+            chunk, done = page.value
             rows.extend(chunk)
             if done:
                 break
-    return ("ok", found)
+    return Ok(found)
 
 
 def _scan_voters(
@@ -241,13 +241,13 @@ def _scan_voters(
     merged: dict[str, dict[Hashable, Any]] = {bucket: {} for bucket in buckets}
     scanned, errors = [], []
     for voter in voters:
-        status, value = outcomes[voter]
-        if status != "ok":
-            errors.append(value)
+        outcome = outcomes[voter]
+        if isinstance(outcome, Err):
+            errors.append(outcome.reason)
             continue
         scanned.append(voter)
         for bucket in buckets:
-            merge_rows(merged[bucket], value[bucket])
+            merge_rows(merged[bucket], outcome.value[bucket])
     return merged, scanned, errors
 
 
@@ -280,15 +280,15 @@ def _locks(merged: dict[Hashable, Any]) -> list[LockInfo]:
 
 def _since(hosts: list[str], deadline: float, errors: list[str]) -> dict[bytes, float]:
     since: dict[bytes, float] = {}
-    for status, value in _in_parallel({n: _job(ask, n, ("since",), deadline) for n in hosts}, deadline).values():
-        if status == "ok":
-            since.update(value)
+    for outcome in _in_parallel({n: _job(ask, n, ("since",), deadline) for n in hosts}, deadline).values():
+        if isinstance(outcome, Ok):
+            since.update(outcome.value)
         else:
-            errors.append(value)
+            errors.append(outcome.reason)
     return since
 
 
-def _singletons(merged: dict[Hashable, Any], since: dict[bytes, float]) -> list[SingletonInfo]:
+def _singletons(merged: dict[Hashable, Any], since: dict[Any, float]) -> list[SingletonInfo]:
     found = []
     for key, (_, register) in merged.items():
         if register is None or register.binding is None or register.binding.pid is None:
@@ -309,24 +309,26 @@ def _gather_remote(via: str, locks: bool, singletons: bool, deadline: float) -> 
     """`gather` on node `via`, its result streamed back in parts (see `paxtor.observe.server`)."""
     tag = make_ref()
     started = ask(via, ("gather", deadline - time.monotonic(), locks, singletons, self_pid(), tag), deadline)
-    if started[0] == "error":
-        raise TimeoutError(f"cannot gather the cluster's state through {started[1]}")
-    worker = started[1]
+    if isinstance(started, Err):
+        raise PaxtorTimeout(f"cannot gather the cluster's state through {started.reason}")
+    worker = started.value
     ref = monitor(worker)
     head: ClusterInfo | None = None
     parts: dict[str, list] = {"locks": [], "singletons": []}
 
     def ours(msg: Any) -> bool:
-        return (msg.__class__ is tuple and len(msg) >= 2 and msg[1] == tag) or (msg.__class__ is Down and msg.ref == ref)
+        return (msg.__class__ is tuple and len(msg) >= 2 and msg[1] == tag) or (
+            msg.__class__ is Down and msg.ref == ref
+        )
 
     try:
         while True:
             try:
                 msg = receive(ours, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
             except ReceiveTimeout:
-                raise TimeoutError(f"{via} did not finish gathering the cluster's state in time") from None
+                raise PaxtorTimeout(f"{via} did not finish gathering the cluster's state in time") from None
             if msg.__class__ is Down:
-                raise TimeoutError(f"{via}'s gathering ended early: {msg.reason!r}")
+                raise PaxtorTimeout(f"{via}'s gathering ended early: {msg.reason!r}")
             kind = msg[0]
             if kind == "info_head":
                 head = msg[2]

@@ -66,13 +66,19 @@ class Exposition:
             self._lines.append(f"{sample_name}{_labels(labels)} {_value(value)}")
 
     def histogram(
-        self, name: str, help_text: str, bounds: Iterable[float], counts: list[int], total: float, labels: Labels | None = None
+        self,
+        name: str,
+        help_text: str,
+        bounds: Iterable[float],
+        counts: list[int],
+        total: float,
+        labels: Labels | None = None,
     ) -> None:
         """A histogram from per-bucket counts (the last one: above every bound), made cumulative."""
         self._head(name, "histogram", help_text)
         base = dict(labels or {})
         running = 0
-        for bound, count in zip(bounds, counts):
+        for bound, count in zip(bounds, counts, strict=True):
             running += count
             self._lines.append(f"{name}_bucket{_labels({**base, 'le': _value(float(bound))})} {running}")
         running += counts[-1]
@@ -136,7 +142,8 @@ def render_metrics(report: Mapping[str, Any]) -> str:
     out.family("paxtor_lock_waiters", "gauge", "Processes of this node waiting for a lock.", [(None, locks["waiting"])])
     out.family("paxtor_locks_acquired", "counter", "Locks granted to processes of this node.",
                [(None, locks["acquired"])])  # fmt: skip
-    out.family("paxtor_lock_handoffs", "counter", "Locks handed to a waiting process of this node by the owner before it.",
+    out.family("paxtor_lock_handoffs", "counter",
+               "Locks handed to a waiting process of this node by the owner before it.",
                [(None, locks["handoffs"])])  # fmt: skip
     out.family("paxtor_singletons", "gauge", "Singletons running on this node.", [(None, report["singletons"])])
     out.family("paxtor_connections", "gauge", "Peers this node is connected to.", [(None, len(connected))])

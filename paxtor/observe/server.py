@@ -92,5 +92,5 @@ def _without_keys(info: ClusterInfo) -> ClusterInfo:
     return replace(info, locks=(), singletons=())
 
 
-def _start() -> Pid:
+def _start() -> Pid | None:
     return ObserveServer.start_link(name=OBSERVER)

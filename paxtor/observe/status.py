@@ -47,7 +47,8 @@ def add_status_parser(commands: Any, positive: Any, seeds_help: str) -> None:
     status.add_argument("--watch", nargs="?", type=positive, const=2.0, default=None, metavar="SECONDS",
                         help="print again every SECONDS (default 2) until Ctrl-C")  # fmt: skip
     status.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
-                        help=f"locks and singletons listed in text output (default {DEFAULT_LIMIT}, 0: all)")  # fmt: skip
+                        help=f"locks and singletons listed in text output "
+                             f"(default {DEFAULT_LIMIT}, 0: all)")  # fmt: skip
     status.add_argument("--timeout", type=positive, default=10.0, metavar="SECONDS",
                         help="to connect, and to gather (default 10)")  # fmt: skip
 
@@ -69,7 +70,8 @@ def run_status(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     try:
         via = _first_peer(node, args.cluster_size, args.timeout)
         if via is None:
-            sys.stderr.write(f"paxtor status: no node answered within {args.timeout:g} s (seeds: {', '.join(seeds) or 'none'}; "
+            sys.stderr.write(f"paxtor status: no node answered within {args.timeout:g} s "
+                             f"(seeds: {', '.join(seeds) or 'none'}; "
                              f"numbered nodes on {args.host} from port {args.base_port + 1})\n")  # fmt: skip
             return 1
         while True:
@@ -118,7 +120,7 @@ def _first_peer(node: Any, cluster_size: int, timeout: float) -> str | None:
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()  # noqa: E731
     return [line(headers), *(line(r) for r in cells)]
 
 
@@ -138,18 +140,30 @@ def format_status(info: ClusterInfo, limit: int = DEFAULT_LIMIT) -> str:
     lines = [
         f"cluster: {len(info.voters)} voters, quorum {info.quorum}: {info.voters_up} up, {quorum}"
         + (f"; DOWN: {', '.join(down)}" if down else ""),
-        f"seen from {info.observer} at {taken}" + ("" if info.complete else " (INCOMPLETE: fewer than a quorum of voters read)"),
+        f"seen from {info.observer} at {taken}"
+        + ("" if info.complete else " (INCOMPLETE: fewer than a quorum of voters read)"),
         "",
     ]
     lines += _table(
         ["NODE", "STATE", "ROLE", "INCARNATION", "ADDRESS", "LEASE"],
-        [[n.name, "up" if n.up else "DOWN", n.role, _show(n.incarnation), _show(n.address), _yes(n.lease)] for n in info.nodes],
+        [
+            [n.name, "up" if n.up else "DOWN", n.role, _show(n.incarnation), _show(n.address), _yes(n.lease)]
+            for n in info.nodes
+        ],
     )
     lines.append("")
     lines += _table(
         ["VOTER", "STATE", "LEASE", "KEYS", "LOG BYTES", "FSYNC MS", "FSYNCS"],
         [
-            [v.name, "up" if v.up else "DOWN", _yes(v.lease), _show(v.keys), _show(v.log_bytes), _show(v.fsync_ms), _show(v.fsyncs)]
+            [
+                v.name,
+                "up" if v.up else "DOWN",
+                _yes(v.lease),
+                _show(v.keys),
+                _show(v.log_bytes),
+                _show(v.fsync_ms),
+                _show(v.fsyncs),
+            ]
             for v in info.voter_info
         ],
     )
@@ -159,7 +173,10 @@ def format_status(info: ClusterInfo, limit: int = DEFAULT_LIMIT) -> str:
     if shown:
         lines += _table(
             ["KEY", "HOLDER", "NODE", "TOKEN", "WAITERS (first served first)"],
-            [[_key(lock.key), repr(lock.holder), lock.node, lock.token, " ".join(map(repr, lock.waiters))] for lock in shown],
+            [
+                [_key(lock.key), repr(lock.holder), lock.node, lock.token, " ".join(map(repr, lock.waiters))]
+                for lock in shown
+            ],
         )
     lines += _more(len(info.locks) - len(shown))
     lines += ["", f"SINGLETONS: {len(info.singletons)}"]

@@ -34,6 +34,7 @@ from gevent.pywsgi import WSGIServer
 from paxtor.actors.node import LocalNode
 from paxtor.actors.primitives import receive
 from paxtor.actors.messages import ReceiveTimeout
+from paxtor.actors.outcome import Ok
 from paxtor.observe.gather import gather, node_reports
 from paxtor.observe.info import ClusterInfo
 from paxtor.observe.metrics import CONTENT_TYPE, render_metrics
@@ -205,7 +206,7 @@ class WebView:
     def _sample(self, now: float) -> None:
         known = self._known_nodes()
         outcomes = node_reports(known, now + SAMPLE_INTERVAL * 2)
-        reports = {name: o[1] for name, o in outcomes.items() if o[0] == "ok"}
+        reports = {name: o.value for name, o in outcomes.items() if isinstance(o, Ok)}
         self.history.add(reports, time.monotonic(), time.time())
         viewed = now - self.viewed_at < VIEW_IDLE
         due = now - self.gathered_at >= max(self.refresh, 5 * self.gather_took)
@@ -238,11 +239,15 @@ class WebView:
 
 
 def _respond(start_response: Any, status: str, content_type: str, body: bytes) -> list[bytes]:
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+    start_response(
+        status, [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+    )
     return [body]
 
 
-def start_web(local: LocalNode, address: str | tuple[str, int] = "127.0.0.1:0", refresh: float | None = None) -> WebView:
+def start_web(
+    local: LocalNode, address: str | tuple[str, int] = "127.0.0.1:0", refresh: float | None = None
+) -> WebView:
     """Serve the web view and ``/metrics`` of the running Paxtor node `local` at `address`."""
     view = WebView(local, parse_address(address), refresh)
     log.info("web_view_started", node=local.name, url=view.url)

@@ -1,6 +1,6 @@
 """PaxosKV: a leaderless per-key Basic Paxos (CASPaxos) key-value store.
 
-The API (DESIGN section 4, PAXOS_API.md) acts on the current node::
+The API (the README's "The API in brief") acts on the current node::
 
     from paxtor import paxos
     paxos.put(key, value, pid=None, node=None, parent=None, until=None, bucket="default")

@@ -241,9 +241,9 @@ class Acceptor:
             elif cls is Collected:
                 self._drop(record)  # type: ignore[arg-type]
             elif cls is MemberState:
-                member = record  # type: ignore[assignment]
+                member = record  # type: ignore[assignment]  # cls is MemberState
             else:
-                self._keys[(record.bucket, record.key)] = record  # type: ignore[union-attr]
+                self._keys[(record.bucket, record.key)] = record  # type: ignore[union-attr, assignment]
         #: a log that never recorded a membership but holds votes is from before clusters had
         #: ids: it voted, so it still does; a log with nothing in it is blank and does not vote
         #: (``voting``: say otherwise, for an acceptor of a cluster of its own, e.g. in tests)

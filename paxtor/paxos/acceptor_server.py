@@ -205,5 +205,5 @@ class AcceptorServer(GenServer):
         return tuple(page), index
 
 
-def _start(node: PaxosNode) -> Pid:
+def _start(node: PaxosNode) -> Pid | None:
     return AcceptorServer.start_link(node, name=ACCEPTOR_NAME)

@@ -1,4 +1,4 @@
-"""The PaxosKV API (DESIGN section 4, PAXOS_API.md): called from any process of a node.
+"""The PaxosKV API (the README lists it): called from any process of a node.
 
 Every function acts on the CURRENT node (the node of the calling process):
 it asks that node's PaxosKV processes (by their registered names; the lease
@@ -26,6 +26,7 @@ from paxtor.actors.ids import Pid
 from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import CallError, CallTimeout
 from paxtor.actors.node import current_node
+from paxtor.actors.outcome import Outcome
 from paxtor.actors.wire import decode, encode
 from paxtor.paxos.acceptor import KeyRecord
 from paxtor.paxos.bucket import DEFAULT_BUCKET, check_bucket_name
@@ -33,7 +34,7 @@ from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, PROPOSER_NA
 from paxtor.paxos.errors import NoQuorum, NotRunning
 from paxtor.paxos.keys import canonical_key
 from paxtor.paxos.paxos_node import open_paxos_node
-from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.proposer_engine import ProposeRequest
 from paxtor.paxos.request_size import check_length, encode_within, node_request_limit
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register, identity, put_if_empty
 
@@ -98,10 +99,9 @@ def _detached(register: Register) -> Register:
 
 def _run(request: ProposeRequest) -> Register:
     call_timeout = (_DEFAULT_CALL_TIMEOUT if request.timeout is None else request.timeout) + _CALL_SLACK
-    register, error = _call(PROPOSER_NAME, request, call_timeout)
-    if error is not None:
-        raise error
-    return register.visible()
+    outcome: Outcome[Register, BaseException] = _call(PROPOSER_NAME, request, call_timeout)
+    visible: Register = outcome.unwrap().visible()
+    return visible
 
 
 def propose(
@@ -215,13 +215,17 @@ def get(
     return register.value
 
 
-def pid_of(key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False, timeout: float | None = None) -> Pid | None:
+def pid_of(
+    key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False, timeout: float | None = None
+) -> Pid | None:
     """The pid the key's value is bound to, or None."""
     register = _read(key, bucket, stale, timeout)
     return register.binding.pid if register.filled and register.binding is not None else None
 
 
-def node_of(key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False, timeout: float | None = None) -> str | None:
+def node_of(
+    key: Hashable, *, bucket: str = DEFAULT_BUCKET, stale: bool = False, timeout: float | None = None
+) -> str | None:
     """The node the key's value is bound to (its pid's node, or its ``node``), or None."""
     register = _read(key, bucket, stale, timeout)
     return register.binding.owner_node if register.filled and register.binding is not None else None
@@ -258,7 +262,8 @@ def hold(pid: Pid, bucket: str, key: Hashable, epoch: int, term: int | None) -> 
     here = current_node()
     if pid.node != here.name or pid.incarnation != here.incarnation:
         raise ValueError(f"hold() takes a pid of this node ({here.name}), got {pid!r}")
-    return _call(LEASE_KEEPER_NAME, ("hold", pid, bucket, key, epoch, term), _DEFAULT_CALL_TIMEOUT)
+    held: bool = _call(LEASE_KEEPER_NAME, ("hold", pid, bucket, key, epoch, term), _DEFAULT_CALL_TIMEOUT)
+    return held
 
 
 def unhold(pid: Pid, bucket: str, key: Hashable, epoch: int) -> None:

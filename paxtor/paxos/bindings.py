@@ -61,7 +61,7 @@ from paxtor.paxos.envelopes import (
 )
 from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.proposer_engine import ProposeRequest
 from paxtor.paxos.register import NOCONNECTION, Binding, EndedBinding, Register, identity, release_if_bound
 
 __all__ = ["BindingWatcher", "PARENT_RELEASED", "UNTIL_PASSED", "NODE_RESTARTED"]
@@ -172,9 +172,9 @@ class BindingWatcher(GenServer):
             self._on_timer(msg)
         elif cls is NodeDown:
             for tenure in list(self.by_node.get(msg.node, ())):
-                watch = self.watches.get(tenure)
-                if watch is not None and watch.binding.pid is None:
-                    self._ended(watch, NOCONNECTION)
+                bound = self.watches.get(tenure)
+                if bound is not None and bound.binding.pid is None:
+                    self._ended(bound, NOCONNECTION)
         elif cls is NodeUp:
             self._node_up(msg.node, msg.incarnation)
         elif cls is VouchRelease:
@@ -337,7 +337,9 @@ class BindingWatcher(GenServer):
         policy = self.node.bucket(watch.bucket).release_policy
         self._propose(watch.bucket, watch.key, release_if_bound(ended, policy), ended, ("release", watch.tenure))
 
-    def _propose(self, bucket: str, key: Hashable, change: Any, ended: EndedBinding | None, purpose: tuple[str, TenureId]) -> None:
+    def _propose(
+        self, bucket: str, key: Hashable, change: Any, ended: EndedBinding | None, purpose: tuple[str, TenureId]
+    ) -> None:
         tag = next(self.tags)
         self.requests[tag] = purpose
         request = ProposeRequest(
@@ -462,5 +464,5 @@ def _run_on_release(hook: Any, bucket: str, key: Hashable, register: Register) -
         log.exception("on_release_failed", bucket=bucket, key=repr(key)[:200])
 
 
-def _start(node: PaxosNode) -> Pid:
+def _start(node: PaxosNode) -> Pid | None:
     return BindingWatcher.start_link(node, name=BINDINGS_NAME)

@@ -106,7 +106,7 @@ class BucketServer(GenServer):
         return super().handle_call(request, caller)
 
 
-def Bucket(  # noqa: N802 - a child spec "constructor", named like the concept (DESIGN section 4)
+def Bucket(  # noqa: N802 - a child spec "constructor", named like the concept (the README's API)
     name: str, release_policy: ReleasePolicy | None = None, on_release: OnRelease | None = None
 ) -> ChildSpec:
     """The child spec of bucket ``name``: put it in a supervisor's children."""

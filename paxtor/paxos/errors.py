@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.paxos.register import ChangeRejected
 
 __all__ = ["NoQuorum", "ChangeRejected", "NotRunning"]
 
 
-class NoQuorum(Exception):
+class NoQuorum(PaxtorError):
     """No quorum of voters answered in time; the operation did not complete.
 
     ``maybe_applied`` is False when nothing was sent that could still be
@@ -20,5 +21,5 @@ class NoQuorum(Exception):
         self.maybe_applied = maybe_applied
 
 
-class NotRunning(RuntimeError):
+class NotRunning(PaxtorError, RuntimeError):
     """PaxosKV is not running on the current node (no `start_node`, or it stopped)."""

@@ -68,7 +68,7 @@ def _canonical(key: Any) -> Any:
         items = [(_canonical(k), _canonical(v)) for k, v in key.items()]
         items.sort(key=lambda item: encode(item[0]))
         return dict(items)
-    if dataclasses.is_dataclass(key) and registered_name(cls) is not None:
+    if dataclasses.is_dataclass(key) and not isinstance(key, type) and registered_name(cls) is not None:
         fields = {f.name: _canonical(getattr(key, f.name)) for f in dataclasses.fields(key) if f.init}
         return dataclasses.replace(key, **fields)
     return key

@@ -259,7 +259,11 @@ class LocalAcceptor:
             waiting.append((on_durable, None))
 
     def bulk_accept(
-        self, ballot: Ballot, config: int, items: Iterable[tuple[str, Hashable, Register]], on_durable: Callable[[list[Hashable]], None]
+        self,
+        ballot: Ballot,
+        config: int,
+        items: Iterable[tuple[str, Hashable, Register]],
+        on_durable: Callable[[list[Hashable]], None],
     ) -> None:
         """Accept each ``(bucket, key, register)`` at ``ballot`` as an `Accept` would; once
         durable, ``on_durable`` gets the ``(bucket, key)`` slots refused (promised higher, vetoed)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import WireError, decode, decode_renamed, encode
 from paxtor.paxos.acceptor import Collected, KeyRecord, LogRecord, MemberState, PromiseFloor
@@ -61,7 +62,7 @@ LEGACY_NAMES = {
 }
 
 
-class LogRecordCorrupt(ValueError):
+class LogRecordCorrupt(PaxtorError, ValueError):
     """A record whose frame checked but whose content is not an acceptor record."""
 
 
@@ -96,7 +97,7 @@ def decode_log_record(data: bytes) -> LogRecord:
     except (WireError, ValueError, TypeError, IndexError) as exc:
         raise LogRecordCorrupt(f"unreadable acceptor record: {exc}") from None
     if item.__class__ in (KeyRecord, PromiseFloor, Collected):  # the legacy format had no others
-        return item  # type: ignore[no-any-return]
+        return item
     raise LogRecordCorrupt(f"acceptor log holds a {type(item).__name__}, not an acceptor record")
 
 
@@ -110,7 +111,7 @@ def decode_log_fields(data: bytes) -> tuple[Any, ...]:
         raise LogRecordCorrupt(f"unreadable acceptor record: {exc}") from None
     if item.__class__ is not tuple or not item or item[0].__class__ is not int:
         raise LogRecordCorrupt("not the fields of an acceptor record")
-    return item  # type: ignore[no-any-return]
+    return item
 
 
 def record_from_fields(fields: tuple[Any, ...]) -> LogRecord:
@@ -163,7 +164,7 @@ def _fences(t: Any) -> tuple[LeaseFence, ...]:
 def _marks(t: Any) -> tuple[OpMark, ...]:
     if t.__class__ is not tuple or not all(is_op_mark(m) for m in t):
         raise ValueError(f"not op marks: {t!r}")
-    return t  # type: ignore[no-any-return]
+    return t
 
 
 _ballot = Ballot.from_parts
@@ -172,16 +173,16 @@ _ballot = Ballot.from_parts
 def _int(v: Any) -> int:
     if v.__class__ is not int:
         raise ValueError(f"expected an int, got {v!r}")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _str(v: Any) -> str:
     if v.__class__ is not str:
         raise ValueError(f"expected a str, got {v!r}")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _bool(v: Any) -> bool:
     if v.__class__ is not bool:
         raise ValueError(f"expected a bool, got {v!r}")
-    return v  # type: ignore[no-any-return]
+    return v

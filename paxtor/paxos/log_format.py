@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = [
     "HEADER_SIZE",
     "KIND_META",
@@ -74,7 +76,7 @@ _SNAPSHOT_RE = re.compile(r"^snapshot-(\d{16})\.snap$")
 _TEMP_RE = re.compile(r"^(segment|snapshot)-\d{16}\.(log|snap)\.tmp$")
 
 
-class LogCorrupt(ValueError):
+class LogCorrupt(PaxtorError, ValueError):
     """The bytes on disk are not what this module wrote: refuse, do not guess."""
 
 
@@ -90,7 +92,7 @@ def encode_header(header: FileHeader) -> bytes:
     return body + _HEADER_CRC.pack(zlib.crc32(body))
 
 
-def decode_header(data: bytes) -> FileHeader:
+def decode_header(data: bytes | memoryview) -> FileHeader:
     """Parse and check a file header; `LogCorrupt` says exactly what is wrong."""
     if len(data) < HEADER_SIZE:
         raise LogCorrupt(f"file header truncated ({len(data)} of {HEADER_SIZE} bytes)")

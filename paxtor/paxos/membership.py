@@ -438,5 +438,5 @@ class MembershipServer(GenServer):
         )
 
 
-def _start(node: PaxosNode) -> Pid:
+def _start(node: PaxosNode) -> Pid | None:
     return MembershipServer.start_link(node, name=MEMBERSHIP_NAME)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import structlog
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.paxos.log_format import (
     KIND_META,
     FileHeader,
@@ -54,11 +55,11 @@ META_FILE = "node.meta"
 INCARNATION_EPOCH_MS = 1_704_067_200_000
 
 
-class NodeMetaCorrupt(Exception):
+class NodeMetaCorrupt(PaxtorError):
     """`node.meta` exists but cannot be read: starting with a guessed incarnation could reuse one."""
 
 
-class NodeMetaMismatch(Exception):
+class NodeMetaMismatch(PaxtorError):
     """The data directory belongs to another node or another cluster."""
 
 
@@ -156,7 +157,7 @@ def _read(path: Path) -> dict[str, Any] | None:
                 raise LogCorrupt(f"bad {key} {fields[key]!r}")
     except (LogCorrupt, ValueError, KeyError, TypeError) as error:
         raise NodeMetaCorrupt(f"{path}: {error}; refusing to guess an incarnation") from error
-    return fields  # type: ignore[no-any-return]
+    return fields
 
 
 def _write_atomically(path: Path, data: bytes, fsync: Callable[[int], None]) -> None:

@@ -30,7 +30,6 @@ writer, the owner named beside each field, and readers that never mutate.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import structlog
 
 from paxtor.actors.ids import Pid
 from paxtor.actors.node import LocalNode
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.paxos.acceptor import Acceptor, LogRecord
 from paxtor.paxos.ballot import NodeId
 from paxtor.paxos.bucket import DEFAULT_BUCKET, BucketSpec
@@ -58,12 +58,13 @@ ACCEPTOR_DIR = "acceptor"
 
 Slot = tuple[str, Hashable]
 
-_open_nodes: weakref.WeakKeyDictionary[LocalNode, PaxosNode] = weakref.WeakKeyDictionary()
+#: The node's `PaxosNode`, between its ``open`` and ``close``.
+PAXOS_NODE: NodeSlot[PaxosNode] = NodeSlot("paxos")
 
 
 def open_paxos_node(local: LocalNode) -> PaxosNode | None:
     """The `PaxosNode` open on ``local`` (between its ``open`` and ``close``), or None."""
-    return _open_nodes.get(local)
+    return local.service(PAXOS_NODE)
 
 
 class PaxosNode:
@@ -137,7 +138,9 @@ class PaxosNode:
                 self.log,
                 self.local,
                 self.watched,
-                compact=lambda lg: lg.should_compact(ratio=config.compact_ratio, min_log_bytes=config.compact_min_bytes),
+                compact=lambda lg: lg.should_compact(
+                    ratio=config.compact_ratio, min_log_bytes=config.compact_min_bytes
+                ),
             )
             member = self.acceptor.member
             if member.node and member.node != self.name:
@@ -167,12 +170,11 @@ class PaxosNode:
                 log.info("acceptor_blank", node=self.name, detail="memory durability: it votes again only "
                          "in a new cluster, or after catching up from the other voters")
         self._opened = True
-        _open_nodes[self.local] = self
+        self.local.install(PAXOS_NODE, self)
 
     def close(self) -> None:
         """Make what the acceptor appended durable and release the log (node stop)."""
-        if _open_nodes.get(self.local) is self:
-            del _open_nodes[self.local]
+        self.local.uninstall(PAXOS_NODE, self)
         log_, self.log = self.log, None
         if log_ is not None:
             log_.close()

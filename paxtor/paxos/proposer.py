@@ -112,7 +112,7 @@ NO_QUORUM = "no_quorum"
 REJECTED = "rejected"
 NEW_CONFIG = "new_config"
 
-Message = Union[Prepare, Accept]
+Message = Prepare | Accept
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +308,7 @@ class Proposer:
             check_transition(base, new, self.ended)
         except ChangeRejected as exc:
             return self._decide(REJECTED, error=str(exc))
-        except Exception as exc:  # a change function is user code: report, don't crash
+        except Exception as exc:  # noqa: BLE001 - a change function is user code: report, don't crash
             return self._decide(REJECTED, error=f"change function raised {exc!r}")
         new = self._with_marks(base, self._with_fences(base, new, base_chosen))
         if may_skip and base_chosen and new == base and not self.spread and not _may_linger(self.change):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from paxtor.actors.ids import Pid
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import NACK_LEARNER, Accept, Accepted, Nack, Promise
 from paxtor.paxos.ballot import Ballot
@@ -139,17 +140,24 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The request submitted with ``token`` is done: ``register`` chosen, or ``error``.
+    """The request submitted with ``token`` is done: `Ok` (the register chosen) or `Err`.
 
     ``applied``: its change made the chosen value; ``term``: the lease term
     that change was made in (None: none was valid)."""
 
     token: Any
     request: ProposeRequest
-    register: Register | None
-    error: BaseException | None
+    outcome: Outcome[Register, BaseException]
     applied: bool
     term: int | None = None
+
+    @property
+    def register(self) -> Register | None:
+        return self.outcome.value if self.outcome.ok else None
+
+    @property
+    def error(self) -> BaseException | None:
+        return None if self.outcome.ok else self.outcome.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,7 +772,8 @@ class ProposerEngine:
         # this request's change made the chosen value (in this attempt, or in an
         # earlier one whose accepts a later round adopted)
         applied = register is not None and pending.change.applied
-        self._out.append(Finish(pending.token, pending.request, register, error, applied, term))
+        outcome: Outcome[Register, BaseException] = Ok(register) if error is None else Err(error)  # type: ignore[arg-type]
+        self._out.append(Finish(pending.token, pending.request, outcome, applied, term))
         slot.active = None
         slot.waiting = False
         self._cancel_timer(slot_key, slot)

@@ -273,7 +273,7 @@ class ProposerServer(GenServer):
         if request.reply_to is not None:
             self.deliver(request.reply_to, ProposeDone(request.tag, effect.register, effect.error, effect.applied))
         elif effect.token is not None:
-            reply(effect.token, (effect.register, effect.error))
+            reply(effect.token, effect.outcome)
 
     def _duty(self, effect: Any) -> None:
         """The lease, binding and membership duties the engine asks for."""

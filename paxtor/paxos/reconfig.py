@@ -49,6 +49,7 @@ from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME
 from paxtor.paxos.log_codec import KEY_RECORD, decode_log_fields, record_from_fields
 from paxtor.paxos.paxos_node import PaxosNode
+from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.register import ChangeFunction, Register, identity
 from paxtor.paxos.voter_config import VoterConfig, check_voter_names
 
@@ -125,7 +126,7 @@ def reseat(node: PaxosNode) -> None:
     log.info("catch_up_started", node=node.name, sources=",".join(sources), config=config.describe())
     try:
         chosen = api.propose(VOTERS_KEY, set_config(config, new), bucket=SYSTEM_BUCKET, timeout=10)
-    except api.NoQuorum as exc:
+    except NoQuorum as exc:
         log.info("catch_up_deferred", node=node.name, reason=str(exc)[:200])
         return
     now_config = current_config(chosen, config)
@@ -135,7 +136,7 @@ def reseat(node: PaxosNode) -> None:
         return
     try:  # every source must have installed it: together they end the old version's rounds
         install_on(node, new, started + CALL_TIMEOUT, enough=lambda acks: set(sources) <= set(acks))
-    except api.NoQuorum as exc:
+    except NoQuorum as exc:
         log.info("catch_up_deferred", node=node.name, reason=str(exc)[:200])
         return
     node.install_config(new)
@@ -200,7 +201,8 @@ def change_voters(
     step cannot reach the voters it needs before ``timeout``."""
     from paxtor.paxos import api
 
-    edit: Edit = voters if callable(voters) else (lambda _current, fixed=tuple(voters): fixed)
+    fixed = tuple(voters) if not callable(voters) else ()
+    edit: Edit = voters if callable(voters) else (lambda _current: fixed)
     deadline = time.monotonic() + timeout
     while True:
         current = read_config(node, deadline)
@@ -251,7 +253,7 @@ def check_new_voters(node: PaxosNode, names: Sequence[str], deadline: float) -> 
         try:
             count = call((ACCEPTOR_NAME, name), ("key_count",), timeout=min(CALL_TIMEOUT, _left(deadline)))
         except CallError as exc:
-            raise api.NoQuorum(f"could not ask {name} what it holds before adding it: {exc}") from None
+            raise NoQuorum(f"could not ask {name} what it holds before adding it: {exc}") from None
         if count:
             raise ValueError(
                 f"{name} holds {count} keys from when it was a voter: stop it, delete its data "
@@ -265,7 +267,7 @@ def finish_left_change(node: PaxosNode, joint: VoterConfig) -> None:
 
     try:
         finish_change(node, joint, time.monotonic() + 120.0)
-    except (api.NoQuorum, CallError) as exc:
+    except (NoQuorum, CallError) as exc:
         log.warning("voter_change_not_finished", node=node.name, config=joint.describe(), reason=str(exc)[:300])
 
 
@@ -275,7 +277,7 @@ def read_config(node: PaxosNode, deadline: float) -> VoterConfig:
 
     config = node.voter_config
     if config is None:
-        raise api.NoQuorum("this node does not know the cluster's voters yet")
+        raise NoQuorum("this node does not know the cluster's voters yet")
     register = api.propose(VOTERS_KEY, identity, bucket=SYSTEM_BUCKET, timeout=_left(deadline))
     current = current_config(register, config)
     node.install_config(current)
@@ -325,10 +327,14 @@ def install_on(node: PaxosNode, config: VoterConfig, deadline: float, enough: Ca
     """Install ``config`` on its members until those that did satisfy ``enough``; who did."""
     from paxtor.paxos import api
 
-    answers = _gather(list(config.members), ("install", node.cluster, config), deadline, enough=lambda a: enough(list(a)))
+    answers = _gather(
+        list(config.members), ("install", node.cluster, config), deadline, enough=lambda a: enough(list(a))
+    )
     acks = list(answers)
     if not enough(acks):
-        raise api.NoQuorum(f"could not install {config.describe()} on enough voters (done: {', '.join(acks) or 'none'})")
+        raise NoQuorum(
+            f"could not install {config.describe()} on enough voters (done: {', '.join(acks) or 'none'})"
+        )
     return acks
 
 
@@ -340,7 +346,7 @@ def migrate(node: PaxosNode, joint: VoterConfig, deadline: float) -> tuple[int, 
     members = list(joint.members)
     floors = _gather(members, ("floor",), deadline)
     if not joint.is_quorum(list(floors)):
-        raise api.NoQuorum(f"too few voters of {joint.describe()} answer to move the keys")
+        raise NoQuorum(f"too few voters of {joint.describe()} answer to move the keys")
     ballot = Ballot(max(floors.values()) + FLOOR_STRIDE, node.identity)
     sources = [m for m in members if m in floors]
     read = read_state(sources, ballot, enough=joint.is_quorum)
@@ -394,7 +400,9 @@ def _gather(
     answers: dict[str, Any] = {}
     for _ in members:
         try:
-            _, member, answer = receive(lambda m: m.__class__ is tuple and len(m) == 3 and m[0] == token, timeout=_left(deadline))
+            _, member, answer = receive(
+                lambda m: m.__class__ is tuple and len(m) == 3 and m[0] == token, timeout=_left(deadline)
+            )
         except ReceiveTimeout:
             break
         if answer is not None:

@@ -55,6 +55,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import wire_type
 
@@ -83,7 +84,7 @@ NOCONNECTION = "noconnection"
 lost connection says it, so a release for it is subject to the lease veto."""
 
 
-class ChangeRejected(ValueError):
+class ChangeRejected(PaxtorError, ValueError):
     """A change function broke the register rules (epochs, tenures, justification)."""
 
 
@@ -211,7 +212,7 @@ class Register:
 
     def with_bookkeeping(self, lease_fences: tuple[LeaseFence, ...], op_marks: tuple[OpMark, ...]) -> Register:
         """This register with the core's ``lease_fences`` and ``op_marks`` replaced (the
-        proposer's step on every round: built directly, `dataclasses.replace` costs 3x)."""
+        proposer's step on every round: built directly, as `dataclasses.replace` is slow)."""
         if lease_fences == self.lease_fences and op_marks == self.op_marks:
             return self
         return Register(self.epoch, self.filled, self.value, self.binding, lease_fences, op_marks)

@@ -4,7 +4,7 @@ A round's messages are the hot path of PaxosKV: every put is two to four of
 them per voter. As nested dataclasses (an envelope holding an `Accept`
 holding two `Ballot`s and a `Register`...) each costs the wire codec one
 Python callback per object, on both sides; as ONE flat tuple of scalars it
-costs one (measured: about 3x less codec time per round). Only the rare
+costs one (the README's "How it compares" gives the figure). Only the rare
 parts (a `Binding`, lease fences) stay objects inside the tuple.
 
     ("p1a", sender_node, sender_incarnation, sender_serial, bucket, key, *ballot, config[, fence])
@@ -80,7 +80,7 @@ def pack_request(sender: Pid, msg: Prepare | Accept) -> tuple[Any, ...]:
         sender.node, sender.incarnation, sender.serial, msg.bucket, msg.key,
         b.counter, b.node[0], b.node[1], msg.config,
     )  # fmt: skip
-    if msg.__class__ is Prepare:
+    if isinstance(msg, Prepare):
         return (P1A, *head) if msg.lease_fence is None else (P1A, *head, msg.lease_fence)
     n = msg.next_ballot
     nxt = (None, None, None) if n is None else (n.counter, n.node[0], n.node[1])
@@ -115,10 +115,9 @@ def pack_reply(voter: str, msg: Promise | Accepted | Nack) -> tuple[Any, ...]:
     """The flat form of phase 1b/2b (or a refusal) from the acceptor of node ``voter``."""
     b = msg.ballot
     head = (voter, msg.bucket, msg.key, b.counter, b.node[0], b.node[1])
-    cls = msg.__class__
-    if cls is Accepted:
+    if isinstance(msg, Accepted):
         return (P2B, *head, msg.promised_next)
-    if cls is Promise:
+    if isinstance(msg, Promise):
         a = msg.accepted_ballot
         return (P1B, *head, a.counter, a.node[0], a.node[1], *_flat_register(msg.accepted))
     p = msg.promised

@@ -71,7 +71,7 @@ class SingletonName:
 
     key: Any
     start: str
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     pkey: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +98,8 @@ class _Singletons:
             return pid
         outcome = call(cache.server, Resolve(key, start), timeout=RESOLVE_TIMEOUT * 1.5)
         if outcome[0] == "ok":
-            return outcome[1]
+            found: Pid | None = outcome[1]
+            return found
         raise outcome[1]
 
     def send(self, name: Any, msg: Any) -> None:
@@ -142,8 +143,9 @@ def _pkey(name: Any) -> bytes:
     return name.pkey if name.__class__ is SingletonName else paxos_key(name)
 
 
-def _child_reference(child_spec: Any) -> tuple[str, tuple]:
+def _child_reference(child_spec: Any) -> tuple[str, tuple[Any, ...]]:
     """``(reference, args)`` for the accepted forms of a singleton child spec."""
+    args: tuple[Any, ...]
     if isinstance(child_spec, tuple):
         if len(child_spec) != 2:
             raise TypeError(f"a singleton child spec tuple is (Class or 'pkg.mod:Class', arg), got {child_spec!r}")
@@ -192,9 +194,12 @@ def name(key: Any, child_spec: Any) -> Via:
 def whereis(via_or_key: Any) -> Pid | None:
     """The pid behind a `Via` (a singleton name is started if needed), or, for a
     bare key, the singleton running under it (None if none: a bare key cannot start one)."""
+    pid: Pid | None
     if isinstance(via_or_key, Via):
-        return via_or_key.module.whereis_name(via_or_key.key)
-    return SINGLETONS.whereis_name(via_or_key)
+        pid = via_or_key.module.whereis_name(via_or_key.key)
+    else:
+        pid = SINGLETONS.whereis_name(via_or_key)
+    return pid
 
 
 def registered() -> list[tuple[Any, Pid]]:

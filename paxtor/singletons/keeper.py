@@ -155,7 +155,7 @@ def keeper_main(key: bytes, start: str, args: tuple, user_key: Any, server: Pid)
         child = spec.start_process()
         if child is None:
             raise RuntimeError(f"{start} asked to be ignored; a singleton must start a process")
-    except Exception as exc:  # any failure of the child's start is the caller's error
+    except Exception as exc:  # noqa: BLE001 - any failure of the child's start is the caller's error
         log.warning("singleton_start_failed", key=repr(user_key), start=start, reason=repr(exc))
         _give_back(key, epoch, me)
         _report(server, key, ("error", exc))

@@ -28,7 +28,6 @@ and the next use starts the singleton elsewhere.
 from __future__ import annotations
 
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import gevent
 import structlog
 
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors import (
     ChildSpec,
     Down,
@@ -59,6 +59,7 @@ from paxtor.actors.dynamic_supervisor import start_child
 from paxtor.actors.function_ref import FunctionRefRefused, check_allowed
 from paxtor.actors.messages import NOCONNECTION, NOPROC, Caller, CallError, CallTimeout, Exit
 from paxtor.actors.node import LocalNode, current_node
+from paxtor.actors.node_slot import NodeSlot
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.wire import wire_type
 from paxtor.paxos.register import empty_released, identity, release_if_bound
@@ -103,10 +104,11 @@ BACKOFF_MIN, BACKOFF_MAX = 0.02, 1.0
 #: must have run out; one attempt waits at most this long before looking again.
 STALE_RELEASE_TIMEOUT = 2.0
 
-_caches: weakref.WeakKeyDictionary[LocalNode, NameCache] = weakref.WeakKeyDictionary()
+#: The node's name cache, while its name server runs.
+NAME_CACHE: NodeSlot[NameCache] = NodeSlot("names")
 
 
-class SingletonStartError(Exception):
+class SingletonStartError(PaxtorError):
     """The singleton's child could not be started (its claim on the key was released)."""
 
     def __init__(self, key: Any, reason: Any) -> None:
@@ -115,7 +117,7 @@ class SingletonStartError(Exception):
         self.reason = reason
 
 
-class SingletonUnreachable(ConnectionError):
+class SingletonUnreachable(PaxtorError, ConnectionError):
     """The singleton runs (or is starting) on a node this one cannot reach, though others do."""
 
     def __init__(self, key: Any, node: str, here: str, reached_by: list[str]) -> None:
@@ -176,14 +178,7 @@ class NameCache:
 
 def name_cache(node: LocalNode | None = None) -> NameCache:
     """The name cache of `node` (default: the current node)."""
-    node = node or current_node()
-    cache = _caches.get(node)
-    if cache is None:
-        raise RuntimeError(
-            f"Paxtor's name service is not running on node {node.name!r}: "
-            "start the node with paxtor.start_node (it starts the services)"
-        )
-    return cache
+    return (node or current_node()).require(NAME_CACHE, "name service")
 
 
 class NameServer(GenServer):
@@ -201,7 +196,7 @@ class NameServer(GenServer):
         trap_exits(True)
         self.node = current_node()
         self.cache = NameCache(self_pid())
-        _caches[self.node] = self.cache
+        self.node.install(NAME_CACHE, self.cache)
         self.watching: dict[Ref, tuple[bytes, Pid]] = {}  # monitors of cached pids
         self.watched: dict[Pid, Ref] = {}
         self.resolving: dict[bytes, tuple[Pid, list[Caller], Any]] = {}  # resolver, callers, name
@@ -336,8 +331,7 @@ class NameServer(GenServer):
             self.watching[ref] = (key, pid)
 
     def terminate(self, reason: Any) -> None:
-        if _caches.get(self.node) is self.cache:
-            del _caches[self.node]
+        self.node.uninstall(NAME_CACHE, self.cache)
 
 
 # -- the resolver: find a key's pid, starting it if needed --------------------------------
@@ -398,7 +392,7 @@ def _known_death(pid: Pid) -> Any:
     node = current_node()
     if pid.node == node.name:
         return None if is_alive(pid) else NOPROC
-    cache = _caches.get(node)
+    cache = node.service(NAME_CACHE)
     reason = cache.dead.get(pid) if cache is not None else None
     if reason == NOCONNECTION and _connected(pid.node):
         del cache.dead[pid]  # type: ignore[union-attr]  # its node is back: it may live

@@ -125,7 +125,9 @@ class Cluster:
         self.paxos.update(paxos)
         return self
 
-    def start(self, number: int, *, voter: bool | None = None, durability: str | None = None, **paxos: Any) -> paxtor.Node:
+    def start(
+        self, number: int, *, voter: bool | None = None, durability: str | None = None, **paxos: Any
+    ) -> paxtor.Node:
         """Start ``node<number>`` (a voter iff number <= cluster_size, unless `voter` says)."""
         durability = durability or self.durability
         options = dict(self.distribution)

@@ -23,7 +23,9 @@ def wait_for_nodes(node: Any, names: Iterable[str], timeout: float = WAIT) -> No
     names = list(names)
     dist = getattr(node, "dist", node)
     if not dist.wait_for_nodes(names, timeout):
-        raise TimeoutError(f"{dist.name} is not connected to {sorted(set(names) - set(dist.nodes()))} after {timeout} s")
+        raise TimeoutError(
+            f"{dist.name} is not connected to {sorted(set(names) - set(dist.nodes()))} after {timeout} s"
+        )
 
 
 def wait_node_up(node: Any, name: str, timeout: float = WAIT) -> None:

@@ -7,7 +7,9 @@ from typing import Any
 
 import gevent.queue
 
-from paxtor.actors.connection import Connection, ConnectionConfig, Listener
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
+from paxtor.actors.listener import Listener
 
 COOKIE = b"connection-reads-cookie"
 WAIT = 10.0

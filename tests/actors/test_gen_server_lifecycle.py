@@ -229,15 +229,15 @@ def test_which_children_tells_restarting_from_stopped():
     sup = Supervisor.start_link([flaky, calm], max_restarts=1000, max_seconds=60)
     Supervisor.terminate_child(sup, "calm")
     gate["open"] = False
-    victim = dict((i, p) for i, p, _ in Supervisor.which_children(sup))["flaky"]
+    victim = {i: p for i, p, _ in Supervisor.which_children(sup)}["flaky"]
     ref = monitor(victim)
     GenServer.stop(victim, "crash")
     receive(lambda m: isinstance(m, Down) and m.ref == ref, timeout=WAIT)
-    children = dict((i, p) for i, p, _ in Supervisor.which_children(sup))
+    children = {i: p for i, p, _ in Supervisor.which_children(sup)}
     assert children == {"flaky": RESTARTING, "calm": None}
     gate["open"] = True
     for _ in range(3):  # each answer comes after one more attempt: the next one works
-        pid = dict((i, p) for i, p, _ in Supervisor.which_children(sup))["flaky"]
+        pid = {i: p for i, p, _ in Supervisor.which_children(sup)}["flaky"]
         if pid != RESTARTING:
             break
     assert is_alive(pid)

@@ -59,7 +59,9 @@ def outcome(pid, ref):
     for a report right after the signal gives a deterministic answer.
     """
     send(pid, ("report", self_pid()))
-    msg = receive(lambda m: (isinstance(m, Down) and m.ref == ref) or (isinstance(m, tuple) and m[0] == "seen"), timeout=5)
+    msg = receive(
+        lambda m: (isinstance(m, Down) and m.ref == ref) or (isinstance(m, tuple) and m[0] == "seen"), timeout=5
+    )
     if isinstance(msg, Down):
         return ("dead", msg.reason)
     return ("alive", msg[1])
@@ -161,7 +163,9 @@ def test_exit_signal_to_oneself(reason, trap, state, expected):
         send(parent, ("survived", receive(timeout=0)))
 
     _, ref = spawn_monitor(body)
-    msg = receive(lambda m: (isinstance(m, Down) and m.ref == ref) or (isinstance(m, tuple) and m[0] == "survived"), timeout=5)
+    msg = receive(
+        lambda m: (isinstance(m, Down) and m.ref == ref) or (isinstance(m, tuple) and m[0] == "survived"), timeout=5
+    )
     if state == "dead":
         assert isinstance(msg, Down) and msg.reason == expected
     else:

@@ -72,7 +72,7 @@ def test_remove_if_keeps_the_order_of_the_rest():
 
 
 def sender(to, sender_id, tags, yields):
-    for seq, (tag, pause) in enumerate(zip(tags, yields)):
+    for seq, (tag, pause) in enumerate(zip(tags, yields, strict=True)):
         send(to, (sender_id, seq, tag))
         if pause:
             gevent.sleep(0)  # interleave with the other senders

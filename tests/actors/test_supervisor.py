@@ -39,6 +39,7 @@ from paxtor.actors import (
 from paxtor.actors.child_spec import ChildStartError
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.messages import CallError, NoProc, StartError
+from paxtor.actors.outcome import Err
 from paxtor.actors.supervisor import (
     ChildNotFound,
     RestartIntensity,
@@ -530,9 +531,9 @@ def test_calls_to_a_dead_supervisor_fail_clearly(recorder):
 
 def test_malformed_requests_are_refused_not_fatal(recorder):
     sup = started_abc(recorder)
-    assert call(sup, "garbage") == ("error", ("bad_request", "garbage"))
-    assert call(sup, ("terminate_child",)) == ("error", ("bad_request", ("terminate_child",)))
-    assert call(sup, ("start_child", "not a spec")) == ("error", ("bad_request", "not a spec"))
+    assert call(sup, "garbage") == Err(("bad_request", "garbage"))
+    assert call(sup, ("terminate_child",)) == Err(("bad_request", ("terminate_child",)))
+    assert call(sup, ("start_child", "not a spec")) == Err(("bad_request", "not a spec"))
     assert list(pids(sup)) == ["a", "b", "c"]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import gevent
 import pytest
 
-from paxtor.actors import Down, Exit, ReceiveTimeout, Task, monitor, receive, self_pid, send, spawn, trap_exits
+from paxtor.actors import Down, Err, Exit, Ok, ReceiveTimeout, Task, monitor, receive, self_pid, send, spawn, trap_exits
 from paxtor.actors.primitives import is_alive
 from paxtor.actors.task import TaskExited, TaskTimeout
 
@@ -88,12 +88,12 @@ def test_yield_does_not_raise():
     task = Task.run(wait_for_go, 7)
     assert task.yield_(timeout=0.01) is None
     send(task.pid, "go")
-    assert task.yield_() == ("ok", 7)
+    assert task.yield_() == Ok(7)
 
     trap_exits(True)
     failing = Task.run(crash)
-    tag, reason = failing.yield_()
-    assert tag == "exit" and isinstance(reason, RuntimeError)
+    outcome = failing.yield_()
+    assert isinstance(outcome, Err) and isinstance(outcome.reason, RuntimeError)
 
 
 def test_shutdown_stops_a_running_task():
@@ -124,7 +124,7 @@ def test_shutdown_after_the_result_returns_it():
     task = Task.run(add, 1, 1)
     ref = monitor(task.pid)
     down_of(ref)  # finished: its reply is waiting in the mailbox
-    assert task.shutdown() == ("ok", 2)
+    assert task.shutdown() == Ok(2)
     assert_mailbox_empty()
 
 

@@ -42,17 +42,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="first seed (default: random)")
     parser.add_argument("--window", type=float, default=12.0, help="seconds of faults per run")
     parser.add_argument("--quiet", type=float, default=8.0, help="seconds of workload after the final heal")
-    parser.add_argument("--faults", default=None, help=f"comma-separated kinds to use ({','.join(KINDS)}); default: swarm")
+    parser.add_argument(
+        "--faults", default=None, help=f"comma-separated kinds to use ({','.join(KINDS)}); default: swarm"
+    )
     parser.add_argument("--voters", type=int, choices=(3, 5), default=None, help="default: 3 for even seeds, 5 for odd")
     parser.add_argument("--clients", type=int, default=1, help="client node processes (default 1)")
     parser.add_argument("--no-clocks", action="store_true", help="no node under faketime")
-    parser.add_argument("--clock-beyond", type=float, nargs="?", const=BEYOND_RATE, default=None, metavar="RATE",
-                        help=f"negative control: one voter's clock at xRATE (default {BEYOND_RATE}), outside the drift bound")
+    parser.add_argument(
+        "--clock-beyond",
+        type=float,
+        nargs="?",
+        const=BEYOND_RATE,
+        default=None,
+        metavar="RATE",
+        help=f"negative control: one voter's clock at xRATE (default {BEYOND_RATE}), outside the drift bound",
+    )
     parser.add_argument("--amnesia", action="store_true",
                         help="negative control: a voter whose data directory was wiped votes at once")
     parser.add_argument("--register-ops", choices=("mixed", "incr", "cas"), default="mixed",
                         help="register writes: blind increments and compare-and-set (default), or one of them")
-    parser.add_argument("--plot-dir", default="chaos-results", help="where the per-run PNGs go (default ./chaos-results)")
+    parser.add_argument(
+        "--plot-dir", default="chaos-results", help="where the per-run PNGs go (default ./chaos-results)"
+    )
     args = parser.parse_args(argv)
     kinds = tuple(args.faults.split(",")) if args.faults else None
     if kinds and set(kinds) - set(KINDS):
@@ -80,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.amnesia:
         missed = [r.seed for r in results if not r.safety_violations]
-        print(f"negative control (--amnesia): {len(results) - len(missed)} of {len(results)} runs found a safety violation"
-              + (f"; MISSED in seeds {missed}" if missed else ""))
+        print(
+            f"negative control (--amnesia): {len(results) - len(missed)} of {len(results)} runs"
+            " found a safety violation"
+            + (f"; MISSED in seeds {missed}" if missed else "")
+        )
         return 1 if missed else 0
     return 0 if all(r.ok for r in results) else 1
 

@@ -26,7 +26,9 @@ class Verdict:
         return not self.violations and not self.unknown
 
 
-def check_lock_set(resource_log: list[tuple[Any, ...]], final_sets: dict[Any, list[str]], events: list[tuple[Any, ...]]) -> Verdict:
+def check_lock_set(
+    resource_log: list[tuple[Any, ...]], final_sets: dict[Any, list[str]], events: list[tuple[Any, ...]]
+) -> Verdict:
     """No acked add lost; one holder per token; the resource never accepted a token older
     than one it had accepted, nor a token below one whose tenure had ended before its
     holder's began (a holder paused before it noticed its grant, then fenced, is a note)."""
@@ -36,7 +38,7 @@ def check_lock_set(resource_log: list[tuple[Any, ...]], final_sets: dict[Any, li
         if elem not in final_sets.get(key, ()):
             v.violations.append(f"lost add: {elem!r} was acknowledged for {key!r} but is not in the final set")
     highest: dict[Any, int] = {}
-    for (t, op, key, token, holder, _, outcome) in resource_log:
+    for _t, _op, key, token, _holder, _, outcome in resource_log:
         if outcome == "ok":
             if token < highest.get(key, -1):
                 v.violations.append(f"resource accepted stale token {token} for {key!r} after {highest[key]}")
@@ -154,7 +156,9 @@ def check_liveness(last_heal: float, progress: dict[str, list[float]],
         if took is None:
             v.violations.append(f"lock {key!r} of a killed holder not acquirable within {lock_bound:.2f} s")
         else:
-            v.notes.append(f"lock {key!r} of a killed holder acquired {took:.2f} s after the kill (bound {lock_bound:.2f} s)")
+            v.notes.append(
+                f"lock {key!r} of a killed holder acquired {took:.2f} s after the kill (bound {lock_bound:.2f} s)"
+            )
     return v, (max(recovery) if recovery else None)
 
 

@@ -269,8 +269,10 @@ class ChaosCluster:
         deadline = time.monotonic() + timeout
         while waiting:
             try:
-                msg = receive(lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "fault_ack" and m[1] in waiting,
-                              timeout=max(0.01, deadline - time.monotonic()))
+                msg = receive(
+                    lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "fault_ack" and m[1] in waiting,
+                    timeout=max(0.01, deadline - time.monotonic()),
+                )
             except ReceiveTimeout:
                 break
             waiting.discard(msg[1])

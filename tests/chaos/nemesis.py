@@ -277,8 +277,9 @@ class Nemesis:
         resumes, past its lease, believing it holds the lock and about to write."""
         call(RESOURCE, ("watch", node, self_pid()))
         try:
-            _, _, holder, key, token = receive(lambda m: isinstance(m, tuple) and m[:2] == ("in_critical_section", node),
-                                               timeout=3.0)
+            _, _, holder, key, token = receive(
+                lambda m: isinstance(m, tuple) and m[:2] == ("in_critical_section", node), timeout=3.0
+            )
             what = f"while {holder!r} holds {key!r} with token {token}, mid critical section"
         except ReceiveTimeout:
             what = "(no holder there read within 3 s: a plain pause)"
@@ -296,4 +297,7 @@ class Nemesis:
         if self.firewall is not None:
             self.firewall.heal()
         self.last_heal = time.monotonic()
-        self._links([("heal",), ("fsync_delay", 0.0)], "final heal (all links, iptables, disks; all nodes running); quiet period")
+        self._links(
+            [("heal",), ("fsync_delay", 0.0)],
+            "final heal (all links, iptables, disks; all nodes running); quiet period",
+        )

@@ -32,7 +32,7 @@ def write_png(result: Any, path: Path) -> Path:
     heal = result.extra.get("final_heal")
     end = max([t for outcomes in series.values() for ts in outcomes.values() for t in ts] + [1.0])
     fig, axes = plt.subplots(len(series), 1, figsize=(12, 2.3 * len(series) + 0.8), sharex=True, squeeze=False)
-    for ax, (name, outcomes) in zip(axes[:, 0], series.items()):
+    for ax, (name, outcomes) in zip(axes[:, 0], series.items(), strict=True):
         for i, (window_kind, start, stop, label) in enumerate(windows):
             ax.axvspan(start, stop, color=KIND_COLOURS.get(window_kind, "tab:gray"), alpha=0.15)
             if ax is axes[0, 0]:
@@ -40,7 +40,9 @@ def write_png(result: Any, path: Path) -> Path:
                         ha="center", va="bottom", fontsize=7, rotation=0, clip_on=False)  # fmt: skip
         if heal is not None:
             ax.axvline(heal, color="black", linestyle="--", linewidth=1)
-        for y, (outcome, times) in enumerate(sorted(outcomes.items(), key=lambda kv: list(OUTCOME_COLOURS).index(kv[0]))):
+        for y, (outcome, times) in enumerate(
+            sorted(outcomes.items(), key=lambda kv: list(OUTCOME_COLOURS).index(kv[0]))
+        ):
             ax.plot(times, [y] * len(times), "|", color=OUTCOME_COLOURS[outcome], markersize=9,
                     label=f"{outcome} ({len(times)})")  # fmt: skip
         per_second = [0] * (int(end) + 1)

@@ -44,8 +44,8 @@ class RunResult:
     def fault_count(self) -> int:
         return len(self.extra.get("windows", ())) or sum(
             1 for _, text in self.faults_log
-            if not text.startswith(("heal", "restart", "SIGCONT", "final", "quiet", "clock", "liveness", "iptables: heal",
-                                    "slow disk over", "iptables faults skipped"))
+            if not text.startswith(("heal", "restart", "SIGCONT", "final", "quiet", "clock", "liveness",
+                                    "iptables: heal", "slow disk over", "iptables faults skipped"))
         )  # fmt: skip
 
     def faults_by_kind(self) -> dict[str, int]:
@@ -120,7 +120,9 @@ def format_summary(results: list[RunResult]) -> str:
         line += "\nruns by voters: " + ", ".join(f"{k} voters: {n}" for k, n in sorted(voters.items()) if k)
     plots = [r.extra["plot"] for r in results if str(r.extra.get("plot", "")).endswith(".png")]
     if plots:
-        line += f"\nplots: {plots[0]}" + (f" ... ({len(plots)} PNGs in {Path(plots[0]).parent})" if len(plots) > 1 else "")
+        line += f"\nplots: {plots[0]}" + (
+            f" ... ({len(plots)} PNGs in {Path(plots[0]).parent})" if len(plots) > 1 else ""
+        )
     if bad:
         line += "\nfailing seeds: " + ", ".join(str(r.seed) for r in bad)
         line += "\n" + "\n".join(f"  {r.replay}" for r in bad)

@@ -297,7 +297,9 @@ def _scenario(cluster: ChaosCluster, faults: list[nemesis.Fault], window: float,
     result.extra["error_summary"] = [f"{key} {kind} x{n}" for (key, kind), n in sorted(kinds.items())]
     after = [e for e in errors if e[0] >= nem.last_heal]
     if after:
-        result.extra["error_summary"].append(f"{len(after)} after the final heal, last: {after[-1][1]} {after[-1][2]}")  # for whoever digs into one run
+        result.extra["error_summary"].append(
+            f"{len(after)} after the final heal, last: {after[-1][1]} {after[-1][2]}"
+        )  # for whoever digs into one run
     result.extra["series"] = plot_series(t0, resource_log, events, history, errors, served)
     series = {f"{name} ok": times for name, times in progress.items()}
     for worker in sorted({e[1] for e in events if e[0] == "released"}):

@@ -69,6 +69,9 @@ def test_without_iptables_an_iptables_fault_is_skipped_with_one_message() -> Non
         voters = ("node1", "node2", "node3")
 
     nem = nemesis.Nemesis(NoCluster(), t0=0.0, firewall=None, no_firewall="iptables needs root")  # type: ignore[arg-type]
-    faults = [nemesis.Fault("ipt_isolate", ("node1",), 0.0, 0.0), nemesis.Fault("ipt_one_way", ("node1", "node2"), 0.0, 0.0)]
+    faults = [
+        nemesis.Fault("ipt_isolate", ("node1",), 0.0, 0.0),
+        nemesis.Fault("ipt_one_way", ("node1", "node2"), 0.0, 0.0),
+    ]
     assert [nem.start(f) for f in faults] == [False, False]
     assert [text for _, text in nem.log] == ["iptables faults skipped: iptables needs root"]

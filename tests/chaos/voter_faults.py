@@ -148,7 +148,9 @@ class VoterFaults:
         if probe is None:
             return
         for name in down:
-            self.note(f"kill -9 {name} (pid {self.cluster.kill9(name)}): writes now live on {', '.join(rest + [wiped])}")
+            self.note(
+                f"kill -9 {name} (pid {self.cluster.kill9(name)}): writes now live on {', '.join(rest + [wiped])}"
+            )
         probe.write()
         for name in down:
             self.note(f"restart {name} (pid {self.cluster.restart(name)})")
@@ -157,7 +159,9 @@ class VoterFaults:
         self.restart_wiped(wiped)
         self.note(f"{wiped}: {self._votes_again(wiped)}")
         for name in rest:
-            self.note(f"kill -9 {name} (pid {self.cluster.kill9(name)}): the quorum left is {', '.join([wiped, *down])}")
+            self.note(
+                f"kill -9 {name} (pid {self.cluster.kill9(name)}): the quorum left is {', '.join([wiped, *down])}"
+            )
         self._stopped = rest
         probe.read(hold)
 

@@ -31,7 +31,8 @@ from paxtor.actors import (
     spawn,
     trap_exits,
 )
-from paxtor.actors.connection import Connection, ConnectionConfig
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.distribution import (
     NodeDown,

@@ -291,7 +291,7 @@ def test_a_full_disk_at_start_up_is_reported_as_such_not_as_a_listen_failure(tmp
 
 
 def test_a_listen_failure_is_a_listen_error_with_its_errno(tmp_path):
-    from paxtor.actors.connection import ListenError
+    from paxtor.actors.listener import ListenError
 
     base = free_base_port([1])
     with gevent.socket.socket() as taken:
@@ -303,7 +303,7 @@ def test_a_listen_failure_is_a_listen_error_with_its_errno(tmp_path):
 
 
 def test_start_node_raises_the_disk_error_itself(tmp_path):
-    from paxtor.actors.connection import ListenError
+    from paxtor.actors.listener import ListenError
 
     data = full_disk_data_dir(tmp_path)
     with pytest.raises(OSError) as info:

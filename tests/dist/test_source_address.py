@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from paxtor.actors.connection import Connection, ConnectionConfig, Listener
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.distribution import host_map, start_distributed
+from paxtor.actors.listener import Listener
 from paxtor.cli import build_parser
 from paxtor.testing import free_base_port
 

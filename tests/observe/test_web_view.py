@@ -97,7 +97,8 @@ def test_metrics_parse_as_prometheus_text_and_count_what_happened(cluster: Clust
     assert samples["paxtor_lease_valid"] == 1 and samples["paxtor_quorum_reachable"] == 1
     assert samples["paxtor_connections"] == 2
     assert samples['paxtor_peer_up{"peer": "node2"}'] == 1
-    assert samples['paxtor_node_info{"incarnation": "%d", "node": "node1", "role": "voter"}' % node1.dist.incarnation] == 1
+    info = f'paxtor_node_info{{"incarnation": "{node1.dist.incarnation}", "node": "node1", "role": "voter"}}'
+    assert samples[info] == 1
     assert "paxtor_acceptor_fsync_seconds_bucket" not in body.decode()  # memory durability: no fsync
     cluster.stop("node3")
     wait_node_down(node1, "node3")
@@ -174,9 +175,13 @@ def test_the_page_in_headless_chromium(cluster: Cluster, monkeypatch: pytest.Mon
             "return [...document.querySelectorAll('#nodes tr.down td:first-child')].map(td => td.textContent);"
         )
         assert down_rows == ["node3"]
-        stuck = page.script("return [...document.querySelectorAll('#locks tr.stuck td:first-child')].map(td => td.textContent);")
+        stuck = page.script(
+            "return [...document.querySelectorAll('#locks tr.stuck td:first-child')].map(td => td.textContent);"
+        )
         assert stuck == ["order:42"]
-        singletons = page.script("return [...document.querySelectorAll('#singletons td:first-child')].map(td => td.textContent);")
+        singletons = page.script(
+            "return [...document.querySelectorAll('#singletons td:first-child')].map(td => td.textContent);"
+        )
         assert singletons == ["apple"]
         assert "handoffs/s" in page.wait_for("return document.getElementById('ratenow').textContent;")
         shot = page.screenshot(tmp_path / "web-view.png")

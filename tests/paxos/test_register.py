@@ -93,7 +93,12 @@ def test_valid_transitions(old: Register, new: Register, ended: EndedBinding | N
         (Register.empty(5), Register(epoch=7, filled=True, value="v"), None, "claim must take epoch 6"),
         (HELD_P, Register(epoch=2), ENDED_P, "release must keep epoch 1"),
         (HELD_P, Register(epoch=1, filled=True, value="v", binding=Binding(pid=Q)), ENDED_P, "without a new epoch"),
-        (HELD_P, Register(epoch=3, filled=True, value="v", binding=Binding(pid=Q)), ENDED_P, "handoff must take epoch 2"),
+        (
+            HELD_P,
+            Register(epoch=3, filled=True, value="v", binding=Binding(pid=Q)),
+            ENDED_P,
+            "handoff must take epoch 2",
+        ),
         (HELD_P, HELD_P.release(), None, "without a matching EndedBinding"),
         (HELD_P, HELD_P.release(), EndedBinding(0, BY_P, "normal"), "without a matching"),
         (HELD_P, HELD_P.release(), EndedBinding(1, Binding(pid=Q), "normal"), "without a matching"),

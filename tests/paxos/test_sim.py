@@ -62,7 +62,14 @@ def test_voter_changes_run_under_load_and_a_voter_finishes_one_left_half_way() -
     for r in results:
         for name, n in r.stats.items():
             total[name] = total.get(name, 0) + n
-    for name in ("changes_started", "changes_done", "changes_resumed", "changes_refused", "keys_moved", "keys_by_round"):
+    for name in (
+        "changes_started",
+        "changes_done",
+        "changes_resumed",
+        "changes_refused",
+        "keys_moved",
+        "keys_by_round",
+    ):
         assert total.get(name, 0) > 0, name
 
 

@@ -759,8 +759,9 @@ def test_crash_while_writing_the_snapshot_or_creating_the_segment(tmp_path):
 
 
 def test_node_meta_incarnation_grows_at_every_open(tmp_path):
-    first = NodeMeta.open(tmp_path).incarnation
-    assert [NodeMeta.open(tmp_path).incarnation for _ in range(2)] == [first + 1, first + 2]
+    still = lambda: 1_800_000_000 * 10**9  # noqa: E731 - a clock that does not move: only the count grows
+    first = NodeMeta.open(tmp_path, clock=still).incarnation
+    assert [NodeMeta.open(tmp_path, clock=still).incarnation for _ in range(2)] == [first + 1, first + 2]
     assert (tmp_path / META_FILE).exists()
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -798,9 +799,10 @@ def test_a_directory_of_another_node_is_refused(tmp_path):
 
 
 def test_node_meta_survives_a_leftover_temp_file(tmp_path):
-    first = NodeMeta.open(tmp_path).incarnation
+    still = lambda: 1_800_000_000 * 10**9  # noqa: E731 - a clock that does not move: only the count grows
+    first = NodeMeta.open(tmp_path, clock=still).incarnation
     (tmp_path / (META_FILE + ".tmp")).write_bytes(b"garbage from a crash")
-    assert NodeMeta.open(tmp_path).incarnation == first + 1
+    assert NodeMeta.open(tmp_path, clock=still).incarnation == first + 1
 
 
 def test_corrupt_node_meta_is_refused(tmp_path):

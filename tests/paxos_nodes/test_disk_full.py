@@ -4,6 +4,8 @@ restart from its directory finds every vote it answered."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import os
 import time
@@ -53,8 +55,7 @@ def test_a_voter_stops_voting_on_a_full_disk_and_resumes_once_it_frees(cluster: 
     assert nodes[0].run(paxos.put, "before", 1) == 1
     disk = Disk()
     node3_log = cluster["node3"].paxos.log
-    monkeypatch.setattr(node3_log, "_write", disk.write)
-    monkeypatch.setattr(node3_log, "_fsync", disk.fsync)
+    monkeypatch.setattr(node3_log, "_disk", dataclasses.replace(node3_log._disk, write=disk.write, fsync=disk.fsync))
     cluster.stop("node2")  # node1 and node3 are the quorum now: node3 must vote
     with capture_logs() as logs:
         disk.full = True

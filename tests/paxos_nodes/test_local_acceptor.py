@@ -152,7 +152,9 @@ def test_a_failed_acceptor_resumes_with_its_whole_state_once_the_disk_takes_writ
 
     assert node.run(body) == (False, True, False, "Promise", None)
     acceptor_log = AcceptorLog.open(tmp_path / "acceptor", "fsync")
-    replayed = Acceptor(("node1", 2), SilenceTracker(1.0, time.monotonic()), [decode_log_record(r) for r in acceptor_log.records()])
+    replayed = Acceptor(
+        ("node1", 2), SilenceTracker(1.0, time.monotonic()), [decode_log_record(r) for r in acceptor_log.records()]
+    )
     acceptor_log.close()
     assert replayed.restart_floor >= 6  # the promise floor raised before the failure is durable now
 

@@ -127,7 +127,9 @@ def test_kill_9_releases_only_after_the_lease_veto_and_restart_keeps_promises(os
         still_bound = paxos.pid_of("job")  # the acceptors veto a release for now
         released_at = _wait_until(lambda: paxos.get("job", default=None) is None, timeout=SILENCE + 10)
         os_cluster.start(2)
-        up = receive(lambda m: isinstance(m, NodeUp) and m.node == "node2" and m.incarnation > owner.incarnation, timeout=30)
+        up = receive(
+            lambda m: isinstance(m, NodeUp) and m.node == "node2" and m.incarnation > owner.incarnation, timeout=30
+        )
         after = _read_when_serving("node2", "job")
         return dict(owner=owner, before=before, after=after, still_bound=still_bound, up=up,
                     down=down_at - killed_at, released=released_at - killed_at)

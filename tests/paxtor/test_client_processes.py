@@ -47,7 +47,11 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 def test_six_client_processes_given_one_voter_each_form_a_mesh_and_share_locks_and_singletons(cluster) -> None:
     for name in CLIENTS:
         others = set(CLIENTS) - {name}
-        wait_until(lambda: (cluster.check_running(), others <= cluster.processes[name].peers_up())[1], WAIT)
+        def meshed(others: set[str] = others, name: str = name) -> bool:
+            cluster.check_running()
+            return others <= cluster.processes[name].peers_up()
+
+        wait_until(meshed, WAIT)
     tester = cluster.join("tester", singletons=False, seeds=[f"{VOTER_HOSTS[1]}:{cluster.base_port + 1}"],
                           hosts=VOTER_HOSTS, paxos=dict(lease=1.0, margin=0.25))  # fmt: skip
     wait_for_nodes(tester, [*cluster.voters, *CLIENTS], WAIT)
@@ -77,7 +81,7 @@ def _handoffs_between_every_pair() -> dict[tuple[str, str], tuple[int, int]]:
         spawn(lock_and_park, key, me, node=b)
         send_to(holder, ("unlock",))
         _, second_holder, second, where = receive(
-            lambda m: isinstance(m, tuple) and m[0] == "locked" and m[1] != holder, timeout=WAIT
+            lambda m, holder=holder: isinstance(m, tuple) and m[0] == "locked" and m[1] != holder, timeout=WAIT
         )
         assert where == b
         send_to(holder, ("exit", "normal"))

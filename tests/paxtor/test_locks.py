@@ -249,7 +249,15 @@ def test_locked_releases_at_the_end_of_the_block_unless_held_before(cluster: Clu
         with paxtor.locked("block") as nested:
             pass
         still = paxos.propose(paxos_key("block"), identity, bucket=LOCKS_BUCKET)
-        return token, owner_of(inner) == self_pid(), after.is_empty, after_error.is_empty, outer, nested, owner_of(still) == self_pid()
+        return (
+            token,
+            owner_of(inner) == self_pid(),
+            after.is_empty,
+            after_error.is_empty,
+            outer,
+            nested,
+            owner_of(still) == self_pid(),
+        )
 
     token, held_inside, free_after, free_after_error, outer, nested, still_held = cluster["node3"].run(body)
     assert held_inside and free_after and free_after_error

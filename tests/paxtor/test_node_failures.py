@@ -88,7 +88,9 @@ def test_the_lock_passes_on_when_the_holders_node_is_killed(mixed: Any) -> None:
 
 def test_a_singleton_comes_back_elsewhere_when_its_node_is_killed(mixed: Any) -> None:
     node1, others = mixed
-    key = next(("crash-name", i) for i in range(100) if rendezvous_order(paxos_key(("crash-name", i)), NODES)[0] == "node3")
+    key = next(
+        ("crash-name", i) for i in range(100) if rendezvous_order(paxos_key(("crash-name", i)), NODES)[0] == "node3"
+    )
     via = paxtor.name(key, Counter)
     assert call(via, "where") == "node3"
     assert [call(via, "inc"), call(via, "inc")] == [1, 2]

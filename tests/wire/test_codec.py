@@ -30,7 +30,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float):
         return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return len(a) == len(b) and all(
             any(same(k, k2) and same(v, b[k2]) for k2 in b if k2 == k) for k, v in a.items()
@@ -88,7 +88,7 @@ class Color(enum.IntEnum):
     RED = 1
 
 
-class Mode(str, enum.Enum):
+class Mode(str, enum.Enum):  # noqa: UP042 - the str mixin is what this test sends
     FAST = "fast"
 
 

@@ -19,11 +19,13 @@ import gevent.socket
 import pytest
 from structlog.testing import capture_logs
 
-from paxtor.actors.connection import Connection, ConnectionConfig, Listener
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
 from paxtor.actors.faults import FaultInjector
 from paxtor.actors.framing import FrameDecoder, frame
 from paxtor.actors.handshake import Initiator, pack_message, unpack_message
 from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.listener import Listener
 from paxtor.actors.wire import RemoteError, encode
 
 COOKIE = b"test-cookie"
@@ -77,7 +79,9 @@ class Cluster:
         self.connections: list[Connection] = []
         self.sockets: list[Any] = []
 
-    def connect(self, name: str = "b", endpoint: Endpoint | None = None, **overrides: Any) -> tuple[Connection, Endpoint]:
+    def connect(
+        self, name: str = "b", endpoint: Endpoint | None = None, **overrides: Any
+    ) -> tuple[Connection, Endpoint]:
         endpoint = endpoint or Endpoint()
         expected = overrides.pop("expected_peer", None)
         conn = Connection.connect(
@@ -161,7 +165,7 @@ def test_messages_arrive_in_order_both_ways(cluster: Cluster) -> None:
     conn, endpoint, server_conn = cluster.pair()
     assert conn.peer_name == "a" and server_conn.peer_name == "b"
     assert conn.peer is not None and conn.peer.incarnation == 1
-    values = [i for i in range(500)] + [("tuple", Pid("b", 1, 2)), {Ref("b", 1, 3): {1, 2}}, ValueError("x")]
+    values = list(range(500)) + [("tuple", Pid("b", 1, 2)), {Ref("b", 1, 3): {1, 2}}, ValueError("x")]
     for v in values:
         conn.send(v)
     got = cluster.server.take(len(values))
@@ -287,7 +291,7 @@ def test_close_runs_on_close_exactly_once_on_each_side(cluster: Cluster) -> None
 
 def test_exception_in_on_message_closes_that_connection(cluster: Cluster) -> None:
     conn, endpoint, server_conn = cluster.pair()
-    server_conn._on_message = lambda c, m: 1 / 0  # type: ignore[assignment]
+    server_conn._reader.on_message = lambda c, m: 1 / 0
     with capture_logs() as logs:
         conn.send("boom")
         _, reason = cluster.server.next_close()

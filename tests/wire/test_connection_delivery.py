@@ -13,7 +13,9 @@ import gevent.queue
 import pytest
 from gevent.hub import get_hub
 
-from paxtor.actors.connection import Connection, ConnectionConfig, Listener
+from paxtor.actors.connection import Connection
+from paxtor.actors.connection_config import ConnectionConfig
+from paxtor.actors.listener import Listener
 
 COOKIE = b"delivery-test-cookie"
 WAIT = 10.0

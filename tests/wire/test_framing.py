@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -120,7 +122,7 @@ def test_property_any_chunking_gives_the_same_frames(payloads: list[bytes], cuts
     points = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
     decoder = FrameDecoder()
     frames = []
-    for start, stop in zip(points, points[1:]):
+    for start, stop in itertools.pairwise(points):
         frames += decoder.feed(stream[start:stop])
     assert frames == payloads
     assert decoder.buffered == 0

@@ -1,4 +1,7 @@
-"""``python -m paxtor.paxos.sim --seeds N [--seed S] [--verbose] [--mutation NAME] [--faults KIND,...] [--scenario NAME]``.
+"""The simulator's command line.
+
+``python -m paxtor.paxos.sim --seeds N [--seed S] [--verbose] [--mutation NAME]
+[--faults KIND,...] [--scenario NAME]``.
 
 Runs seeds S, S+1, ..., S+N-1 (S defaults to 0; ``--seed S`` alone runs just
 that seed), prints a summary, and for each failing seed the violations and the

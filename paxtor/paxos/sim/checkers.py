@@ -26,6 +26,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -127,7 +129,7 @@ class ChosenChecker:
     def finish(self) -> None:
         for (bucket, key), items in self.chosen.items():
             items = sorted(items, key=lambda c: c.ballot)
-            for prev, cur in zip(items, items[1:]):
+            for prev, cur in itertools.pairwise(items):
                 problem = _epoch_problem(prev.register, cur.register)
                 if problem:
                     self.violations.append(

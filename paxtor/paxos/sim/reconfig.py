@@ -418,7 +418,9 @@ class VoterChange:
                 self.fail()
                 return
             rows = tuple(read.collected)
-            self.node.gather(members, lambda tag: AdoptFloors(tag, rows), lambda _: self._bulk_round(joint, ballot, read, then))
+            self.node.gather(
+                members, lambda tag: AdoptFloors(tag, rows), lambda _: self._bulk_round(joint, ballot, read, then)
+            )
 
         self.node.gather(members, FloorQuery, floors_in)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from paxtor.actors.errors import PaxtorError
+
 __all__ = ["AcceptorLogError", "AcceptorLogCorrupt", "AcceptorLogFailed", "AcceptorLogClosed"]
 
 
-class AcceptorLogError(Exception):
+class AcceptorLogError(PaxtorError):
     """Base of the acceptor log's errors."""
 
 

@@ -140,10 +140,10 @@ def rebuild(directory: Path, disk: Disk, frames: list[bytes], generation: int, d
     return fd, size
 
 
-def _parse(path: Path, **checks: object) -> tuple[ParsedFile, int]:
+def _parse(path: Path, *, kind: int, generation: int | None, tail_may_be_torn: bool) -> tuple[ParsedFile, int]:
     data = path.read_bytes()
     try:
-        return parse_file(data, **checks), len(data)
+        return parse_file(data, kind=kind, generation=generation, tail_may_be_torn=tail_may_be_torn), len(data)
     except LogCorrupt as error:
         raise AcceptorLogCorrupt(
             f"{path}: {error}. Refusing to start: replaying around it could forget "

@@ -124,6 +124,6 @@ class SyncThread:
             function, args = job
             try:
                 self._result = (True, function(*args))
-            except BaseException as error:  # handed to the writer greenlet
+            except BaseException as error:  # noqa: BLE001 - handed to the writer greenlet
                 self._result = (False, error)
             self._done.send()
