@@ -17,7 +17,7 @@ from paxtor.paxos.lease import (
 )
 from paxtor.actors.ids import Pid
 from paxtor.paxos.register import Binding, LeaseFence, Register
-from paxtor.paxos.sim.mutations import UnfencedLeaseClock
+from paxtor.sim.mutations import UnfencedLeaseClock
 
 VOTERS = ("a", "b", "c")
 L = 1.0

@@ -15,20 +15,20 @@ against the pure cores as their docstrings ask:
   records AND their replies, and a restart rebuilds the acceptor from the
   synced log (``forget_on_restart`` models amnesia);
 - each node knows a voter configuration (`VoterConfig`) of its own, learned
-  as the membership servers tell each other (`paxtor.paxos.sim.reconfig`):
+  as the membership servers tell each other (`paxtor.sim.reconfig`):
   its rounds, its lease and the tombstone collections it coordinates count
   by that configuration's quorums, its heartbeats go to its members, and a
   node that installs a newer one also installs it on its acceptor. Spare
   acceptors (``reconfigure`` fault) are not voters until a change adds them;
 - a change of the voters (``reconfigure``) runs as
   `paxtor.paxos.reconfig.change_voters` does, modelled step by step in
-  `paxtor.paxos.sim.reconfig.VoterChange`; a change left joint by a crashed
+  `paxtor.sim.reconfig.VoterChange`; a change left joint by a crashed
   coordinator is finished by the first member that can answer after
   ``resume_change_after`` (``finish_left_change``);
 - a *wiped* voter (the ``wipe`` fault: its synced log is lost too) comes back
   blank and votes on nothing; once enough of the other voters are up and
   voting it catches up as `paxtor.paxos.reconfig.reseat` does
-  (`paxtor.paxos.sim.reconfig.Reseat`): a new version of the voter
+  (`paxtor.sim.reconfig.Reseat`): a new version of the voter
   configuration, installed on the others by messages that wait for their
   fsync, then their state read by messages and adopted, then it votes.
   Rounds tagged with the old version that are still in flight meet
@@ -110,18 +110,18 @@ from paxtor.paxos.proposer_engine import (
 from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, LeaseFence, Register
-from paxtor.paxos.sim.checkers import (
+from paxtor.sim.checkers import (
     BallotChecker,
     ChosenChecker,
     LivenessChecker,
     OwnerChecker,
     PromiseChecker,
 )
-from paxtor.paxos.sim.faults import FaultPlan, plan_faults
-from paxtor.paxos.sim.model import change_for
-from paxtor.paxos.sim.mutations import Mutations
-from paxtor.paxos.sim.network import EventQueue, Network, isolate
-from paxtor.paxos.sim.reconfig import (
+from paxtor.sim.faults import FaultPlan, plan_faults
+from paxtor.sim.model import change_for
+from paxtor.sim.mutations import Mutations
+from paxtor.sim.network import EventQueue, Network, isolate
+from paxtor.sim.reconfig import (
     CALLS,
     AdoptFloors,
     Answer,
@@ -1149,7 +1149,7 @@ class Cluster:
         mutations: Mutations = Mutations(),
         plan: FaultPlan | None = None,
     ) -> None:
-        from paxtor.paxos.sim.workload import Workload  # workload drives nodes: import late
+        from paxtor.sim.workload import Workload  # workload drives nodes: import late
 
         self.seed = seed
         self.config = config
