@@ -35,8 +35,8 @@ from paxtor.paxos.errors import NoQuorum, NotRunning
 from paxtor.paxos.keys import canonical_key
 from paxtor.paxos.paxos_node import open_paxos_node
 from paxtor.paxos.proposer_engine import ProposeRequest
-from paxtor.paxos.request_size import check_length, encode_within, node_request_limit
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register, identity, put_if_empty
+from paxtor.paxos.request_size import check_length, encode_within, node_request_limit
 
 __all__ = [
     "put",

@@ -55,9 +55,9 @@ from paxtor.paxos.acceptor import (
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.log_codec import encode_log_record
-from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.register import Register
 from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
+from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import pack_reply
 
@@ -124,13 +124,16 @@ class LocalAcceptor:
             self._stop_voting(self._log.failure)
             return None
         notice = None
-        if msg.__class__ is Accept:
-            reply, record = acceptor.on_accept(msg, now)  # type: ignore[arg-type]
-            if record is not None:
-                notice = self._notice(record)
-                self._track(record, now)
+        reply: Reply
+        record: KeyRecord | PromiseFloor | None
+        if isinstance(msg, Accept):
+            reply, accepted = acceptor.on_accept(msg, now)
+            if accepted is not None:
+                notice = self._notice(accepted)
+                self._track(accepted, now)
+            record = accepted
         else:
-            reply, record = acceptor.on_prepare(msg, now)  # type: ignore[arg-type]
+            reply, record = acceptor.on_prepare(msg, now)
         durable_log = self.durable_log
         if durable_log is None:  # memory durability: nothing to wait for
             if notice is not None:
@@ -146,8 +149,8 @@ class LocalAcceptor:
             return None  # queued behind the pending record of its key or floor
         if notice is not None:
             waiting.append((None, notice))
-        if record.__class__ is PromiseFloor:
-            log.debug("promise_floor_raised", node=self.name, floor=record.counter)  # type: ignore[union-attr]
+        if isinstance(record, PromiseFloor):
+            log.debug("promise_floor_raised", node=self.name, floor=record.counter)
         self._append(order.slot_of(record, slot), record, waiting)
         return None
 
@@ -172,15 +175,15 @@ class LocalAcceptor:
         records = list(records)
         now = time.monotonic()
         for record in records:
-            if record.__class__ is KeyRecord:
-                self._track(record, now)  # type: ignore[arg-type]
+            if isinstance(record, KeyRecord):
+                self._track(record, now)
         if self.durable_log is None or not records:
             if on_durable is not None:
                 on_durable()
             return
         last = len(records) - 1
         for i, record in enumerate(records):
-            key_slot = (record.bucket, record.key) if record.__class__ is KeyRecord else MEMBER  # type: ignore[union-attr]
+            key_slot = (record.bucket, record.key) if isinstance(record, KeyRecord) else MEMBER
             slot = self._order.slot_of(record, key_slot)
             waiting: Waiting = [(on_durable, None)] if i == last and on_durable is not None else []
             if not self._append(slot, record, waiting):
@@ -217,8 +220,8 @@ class LocalAcceptor:
         taken = self.acceptor.adopt(records, floor)
         now = time.monotonic()
         for record in taken:
-            if record.__class__ is KeyRecord:
-                self._track(record, now)  # type: ignore[arg-type]
+            if isinstance(record, KeyRecord):
+                self._track(record, now)
 
         def durable() -> None:
             self.persist([self.acceptor.start_voting()], on_voting)
@@ -228,7 +231,7 @@ class LocalAcceptor:
             return len(taken)
         raws = []
         for record in taken:
-            known = encoded.get((record.bucket, record.key)) if encoded and record.__class__ is KeyRecord else None  # type: ignore[union-attr]
+            known = encoded.get((record.bucket, record.key)) if encoded and isinstance(record, KeyRecord) else None
             raws.append(known[1] if known is not None and known[0] is record else encode_log_record(record))
         try:
             self.durable_log.append_many(raws, durable)

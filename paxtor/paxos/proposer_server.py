@@ -85,8 +85,8 @@ from paxtor.paxos.proposer_engine import (
     HoldOrKill,
     Kill,
     Learner,
-    ProposeRequest,
     ProposerEngine,
+    ProposeRequest,
     Send,
     StartTimer,
     TenureNow,
@@ -302,12 +302,13 @@ class ProposerServer(GenServer):
                 pid=repr(effect.fence.binding.pid),
                 reason=effect.reason,
             )
-            self.deliver_named(BINDINGS_NAME, node.name, VouchRelease(effect.bucket, effect.key, effect.fence, effect.reason))
+            vouch = VouchRelease(effect.bucket, effect.key, effect.fence, effect.reason)
+            self.deliver_named(BINDINGS_NAME, node.name, vouch)
         elif cls is AskConfig:
             self.deliver_named(MEMBERSHIP_NAME, node.name, ("ask", effect.voter))
         elif cls is Learner:
             self.deliver_named(MEMBERSHIP_NAME, node.name, ("learner", effect.voter))
 
 
-def _start(node: PaxosNode) -> Pid:
+def _start(node: PaxosNode) -> Pid | None:
     return ProposerServer.start_link(node, name=PROPOSER_NAME)

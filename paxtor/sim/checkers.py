@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 

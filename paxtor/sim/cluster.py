@@ -84,6 +84,8 @@ from paxtor.paxos.acceptor import (
     PromiseFloor,
 )
 from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.collection import Collection, max_request_time
+from paxtor.paxos.errors import ChangeRejected
 from paxtor.paxos.lease import (
     Heartbeat,
     HeartbeatAck,
@@ -92,24 +94,22 @@ from paxtor.paxos.lease import (
     SilenceTracker,
     silence_threshold,
 )
-from paxtor.paxos.voter_config import VoterConfig
-from paxtor.paxos.errors import ChangeRejected
 from paxtor.paxos.proposer import Backoff, Proposer
 from paxtor.paxos.proposer_engine import (
     AskConfig,
     Decided,
     Finish,
     Kill,
-    ProposeRequest,
     ProposerEngine,
+    ProposeRequest,
     Send,
     Started,
     StartTimer,
     Vouch,
 )
-from paxtor.paxos.collection import Collection, max_request_time
-from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, LeaseFence, Register
+from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.sim.checkers import (
     BallotChecker,
     ChosenChecker,

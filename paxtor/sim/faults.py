@@ -127,7 +127,7 @@ def plan_faults(
         long_max=3.0 * lease,
     )
     calm = NetworkFaults(delay_mean=net.delay_mean, duplicate=net.duplicate)
-    rates = {n: 1.0 for n in nodes}
+    rates = dict.fromkeys(nodes, 1.0)
     if "clock_skew" in on:
         span = math.log1p(clock_spread)
         for n in nodes:
@@ -231,7 +231,7 @@ def owner_cut_plan(lease: float = 1.0, fault_time: float = 10.0) -> FaultPlan:
     calm = NetworkFaults()
     plan = FaultPlan(
         voters, clients, ("reconfigure",), calm, calm,
-        {n: 1.0 for n in nodes}, {n: 0.0 for n in nodes}, spares=spares, heal_at=fault_time,
+        dict.fromkeys(nodes, 1.0), dict.fromkeys(nodes, 0.0), spares=spares, heal_at=fault_time,
     )  # fmt: skip
     plan.cuts.append((6.0 * lease, 9.0 * lease, "c1"))
     plan.changes.append((6.1 * lease, "replace_cut", "n3", None))
@@ -247,7 +247,7 @@ def readd_plan(lease: float = 1.0, fault_time: float = 20.0) -> FaultPlan:
     calm = NetworkFaults()
     plan = FaultPlan(
         voters, (), ("reconfigure",), calm, calm,
-        {n: 1.0 for n in nodes}, {n: 0.0 for n in nodes}, spares=spares, heal_at=fault_time,
+        dict.fromkeys(nodes, 1.0), dict.fromkeys(nodes, 0.0), spares=spares, heal_at=fault_time,
     )  # fmt: skip
     plan.changes += [(0.5 * lease, "grow", "n1", None), (5.0 * lease, "shrink", "n2", "n4")]
     plan.changes.append((15.0 * lease, "grow", "n3", None))

@@ -73,8 +73,8 @@ from paxtor.paxos.collection import Collection
 from paxtor.paxos.lease import HeartbeatAck, LeaseClock
 from paxtor.paxos.proposer import Proposer, ProposerState, Step
 from paxtor.paxos.register import ChangeFunction, EndedBinding, LeaseFence, Register
-from paxtor.sim.reconfig import VoterChange
 from paxtor.paxos.voter_config import VoterConfig
+from paxtor.sim.reconfig import VoterChange
 
 __all__ = ["CONTROLS", "MUTATIONS", "UNCAUGHT", "Mutations"]
 

@@ -16,8 +16,8 @@ from paxtor.paxos.proposer import ProposerState
 from paxtor.paxos.proposer_engine import (
     BALLOT_SKIP,
     Finish,
-    ProposeRequest,
     ProposerEngine,
+    ProposeRequest,
     Send,
     StartTimer,
 )

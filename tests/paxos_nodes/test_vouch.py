@@ -5,6 +5,7 @@ fence, or another node's, is left to the veto."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,12 +15,9 @@ from paxtor.actors.node import LocalNode
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.config import PaxosConfig
 from paxtor.paxos.envelopes import VouchRelease
-from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.proposer import VETOED, Decision, ExactlyOnce
-import random
-
 from paxtor.paxos.membership import QuorumView
-from paxtor.paxos.proposer import ProposerState
+from paxtor.paxos.paxos_node import PaxosNode
+from paxtor.paxos.proposer import VETOED, Decision, ExactlyOnce, ProposerState
 from paxtor.paxos.proposer_engine import ProposerEngine, ProposeRequest, _Pending
 from paxtor.paxos.proposer_server import NodeHost, ProposerServer
 from paxtor.paxos.register import Binding, LeaseFence, Register, identity
