@@ -94,6 +94,7 @@ from paxtor.paxos.lease import (
     SilenceTracker,
     silence_threshold,
 )
+from paxtor.paxos.lease_holds import KillHolder, LeaseHolds
 from paxtor.paxos.proposer import Backoff, Proposer
 from paxtor.paxos.proposer_engine import (
     AskConfig,
@@ -105,6 +106,7 @@ from paxtor.paxos.proposer_engine import (
     Send,
     Started,
     StartTimer,
+    TenureNow,
     Vouch,
 )
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, LeaseFence, Register
@@ -337,7 +339,8 @@ class SimNode:
         self.booted_at = now
         self.active: dict[int, Op] = {}  # submitted requests not yet done, by request id
         self.procs: dict[Pid, Any] = {}
-        self.owners: dict[Pid, Owner] = {}
+        self.holds = LeaseHolds()  # the production lease keeper's engine: who holds what
+        self.owners: dict[Pid, Owner] = {}  # the same holders, with what the owner checker needs
         self.reaping: dict[tuple[Slot, int], bool] = {}
         self.serial = 0
         self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -652,8 +655,7 @@ class SimNode:
         for event in events:
             if isinstance(event, LeaseLost):
                 self.sim.count("lease_lost_" + event.reason)
-                for pid in list(self.owners):
-                    self.kill(pid, "lease_expired")
+                self.kill_holders(self.holds.lost())
         if not self.lease_timer_armed and self.lease.expires_at is not None:
             self.lease_timer_armed = True
             self.timer(max(0.0, self.lease.expires_at - self.local()), self.lease_timer)
@@ -959,9 +961,11 @@ class SimNode:
                 self.vouched((effect.bucket, effect.key), effect.fence, effect.reason)
             elif kind is AskConfig:
                 self.send(effect.voter, ConfigHello(self.config, answer=True))
-            # CancelTimer: a stale firing is ignored by the engine. HoldOrKill, TenureNow,
-            # WatchTenure: the lease keeper's and binding watcher's duties, modelled by
-            # `grant` and `kill` below. Learner: `able` reads who votes directly.
+            elif kind is TenureNow:  # a holder here that lost its tenure unawares dies
+                self.kill_holders(self.holds.tenure_now((effect.bucket, effect.key), effect.epoch, effect.owner))
+            # CancelTimer: a stale firing is ignored by the engine. HoldOrKill, WatchTenure:
+            # a claim is granted when it finishes (`grant`), a dead owner's key released by
+            # its node (`kill`). Learner: `able` reads who votes directly.
 
     def finished(self, effect: Finish) -> None:
         sim = self.sim
@@ -1013,7 +1017,9 @@ class SimNode:
         if pid not in self.procs:
             self.release(op.slot, register.epoch, binding, "noproc")
             return
-        if op.term is not None and self.lease.term_at(self.local()) == op.term:
+        # the lease keeper's engine: held only within the term the round started in
+        held, _ = self.holds.hold(pid, op.slot, register.epoch, op.term, self.lease.term_at(self.local()), True)
+        if held:
             self.owners[pid] = Owner(op.slot, register.epoch, binding)
             self.sim.owner_checker.start(op.slot, pid, register.epoch, self.sim.q.now)
             self.sim.workload.granted(self, pid)
@@ -1021,8 +1027,15 @@ class SimNode:
             self.release(op.slot, register.epoch, binding, "lease_expired")
             self.kill(pid, "lease_expired")
 
+    def kill_holders(self, effects: list[Any]) -> None:
+        """Carry out the lease keeper engine's kills (`LeaseHolds`)."""
+        for effect in effects:
+            if type(effect) is KillHolder:
+                self.kill(effect.pid, "lease_expired")
+
     def kill(self, pid: Pid, reason: str) -> None:
         """``pid`` exits with ``reason``; if it owned a key, release it (this node saw it die)."""
+        self.holds.forget(pid)
         owner = self.owners.pop(pid, None)
         if owner is not None:
             self.sim.owner_checker.stop(owner.slot, pid)
@@ -1129,11 +1142,10 @@ class SimHost:
         return pid.node == self.node.name and pid.incarnation == self.node.incarnation
 
     def holds_key(self, slot: Slot) -> bool:
-        return any(owner.slot == slot for owner in self.node.owners.values())
+        return slot in self.node.holds.held_by
 
     def holds_tenure(self, pid: Pid, bucket: str, key: Hashable, epoch: int) -> bool:
-        owner = self.node.owners.get(pid)
-        return owner is not None and owner.slot == (bucket, key) and owner.epoch == epoch
+        return self.node.holds.holds_tenure(pid, (bucket, key), epoch)
 
     def is_alive(self, pid: Pid) -> bool:
         return pid in self.node.procs
