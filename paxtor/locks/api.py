@@ -48,10 +48,10 @@ from typing import Any
 import structlog
 from greenlet import GreenletExit
 
-from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor import paxos
 from paxtor.actors import Pid, ReceiveTimeout, Ref, receive, self_pid
 from paxtor.actors.distribution import distributed_node
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.primitives import make_ref
 from paxtor.locks.agent import LockTable, lock_table, withdraw_request
 from paxtor.locks.home import LockRouting, run_op
