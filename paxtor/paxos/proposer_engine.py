@@ -27,6 +27,7 @@ from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.wire import encode
 from paxtor.paxos.acceptor import NACK_LEARNER, Accept, Accepted, Nack, Promise
 from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.envelopes import VouchRelease, WatchTenure
 from paxtor.paxos.errors import ChangeRejected, NoQuorum
 from paxtor.paxos.lease import LEASE_EXPIRED
 from paxtor.paxos.proposer import (
@@ -42,7 +43,7 @@ from paxtor.paxos.proposer import (
     ProposerState,
     Step,
 )
-from paxtor.paxos.register import ChangeFunction, EndedBinding, LeaseFence, Register
+from paxtor.paxos.register import ChangeFunction, EndedBinding, Register
 from paxtor.paxos.request_size import encode_within
 from paxtor.paxos.voter_config import VoterConfig
 
@@ -63,8 +64,6 @@ __all__ = [
     "CancelTimer",
     "TenureNow",
     "Vote",
-    "Vouch",
-    "WatchTenure",
 ]
 
 Slot = tuple[str, Hashable]
@@ -183,29 +182,10 @@ class TenureNow:
 
 
 @dataclass(frozen=True, slots=True)
-class WatchTenure:
-    """A tenure of an owner on this node began: the binding watcher follows it."""
-
-    bucket: str
-    key: Hashable
-    register: Register
-
-
-@dataclass(frozen=True, slots=True)
 class Kill:
     """Kill a local process (handed a key while this node was cut off)."""
 
     pid: Pid
-    reason: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Vouch:
-    """Release the tenure ``fence`` names, for ``reason``: only this node can vouch that its pid is gone."""
-
-    bucket: str
-    key: Hashable
-    fence: LeaseFence
     reason: Any
 
 
@@ -739,7 +719,7 @@ class ProposerEngine:
                 reason = "noproc"  # an earlier life of this node: certainly dead
             else:
                 continue
-            self._out.append(Vouch(request.bucket, request.key, fence, reason))
+            self._out.append(VouchRelease(request.bucket, request.key, fence, reason))
 
     # -- finishing ---------------------------------------------------------------------------
 

@@ -71,8 +71,8 @@ from paxtor.paxos.envelopes import (
     ProposeDone,
     Timer,
     VouchRelease,
+    WatchTenure,
 )
-from paxtor.paxos.envelopes import WatchTenure as WatchTenureMsg
 from paxtor.paxos.membership import QuorumView, watch_membership
 from paxtor.paxos.paxos_node import PaxosNode
 from paxtor.paxos.proposer import ProposerState
@@ -91,8 +91,6 @@ from paxtor.paxos.proposer_engine import (
     StartTimer,
     TenureNow,
     Vote,
-    Vouch,
-    WatchTenure,
 )
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import REPLY_TAGS, pack_request, unpack_reply
@@ -287,12 +285,12 @@ class ProposerServer(GenServer):
             tenure = ("tenure_now", effect.bucket, effect.key, effect.epoch, effect.owner)
             self.deliver_named(LEASE_KEEPER_NAME, node.name, Cast(tenure))
         elif cls is WatchTenure:
-            self.deliver_named(BINDINGS_NAME, node.name, WatchTenureMsg(effect.bucket, effect.key, effect.register))
+            self.deliver_named(BINDINGS_NAME, node.name, effect)
         elif cls is Kill:
             proc = node.local.lookup(effect.pid)
             if proc is not None and proc.alive:
                 proc.kill(effect.reason)
-        elif cls is Vouch:
+        elif cls is VouchRelease:
             log.info(
                 "lease_fence_vouched",
                 node=node.name,
@@ -302,8 +300,7 @@ class ProposerServer(GenServer):
                 pid=repr(effect.fence.binding.pid),
                 reason=effect.reason,
             )
-            vouch = VouchRelease(effect.bucket, effect.key, effect.fence, effect.reason)
-            self.deliver_named(BINDINGS_NAME, node.name, vouch)
+            self.deliver_named(BINDINGS_NAME, node.name, effect)
         elif cls is AskConfig:
             self.deliver_named(MEMBERSHIP_NAME, node.name, ("ask", effect.voter))
         elif cls is Learner:

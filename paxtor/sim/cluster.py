@@ -85,6 +85,7 @@ from paxtor.paxos.acceptor import (
 )
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.collection import Collection, max_request_time
+from paxtor.paxos.envelopes import VouchRelease
 from paxtor.paxos.errors import ChangeRejected
 from paxtor.paxos.lease import (
     Heartbeat,
@@ -107,7 +108,6 @@ from paxtor.paxos.proposer_engine import (
     Started,
     StartTimer,
     TenureNow,
-    Vouch,
 )
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, LeaseFence, Register
 from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
@@ -957,7 +957,7 @@ class SimNode:
                     sim.note_accepts(effect.token)  # the request retries as one operation: exactly once
             elif kind is Kill:
                 self.kill(effect.pid, effect.reason)
-            elif kind is Vouch:
+            elif kind is VouchRelease:
                 self.vouched((effect.bucket, effect.key), effect.fence, effect.reason)
             elif kind is AskConfig:
                 self.send(effect.voter, ConfigHello(self.config, answer=True))
