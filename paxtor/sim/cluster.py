@@ -71,7 +71,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paxtor.actors.ids import Pid
+from paxtor.actors.ids import Pid, Ref
 from paxtor.paxos.acceptor import (
     Accept,
     Accepted,
@@ -989,11 +989,10 @@ class SimNode:
             self.give_up(op)
         else:
             # gave up at its deadline (kept short of a collection of its op mark): maybe
-            # applied; the client sends the same operation again as a new request
-            # (after the wait its last attempt asked for: a veto lasts until the lease runs out)
+            # applied; the client sends the same operation again as a new request, after
+            # the wait its last round asked for (a backoff, or a veto's wait for a lease)
             sim.close_history(op, None)
-            delay = sim.config.backoff.delay(op.attempt, sim.rng.random())
-            self.timer(max(delay, op.retry_after or 0.0), self._resubmit, op)
+            self.timer(op.retry_after or 0.0, self._resubmit, op)
 
     def give_up(self, op: Op) -> None:
         self.sim.close_history(op, None)
@@ -1053,6 +1052,19 @@ class SimNode:
             process=("release", self.name, self.incarnation, self.serial),
         )
         self.submit(op)
+
+    def withdraw(self, slot: Slot, pid: Pid, ref: Ref) -> None:
+        """A waiter died: withdraw its lock request, and release the lock if it reached it
+        (`paxtor.locks.agent`'s duty)."""
+        self.serial += 1
+
+        def done(_op: Op, register: Register) -> None:
+            binding = register.binding
+            if register.filled and binding is not None and binding.pid == pid:
+                self.release(slot, register.epoch, binding, "noproc")
+
+        process = ("withdraw", self.name, self.incarnation, self.serial)
+        self.submit(Op(slot[0], slot[1], ("withdraw", pid, ref), process, done))
 
     def reap(self, slot: Slot, register: Register) -> None:
         """Release a binding whose owner this node believes gone (noconnection, vetoed)."""

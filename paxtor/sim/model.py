@@ -12,6 +12,7 @@ Inputs:
   ("delete",)                        empty an unbound value (no-op otherwise)
   ("claim", pid, ref)                the lock register's `acquire` (`paxtor.locks.register`):
                                      take a free lock, else queue the request
+  ("withdraw", pid, ref)             the lock register's `withdraw`: leave the queue
   ("release", epoch, binding, why)   the lock register's `release`: end the tenure if it
                                      is still in place and hand the lock to the first waiter
 Outputs are the visible register after the operation (`Register.visible`). The
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from paxtor.locks.register import acquire, release
+from paxtor.locks.register import acquire, release, withdraw
 from paxtor.paxos.register import (
     Binding,
     ChangeFunction,
@@ -56,6 +57,8 @@ def change_for(op: tuple[Any, ...]) -> tuple[ChangeFunction, EndedBinding | None
         return delete_unbound, None
     if kind == "claim":
         return acquire(op[1], op[2]), None
+    if kind == "withdraw":
+        return withdraw(op[1], op[2]), None
     if kind == "release":
         ended = EndedBinding(op[1], op[2], op[3])
         return release(ended), ended

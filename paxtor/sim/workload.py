@@ -166,7 +166,9 @@ class Workload:
             node.kill(pid, "normal")
 
     def proc_exited(self, node: SimNode, pid: Pid, proc: LockProc, reason: str) -> None:
-        self.waiting.pop(pid, None)
+        if self.waiting.pop(pid, None) is not None and proc.ref is not None:
+            # as the lock agent does for a waiter that dies: a dead waiter never blocks a lock
+            node.withdraw((bucket_of(LOCK, proc.key), proc.key), pid, proc.ref)
         node.timer(self.rng.uniform(0.0, 0.5) * self.lease, self.lock_loop, node, proc.client)
 
     # -- end of run -------------------------------------------------------------------------------
