@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m paxtor demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -m "not slow"
 

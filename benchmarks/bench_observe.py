@@ -42,11 +42,10 @@ import gevent.subprocess
 import structlog
 
 import paxtor
+from benchmarks.process_cpu import cpu_seconds
 from paxtor.actors import receive, send, spawn
 from paxtor.observe.web import start_web
 from paxtor.testing import LocalCluster, free_base_port
-
-from benchmarks.process_cpu import cpu_seconds
 
 HOLDERS = 32
 CONTENDERS = 8

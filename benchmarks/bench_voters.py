@@ -28,9 +28,8 @@ client node ("bench").
 
 from __future__ import annotations
 
-import itertools
-
 import argparse
+import itertools
 import logging
 import shutil
 import sys
@@ -153,10 +152,9 @@ def read_all(keys: range, results: list[int]) -> None:
 
 
 def catchup(count: int, readers: int) -> dict[str, Any]:
+    from benchmarks import bench_voters as this  # functions spawned on the voters travel by name
     from paxtor.actors import receive, self_pid, spawn
     from paxtor.testing import LocalCluster, wait_for_nodes
-
-    from benchmarks import bench_voters as this  # functions spawned on the voters travel by name
 
     with LocalCluster(3, flags=["--log-level", "info"], pythonpath=[REPO], prefix="bench-catchup-", spare=2) as local:
         for number in (1, 2, 3):

@@ -23,7 +23,6 @@ Three nodes start in this OS process (TCP over loopback).
 from __future__ import annotations
 
 import itertools
-
 import sys
 import time
 from typing import Any

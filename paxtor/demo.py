@@ -26,7 +26,6 @@ This module prints: it is the user-facing main job, not library code.
 from __future__ import annotations
 
 import itertools
-
 import signal
 import sys
 import time

@@ -5,9 +5,11 @@ The public names are those the README lists; see each module for details:
 `registry` (names, Via), `node` (local nodes and the distribution seam).
 """
 
+from paxtor.actors.child_spec import ChildSpec
+from paxtor.actors.dynamic_supervisor import DynamicSupervisor, start_child
+from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.gen_server import GenServer, Ignore, NoReply, Stop, call, cast, reply
 from paxtor.actors.ids import Pid, Ref
-from paxtor.actors.errors import PaxtorError, PaxtorTimeout
 from paxtor.actors.messages import CallError, CallTimeout, Down, Exit, NoProc, ReceiveTimeout
 from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.primitives import (
@@ -25,9 +27,6 @@ from paxtor.actors.primitives import (
     unlink,
 )
 from paxtor.actors.registry import Via, register, unregister, whereis
-
-from paxtor.actors.child_spec import ChildSpec
-from paxtor.actors.dynamic_supervisor import DynamicSupervisor, start_child
 from paxtor.actors.supervisor import Supervisor
 from paxtor.actors.task import Task
 

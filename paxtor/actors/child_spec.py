@@ -9,8 +9,8 @@ before any process is started.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Literal, Union
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import gevent
 from greenlet import GreenletExit, getcurrent

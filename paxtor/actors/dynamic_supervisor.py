@@ -17,8 +17,8 @@ import structlog
 from paxtor.actors.child_spec import ChildSpec, ChildStartError
 from paxtor.actors.gen_server import GenServer, call
 from paxtor.actors.ids import Pid
-from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.messages import Exit
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.primitives import self_pid, send, trap_exits
 from paxtor.actors.supervisor import (
     RESTARTING,
@@ -91,9 +91,9 @@ class _DynamicSupervisorServer(GenServer):
         return Ok(None)
 
     def _call_which_children(self) -> list[tuple[Any, Pid | str, str]]:
-        running: list[tuple[Any, Pid | str, str]] = [(spec.id, pid, spec.type) for pid, spec in self.children.items()]
-        waiting: list[tuple[Any, Pid | str, str]] = [(spec.id, RESTARTING, spec.type) for spec in self.restarting.values()]
-        return running + waiting
+        rows: list[tuple[Any, Pid | str, str]] = [(spec.id, pid, spec.type) for pid, spec in self.children.items()]
+        rows += [(spec.id, RESTARTING, spec.type) for spec in self.restarting.values()]
+        return rows
 
     def _call_count_children(self) -> dict[str, int]:
         specs = list(self.children.values()) + list(self.restarting.values())

@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from paxtor.actors.errors import PaxtorError
 

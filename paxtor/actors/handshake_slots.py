@@ -22,8 +22,8 @@ is logged in full; the others are counted and summed up in one line.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Pending", "choose_evictions", "FailureTally", "Suppressed", "failure_kind"]
 

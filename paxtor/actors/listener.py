@@ -19,9 +19,9 @@ import gevent
 import gevent.socket
 import structlog
 
-from paxtor.actors.errors import PaxtorError
 from paxtor.actors.connection import Connection, OnClose, OnUp
 from paxtor.actors.connection_config import HANDSHAKING, ConnectionConfig
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.handshake_slots import FailureTally, Pending, Suppressed, choose_evictions
 from paxtor.actors.reader import OnMessage
 

@@ -13,7 +13,8 @@ scans only the messages that arrived since its last scan.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from paxtor.actors.messages import Down, ReceiveTimeout, Reply
 

@@ -48,7 +48,8 @@ Reasons stay Python values (exceptions included); encoding is the wire's job.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import gevent
 import structlog

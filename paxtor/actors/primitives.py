@@ -11,7 +11,8 @@ process of the current node the first time it needs to be one (`self_pid`,
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from greenlet import getcurrent
 

@@ -37,7 +37,8 @@ new process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from greenlet import GreenletExit, greenlet

@@ -17,12 +17,12 @@ from typing import Any
 
 import structlog
 
-from paxtor.actors.errors import PaxtorError
 from paxtor.actors.child_spec import ChildSpec, ChildStartError, Shutdown, is_normal_exit
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.gen_server import GenServer, Stop, call, stop_process
 from paxtor.actors.ids import Pid
-from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.messages import Down, Exit, ReceiveTimeout, StartError
+from paxtor.actors.outcome import Err, Ok, Outcome
 from paxtor.actors.primitives import (
     exit,
     monitor,

@@ -32,14 +32,14 @@ frame (a signal of the new process) is applied.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import structlog
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
-from paxtor.actors.errors import PaxtorError
 from paxtor.actors.connection import Connection
 from paxtor.actors.dist_protocol import (
     NotFromHere,
@@ -55,6 +55,7 @@ from paxtor.actors.dist_protocol import (
     spawn_frame,
     unlink_frame,
 )
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.function_ref import function_ref
 from paxtor.actors.ids import Pid, Ref
 from paxtor.actors.messages import Reply

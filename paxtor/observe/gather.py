@@ -20,9 +20,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any
 
-from paxtor.actors.errors import PaxtorTimeout
 from paxtor.actors import Down, Err, Ok, Outcome, ReceiveTimeout, Task, call, monitor, receive, self_pid
 from paxtor.actors.distribution import distributed_node
+from paxtor.actors.errors import PaxtorTimeout
 from paxtor.actors.node import current_node
 from paxtor.actors.primitives import demonitor, make_ref
 from paxtor.actors.task import TaskTimeout

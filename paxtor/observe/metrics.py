@@ -78,7 +78,7 @@ class Exposition:
         self._head(name, "histogram", help_text)
         base = dict(labels or {})
         running = 0
-        for bound, count in zip(bounds, counts, strict=True):
+        for bound, count in zip(bounds, counts[:-1], strict=True):  # the last count is above them all
             running += count
             self._lines.append(f"{name}_bucket{_labels({**base, 'le': _value(float(bound))})} {running}")
         running += counts[-1]

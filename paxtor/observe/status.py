@@ -120,7 +120,7 @@ def _first_peer(node: Any, cluster_size: int, timeout: float) -> str | None:
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()  # noqa: E731
+    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()  # noqa: E731
     return [line(headers), *(line(r) for r in cells)]
 
 

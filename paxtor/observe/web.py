@@ -31,10 +31,10 @@ from typing import Any
 import structlog
 from gevent.pywsgi import WSGIServer
 
-from paxtor.actors.node import LocalNode
-from paxtor.actors.primitives import receive
 from paxtor.actors.messages import ReceiveTimeout
+from paxtor.actors.node import LocalNode
 from paxtor.actors.outcome import Ok
+from paxtor.actors.primitives import receive
 from paxtor.observe.gather import gather, node_reports
 from paxtor.observe.info import ClusterInfo
 from paxtor.observe.metrics import CONTENT_TYPE, render_metrics

@@ -43,10 +43,10 @@ from paxtor.actors import GenServer, NoReply, reply
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.distribution import NodeUp, monitor_nodes
 from paxtor.actors.ids import Pid
-from paxtor.paxos.acceptor import Collected, LogRecord, MemberState
-from paxtor.paxos.ballot import Ballot
 from paxtor.actors.primitives import self_pid
 from paxtor.actors.timers import send_after
+from paxtor.paxos.acceptor import Collected, LogRecord, MemberState
+from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LeaseHeartbeat, Timer
 from paxtor.paxos.local_acceptor import LOG_FAILED
 from paxtor.paxos.log_codec import encode_log_record

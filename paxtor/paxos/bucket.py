@@ -25,7 +25,7 @@ from paxtor.actors.child_spec import ChildSpec
 from paxtor.actors.function_ref import FunctionRefError, function_ref
 from paxtor.actors.messages import CallError
 from paxtor.paxos.envelopes import BINDINGS_NAME
-from paxtor.paxos.register import ReleasePolicy, Register, empty_released
+from paxtor.paxos.register import Register, ReleasePolicy, empty_released
 
 __all__ = ["Bucket", "BucketSpec", "OnRelease", "DEFAULT_BUCKET", "start_bucket", "check_bucket_name"]
 

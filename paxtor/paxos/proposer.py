@@ -63,7 +63,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Union
 
 from paxtor.paxos.acceptor import (
     NACK_BALLOT,

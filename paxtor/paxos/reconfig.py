@@ -47,9 +47,9 @@ from paxtor.actors.messages import CallError
 from paxtor.paxos.acceptor import FLOOR_STRIDE, Collected, KeyRecord, LogRecord, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME
+from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.log_codec import KEY_RECORD, decode_log_fields, record_from_fields
 from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.register import ChangeFunction, Register, identity
 from paxtor.paxos.voter_config import VoterConfig, check_voter_names
 
@@ -247,7 +247,6 @@ def check_new_voters(node: PaxosNode, names: Sequence[str], deadline: float) -> 
     added back, it would bring those values back (``docs/protocol.md``, Voter changes).
     Asked after the configuration was read and before the change is chosen: no
     configuration names the node in between, so nothing can give it a key meanwhile."""
-    from paxtor.paxos import api
 
     for name in names:
         try:
@@ -263,7 +262,6 @@ def check_new_voters(node: PaxosNode, names: Sequence[str], deadline: float) -> 
 
 def finish_left_change(node: PaxosNode, joint: VoterConfig) -> None:
     """Finish a change whose coordinator went away (run by a voter, in its own process)."""
-    from paxtor.paxos import api
 
     try:
         finish_change(node, joint, time.monotonic() + 120.0)
@@ -325,7 +323,6 @@ def finish_change(node: PaxosNode, joint: VoterConfig, deadline: float) -> Voter
 
 def install_on(node: PaxosNode, config: VoterConfig, deadline: float, enough: Callable[[list[str]], bool]) -> list[str]:
     """Install ``config`` on its members until those that did satisfy ``enough``; who did."""
-    from paxtor.paxos import api
 
     answers = _gather(
         list(config.members), ("install", node.cluster, config), deadline, enough=lambda a: enough(list(a))

@@ -31,8 +31,8 @@ import structlog
 from paxtor.actors import Supervisor
 from paxtor.actors.child_spec import ChildSpec
 from paxtor.paxos.acceptor_server import AcceptorServer
-from paxtor.paxos.collector import TombstoneCollector
 from paxtor.paxos.bindings import BindingWatcher
+from paxtor.paxos.collector import TombstoneCollector
 from paxtor.paxos.config import PaxosConfig, numbered_voters
 from paxtor.paxos.lease_keeper import LeaseKeeper
 from paxtor.paxos.membership import MembershipServer

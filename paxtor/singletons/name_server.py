@@ -35,7 +35,6 @@ from typing import Any
 import gevent
 import structlog
 
-from paxtor.actors.errors import PaxtorError
 from paxtor.actors import (
     ChildSpec,
     Down,
@@ -56,6 +55,7 @@ from paxtor.actors import (
 )
 from paxtor.actors.distribution import distributed_node
 from paxtor.actors.dynamic_supervisor import start_child
+from paxtor.actors.errors import PaxtorError
 from paxtor.actors.function_ref import FunctionRefRefused, check_allowed
 from paxtor.actors.messages import NOCONNECTION, NOPROC, Caller, CallError, CallTimeout, Exit
 from paxtor.actors.node import LocalNode, current_node

@@ -14,8 +14,19 @@ from typing import Any
 
 import pytest
 
-from paxtor.actors import ChildSpec, Down, Exit, ReceiveTimeout, exit, monitor, receive, self_pid, send
-from paxtor.actors import spawn_link, trap_exits
+from paxtor.actors import (
+    ChildSpec,
+    Down,
+    Exit,
+    ReceiveTimeout,
+    exit,
+    monitor,
+    receive,
+    self_pid,
+    send,
+    spawn_link,
+    trap_exits,
+)
 
 WAIT = 5.0  # upper bound for anything that should happen "now"
 

@@ -37,9 +37,9 @@ from paxtor.actors import (
     trap_exits,
 )
 from paxtor.actors.child_spec import ChildStartError
-from paxtor.actors.primitives import is_alive
 from paxtor.actors.messages import CallError, NoProc, StartError
 from paxtor.actors.outcome import Err
+from paxtor.actors.primitives import is_alive
 from paxtor.actors.supervisor import (
     ChildNotFound,
     RestartIntensity,

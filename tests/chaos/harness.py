@@ -258,7 +258,7 @@ class ChaosCluster:
         `agent.apply_faults`); {node: "ok", or why not}. Must run in a process of this node."""
         me = self_pid()
         self._tag += 1
-        acks = {name: "no answer" for name in nodes}
+        acks = dict.fromkeys(nodes, "no answer")
         waiting = set()
         for name in nodes:
             try:

@@ -25,7 +25,6 @@ slow_disk.install()  # before paxtor binds os.fsync
 
 import gevent
 import gevent.event
-
 import structlog
 
 import paxtor

@@ -327,7 +327,7 @@ def dead_holder_probe(cluster: ChaosCluster, nem: nemesis.Nemesis, seed: int, bo
     afterwards): each lock must be acquirable here within `bound` s of the kill."""
     victim = random.Random(seed).choice(cluster.voters)
     me = self_pid()
-    took: dict[str, float | None] = {key: None for key in LOCK_KEYS}
+    took: dict[str, float | None] = dict.fromkeys(LOCK_KEYS)
     for key in LOCK_KEYS:
         spawn(hold_until_killed, key, me, node=victim)
         try:

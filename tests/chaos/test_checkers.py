@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from paxtor.sim.linearizability import Operation
 from tests.chaos.checkers import (
+    check_cold_probe,
     check_liveness,
     check_lock_set,
     check_register,
     check_singletons,
-    check_cold_probe,
 )
 
 

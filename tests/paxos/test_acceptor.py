@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from paxtor.actors.ids import Pid
 from paxtor.actors.wire import decode, encode
 from paxtor.paxos.acceptor import (
-    NACK_BALLOT,
     FLOOR_STRIDE,
+    NACK_BALLOT,
     NACK_LEASE_VETO,
     Accept,
     Accepted,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from paxtor.actors.ids import Pid
 from paxtor.paxos.acceptor import Accept, Acceptor
 from paxtor.paxos.ballot import Ballot
-from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.lease import (
     HeartbeatAck,
     LeaseClock,
@@ -15,8 +15,8 @@ from paxtor.paxos.lease import (
     SilenceTracker,
     silence_threshold,
 )
-from paxtor.actors.ids import Pid
 from paxtor.paxos.register import Binding, LeaseFence, Register
+from paxtor.paxos.voter_config import VoterConfig
 from paxtor.sim.mutations import UnfencedLeaseClock
 
 VOTERS = ("a", "b", "c")

@@ -18,7 +18,6 @@ from paxtor.paxos.acceptor import (
 )
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
-from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.proposer import (
     CHOSEN,
     CONFLICT,
@@ -43,6 +42,7 @@ from paxtor.paxos.register import (
     put_if_empty,
     release_if_bound,
 )
+from paxtor.paxos.voter_config import VoterConfig
 
 VOTERS = ("a", "b", "c")
 CONFIG = VoterConfig.initial(VOTERS)

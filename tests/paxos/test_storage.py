@@ -31,12 +31,12 @@ from paxtor.paxos.log_format import (
 from paxtor.paxos.node_meta import META_FILE, NodeMeta, NodeMetaCorrupt, NodeMetaMismatch
 from paxtor.paxos.storage import (
     SYNC_DWELL,
-    SyncPlacement,
     AcceptorLog,
     AcceptorLogClosed,
     AcceptorLogCorrupt,
     AcceptorLogError,
     AcceptorLogFailed,
+    SyncPlacement,
 )
 
 RECORDS = [b"promise:a:1", b"accept:a:1:v", b"", b"promise:b:7" * 5]

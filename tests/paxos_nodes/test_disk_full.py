@@ -5,7 +5,6 @@ restart from its directory finds every vote it answered."""
 from __future__ import annotations
 
 import dataclasses
-
 import errno
 import os
 import time

@@ -19,9 +19,9 @@ from paxtor.actors.node import LocalNode
 from paxtor.paxos.acceptor import Accept, Acceptor, KeyRecord, MemberState, Prepare
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.lease import SilenceTracker
-from paxtor.paxos.register import Register
 from paxtor.paxos.local_acceptor import LocalAcceptor
 from paxtor.paxos.log_codec import decode_log_record, encode_log_record
+from paxtor.paxos.register import Register
 from paxtor.paxos.storage import AcceptorLog
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import unpack_reply

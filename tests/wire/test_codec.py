@@ -141,7 +141,7 @@ class Point(NamedTuple):
         Prepare(("bucket", "key"), Ballot(1, "n"), frozenset({"n1", "n2"})),
         KwOnly(a=1, b=(2, 3)),
         [Ballot(1, "a"), {Ballot(2, "b"): (Ballot(3, "c"),)}],
-        datetime.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=datetime.timezone.utc),
+        datetime.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=datetime.UTC),
     ],
     ids=repr,
 )
