@@ -1,7 +1,10 @@
-"""Run every ``benchmarks/bench_*.py`` module's ``main()`` in turn.
+"""``python -m benchmarks``: the speed aims table (`benchmarks.aims`), then every other benchmark.
 
+The aims table runs ``bench_paxtor``, ``bench_paxos``, ``bench_distribution``
+and ``bench_actors`` in interleaved rounds with the baselines shared; every
+other ``benchmarks/bench_*.py`` module's ``main()`` runs after it, in turn.
 ``python -m benchmarks [NAME ...]`` runs only modules whose name contains one
-of the NAMEs (``python -m benchmarks actors``).
+of the NAMEs (``python -m benchmarks actors``; ``aims`` for the table alone).
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ def bench_modules() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.aims import MODULES
+
     wanted = sys.argv[1:] if argv is None else argv
+    names = ["aims", *(name for name in bench_modules() if wanted or name not in MODULES)]
     failures = 0
-    for name in bench_modules():
+    for name in names:
         if wanted and not any(w in name for w in wanted):
             continue
         print(f"== {name}", flush=True)

@@ -11,14 +11,19 @@
 
 Times are CPU time of this process (everything here is CPU-bound in one
 thread), so load from other programs on a shared machine does not skew
-them; each figure is the best of several interleaved rounds. A ratio is
-baseline time / our time: above 1 means faster than the baseline.
+them much. Every round runs every benchmark (the order rotates each round);
+a ratio is baseline time / our time in the same round (above 1: faster than
+the baseline), reported as the median over the rounds with the lowest and
+highest round. Aims: GenServer.call >= 0.8x the raw Queue ping-pong, and
+ahead of Pykka's gevent actor.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
+import logging
 import pstats
 import sys
 import time
@@ -28,7 +33,9 @@ from typing import Any
 
 import gevent
 import gevent.queue
+import structlog
 
+from benchmarks.interleave import Rounds, Row, figure_text, markdown, rotated
 from paxtor.actors import GenServer, call, exit, receive, self_pid, send, spawn, spawn_monitor
 from paxtor.actors.node import stop_all
 
@@ -190,48 +197,61 @@ BENCHES: dict[str, Callable[[], float]] = {
 }
 
 COMPARISONS = [
-    # (label, ours, baseline, target ratio)
-    ("(a) send+receive round trip", "process_pingpong", "queue_pingpong", 0.7),
-    ("(b) GenServer.call round trip", "genserver_call", "pykka_ask", 1.0),
-    ("(b) GenServer.call vs Queue ping-pong", "genserver_call", "queue_pingpong", None),
-    ("(b) GenServer.call vs process ping-pong", "genserver_call", "process_pingpong", None),
-    ("(c) spawn + exit", "process_spawn_exit", "gevent_spawn_join", 0.5),
-    ("(c) spawn + exit vs Pykka start+stop", "process_spawn_exit", "pykka_start_stop", 1.0),
+    # (label, ours, baseline, target on the median ratio)
+    ("send+receive round trip", "process_pingpong", "queue_pingpong", ">= 0.7"),
+    ("GenServer.call round trip", "genserver_call", "queue_pingpong", ">= 0.8"),
+    ("GenServer.call round trip", "genserver_call", "pykka_ask", ">= 1"),
+    ("GenServer.call round trip", "genserver_call", "process_pingpong", ""),
+    ("spawn + exit", "process_spawn_exit", "gevent_spawn_join", ">= 0.5"),
+    ("spawn + exit", "process_spawn_exit", "pykka_start_stop", ">= 1"),
 ]
 
+LABELS = {
+    "queue_pingpong": "raw gevent Queue ping-pong",
+    "process_pingpong": "send+receive ping-pong",
+    "genserver_call": "GenServer.call",
+    "pykka_ask": "Pykka 2.0.3 GeventActor ask",
+    "gevent_spawn_join": "gevent.spawn + join",
+    "process_spawn_exit": "spawn + exit",
+    "pykka_start_stop": "Pykka start + stop",
+}
 
-def run_all(rounds: int) -> dict[str, float]:
-    """Best time of each benchmark; rounds interleave them so that a burst of
-    load on the machine hits ours and the baselines alike."""
-    results: dict[str, float] = {}
+
+def run_all(rounds: int) -> dict[str, Any]:
+    """Every benchmark once per round, the order rotating: each round's microseconds per operation."""
+    recorded = Rounds()
     for fn in BENCHES.values():
         fn()  # warm up
-    for _ in range(rounds):
-        for name, fn in BENCHES.items():
-            secs = fn()
-            results[name] = min(secs, results.get(name, secs))
-    return results
+    for r in range(rounds):
+        for name in rotated(list(BENCHES), r):
+            recorded.add(r, "local", name, {"us": BENCHES[name]() * 1e6})
+    return {"rounds": recorded.as_json()}
 
 
-def format_report(results: dict[str, float]) -> str:
-    lines = ["actors: time per operation (best of rounds), ratio = baseline / ours"]
-    for name, secs in results.items():
-        lines.append(f"  {name:<22} {secs * 1e6:9.2f} us")
-    lines.append("")
-    lines.append(f"  {'comparison':<40} {'ratio':>7}  {'target':>7}  ok")
-    for label, ours, base, target in COMPARISONS:
-        ratio = results[base] / results[ours]
-        tgt = f">={target:.2f}" if target is not None else "-"
-        ok = "" if target is None else ("yes" if ratio >= target else "NO")
-        lines.append(f"  {label:<40} {ratio:7.2f}  {tgt:>7}  {ok}")
-    return "\n".join(lines)
+def rows(result: dict[str, Any]) -> list[Row]:
+    rounds = Rounds(result["rounds"])
+    return [
+        Row(f"local {label}", figure_text(rounds.figure("local", ours, "us"), "us"),
+            f"{LABELS[base]}: {figure_text(rounds.figure('local', base, 'us'), 'us')}",
+            rounds.compare("local", "us", ours, base, False), target)
+        for label, ours, base, target in COMPARISONS
+    ]  # fmt: skip
+
+
+def format_report(result: dict[str, Any]) -> str:
+    count = Rounds(result["rounds"]).count
+    header = f"actors: CPU time per operation over {count} interleaved rounds; ratio = baseline / ours, per round"
+    return header + "\n" + markdown(rows(result))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_actors", description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print every round's figures and the table as JSON too")
     parser.add_argument("--profile", choices=sorted(BENCHES), help="cProfile one benchmark instead")
-    args = parser.parse_args(argv)
+    args, _unknown = parser.parse_known_args(argv)
+    saved_logging = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     try:
         if args.profile:
             fn = BENCHES[args.profile]
@@ -240,9 +260,13 @@ def main(argv: list[str] | None = None) -> int:
             profiler.runcall(fn)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
             return 0
-        print(format_report(run_all(args.rounds)))
+        result = run_all(args.rounds)
+        print(format_report(result))
+        if args.json:
+            print(json.dumps({**result, "table": [row.as_dict() for row in rows(result)]}))
     finally:
         stop_all()
+        structlog.configure(**saved_logging)
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Distribution: remote GenServer calls and casts vs raw gevent TCP + msgpack.
+"""Distribution: remote GenServer calls and casts vs raw gevent TCP + msgpack, in interleaved rounds.
 
-``python -m benchmarks.bench_distribution [--seconds S] [--casts N] [--rounds R] [--profile call|cast]``
+``python -m benchmarks.bench_distribution [--seconds S] [--casts N] [--rounds R] [--profile call|cast] [--json]``
 
 Two OS processes on 127.0.0.1, this one (node "bench1") and a child it
 spawns and kills (node "bench2", which also serves the raw baselines), so
@@ -13,17 +13,20 @@ both sides of every figure run in the same two processes, in the same run:
                  each makes one call (so all its casts were handled)
   raw frames     one greenlet: sendall(packb(msg)) per message, child counts
 
-Targets: remote call >= 0.6x raw echo; remote casts >= 0.5x raw frames.
-Each figure is the best of several interleaved rounds (a noisy machine).
-Two ratios per pair: by wall clock (rate), and by CPU time (of both
-processes, per operation; Linux /proc), which other load on a shared
-machine does not skew.
+Aims: remote call >= 0.8x raw echo; remote casts >= 0.5x raw frames. Each
+round measures the floor (`benchmarks.floor`: a raw loopback round trip of
+plain blocking sockets, no gevent), then both sides of each pair in turn
+(the order alternates); every ratio is the median of the per-round ratios,
+with the lowest and highest round. Two ratios per pair: by wall clock
+(rate), and by CPU time (of both processes, per operation; Linux /proc),
+which other load on a shared machine does not skew.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import logging
 import os
 import pstats
@@ -31,7 +34,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ import gevent.socket
 import structlog
 
 from benchmarks.bench_wire import RAW_MESSAGE, RawClient, _raw_echo, _raw_sink
+from benchmarks.floor import median_ms, round_trips
+from benchmarks.interleave import Rounds, Row, figure_text, markdown, rotated
 from paxtor.actors import GenServer, call, cast, receive, self_pid, send, spawn
 from paxtor.actors.distribution import start_distributed, stop_all_distributed
 
@@ -134,20 +138,12 @@ def _child_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@dataclass
-class Figure:
-    """The best rate and the least CPU per operation seen over the rounds."""
-
-    rate: float = 0.0
-    cpu: float = float("inf")  # seconds of both processes' CPU per operation
-
-    def measure(self, child_pid: int, run: Any) -> None:
-        """`run()` returns (operations, seconds); keep the best figures."""
-        cpu0, child0 = time.process_time(), _child_cpu(child_pid)
-        ops, seconds = run()
-        cpu = (time.process_time() - cpu0 + _child_cpu(child_pid) - child0) / ops
-        self.rate = max(self.rate, ops / seconds)
-        self.cpu = min(self.cpu, cpu)
+def measured(child_pid: int, run: Any) -> dict[str, float]:
+    """`run()` returns (operations, seconds): the rate, and both processes' CPU microseconds per operation."""
+    cpu0, child0 = time.process_time(), _child_cpu(child_pid)
+    ops, seconds = run()
+    cpu = (time.process_time() - cpu0 + _child_cpu(child_pid) - child0) / ops
+    return {"per_s": ops / seconds, "cpu_us": cpu * 1e6}
 
 
 def call_rate(server: Any, seconds: float) -> tuple[int, float]:
@@ -206,11 +202,16 @@ def _profile(dist: Any, fn: Any, *args: Any) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_distribution", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="per timed call round")
     parser.add_argument("--casts", type=int, default=80_000, help="casts (and raw frames) per one-way round")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the best is kept")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_distribution", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print every round's figures and the table as JSON too")
     parser.add_argument("--profile", choices=("call", "cast"), help="profile this side of one round instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -228,6 +229,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
+    result = measure(args)
+    if result is None:
+        return
+    table = rows(result)
+    print(f"two OS processes on 127.0.0.1, {args.rounds} interleaved rounds; CPU = both processes, per operation")
+    print(markdown(table))
+    if args.json:
+        print(json.dumps({**result, "table": [row.as_dict() for row in table]}))
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The child node, the rounds, the child killed: every round's figures (None after a --profile)."""
     child = Child()
     try:
         dist = start_distributed("bench1", port=0, seeds=[f"127.0.0.1:{child.dist_port}"], cookie=COOKIE,
@@ -238,41 +251,54 @@ def run(args: argparse.Namespace) -> None:
         assert dist.run(call, echo, REQUEST) == REQUEST
         if args.profile == "call":
             _profile(dist, call_rate, echo, args.seconds)
-            return
+            return None
         if args.profile == "cast":
             _profile(dist, cast_rate, counter, args.casts)
-            return
+            return None
         raw_echo_client = RawClient(child.echo_port)
         raw_sink_client = RawClient(child.sink_port)
         assert raw_echo_client.echo_rate(0.05) > 0 and RAW_MESSAGE
-        raw_echo, remote_call, raw_frames, remote_casts = Figure(), Figure(), Figure(), Figure()
         pid = child.proc.pid
-        for _ in range(args.rounds):
-            raw_echo.measure(pid, lambda: raw_echo_rate(raw_echo_client, args.seconds))
-            remote_call.measure(pid, lambda: dist.run(call_rate, echo, args.seconds))
-            raw_frames.measure(pid, lambda: raw_frames_rate(raw_sink_client, args.casts))
-            remote_casts.measure(pid, lambda: dist.run(cast_rate, counter, args.casts))
+        sides = {
+            "call": {"paxtor": lambda: dist.run(call_rate, echo, args.seconds),
+                     "raw": lambda: raw_echo_rate(raw_echo_client, args.seconds)},
+            "cast": {"paxtor": lambda: dist.run(cast_rate, counter, args.casts),
+                     "raw": lambda: raw_frames_rate(raw_sink_client, args.casts)},
+        }  # fmt: skip
+        rounds = Rounds()
+        for r in range(args.rounds):
+            rounds.add(r, "floor", "machine", {"rtt_ms": median_ms(round_trips())})
+            for phase, systems in sides.items():
+                for system in rotated(list(systems), r):
+                    rounds.add(r, phase, system, measured(pid, systems[system]))
         raw_echo_client.close()
         raw_sink_client.close()
     finally:
         stop_all_distributed()
         child.kill()
-    report(args.rounds, raw_echo, remote_call, raw_frames, remote_casts)
+    return {"rounds": rounds.as_json()}
 
 
-def report(rounds: int, raw_echo: Figure, remote_call: Figure, raw_frames: Figure, remote_casts: Figure) -> None:
-    def line(label: str, fig: Figure, unit: str) -> str:
-        return f"  {label:30s} {fig.rate:>10,.0f}/s  ({1e6 / fig.rate:6.1f} us {unit}; CPU {1e6 * fig.cpu:6.1f} us)"
+def rows(result: dict[str, Any]) -> list[Row]:
+    """Remote call against the raw echo and the floor; casts against raw frames."""
+    rounds = Rounds(result["rounds"])
 
-    print(f"two OS processes on 127.0.0.1, best of {rounds} interleaved rounds; CPU = both processes, per operation")
-    print(line("raw echo round trips", raw_echo, "each"))
-    print(line("remote GenServer.call", remote_call, "each"))
-    print(f"    ratio {remote_call.rate / raw_echo.rate:4.2f}x raw echo by rate, "
-          f"{raw_echo.cpu / remote_call.cpu:4.2f}x by CPU   (target >= 0.6x)")
-    print(line("raw frames one way", raw_frames, "each"))
-    print(line(f"remote casts, {SENDERS} processes", remote_casts, "each"))
-    print(f"    ratio {remote_casts.rate / raw_frames.rate:4.2f}x raw frames by rate, "
-          f"{raw_frames.cpu / remote_casts.cpu:4.2f}x by CPU   (target >= 0.5x)")
+    def per_op(phase: str, system: str) -> str:
+        rate = rounds.figure(phase, system, "per_s")
+        cpu = rounds.figure(phase, system, "cpu_us")
+        return f"{figure_text(rate, '/s')}, CPU {figure_text(cpu, 'us', 1)}"
+
+    call, cast = per_op("call", "paxtor"), per_op("cast", "paxtor")
+    return [
+        Row("remote GenServer.call", call, f"raw gevent msgpack echo: {per_op('call', 'raw')}",
+            rounds.compare("call", "per_s", "paxtor", "raw", True), ">= 0.8"),
+        Row("remote GenServer.call, by CPU", call, "raw gevent msgpack echo, by CPU",
+            rounds.compare("call", "cpu_us", "paxtor", "raw", False)),
+        Row("remote GenServer.call", call, "floor: raw loopback RTT",
+            rounds.over_floor("call", "paxtor", "per_s", "per_s", "rtt_ms")),
+        Row(f"remote casts, {SENDERS} processes", cast, f"raw frames one way: {per_op('cast', 'raw')}",
+            rounds.compare("cast", "per_s", "paxtor", "raw", True), ">= 0.5"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

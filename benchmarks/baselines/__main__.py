@@ -2,6 +2,8 @@
 
 Started by ``run_baselines_in_subprocess``; SIGTERM is turned into SystemExit
 so the cluster context managers stop their servers and remove their dirs.
+With ``--serve`` it keeps the clusters up and answers phase requests on
+stdin (`benchmarks.baselines.service`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(BASELINE_NAMES))
     parser.add_argument("--install", dest="install", action="store_true", default=None)
     parser.add_argument("--no-install", dest="install", action="store_false")
+    parser.add_argument("--serve", action="store_true", help="keep the clusters up, measure phases on request")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = BenchSettings(**json.loads(args.settings))
+    if args.serve:
+        from .service import serve
+
+        answers, sys.stdout = sys.stdout, sys.stderr  # nothing else may write into the answers
+        serve(list(filter(None, args.only.split(","))), settings, args.install, answers, sys.stdin)
+        return 0
     results = {}
     for name in filter(None, args.only.split(",")):
         print(f"baselines: {name} ...", file=sys.stderr, flush=True)

@@ -40,15 +40,7 @@ from .cluster import (
     new_process_set,
     wait_until,
 )
-from .harness import (
-    PLACEMENT,
-    BenchSettings,
-    HolderCheck,
-    concurrent_throughput,
-    contended_result,
-    headline,
-    sequential_latency,
-)
+from .harness import PLACEMENT, BenchSettings, HolderCheck, Phases, checked_lock_op, headline
 
 NAME = "etcd"
 DEBIAN_PACKAGE = "etcd-server"
@@ -250,7 +242,8 @@ class EtcdSession:
     """One client connection with one lease, like ``concurrency.NewSession``.
 
     The lease TTL (60 s) outlives every measurement, so no keep-alive traffic
-    falls inside a measurement window (Go's session would send one every 20 s).
+    falls inside a measurement window (Go's session would send one every 20 s);
+    `keep_alive` renews it between measurements.
     """
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
@@ -262,6 +255,11 @@ class EtcdSession:
             host, port, timeout=timeout, grpc_options=[("grpc.use_local_subchannel_pool", 1)]
         )
         self.lease_id: int = self.client.lease(SESSION_TTL_SECONDS).id
+
+    def keep_alive(self) -> None:
+        """Renew the lease to its full TTL (a run of interleaved rounds outlasts one TTL)."""
+        for _ in self.client.refresh_lease(self.lease_id):
+            pass
 
     def put(self, key: bytes, value: bytes) -> None:
         from pyetcd import etcdrpc
@@ -407,51 +405,43 @@ def _close_all(sessions: list[EtcdSession]) -> None:
             pass
 
 
-def _puts(sessions: list[EtcdSession], prefix: str) -> list[Callable[[int], None]]:
-    """One put loop body per session, each on its own fresh keys."""
-    return [(lambda i, s=s, n=n: s.put(f"{prefix}/c{n}/{i}".encode(), b"v")) for n, s in enumerate(sessions)]
+class EtcdPhases(Phases):
+    """The measurements on ``settings.clients`` sessions, round-robin over the members from the leader."""
+
+    def __init__(self, cluster: EtcdCluster, settings: BenchSettings) -> None:
+        super().__init__(settings, cluster.processes.cpu_seconds)
+        self.run = f"/bench/{uuid.uuid4().hex[:8]}"
+        self.sessions = _sessions(cluster, settings.clients, settings)
+
+    def put_ops(self, prefix: str) -> list[Callable[[int], None]]:
+        return [
+            (lambda i, s=s, n=n: s.put(f"{self.run}/{prefix}/c{n}/{i}".encode(), b"v"))
+            for n, s in enumerate(self.sessions)
+        ]
+
+    def lock_op(self, name: str, client: int, check: HolderCheck | None) -> Callable[[int], None]:
+        mutex = EtcdMutex(self.sessions[client], f"{self.run}/lock/{name}")
+        return checked_lock_op(mutex.lock, mutex.unlock, client, check)
+
+    def refresh(self) -> None:
+        for session in self.sessions:
+            session.keep_alive()
+
+    def close(self) -> None:
+        _close_all(self.sessions)
 
 
-def _lock_unlock(
-    mutex: EtcdMutex, check: HolderCheck | None = None, client: int = 0
-) -> Callable[[int], None]:
-    def op(_: int) -> None:
-        mutex.lock()
-        if check is not None:
-            check.acquired(client)
-            check.releasing(client)
-        mutex.unlock()
-
-    return op
+def phases(cluster: EtcdCluster, settings: BenchSettings) -> EtcdPhases:
+    return EtcdPhases(cluster, settings)
 
 
 def measure_all(cluster: EtcdCluster, settings: BenchSettings) -> dict[str, Any]:
     """Warm-up, then put latency/throughput and the three lock measurements."""
-    run = f"/bench/{uuid.uuid4().hex[:8]}"
-    cpu = cluster.processes.cpu_seconds
-    sessions = _sessions(cluster, settings.clients, settings)
+    measured = EtcdPhases(cluster, settings)
     try:
-        concurrent_throughput(_puts(sessions, f"{run}/warm"), settings, seconds=settings.warmup_seconds)
-        single = sessions[0]  # on the leader
-        put_latency = sequential_latency(lambda i: single.put(f"{run}/seq/{i}".encode(), b"v"), settings)
-        put_throughput = concurrent_throughput(_puts(sessions, f"{run}/put"), settings, server_cpu=cpu)
-        lock_latency = sequential_latency(_lock_unlock(EtcdMutex(single, f"{run}/lock/solo")), settings)
-        check = HolderCheck()
-        contenders = [
-            _lock_unlock(EtcdMutex(s, f"{run}/lock/contended"), check, n) for n, s in enumerate(sessions)
-        ]
-        contended = contended_result(concurrent_throughput(contenders, settings, server_cpu=cpu), check)
-        # distinct keys: one lock name per client, reused across iterations
-        own = [_lock_unlock(EtcdMutex(s, f"{run}/lock/own{n}")) for n, s in enumerate(sessions)]
-        distinct = concurrent_throughput(own, settings, server_cpu=cpu)
+        return measured.measure_all()
     finally:
-        _close_all(sessions)
-    return {
-        "put": {"latency_ms": put_latency, "throughput": put_throughput},
-        "lock": {"latency_ms": lock_latency},
-        "contended": contended,
-        "distinct_locks": distinct,
-    }
+        measured.close()
 
 
 def measure(cluster: EtcdCluster, settings: BenchSettings | None = None) -> dict[str, Any]:

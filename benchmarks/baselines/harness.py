@@ -197,6 +197,21 @@ class HolderCheck:
         )
 
 
+def checked_lock_op(
+    acquire: Callable[[], None], release: Callable[[], None], client: int, check: HolderCheck | None
+) -> Callable[[int], None]:
+    """One lock+unlock of a baseline's lock as a loop body, told to `check` while held."""
+
+    def op(_: int) -> None:
+        acquire()
+        if check is not None:
+            check.acquired(client)
+            check.releasing(client)
+        release()
+
+    return op
+
+
 def contended_result(throughput: dict[str, Any], check: HolderCheck) -> dict[str, Any]:
     """Shape the contended-lock result: handoffs/s, per-client counts, fairness."""
     counts = throughput["per_client"]
@@ -239,3 +254,101 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "contended_jain_fairness": contended["jain_fairness"],
         "distinct_lock_unlock_per_s": distinct["ops_per_s"],
     }
+
+
+class Phases:
+    """One baseline's measurements, one phase at a time, on clients opened once.
+
+    The interleaved benchmarks call the phases in rounds between Paxtor's own
+    (`benchmarks.baselines.service`); ``measure_all`` runs each once. A
+    subclass opens ``settings.clients`` clients (the first on the leader) and
+    says what a put and a lock+unlock are.
+    """
+
+    def __init__(self, settings: BenchSettings, server_cpu: Callable[[], float] | None) -> None:
+        self.settings = settings
+        self.server_cpu = server_cpu
+        self._serial = 0
+
+    # -- what a subclass provides
+
+    def put_ops(self, prefix: str) -> list[Callable[[int], None]]:
+        """One put loop body per client, each on its own fresh keys under `prefix`."""
+        raise NotImplementedError
+
+    def lock_op(self, name: str, client: int, check: HolderCheck | None) -> Callable[[int], None]:
+        """Lock and unlock the lock `name` from client `client`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Keep the clients' sessions alive; called before each phase, outside its measurement."""
+
+    # -- the phases
+
+    def _fresh(self, what: str) -> str:
+        self._serial += 1
+        return f"{what}{self._serial}"
+
+    def warm_up(self) -> None:
+        """Unmeasured concurrent puts (JIT, page cache, connections)."""
+        concurrent_throughput(self.put_ops(self._fresh("warm")), self.settings, seconds=self.settings.warmup_seconds)
+
+    def put(self) -> dict[str, Any]:
+        """Put latency, one client on the leader."""
+        latency = sequential_latency(self.put_ops(self._fresh("seq"))[0], self.settings)
+        return {"put_median_ms": latency["median_ms"], "put_p99_ms": latency["p99_ms"], "latency_ms": latency}
+
+    def puts(self) -> dict[str, Any]:
+        """Puts/s, every client on its own fresh keys."""
+        throughput = concurrent_throughput(self.put_ops(self._fresh("put")), self.settings, server_cpu=self.server_cpu)
+        return {"puts_per_s": throughput["ops_per_s"], "throughput": throughput}
+
+    def lock_unlock(self) -> dict[str, Any]:
+        """Uncontended lock+unlock latency, one client on the leader."""
+        latency = sequential_latency(self.lock_op("solo", 0, None), self.settings)
+        return {
+            "lock_unlock_median_ms": latency["median_ms"], "lock_unlock_p99_ms": latency["p99_ms"],
+            "latency_ms": latency,
+        }  # fmt: skip
+
+    def contended(self) -> dict[str, Any]:
+        """Every client on one lock: handoffs/s and fairness."""
+        check = HolderCheck()
+        ops = [self.lock_op("contended", n, check) for n in range(self.settings.clients)]
+        result = contended_result(concurrent_throughput(ops, self.settings, server_cpu=self.server_cpu), check)
+        return {
+            "contended_handoffs_per_s": result["handoffs_per_s"],
+            "contended_jain_fairness": result["jain_fairness"],
+            "contended_counts": result["per_client_acquisitions"],
+            "contended_max_deviation": max_deviation(result["per_client_acquisitions"]),
+            "contended": result,
+        }
+
+    def distinct(self) -> dict[str, Any]:
+        """Every client on its own lock: lock+unlock/s in total."""
+        ops = [self.lock_op(f"own{n}", n, None) for n in range(self.settings.clients)]
+        result = concurrent_throughput(ops, self.settings, server_cpu=self.server_cpu)
+        return {"distinct_lock_unlock_per_s": result["ops_per_s"], "distinct": result}
+
+    def measure_all(self) -> dict[str, Any]:
+        """Warm-up, then each phase once (the shape ``headline`` reads)."""
+        self.warm_up()
+        put, puts, lock = self.put(), self.puts(), self.lock_unlock()
+        return {
+            "put": {"latency_ms": put["latency_ms"], "throughput": puts["throughput"]},
+            "lock": {"latency_ms": lock["latency_ms"]},
+            "contended": self.contended()["contended"],
+            "distinct_locks": self.distinct()["distinct"],
+        }
+
+
+PHASE_NAMES = ("put", "puts", "lock_unlock", "contended", "distinct")
+
+
+def max_deviation(counts: Sequence[int]) -> float | None:
+    """The largest distance of one client's count from the mean, as a fraction of the mean."""
+    mean = sum(counts) / len(counts) if counts else 0
+    return max(abs(c - mean) / mean for c in counts) if mean else None

@@ -30,15 +30,7 @@ from .cluster import (
     new_process_set,
     wait_until,
 )
-from .harness import (
-    PLACEMENT,
-    BenchSettings,
-    HolderCheck,
-    concurrent_throughput,
-    contended_result,
-    headline,
-    sequential_latency,
-)
+from .harness import PLACEMENT, BenchSettings, HolderCheck, Phases, checked_lock_op, headline
 
 NAME = "zookeeper"
 DEBIAN_PACKAGE = "zookeeper"
@@ -242,24 +234,6 @@ def _close_all(clients: list[Any]) -> None:
             pass
 
 
-def _creates(clients: list[Any], parent: str) -> list[Callable[[int], None]]:
-    """One create loop body per client, each on its own fresh znodes."""
-    return [(lambda i, c=c, n=n: c.create(f"{parent}/c{n}-{i}", b"v")) for n, c in enumerate(clients)]
-
-
-def _lock_unlock(
-    lock: Any, timeout: float, check: HolderCheck | None = None, client: int = 0
-) -> Callable[[int], None]:
-    def op(_: int) -> None:
-        lock.acquire(timeout=timeout)
-        if check is not None:
-            check.acquired(client)
-            check.releasing(client)
-        lock.release()
-
-    return op
-
-
 def _prepared_lock(client: Any, path: str, identifier: str, timeout: float) -> Any:
     """A kazoo Lock whose parent znode exists (kazoo creates it on first acquire)."""
     lock = client.Lock(path, identifier)
@@ -268,41 +242,43 @@ def _prepared_lock(client: Any, path: str, identifier: str, timeout: float) -> A
     return lock
 
 
+class ZkPhases(Phases):
+    """The measurements on ``settings.clients`` kazoo clients, round-robin over the members from the leader."""
+
+    def __init__(self, cluster: ZkCluster, settings: BenchSettings) -> None:
+        super().__init__(settings, cluster.processes.cpu_seconds)
+        self.run = f"{ROOT}/{uuid.uuid4().hex[:8]}"
+        self.clients = _clients(cluster, settings.clients, settings)
+        self.locks: dict[tuple[str, int], Any] = {}
+
+    def put_ops(self, prefix: str) -> list[Callable[[int], None]]:
+        parent = f"{self.run}/{prefix}"
+        self.clients[0].ensure_path(parent)
+        return [(lambda i, c=c, n=n: c.create(f"{parent}/c{n}-{i}", b"v")) for n, c in enumerate(self.clients)]
+
+    def lock_op(self, name: str, client: int, check: HolderCheck | None) -> Callable[[int], None]:
+        timeout = self.settings.op_timeout
+        if (name, client) not in self.locks:
+            path = f"{self.run}/lock/{name}"
+            self.locks[name, client] = _prepared_lock(self.clients[client], path, f"c{client}", timeout)
+        lock = self.locks[name, client]
+        return checked_lock_op(lambda: lock.acquire(timeout=timeout), lock.release, client, check)
+
+    def close(self) -> None:
+        _close_all(self.clients)
+
+
+def phases(cluster: ZkCluster, settings: BenchSettings) -> ZkPhases:
+    return ZkPhases(cluster, settings)
+
+
 def measure_all(cluster: ZkCluster, settings: BenchSettings) -> dict[str, Any]:
     """Warm-up, then create latency/throughput and the three lock measurements."""
-    run = f"{ROOT}/{uuid.uuid4().hex[:8]}"
-    cpu = cluster.processes.cpu_seconds
-    timeout = settings.op_timeout
-    clients = _clients(cluster, settings.clients, settings)
+    measured = ZkPhases(cluster, settings)
     try:
-        single = clients[0]  # on the leader
-        for parent in ("warm", "seq", "put"):
-            single.ensure_path(f"{run}/{parent}")
-        concurrent_throughput(_creates(clients, f"{run}/warm"), settings, seconds=settings.warmup_seconds)
-        put_latency = sequential_latency(lambda i: single.create(f"{run}/seq/{i}", b"v"), settings)
-        put_throughput = concurrent_throughput(_creates(clients, f"{run}/put"), settings, server_cpu=cpu)
-        solo = _prepared_lock(single, f"{run}/lock/solo", "solo", timeout)
-        lock_latency = sequential_latency(_lock_unlock(solo, timeout), settings)
-        check = HolderCheck()
-        contenders = [
-            _lock_unlock(_prepared_lock(c, f"{run}/lock/contended", f"c{n}", timeout), timeout, check, n)
-            for n, c in enumerate(clients)
-        ]
-        contended = contended_result(concurrent_throughput(contenders, settings, server_cpu=cpu), check)
-        # distinct keys: one lock path per client, reused across iterations
-        own = [
-            _lock_unlock(_prepared_lock(c, f"{run}/lock/own{n}", f"c{n}", timeout), timeout)
-            for n, c in enumerate(clients)
-        ]
-        distinct = concurrent_throughput(own, settings, server_cpu=cpu)
+        return measured.measure_all()
     finally:
-        _close_all(clients)
-    return {
-        "put": {"latency_ms": put_latency, "throughput": put_throughput},
-        "lock": {"latency_ms": lock_latency},
-        "contended": contended,
-        "distinct_locks": distinct,
-    }
+        measured.close()
 
 
 def measure(cluster: ZkCluster, settings: BenchSettings | None = None) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class Mailbox:
         "_waiting",
         "_wake_pending",
         "_timed_out",
+        "_timer",
+        "_timer_after",
         "interrupt",
     )
 
@@ -59,6 +61,8 @@ class Mailbox:
         self._waiting = False
         self._wake_pending = False
         self._timed_out = False
+        self._timer: Any = None  # the receive timer, kept between timed receives
+        self._timer_after = 0.0  # its timeout
         self.interrupt: BaseException | None = None
 
     # -- senders' side ---------------------------------------------------
@@ -125,13 +129,33 @@ class Mailbox:
         return queue.popleft()
 
     def _start_timer(self, timeout: float) -> Any:
-        """A fresh timer per timed receive: a restarted libev timer resumes from
-        what was left of its last run (or fires at once if it ran out), so a
-        reused one would make later receives time out early."""
+        """Start the receive timer for `timeout` seconds from now.
+
+        One timer serves every timed receive of the mailbox (a gen_server call
+        is one): made with ``repeat=timeout`` and started with ``again``, which
+        counts the whole `timeout` afresh (a plain restart of a libev timer
+        resumes from what was left of its last run). A receive that starts
+        while the timer runs (from a match predicate) gets a timer of its own.
+        """
         self._timed_out = False
-        timer = self.hub.loop.timer(timeout)
-        timer.start(self._on_timeout)
+        timer = self._timer
+        if timer is None or timer.active or self._timer_after != timeout:
+            if timer is not None and timer.active:
+                timer = self.hub.loop.timer(timeout)
+                timer.start(self._on_timeout)
+                return timer  # closed by `_stop_timer`
+            if timer is not None:
+                timer.close()
+            timer = self._timer = self.hub.loop.timer(timeout, timeout)
+            self._timer_after = timeout
+        timer.again(self._on_timeout)
         return timer
+
+    def _stop_timer(self, timer: Any) -> None:
+        if timer is self._timer:
+            timer.stop()  # kept for the next timed receive
+        else:
+            timer.close()
 
     def _receive_any_timed(self, timeout: float) -> Any:
         queue = self._queue
@@ -147,7 +171,7 @@ class Mailbox:
                     self._raise_interrupt()
             return queue.popleft()
         finally:
-            timer.close()
+            self._stop_timer(timer)
 
     def _receive_matching(self, match: Callable[[Any], bool], timeout: float | None) -> Any:
         queue = self._queue
@@ -193,7 +217,7 @@ class Mailbox:
             self._queue.extendleft(reversed(saved))
             saved.clear()
         if timer is not None:
-            timer.close()
+            self._stop_timer(timer)
 
     def mark(self) -> int:
         """A position for `receive_answer`: what is queued now comes before it."""

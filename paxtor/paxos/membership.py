@@ -205,6 +205,7 @@ class MembershipServer(GenServer):
         self.view = watch_membership(node)
         self.quorum = self.view.has_quorum
         self.told: MemberHello | None = None
+        self.able_told: frozenset[str] = frozenset()  # the voters able to answer, as the proposer last heard
         self.catching_up: Pid | None = None  # a reseat of this learner
         self.finishing: Pid | None = None  # a change of the voters left half-way
         self.joint_since: tuple[int, float] | None = None  # (version, since when) of a joint config
@@ -361,11 +362,17 @@ class MembershipServer(GenServer):
             self.quorum = change.reached
             self._log(change)
         hello = self._hello()
+        able = frozenset(self.view.able)
+        if hello == self.told and able == self.able_told:
+            return
         if hello != self.told:
             self.told = hello
             for peer in self.view.connected:
                 self._tell(peer)
-            self.node.local.deliver_named(PROPOSER_NAME, self.node.name, MembershipChanged())
+        # A peer's hello (it votes) usually lands after its NodeUp reached the proposer,
+        # which picks the voters a phase goes to first from those able to answer.
+        self.able_told = able
+        self.node.local.deliver_named(PROPOSER_NAME, self.node.name, MembershipChanged())
 
     def _maybe_catch_up(self) -> None:
         node = self.node

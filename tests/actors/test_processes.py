@@ -147,6 +147,32 @@ def test_every_timed_receive_gets_its_whole_timeout(selective):
     assert receive(match, timeout=0.05) == "tick"  # ... does not doom the next one
 
 
+def test_a_timed_receive_inside_a_match_predicate_leaves_the_outer_receive_its_timeout():
+    """The receive timer is kept between receives; one started while it runs (here from a
+    match predicate) must get a timer of its own, or the outer receive never times out."""
+    me = self_pid()
+    inner = []
+
+    def helper():
+        send(me, "wake")
+        receive()  # the predicate is waiting in a timed receive of its own by now
+        send(me, "second")
+
+    pid = spawn(helper)
+
+    def match(m):
+        if m == "wake" and not inner:
+            send(pid, "go")
+            inner.append(receive(timeout=5))  # parks: its message comes later
+        return False
+
+    with gevent.Timeout(5, AssertionError("the outer receive never timed out")):
+        with pytest.raises(ReceiveTimeout):
+            receive(match, timeout=0.2)
+    assert inner == ["second"]
+    assert receive(timeout=0) == "wake"  # passed over, kept
+
+
 def test_a_match_predicate_that_raises_loses_no_message():
     me = self_pid()
     send(me, "a")

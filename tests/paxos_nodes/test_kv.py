@@ -4,6 +4,7 @@ NoQuorum, bad input, and a crashed PaxosKV process recovering."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import gevent
 import pytest
@@ -330,3 +331,56 @@ def test_a_nan_key_is_refused_at_once(cluster: Cluster):
     with pytest.raises(ValueError, match="NaN"):
         nodes[0].run(paxos.propose, (float("nan"),), lambda r: r)
     assert nodes[1].run(paxos.put, "fine", 1) == 1
+
+
+
+def _puts(keys: list[Any]) -> None:
+    for key in keys:
+        paxos.put(key, "v", bucket="thrifty")
+
+
+def _connected_voters() -> list[str]:
+    from paxtor.actors import call
+
+    return call("paxos_membership", "connected_voters")
+
+
+def _accepted_here(keys: list[Any]) -> int:
+    """How many of `keys` this node's acceptor has accepted a value for."""
+    from paxtor.actors import call
+    from paxtor.paxos.ballot import Ballot
+
+    return sum(call("paxos_acceptor", ("read", "thrifty", key)).accepted_ballot != Ballot.ZERO for key in keys)
+
+
+def test_phases_go_first_to_a_quorum_picked_over_every_voter_including_one_that_reconnected(cluster: Cluster):
+    """Thrifty phases: a round goes to this node and one other voter picked by the key's
+    hash, and no further while they answer. A voter says it votes in a hello that lands
+    after its NodeUp (at start, and when it reconnects): the proposer must count it among
+    the voters to pick from once it does, or rounds go to every voter."""
+    from paxtor.testing import wait_node_down, wait_node_up, wait_until
+
+    cluster.configure(thrifty_after=WAIT)  # no voter gets a phase for being slow to answer
+    nodes = cluster.start_all()
+    _ready(*nodes)
+    everyone = ["node1", "node2", "node3"]
+
+    def check(proposer: int, batch: str) -> None:
+        for node in nodes:
+            wait_until(lambda node=node: node.run(_connected_voters) == everyone)  # every hello is in
+        keys = [(batch, i) for i in range(30)]
+        nodes[proposer].run(_puts, keys)
+        accepted = [node.run(_accepted_here, keys) for node in nodes]
+        others = [count for n, count in enumerate(accepted) if n != proposer]
+        assert accepted[proposer] == 30 and sum(others) == 30, accepted  # this node and one other, each time
+        assert min(others) >= 5, accepted  # both others picked, by the keys' hash
+
+    check(0, "start")
+    check(1, "start, from node2")
+    cluster.faults.partition("node2", "node1")
+    cluster.faults.partition("node2", "node3")
+    wait_node_down(nodes[0], "node2")
+    cluster.faults.heal()
+    wait_node_up(nodes[0], "node2")
+    wait_node_up(nodes[2], "node2")
+    check(0, "reconnected")
