@@ -310,7 +310,7 @@ class Proposer:
         except Exception as exc:  # noqa: BLE001 - a change function is user code: report, don't crash
             return self._decide(REJECTED, error=f"change function raised {exc!r}")
         new = self._with_marks(base, self._with_fences(base, new, base_chosen))
-        if may_skip and base_chosen and new == base and not self.spread:
+        if may_skip and base_chosen and new == base and not self.spread and not _may_linger(self.change):
             return self._decide(CHOSEN, register=base)  # a read of a value a quorum holds
         self.proposed = new
         self.phase = _ACCEPT
@@ -434,6 +434,20 @@ class ExactlyOnce:
         if isinstance(new, Register) and not new.same_visible(register):
             self.changes[self.op] = AppliedChange(register, new.visible(), self.term)
         return new
+
+
+def _may_linger(change: ChangeFunction) -> bool:
+    """An earlier attempt of this request changed the register and this one did not find
+    its mark: that attempt's accepts may linger on a minority at a higher ballot than the
+    quorum's value, and a later round would adopt them. A read that leaves the register as
+    it is must then still write it at its own ballot (which buries them), or the request
+    could answer "unchanged" and take effect afterwards. A chosen value that carries the
+    mark needs no write (see ``docs/protocol.md``, Exactly once)."""
+    return (
+        change.__class__ is ExactlyOnce
+        and change.adopted is None
+        and any(op != change.op for op in change.changes)
+    )
 
 
 class ProposerState:

@@ -26,6 +26,7 @@ from paxtor.paxos.proposer import (
     VETOED,
     Backoff,
     Decision,
+    ExactlyOnce,
     Proposer,
     ProposerState,
     Step,
@@ -77,21 +78,31 @@ class Cluster:
             voter, msg = queue.pop(0)
             if voter in self.down:
                 continue
-            acc = self.acceptors[voter]
-            if isinstance(msg, Prepare):
-                reply = acc.on_prepare(msg, now)[0]
-            else:
-                reply = acc.on_accept(msg, now)[0]
-            if isinstance(reply, Promise):
-                step = rnd.on_promise(voter, reply)
-            elif isinstance(reply, Accepted):
-                step = rnd.on_accepted(voter, reply)
-            else:
-                step = rnd.on_nack(voter, reply)
+            step = self.vote(rnd, voter, msg, now)
             queue.extend(step.send)
             if step.decision is not None:
                 return step.decision
         return rnd.on_timeout().decision  # type: ignore[return-value]
+
+    def vote(self, rnd: Proposer, voter: str, msg: Prepare | Accept, now: float = 0.0) -> Step:
+        """``voter`` answers ``msg``; the round's step on that answer."""
+        acc = self.acceptors[voter]
+        reply = acc.on_prepare(msg, now)[0] if isinstance(msg, Prepare) else acc.on_accept(msg, now)[0]
+        if isinstance(reply, Promise):
+            return rnd.on_promise(voter, reply)
+        if isinstance(reply, Accepted):
+            return rnd.on_accepted(voter, reply)
+        return rnd.on_nack(voter, reply)
+
+    def deliver(self, rnd: Proposer, step: Step, to: Sequence[str]) -> Step:
+        """Deliver ``step``'s messages to the voters ``to`` only; the first step the round
+        takes in answer (messages to send or a decision)."""
+        for voter, msg in step.send:
+            if voter in to:
+                answer = self.vote(rnd, voter, msg)
+                if answer.send or answer.decision is not None:
+                    return answer
+        return Step()
 
 
 def test_a_round_prepares_then_accepts_then_decides() -> None:
@@ -163,6 +174,38 @@ def test_a_read_of_an_unsettled_value_writes_it_back() -> None:
     rnd.on_promise("a", promise(Ballot(3, ("q", 1)), held))
     step = rnd.on_promise("b", promise(Ballot(2, ("q", 1)), Register.empty()))
     assert [type(m) for _, m in step.send] == [Accept] * 3
+
+
+def test_a_retry_whose_earlier_attempt_may_be_adopted_writes_its_answer() -> None:
+    """A retry that finds the chosen value without its earlier attempt's change must not skip
+    phase 2 as a read: that attempt's value, accepted by a minority at a higher ballot, would
+    be adopted by a later round after the request had answered (applied twice)."""
+    cluster = Cluster()
+    other = ("q", 1)
+    old = Register.empty().claim("old")
+    for acc in cluster.acceptors.values():  # "old" is chosen at ballot 1
+        acc.on_accept(Accept(BK, KEY, Ballot(1, other), old, None, CONFIG.version), 0.0)
+    # another node's delete reaches "a" only
+    cluster.acceptors["a"].on_accept(Accept(BK, KEY, Ballot(2, other), old.release(), None, CONFIG.version), 0.0)
+
+    once = ExactlyOnce(put_if_empty("v"), ME)
+    first = Proposer(BK, KEY, once, Ballot(3, ME), CONFIG, op=once.begin(1, None))
+    step = cluster.deliver(first, first.start(), ["a", "b"])  # built on the delete ...
+    assert step.send[0][1].register.value == "v"
+    cluster.deliver(first, step, ["a"])  # ... and accepted by "a" alone
+    assert first.on_timeout().decision.maybe_applied  # type: ignore[union-attr]
+
+    retry = Proposer(BK, KEY, once, Ballot(4, ME), CONFIG, op=once.begin(2, None))
+    step = cluster.deliver(retry, retry.start(), ["b", "c"])  # "old", chosen: put changes nothing
+    assert [type(msg) for _, msg in step.send] == [Accept] * 3  # written back, not skipped
+    decision = cluster.deliver(retry, step, ["b", "c"]).decision
+    assert decision is not None and decision.ok and once.adopted is None
+    assert decision.register.visible() == old  # type: ignore[union-attr]  # the request's answer
+
+    reader = Proposer(BK, KEY, identity, Ballot(5, other), CONFIG)
+    step = cluster.deliver(reader, reader.start(), ["a", "b"])
+    read = step.decision or cluster.deliver(reader, step, VOTERS).decision
+    assert read is not None and read.register.visible() == old  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -394,3 +437,42 @@ def test_a_round_given_an_op_marks_what_its_change_changed() -> None:
     assert written.op_mark("me") == ("me", 1, 7) and written.visible().op_marks == ()
     read = state.new_round(BK, KEY, identity, CONFIG, op=("me", 1, 8))
     assert cluster.run(read).register.op_marks == written.op_marks  # a read changes nothing
+
+
+def test_a_retry_that_changes_nothing_still_writes_when_an_earlier_attempt_changed_the_key():
+    """Attempt 1 of a put meets a tombstone and proposes a value that only one voter takes;
+    attempt 2's quorum reports the chosen value (filled: the put changes nothing). A read
+    there would leave attempt 1's accept lingering at a higher ballot, to be adopted after
+    the request answered "unchanged": attempt 2 must write at its own ballot instead."""
+    once = ExactlyOnce(put_if_empty(530), ME)
+    chosen, chosen_at = Register.empty().claim(312), Ballot(3, ("q", 1))
+    tomb = chosen.release()
+    first = round_(once, Ballot(7, ME), op=once.begin(1, None))
+    first.on_promise("a", promise(Ballot(4, ("r", 1)), tomb, Ballot(7, ME)))
+    step = first.on_promise("b", promise(chosen_at, chosen, Ballot(7, ME)))
+    assert step.send and step.send[0][1].register.value == 530  # attempt 1 changed the key
+    second = round_(once, Ballot(9, ME), op=once.begin(2, None))
+    second.on_promise("b", promise(chosen_at, chosen, Ballot(9, ME)))
+    step = second.on_promise("c", promise(chosen_at, chosen, Ballot(9, ME)))
+    assert step.decision is None  # not a read: phase 2 goes out
+    assert {type(msg) for _, msg in step.send} == {Accept}
+    assert step.send[0][1].register.value == 312
+    fresh = ExactlyOnce(put_if_empty(530), ME)  # a first attempt may still read
+    third = round_(fresh, Ballot(11, ME), op=fresh.begin(3, None))
+    third.on_promise("b", promise(chosen_at, chosen, Ballot(11, ME)))
+    step = third.on_promise("c", promise(chosen_at, chosen, Ballot(11, ME)))
+    assert step.decision is not None and step.decision.outcome == CHOSEN and not step.send
+
+
+def test_a_retry_that_finds_its_earlier_attempt_chosen_still_reads() -> None:
+    """The chosen value carries the earlier attempt's mark: the change is in, nothing can
+    linger above it, and the retry answers that attempt's result without a phase 2."""
+    cluster = Cluster()
+    once = ExactlyOnce(put_if_empty("v"), ME)
+    first = Proposer(BK, KEY, once, Ballot(3, ME), CONFIG, op=once.begin(1, None))
+    step = cluster.deliver(first, first.start(), VOTERS)
+    assert cluster.deliver(first, step, VOTERS).decision.ok  # type: ignore[union-attr]
+    retry = Proposer(BK, KEY, once, Ballot(4, ME), CONFIG, op=once.begin(2, None))
+    step = cluster.deliver(retry, retry.start(), ["a", "b"])
+    assert step.send == () and step.decision is not None and step.decision.ok
+    assert once.adopted is not None and once.adopted.result.value == "v"
