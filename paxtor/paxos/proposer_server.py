@@ -317,7 +317,12 @@ class ProposerServer(GenServer):
         slot_key = (msg.bucket, msg.key)
         slot = self.slots.get(slot_key)
         if slot is None or slot.round is None:
-            return  # late: the round is over
+            if msg.__class__ is Nack:
+                # late: the round is over, chosen by the others. Its refusal still tells how
+                # far to fast-forward, or the next round (a spread to bring this voter level)
+                # is refused again
+                self.state.observe(msg.promised)
+            return
         self._on_vote(slot_key, slot, voter, msg)
 
     def _on_vote(self, slot_key: Slot, slot: _KeySlot, voter: str, msg: Any) -> None:
