@@ -29,7 +29,7 @@ slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 sim: $(STAMP)
-	$(BIN)/python -m paxtor.paxos.sim --seeds $(SEEDS)
+	$(BIN)/python -m paxtor.sim --seeds $(SEEDS)
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]' $(EDITABLE)

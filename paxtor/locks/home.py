@@ -26,9 +26,8 @@ own request was in that batch: its reply says so.
 
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -51,17 +50,19 @@ from paxtor.actors import (
 from paxtor.actors.messages import NOCONNECTION, NOPROC, Caller, CallError, CallTimeout
 from paxtor.actors.node import current_node
 from paxtor.actors.timers import TimerHandle, send_after
-from paxtor.locks.messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
-from paxtor.locks.register import (
-    Op,
-    batch_change,
-    grant_of,
-    has_waiters,
-    ops_of_pid,
-    owner_of,
+from paxtor.locks.home_engine import (
+    Answer,
+    CancelDelay,
+    LockHomeEngine,
+    ProposeBatch,
+    StartDelay,
+    Wake,
+    wake_for_batch,
 )
+from paxtor.locks.messages import LOCK_HOME, LOCKS_BUCKET, LockWake, send_wake
+from paxtor.locks.register import Op, batch_change, grant_of, has_waiters, owner_of
 from paxtor.paxos.envelopes import PROPOSER_NAME, ProposeDone
-from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.proposer_engine import ProposeRequest
 from paxtor.paxos.register import Register
 from paxtor.placement import lock_home_candidates, rendezvous_order
 from paxtor.rounds import QUORUM_WAIT, Deadline
@@ -199,22 +200,16 @@ def apply_batch(key: bytes, ops: list[Op], timeout: float | None) -> tuple:
 
 def wake_after_batch(key: bytes, ops: list[Op], chosen: Register) -> None:
     """After a batch with a release: wake the new owner, unless its own request was in the batch."""
-    released = [op for op in ops if op[0] == "release"]
-    if not released or chosen.epoch != released[0][1] + 1:
-        return  # no release here, or it changed nothing
-    owner = owner_of(chosen)
-    if owner is None or owner == released[0][2]:
-        return
-    grant = grant_of(chosen)
-    if not ops_of_pid(ops, owner, grant):
-        send_wake(LockWake(owner, key, chosen.epoch, grant))
+    wake = wake_for_batch(key, ops, chosen)
+    if wake is not None:
+        send_wake(wake)
 
 
 def wake_new_owner(bucket: str, key: Any, chosen: Register) -> None:
     """The locks bucket's `on_release` (a binding ended, e.g. an owner died): wake the new owner."""
-    owner = owner_of(chosen)
-    if owner is not None:
-        send_wake(LockWake(owner, key, chosen.epoch, grant_of(chosen)))
+    owner, grant = owner_of(chosen), grant_of(chosen)
+    if owner is not None and grant is not None:  # an owned lock always has its grant
+        send_wake(LockWake(owner, key, chosen.epoch, grant))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,24 +217,9 @@ class _StartDeferred:
     key: bytes
 
 
-@dataclass
-class _KeyState:
-    waiting: list[tuple[Caller, Op, float | None]] = field(default_factory=list)
-    running: list[Caller] | None = None
-    ops: list[Op] | None = None  # the running batch's operations
-    tag: int | None = None  # the running batch's `ProposeRequest` tag
-    owner: Pid | None = None  # as the last batch left it
-    timer: TimerHandle | None = None
-
-
 class LockHome(GenServer):
-    """Proposes the rounds of the locks homed on this node, batching them per key.
-
-    A batch starts as soon as the previous round of its key is over, with one
-    exception: requests to queue up behind a lock that is held are not
-    urgent (their callers will wait anyway), so they wait up to
-    `ENQUEUE_DELAY` for the owner's release and ride in its round. On a busy
-    lock that halves the rounds per handoff.
+    """Proposes the rounds of the locks homed on this node, batching them per key: the
+    gevent adapter of `LockHomeEngine` (`paxtor.locks.home_engine`), which decides.
 
     A batch is an asynchronous request to this node's proposer (`ProposeDone`
     answers it): no process per round. The proposer is monitored; if it exits,
@@ -251,119 +231,59 @@ class LockHome(GenServer):
         return ChildSpec(cls, start=(cls.start_link, ()))
 
     @classmethod
-    def start_link(cls, *args: Any, name: Any = LOCK_HOME) -> Pid:  # type: ignore[override]
+    def start_link(cls, *args: Any, name: Any = LOCK_HOME) -> Pid | None:  # type: ignore[override]
         return super().start_link(*args, name=name)
 
     def init(self) -> None:
         trap_exits(True)
         self.node = current_node()
         self.me = self_pid()
-        self.keys: dict[bytes, _KeyState] = {}
-        self.tags = itertools.count(1)
+        self.engine = LockHomeEngine(ENQUEUE_DELAY)
+        self.timers: dict[bytes, TimerHandle] = {}
         self.proposer: Ref | None = None  # the monitor of this node's proposer
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         key, op, timeout = request
         if not isinstance(key, bytes) or not isinstance(op, tuple) or not op:
             raise ValueError(f"not a lock round request: {request!r}")
-        state = self.keys.get(key)
-        if state is None:
-            state = self.keys[key] = _KeyState()
-        state.waiting.append((caller, op, timeout))
-        self._next(key, state)
+        self._perform(self.engine.request(key, caller, op, timeout))
         return NoReply
-
-    def _next(self, key: bytes, state: _KeyState) -> None:
-        """Start the next batch of `key` now, or soon if it can wait for a release."""
-        if state.running is not None or not state.waiting:
-            return
-        owner = state.owner
-        if owner is not None and all(op[0] == "acquire" and op[1] != owner for _, op, _ in state.waiting):
-            if state.timer is None:
-                state.timer = send_after(self.node, self.me, ENQUEUE_DELAY, _StartDeferred(key))
-            return
-        self._start(key, state)
-
-    def _start(self, key: bytes, state: _KeyState) -> None:
-        """Start the next batch: everything waiting, up to (and with) the first release."""
-        if state.timer is not None:
-            state.timer.cancel()
-            state.timer = None
-        batch: list[tuple[Caller, Op, float | None]] = []
-        rest: list[tuple[Caller, Op, float | None]] = []
-        released = False
-        for item in state.waiting:
-            if item[1][0] == "release":
-                if released:
-                    rest.append(item)
-                    continue
-                released = True
-            (rest if rest else batch).append(item)
-        state.waiting = rest
-        timeouts = [t for _, _, t in batch if t is not None]
-        ops = [op for _, op, _ in batch]
-        state.running = [caller for caller, _, _ in batch]
-        state.ops = ops
-        state.tag = tag = next(self.tags)
-        try:
-            change, ended = batch_change(ops)
-        except Exception as exc:  # noqa: BLE001 - a bad op: its callers get the error
-            self._done(key, tag, ("error", exc))
-            return
-        if self.proposer is None:
-            self.proposer = monitor(PROPOSER_NAME)  # a Down fails the batches it would lose
-        # lock values are Pids, Refs and tuples of them (`batch_change` checks the ops): encodable
-        request = ProposeRequest(
-            LOCKS_BUCKET, key, change, min(timeouts) if timeouts else None,
-            ended=ended, checked=True, reply_to=self.me, tag=(key, tag),
-        )  # fmt: skip
-        self.node.deliver_named(PROPOSER_NAME, self.node.name, request)
 
     def handle_info(self, msg: Any) -> None:
         cls = msg.__class__
         if cls is ProposeDone:
-            self._round_done(msg)
+            key, tag = msg.tag
+            self._perform(self.engine.round_done(key, tag, msg.register, msg.error))
         elif cls is _StartDeferred:
-            state = self.keys.get(msg.key)
-            if state is not None:
-                state.timer = None
-                if state.running is None and state.waiting:
-                    self._start(msg.key, state)
+            self.timers.pop(msg.key, None)
+            self._perform(self.engine.deferred(msg.key))
         elif cls is Down:
             if msg.ref == self.proposer:
                 self.proposer = None
                 error = RuntimeError(f"lock round lost: the proposer exited ({msg.reason!r})")
-                for key, state in list(self.keys.items()):
-                    if state.tag is not None:
-                        self._done(key, state.tag, ("error", error))
+                self._perform(self.engine.proposer_lost(error))
         elif cls is not Exit:  # links: only the parent's, which the server loop handles
             super().handle_info(msg)
 
-    def _round_done(self, done: ProposeDone) -> None:
-        key = done.tag[0]
-        state = self.keys.get(key)
-        if state is None or state.tag != done.tag[1] or state.ops is None:
-            return
-        error = done.error
-        if error is None:
-            assert done.register is not None
-            chosen = done.register.visible()
-            wake_after_batch(key, state.ops, chosen)
-            self._done(key, done.tag[1], ("ok", chosen))
-        elif isinstance(error, paxos.NoQuorum):
-            self._done(key, done.tag[1], ("no_quorum", str(error)))
-        else:
-            self._done(key, done.tag[1], ("error", error))
-
-    def _done(self, key: bytes, tag: int, outcome: tuple) -> None:
-        state = self.keys.get(key)
-        if state is None or state.tag != tag or state.running is None:
-            return
-        for caller in state.running:
-            reply(caller, outcome)
-        state.running = state.ops = state.tag = None
-        state.owner = owner_of(outcome[1]) if outcome[0] == "ok" else None
-        if state.waiting:
-            self._next(key, state)
-        elif state.owner is None:
-            del self.keys[key]  # a free lock: nothing to remember
+    def _perform(self, effects: list[Any]) -> None:
+        for effect in effects:
+            cls = effect.__class__
+            if cls is ProposeBatch:
+                if self.proposer is None:
+                    self.proposer = monitor(PROPOSER_NAME)  # a Down fails the batches it would lose
+                # lock values are Pids, Refs and tuples of them (`batch_change` checks the ops): encodable
+                request = ProposeRequest(
+                    LOCKS_BUCKET, effect.key, effect.change, effect.timeout,
+                    ended=effect.ended, checked=True, reply_to=self.me, tag=(effect.key, effect.tag),
+                )  # fmt: skip
+                self.node.deliver_named(PROPOSER_NAME, self.node.name, request)
+            elif cls is Answer:
+                reply(effect.token, effect.result)
+            elif cls is Wake:
+                send_wake(effect.wake)
+            elif cls is StartDelay:
+                self.timers[effect.key] = send_after(self.node, self.me, effect.delay, _StartDeferred(effect.key))
+            elif cls is CancelDelay:
+                timer = self.timers.pop(effect.key, None)
+                if timer is not None:
+                    timer.cancel()

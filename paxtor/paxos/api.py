@@ -26,6 +26,7 @@ from paxtor.actors.ids import Pid
 from paxtor.actors.mailbox import check_timeout
 from paxtor.actors.messages import CallError, CallTimeout
 from paxtor.actors.node import current_node
+from paxtor.actors.outcome import Outcome
 from paxtor.actors.wire import decode, encode
 from paxtor.paxos.acceptor import KeyRecord
 from paxtor.paxos.bucket import DEFAULT_BUCKET, check_bucket_name
@@ -33,7 +34,7 @@ from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, PROPOSER_NA
 from paxtor.paxos.errors import NoQuorum, NotRunning
 from paxtor.paxos.keys import canonical_key
 from paxtor.paxos.paxos_node import open_paxos_node
-from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.proposer_engine import ProposeRequest
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register, identity, put_if_empty
 from paxtor.paxos.request_size import check_length, encode_within, node_request_limit
 
@@ -98,10 +99,8 @@ def _detached(register: Register) -> Register:
 
 def _run(request: ProposeRequest) -> Register:
     call_timeout = (_DEFAULT_CALL_TIMEOUT if request.timeout is None else request.timeout) + _CALL_SLACK
-    register, error = _call(PROPOSER_NAME, request, call_timeout)
-    if error is not None:
-        raise error
-    visible: Register = register.visible()
+    outcome: Outcome[Register, BaseException] = _call(PROPOSER_NAME, request, call_timeout)
+    visible: Register = outcome.unwrap().visible()
     return visible
 
 

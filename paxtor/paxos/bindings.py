@@ -61,7 +61,7 @@ from paxtor.paxos.envelopes import (
 )
 from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.proposer_engine import ProposeRequest
 from paxtor.paxos.register import NOCONNECTION, Binding, EndedBinding, Register, identity, release_if_bound
 
 __all__ = ["BindingWatcher", "PARENT_RELEASED", "UNTIL_PASSED", "NODE_RESTARTED"]

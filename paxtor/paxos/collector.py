@@ -42,7 +42,7 @@ from paxtor.actors.wire import encode
 from paxtor.paxos.collection import Collection
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, PROPOSER_NAME, ProposeDone
 from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.proposer_server import ProposeRequest
+from paxtor.paxos.proposer_engine import ProposeRequest
 from paxtor.paxos.register import identity
 
 __all__ = ["TombstoneCollector", "COLLECTOR_NAME", "first_holder"]

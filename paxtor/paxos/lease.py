@@ -68,6 +68,7 @@ from paxtor.paxos.voter_config import VoterConfig
 __all__ = [
     "Heartbeat",
     "HeartbeatAck",
+    "LEASE_EXPIRED",
     "LeaseClock",
     "LeaseEvent",
     "LeaseGained",
@@ -75,6 +76,10 @@ __all__ = [
     "SilenceTracker",
     "silence_threshold",
 ]
+
+
+#: the exit reason of an owner killed because its node's lease ran out (or never covered its grant)
+LEASE_EXPIRED = "lease_expired"
 
 
 def silence_threshold(lease: float, max_drift: float, margin: float) -> float:

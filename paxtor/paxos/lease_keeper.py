@@ -14,6 +14,10 @@ again. Killing is cooperative (a greenlet dies at its next switch or
 receive): that is what the lease margin and the fencing tokens are for.
 Every `LeaseGained` / `LeaseLost` also goes to the local pids in
 ``PaxosNode.lease_watchers`` (subscribers to this node's events).
+
+Who holds what, and who is killed when, is the pure `LeaseHolds` engine
+(`paxtor.paxos.lease_holds`), which the simulator runs too; this process
+feeds it and carries out its effects.
 """
 
 from __future__ import annotations
@@ -31,14 +35,13 @@ from paxtor.actors.messages import Caller
 from paxtor.actors.primitives import demonitor, self_pid, send
 from paxtor.actors.timers import TimerHandle, send_after
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, LEASE_KEEPER_NAME, MEMBERSHIP_NAME, LeaseHeartbeat, Timer
-from paxtor.paxos.lease import HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
+from paxtor.paxos.lease import LEASE_EXPIRED, HeartbeatAck, LeaseEvent, LeaseGained, LeaseLost
+from paxtor.paxos.lease_holds import KillHolder, LeaseHolds, Unwatch, Watch
 from paxtor.paxos.paxos_node import PaxosNode
 
 __all__ = ["LeaseKeeper", "LEASE_EXPIRED"]
 
 log = structlog.get_logger(__name__)
-
-LEASE_EXPIRED = "lease_expired"
 
 _HEARTBEAT = "heartbeat"
 _EXPIRY = "expiry"
@@ -59,7 +62,7 @@ class LeaseKeeper(GenServer):
         self.deliver_named = node.local.deliver_named
         self.interval: float = node.config.heartbeat_interval  # type: ignore[assignment]
         self.monitors: dict[Pid, Ref] = {}
-        self.held_by = node.held_by
+        self.engine = LeaseHolds(node.holds, node.held_by)
         self.waiters: dict[Ref, Caller] = {}
         self._expiry: TimerHandle | None = None
         self._expiry_at: float | None = None
@@ -67,10 +70,8 @@ class LeaseKeeper(GenServer):
         # PaxosNode): dropping them would leave owners that no lease loss kills.
         for pid in list(node.holds):
             proc = node.local.lookup(pid)
-            if proc is not None and proc.alive:
-                self.monitors[pid] = monitor(pid)
-            else:
-                self._forget(pid)
+            alive = proc is not None and proc.alive
+            self._perform(self.engine.rewatch(pid) if alive else self.engine.forget(pid))
         self._heartbeat()
 
     # -- heartbeats and acks --------------------------------------------------------
@@ -102,7 +103,7 @@ class LeaseKeeper(GenServer):
                 if caller is not None:
                     reply(caller, False)
         elif cls is Down:
-            self._forget(msg.pid)
+            self._perform(self.engine.forget(msg.pid))
 
     def _events(self, events: list[LeaseEvent]) -> None:
         for event in events:
@@ -131,14 +132,7 @@ class LeaseKeeper(GenServer):
         )
 
     def _lost(self, event: LeaseLost) -> None:
-        killed = 0
-        local = self.node.local
-        for pid in list(self.node.holds):
-            proc = local.lookup(pid)
-            if proc is not None and proc.alive:
-                proc.kill(LEASE_EXPIRED)  # untrappable: a holder must not outlive the lease
-                killed += 1
-            self._forget(pid)
+        killed = self._perform(self.engine.lost())
         log.warning(
             "lease_lost",
             node=self.node.name,
@@ -166,79 +160,61 @@ class LeaseKeeper(GenServer):
     def handle_cast(self, msg: Any) -> None:
         match msg:
             case ("hold_or_kill", Pid() as pid, str(bucket), key, int(epoch), term):
-                if not self._hold(pid, bucket, key, epoch, term):
-                    self._kill(pid, bucket, key, epoch)
+                if self.node.is_local(pid):
+                    now = self.clock.term_at(time.monotonic())
+                    alive = self._alive(pid)
+                    self._perform(self.engine.hold_or_kill(pid, (bucket, key), epoch, term, now, alive))
             case ("tenure_now", str(bucket), key, int(epoch), owner):
-                self._settle(bucket, key, epoch, owner)
+                self._perform(self.engine.tenure_now((bucket, key), epoch, owner))
             case ("unhold", Pid() as pid, str(bucket), key, int(epoch)):
-                if self.node.holds.get(pid, {}).get((bucket, key)) == epoch:
-                    self._drop(pid, (bucket, key))
+                self._perform(self.engine.unhold(pid, (bucket, key), epoch))
             case _:
                 log.warning("lease_keeper_unexpected_cast", msg=repr(msg)[:200])
 
     def _hold(self, pid: Pid, bucket: str, key: Hashable, epoch: int, term: Any) -> bool:
         """Record that local ``pid`` owns tenure ``epoch`` of the key, if ``term`` is still valid."""
-        if not self.node.is_local(pid) or term is None or self.clock.term_at(time.monotonic()) != term:
+        if not self.node.is_local(pid):
             return False
+        now = self.clock.term_at(time.monotonic())
+        held, effects = self.engine.hold(pid, (bucket, key), epoch, term, now, self._alive(pid))
+        self._perform(effects)
+        return held
+
+    def _alive(self, pid: Pid) -> bool:
         proc = self.node.local.lookup(pid)
-        if proc is None or not proc.alive:
-            return False
-        slot = (bucket, key)
-        previous = self.held_by.get(slot)
-        if previous is not None and previous != pid:
-            self._drop(previous, slot)
-        self.node.holds.setdefault(pid, {})[slot] = epoch
-        self.held_by[slot] = pid
-        if pid not in self.monitors:
-            self.monitors[pid] = monitor(pid)
-        return True
+        return proc is not None and proc.alive
 
-    def _kill(self, pid: Pid, bucket: str, key: Hashable, epoch: int, why: str = "outside_lease") -> None:
-        proc = self.node.local.lookup(pid)
-        if proc is not None and proc.alive:
-            log.warning(
-                "owner_killed",
-                why=why,
-                node=self.node.name,
-                pid=repr(pid),
-                bucket=bucket,
-                key=repr(key)[:200],
-                epoch=epoch,
-            )
-            proc.kill(LEASE_EXPIRED)
-
-    def _settle(self, bucket: str, key: Hashable, epoch: int, owner: Pid | None) -> None:
-        """A round chose tenure ``epoch`` owned by ``owner``: a holder here that is not it lost
-        its tenure without giving it up (an owner that gives it up unholds first), e.g. it
-        was released while this node was paused or cut off. It still believes it owns the
-        key, so it is killed, as a lease loss would have: dropping it silently would spare it
-        from the lease loss that may come next (a second live singleton)."""
-        slot = (bucket, key)
-        pid = self.held_by.get(slot)
-        if pid is not None and (pid != owner or self.node.holds.get(pid, {}).get(slot) != epoch):
-            held_epoch = self.node.holds.get(pid, {}).get(slot)
-            self._drop(pid, slot)
-            self._kill(pid, bucket, key, held_epoch if held_epoch is not None else epoch, "tenure_ended")
-
-    def _drop(self, pid: Pid, slot: tuple[str, Hashable]) -> None:
-        held = self.node.holds.get(pid)
-        if held is not None:
-            held.pop(slot, None)
-            if not held:
-                self._forget(pid)
-        if self.held_by.get(slot) == pid:
-            del self.held_by[slot]
-
-    def _forget(self, pid: Pid) -> None:
-        held = self.node.holds.pop(pid, None)
-        if held:
-            for slot in held:
-                if self.held_by.get(slot) == pid:
-                    del self.held_by[slot]
-        ref = self.monitors.pop(pid, None)
-        if ref is not None:
-            demonitor(ref, flush=True)
+    def _perform(self, effects: list[Any]) -> int:
+        """Carry out the engine's effects; how many processes were killed."""
+        killed = 0
+        for effect in effects:
+            cls = effect.__class__
+            if cls is KillHolder:
+                proc = self.node.local.lookup(effect.pid)
+                if proc is None or not proc.alive:
+                    continue
+                if effect.why != "lease_lost":  # a lease loss logs once for all its holders
+                    bucket, key = effect.slot if effect.slot is not None else ("", None)
+                    log.warning(
+                        "owner_killed",
+                        why=effect.why,
+                        node=self.node.name,
+                        pid=repr(effect.pid),
+                        bucket=bucket,
+                        key=repr(key)[:200],
+                        epoch=effect.epoch,
+                    )
+                proc.kill(LEASE_EXPIRED)  # untrappable: a holder must not outlive its tenure
+                killed += 1
+            elif cls is Watch:
+                if effect.pid not in self.monitors:
+                    self.monitors[effect.pid] = monitor(effect.pid)
+            elif cls is Unwatch:
+                ref = self.monitors.pop(effect.pid, None)
+                if ref is not None:
+                    demonitor(ref, flush=True)
+        return killed
 
 
-def _start(node: PaxosNode) -> Pid:
+def _start(node: PaxosNode) -> Pid | None:
     return LeaseKeeper.start_link(node, name=LEASE_KEEPER_NAME)

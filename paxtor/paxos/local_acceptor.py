@@ -56,6 +56,7 @@ from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.envelopes import ACCEPTOR_NAME, BINDINGS_NAME, AcceptedNotice
 from paxtor.paxos.log_codec import encode_log_record
 from paxtor.paxos.register import Register
+from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
 from paxtor.paxos.storage import AcceptorLog, AcceptorLogError
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.paxos.wire_format import pack_reply
@@ -69,8 +70,6 @@ _COMPACT_CHECK_EVERY = 512
 Reply = Promise | Accepted | Nack
 Waiting = list[tuple[Any, Any]]  # (pid to reply to | None for the binding watcher | a callback, message)
 
-_FLOOR = ("", object())  # the slot of `PromiseFloor` records: no (bucket, key) equals it
-_MEMBER = ("", object())  # the slot of `MemberState` records
 #: To the acceptor process when the log failed: it starts trying `LocalAcceptor.resume`.
 LOG_FAILED = ("paxos_acceptor", "log_failed")
 
@@ -97,8 +96,7 @@ class LocalAcceptor:
         self._watched = watched
         self._should_compact = compact or (lambda lg: lg.should_compact())
         acceptor_log.on_failure = self._log_failed
-        # per slot (a key, or _FLOOR) with a record in flight: (append number, what waits for it)
-        self._tails: dict[Any, tuple[int, Waiting]] = {}
+        self._order = ReplyOrder()  # what waits for which record in flight (group commit)
         self._appends = 0
         # (bucket, key) -> since when (monotonic) it has been a tombstone here, oldest first
         self._tombstones: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
@@ -126,32 +124,34 @@ class LocalAcceptor:
             self._stop_voting(self._log.failure)
             return None
         notice = None
-        if msg.__class__ is Accept:
-            reply, record = acceptor.on_accept(msg, now)  # type: ignore[arg-type]
-            if record is not None:
-                notice = self._notice(record)
-                self._track(record, now)
+        reply: Reply
+        record: KeyRecord | PromiseFloor | None
+        if isinstance(msg, Accept):
+            reply, accepted = acceptor.on_accept(msg, now)
+            if accepted is not None:
+                notice = self._notice(accepted)
+                self._track(accepted, now)
+            record = accepted
         else:
-            reply, record = acceptor.on_prepare(msg, now)  # type: ignore[arg-type]
+            reply, record = acceptor.on_prepare(msg, now)
         durable_log = self.durable_log
         if durable_log is None:  # memory durability: nothing to wait for
             if notice is not None:
                 self._deliver_named(BINDINGS_NAME, self.name, notice)
             return reply
+        order = self._order
         slot = (msg.bucket, msg.key)
+        waiting = order.waiting_for(slot, record)
+        if waiting is None:
+            return reply
+        waiting.append((sender, pack_reply(self.name, reply)))
         if record is None:
-            waiting = self._tail_of(slot)
-            if waiting is None:
-                return reply
-            waiting.append((sender, pack_reply(self.name, reply)))
-            return None
-        waiting = [(sender, pack_reply(self.name, reply))]
+            return None  # queued behind the pending record of its key or floor
         if notice is not None:
             waiting.append((None, notice))
-        if record.__class__ is PromiseFloor:
-            slot = _FLOOR
-            log.debug("promise_floor_raised", node=self.name, floor=record.counter)  # type: ignore[union-attr]
-        self._append(slot, record, waiting)
+        if isinstance(record, PromiseFloor):
+            log.debug("promise_floor_raised", node=self.name, floor=record.counter)
+        self._append(order.slot_of(record, slot), record, waiting)
         return None
 
     def _append(self, slot: Any, record: LogRecord, waiting: Waiting) -> bool:
@@ -164,7 +164,7 @@ class LocalAcceptor:
             self._stop_voting(exc)
             return False
         self._appends += 1
-        self._tails[slot] = (self._appends, waiting)
+        self._order.appended(slot, waiting)
         if self._appends % _COMPACT_CHECK_EVERY == 0:
             self._maybe_compact()
         return True
@@ -175,21 +175,16 @@ class LocalAcceptor:
         records = list(records)
         now = time.monotonic()
         for record in records:
-            if record.__class__ is KeyRecord:
-                self._track(record, now)  # type: ignore[arg-type]
+            if isinstance(record, KeyRecord):
+                self._track(record, now)
         if self.durable_log is None or not records:
             if on_durable is not None:
                 on_durable()
             return
         last = len(records) - 1
         for i, record in enumerate(records):
-            cls = record.__class__
-            if cls is KeyRecord:
-                slot: Any = (record.bucket, record.key)  # type: ignore[union-attr]
-            elif cls is PromiseFloor:
-                slot = _FLOOR
-            else:
-                slot = _MEMBER
+            key_slot = (record.bucket, record.key) if isinstance(record, KeyRecord) else MEMBER
+            slot = self._order.slot_of(record, key_slot)
             waiting: Waiting = [(on_durable, None)] if i == last and on_durable is not None else []
             if not self._append(slot, record, waiting):
                 return
@@ -207,7 +202,7 @@ class LocalAcceptor:
         newer: once the record that installed it or a newer one is, if still pending)."""
         record = self.acceptor.install(cluster, config)
         if record is None:
-            self._after(_MEMBER, on_durable)
+            self._after(MEMBER, on_durable)
         else:
             self.persist([record], on_durable)
 
@@ -225,8 +220,8 @@ class LocalAcceptor:
         taken = self.acceptor.adopt(records, floor)
         now = time.monotonic()
         for record in taken:
-            if record.__class__ is KeyRecord:
-                self._track(record, now)  # type: ignore[arg-type]
+            if isinstance(record, KeyRecord):
+                self._track(record, now)
 
         def durable() -> None:
             self.persist([self.acceptor.start_voting()], on_voting)
@@ -236,7 +231,7 @@ class LocalAcceptor:
             return len(taken)
         raws = []
         for record in taken:
-            known = encoded.get((record.bucket, record.key)) if encoded and record.__class__ is KeyRecord else None  # type: ignore[union-attr]
+            known = encoded.get((record.bucket, record.key)) if encoded and isinstance(record, KeyRecord) else None
             raws.append(known[1] if known is not None and known[0] is record else encode_log_record(record))
         try:
             self.durable_log.append_many(raws, durable)
@@ -252,7 +247,7 @@ class LocalAcceptor:
         across a restart."""
         record = self.acceptor.fence(ballot)
         if record is None:
-            self._after(_FLOOR, on_durable)  # covered by the floor, which may still be pending
+            self._after(FLOOR, on_durable)  # covered by the floor, which may still be pending
         else:
             self.persist([record], on_durable)
 
@@ -260,11 +255,11 @@ class LocalAcceptor:
         """Run ``on_durable`` once no record of ``slot`` is pending (at once if none is)."""
         if on_durable is None:
             return
-        tail = self._tails.get(slot)
-        if tail is None:
+        waiting = self._order.after(slot)
+        if waiting is None:
             on_durable()
         else:
-            tail[1].append((on_durable, None))
+            waiting.append((on_durable, None))
 
     def bulk_accept(
         self,
@@ -327,10 +322,10 @@ class LocalAcceptor:
         if self.failed or self._log.failure is not None:
             return []
         held = []
-        tails = self._tails
+        pending = self._order.pending
         for key in keys:
             ballot = self.acceptor.tombstone(bucket, key)
-            if ballot is not None and (bucket, key) not in tails:
+            if ballot is not None and not pending((bucket, key)):
                 held.append((key, ballot))
         return held
 
@@ -354,20 +349,9 @@ class LocalAcceptor:
         """How many keys this acceptor holds as tombstones."""
         return len(self._tombstones)
 
-    def _tail_of(self, slot: Any) -> Waiting | None:
-        """What a reply for ``slot`` must queue behind: the later of its key's and the floor's."""
-        key_tail = self._tails.get(slot)
-        floor_tail = self._tails.get(_FLOOR)
-        if key_tail is None or (floor_tail is not None and floor_tail[0] > key_tail[0]):
-            key_tail = floor_tail
-        return None if key_tail is None else key_tail[1]
-
     def _durable(self, slot: Any, waiting: Waiting) -> None:
         """The log's callback (in its writer greenlet): the batch is on disk."""
-        tail = self._tails.get(slot)
-        if tail is not None and tail[1] is waiting:
-            del self._tails[slot]
-        for to, msg in waiting:
+        for to, msg in self._order.durable(slot, waiting):
             if to is None:
                 self._deliver_named(BINDINGS_NAME, self.name, msg)
             elif to.__class__ is Pid:
@@ -409,7 +393,7 @@ class LocalAcceptor:
         except (OSError, AcceptorLogError) as exc:
             log.warning("acceptor_resume_failed", node=self.name, error=repr(exc), directory=str(self._log.directory))
             return False
-        self._tails.clear()  # their replies waited for records that were never durable: dropped
+        self._order.clear()  # their replies waited for records that were never durable: dropped
         self.failed = False
         log.info("acceptor_resumed_voting", node=self.name, keys=self.acceptor.key_count())
         return True

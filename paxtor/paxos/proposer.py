@@ -437,17 +437,12 @@ class ExactlyOnce:
 
 
 def _may_linger(change: ChangeFunction) -> bool:
-    """An earlier attempt of this request changed the register and this one did not find
-    its mark: that attempt's accepts may linger on a minority at a higher ballot than the
-    quorum's value, and a later round would adopt them. A read that leaves the register as
-    it is must then still write it at its own ballot (which buries them), or the request
-    could answer "unchanged" and take effect afterwards. A chosen value that carries the
-    mark needs no write (see ``docs/protocol.md``, Exactly once)."""
-    return (
-        change.__class__ is ExactlyOnce
-        and change.adopted is None
-        and any(op != change.op for op in change.changes)
-    )
+    """An earlier attempt of this request changed the register: its accepts may linger on a
+    minority at a higher ballot than the quorum's value, and a later round would adopt them.
+    A read that leaves the register as it is must then still write it at its own ballot
+    (which buries them), or the request could answer "unchanged" and take effect afterwards
+    (see ``docs/protocol.md``, Exactly once)."""
+    return change.__class__ is ExactlyOnce and any(op != change.op for op in change.changes)
 
 
 class ProposerState:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from paxtor.paxos.sim.linearizability import Operation, check_history
+from paxtor.sim.linearizability import Operation, check_history
 
 MAX_STATES = 200_000
 

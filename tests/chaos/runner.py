@@ -34,7 +34,7 @@ from paxtor.actors import (
     spawn,
     spawn_monitor,
 )
-from paxtor.paxos.sim.linearizability import Operation
+from paxtor.sim.linearizability import Operation
 from tests.chaos import checkers, clocks, firewall, nemesis
 from tests.chaos.harness import CLIENT_NAME, ChaosCluster, ClockSkew, Timing
 from tests.chaos.report import RunResult

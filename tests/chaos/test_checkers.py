@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paxtor.paxos.sim.linearizability import Operation
+from paxtor.sim.linearizability import Operation
 from tests.chaos.checkers import (
     check_cold_probe,
     check_liveness,

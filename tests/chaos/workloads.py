@@ -47,8 +47,8 @@ from paxtor.actors import (
 )
 from paxtor.locks.fence import Fence, StaleToken
 from paxtor.paxos.register import Register, put_if_empty
-from paxtor.paxos.sim.linearizability import Operation
 from paxtor.rounds import paxos_key
+from paxtor.sim.linearizability import Operation
 from paxtor.singletons.keeper import NAMES_BUCKET
 from tests.chaos.clocks import real_monotonic
 

@@ -16,8 +16,8 @@ from paxtor.paxos.lease import (
     silence_threshold,
 )
 from paxtor.paxos.register import Binding, LeaseFence, Register
-from paxtor.paxos.sim.mutations import UnfencedLeaseClock
 from paxtor.paxos.voter_config import VoterConfig
+from paxtor.sim.mutations import UnfencedLeaseClock
 
 VOTERS = ("a", "b", "c")
 L = 1.0

@@ -463,16 +463,3 @@ def test_a_retry_that_changes_nothing_still_writes_when_an_earlier_attempt_chang
     step = third.on_promise("c", promise(chosen_at, chosen, Ballot(11, ME)))
     assert step.decision is not None and step.decision.outcome == CHOSEN and not step.send
 
-
-def test_a_retry_that_finds_its_earlier_attempt_chosen_still_reads() -> None:
-    """The chosen value carries the earlier attempt's mark: the change is in, nothing can
-    linger above it, and the retry answers that attempt's result without a phase 2."""
-    cluster = Cluster()
-    once = ExactlyOnce(put_if_empty("v"), ME)
-    first = Proposer(BK, KEY, once, Ballot(3, ME), CONFIG, op=once.begin(1, None))
-    step = cluster.deliver(first, first.start(), VOTERS)
-    assert cluster.deliver(first, step, VOTERS).decision.ok  # type: ignore[union-attr]
-    retry = Proposer(BK, KEY, once, Ballot(4, ME), CONFIG, op=once.begin(2, None))
-    step = cluster.deliver(retry, retry.start(), ["a", "b"])
-    assert step.send == () and step.decision is not None and step.decision.ok
-    assert once.adopted is not None and once.adopted.result.value == "v"

@@ -5,6 +5,7 @@ fence, or another node's, is left to the veto."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,9 +15,11 @@ from paxtor.actors.node import LocalNode
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.config import PaxosConfig
 from paxtor.paxos.envelopes import VouchRelease
+from paxtor.paxos.membership import QuorumView
 from paxtor.paxos.paxos_node import PaxosNode
-from paxtor.paxos.proposer import VETOED, Decision, ExactlyOnce
-from paxtor.paxos.proposer_server import ProposeRequest, ProposerServer, _Pending
+from paxtor.paxos.proposer import VETOED, Decision, ExactlyOnce, ProposerState
+from paxtor.paxos.proposer_engine import ProposerEngine, ProposeRequest, _Pending
+from paxtor.paxos.proposer_server import NodeHost, ProposerServer
 from paxtor.paxos.register import Binding, LeaseFence, Register, identity
 
 
@@ -34,6 +37,18 @@ def test_vouching_for_this_nodes_fenced_pids():
     node = PaxosNode(PaxosConfig(voters=("node1", "node2", "node3"), durability="memory"), local)
     sent: list[Any] = []
     fake = SimpleNamespace(node=node, deliver_named=lambda name, node_name, msg: sent.append(msg))
+    engine = ProposerEngine(
+        NodeHost(node, QuorumView(node)),
+        name=node.name,
+        identity=node.identity,
+        incarnation=node.incarnation,
+        state=ProposerState(node.identity),
+        rng=random.Random(0),
+        default_timeout=1.0,
+        attempt_timeout=1.0,
+        wait_interval=0.1,
+        thrifty_after=None,
+    )
     pending = _Pending(ProposeRequest("b", "k", identity), None, 0.0, ExactlyOnce(identity, node.identity))
 
     def body() -> dict[str, Any]:
@@ -50,7 +65,9 @@ def test_vouching_for_this_nodes_fenced_pids():
             LeaseFence(5, Binding(pid=Pid("node1", 6, 99))),  # an earlier life of this node
             LeaseFence(6, Binding(pid=Pid("node2", 1, 5))),  # another node's: its business
         ]
-        ProposerServer._vouch(fake, pending, _vetoed(*fences))  # type: ignore[arg-type]
+        engine._vouch(pending, _vetoed(*fences))
+        for effect in engine._flush():  # the adapter kills the waiter and asks for the releases
+            ProposerServer._duty(fake, effect)  # type: ignore[arg-type]
         down = receive(lambda m: isinstance(m, Down) and m.ref == waiter_ref, timeout=5)
         return {"waiter_reason": down.reason, "held_alive": local.lookup(held) is not None}
 

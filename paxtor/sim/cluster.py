@@ -1,8 +1,13 @@
-"""A simulated cluster: N nodes, each an Acceptor + ProposerState + LeaseClock, driven
-the way the real driver must drive them, over the simulated network.
+"""A simulated cluster: N nodes, each an Acceptor + LeaseClock + the production
+`ProposerEngine`, driven over the simulated network.
 
-`SimNode` is a model of the production driver's duties, written against the
-pure cores exactly as their docstrings ask:
+`SimNode` is the simulator's adapter of the production engines: its rounds are
+run by `paxtor.paxos.proposer_engine.ProposerEngine` itself (per-key queues,
+deadlines, backoff, thrifty phases, the ballot skip, vouching), fed with the
+node's clock and messages, its effects carried out here. A request that gives
+up at its deadline (kept short of a collection of its op mark) is sent again
+by its client as a new request. The rest of the driver's duties are modelled
+against the pure cores as their docstrings ask:
 
 - acceptor replies wait for a group-committed "fsync" (``fsync_delay``) of
   their record, or of a pending record of their key or promise floor (a
@@ -10,20 +15,20 @@ pure cores exactly as their docstrings ask:
   records AND their replies, and a restart rebuilds the acceptor from the
   synced log (``forget_on_restart`` models amnesia);
 - each node knows a voter configuration (`VoterConfig`) of its own, learned
-  as the membership servers tell each other (`paxtor.paxos.sim.reconfig`):
+  as the membership servers tell each other (`paxtor.sim.reconfig`):
   its rounds, its lease and the tombstone collections it coordinates count
   by that configuration's quorums, its heartbeats go to its members, and a
   node that installs a newer one also installs it on its acceptor. Spare
   acceptors (``reconfigure`` fault) are not voters until a change adds them;
 - a change of the voters (``reconfigure``) runs as
   `paxtor.paxos.reconfig.change_voters` does, modelled step by step in
-  `paxtor.paxos.sim.reconfig.VoterChange`; a change left joint by a crashed
+  `paxtor.sim.reconfig.VoterChange`; a change left joint by a crashed
   coordinator is finished by the first member that can answer after
   ``resume_change_after`` (``finish_left_change``);
 - a *wiped* voter (the ``wipe`` fault: its synced log is lost too) comes back
   blank and votes on nothing; once enough of the other voters are up and
   voting it catches up as `paxtor.paxos.reconfig.reseat` does
-  (`paxtor.paxos.sim.reconfig.Reseat`): a new version of the voter
+  (`paxtor.sim.reconfig.Reseat`): a new version of the voter
   configuration, installed on the others by messages that wait for their
   fsync, then their state read by messages and adopted, then it votes.
   Rounds tagged with the old version that are still in flight meet
@@ -62,12 +67,11 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
-from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paxtor.actors.ids import Pid
+from paxtor.actors.ids import Pid, Ref
 from paxtor.paxos.acceptor import (
     Accept,
     Accepted,
@@ -81,6 +85,8 @@ from paxtor.paxos.acceptor import (
 )
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.collection import Collection, max_request_time
+from paxtor.paxos.envelopes import VouchRelease
+from paxtor.paxos.errors import ChangeRejected
 from paxtor.paxos.lease import (
     Heartbeat,
     HeartbeatAck,
@@ -89,28 +95,35 @@ from paxtor.paxos.lease import (
     SilenceTracker,
     silence_threshold,
 )
-from paxtor.paxos.proposer import (
-    NEW_CONFIG,
-    REJECTED,
-    VETOED,
-    Backoff,
-    Decision,
-    ExactlyOnce,
-    Proposer,
+from paxtor.paxos.lease_holds import KillHolder, LeaseHolds
+from paxtor.paxos.proposer import Backoff, Proposer
+from paxtor.paxos.proposer_engine import (
+    AskConfig,
+    Decided,
+    Finish,
+    Kill,
+    ProposerEngine,
+    ProposeRequest,
+    Send,
+    Started,
+    StartTimer,
+    TenureNow,
 )
-from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, Register
-from paxtor.paxos.sim.checkers import (
+from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, LeaseFence, Register
+from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
+from paxtor.paxos.voter_config import VoterConfig
+from paxtor.sim.checkers import (
     BallotChecker,
     ChosenChecker,
     LivenessChecker,
     OwnerChecker,
     PromiseChecker,
 )
-from paxtor.paxos.sim.faults import FaultPlan, plan_faults
-from paxtor.paxos.sim.model import change_for
-from paxtor.paxos.sim.mutations import Mutations
-from paxtor.paxos.sim.network import EventQueue, Network, isolate
-from paxtor.paxos.sim.reconfig import (
+from paxtor.sim.faults import FaultPlan, plan_faults
+from paxtor.sim.model import change_for
+from paxtor.sim.mutations import Mutations
+from paxtor.sim.network import EventQueue, Network, isolate
+from paxtor.sim.reconfig import (
     CALLS,
     AdoptFloors,
     Answer,
@@ -125,12 +138,11 @@ from paxtor.paxos.sim.reconfig import (
     VoterChange,
     pick_voters,
 )
-from paxtor.paxos.voter_config import VoterConfig
 
 __all__ = ["Cluster", "HandoffNotice", "Op", "SimConfig", "SimNode"]
 
 Slot = tuple[str, Hashable]
-FLOOR_SLOT: Slot = ("", ("promise floor",))  # where a node's synced `PromiseFloor` is kept
+FLOOR_SLOT: Slot = FLOOR  # where a node's synced `PromiseFloor` is kept
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,7 @@ class SimConfig:
     margin: float = 0.05
     fd_timeout: float = 0.6  # a node suspects a peer silent this long (local clock)
     round_timeout: float = 0.3
+    thrifty_after: float | None = 0.02  # a phase goes to a quorum first (the proposer engine's)
     fsync_delay: float = 0.002
     membership_every: float = 0.25  # how often an acceptor looks whether to catch up or finish a change
     call_timeout: float = 1.0  # a call to many voters (install, floor, snapshot, ...) waits this long
@@ -213,7 +226,7 @@ class Forget:
 
 #: the messages an acceptor hears its sender by (production: its process gets them)
 HEARD = frozenset((Prepare, Accept, Heartbeat, BulkAccept))
-MEMBER_SLOT: Slot = ("", ("member",))  # where the compacted synced log keeps the `MemberState`
+MEMBER_SLOT: Slot = MEMBER  # where the compacted synced log keeps the `MemberState`
 COLLECTED_SLOT: Slot = ("", ("collected",))  # replies that wait for adopted floors of dropped keys
 
 
@@ -231,13 +244,12 @@ class Op:
     keep_going: Callable[[], bool] | None = None
     change: ChangeFunction = field(init=False)
     ended: EndedBinding | None = field(init=False)
-    attempt: int = 0
+    attempt: int = 0  # its rounds that failed, over all the requests it was sent as
+    retry_after: float | None = None  # what the last round's decision asked to wait
     round: Proposer | None = None
     term: int | None = None
     history: list[Any] | None = None
     request: int = 0
-    once: ExactlyOnce | None = None  # the change across this request's attempts
-    since: float = 0.0  # when ``once`` began (the node's clock): requests retry for a bounded time
 
     def __post_init__(self) -> None:
         self.change, self.ended = change_for(self.input)
@@ -264,7 +276,7 @@ class SimNode:
         self.rate = rate
         self.offset = offset
         self.incarnation = 0
-        self.op_seq = 0  # numbers every attempt of every request here (op marks)
+        self.votes = 0  # numbers the acceptor's votes in the order it made them, across restarts
         self.alive = False
         self.paused = False
         self.lost_disk = False  # wiped, and not caught up yet
@@ -315,26 +327,20 @@ class SimNode:
             self.acceptor = acceptor_class(self.ident, silence, list(self.durable.values()), voting=voting)
         # what the node knows of the voters: its acceptor's, else nothing until a peer says
         self.config: VoterConfig | None = self.acceptor.member.config if self.voter else None
-        # records to sync, and the replies that wait for them, in order (a reply without a
-        # destination is a function to call)
-        self.pending: list[tuple[str | None, Any, Any, Accept | None]] = []
-        # keys (and FLOOR_SLOT, MEMBER_SLOT) with a record in `pending`
-        self.pending_slots: set[Slot] = set()
+        # the log's records not synced yet, in order: (record, the accept it records, its
+        # slot in `order`, what waits for it: (destination, reply, accept) or functions to call)
+        self.unsynced: list[tuple[Any, Accept | None, Slot | None, list[Any]]] = []
+        self.order = ReplyOrder()  # the production driver's group-commit ordering of replies
         self.flush_armed = False
-        self.proposer = sim.mutations.proposer_state_class()(self.ident, backoff=sim.config.backoff)
         self.lease = sim.mutations.lease_class()(self.config, sim.config.lease)
         self.lease_timer_armed = False
         self.last_heard: dict[str, float] = {}
         self.known_incarnation: dict[str, int] = {}
         self.booted_at = now
         self.active: dict[int, Op] = {}  # submitted requests not yet done, by request id
-        # like the real proposer: one request per key at a time (op marks rely on it), the rest queued
-        self.slot_queues: dict[Slot, deque[Op]] = {}
-        self.rounds: dict[int, Op] = {}
-        self.by_key: dict[Slot, list[int]] = {}
-        self.round_seq = 0
         self.procs: dict[Pid, Any] = {}
-        self.owners: dict[Pid, Owner] = {}
+        self.holds = LeaseHolds()  # the production lease keeper's engine: who holds what
+        self.owners: dict[Pid, Owner] = {}  # the same holders, with what the owner checker needs
         self.reaping: dict[tuple[Slot, int], bool] = {}
         self.serial = 0
         self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -344,6 +350,22 @@ class SimNode:
         self.change: VoterChange | None = None  # a change of the voters this node runs
         self.reseat: Reseat | None = None  # this learner's catch-up
         self.joint_since: tuple[int, float] | None = None  # (version, since) of a joint config seen
+        cfg = sim.config
+        self.engine = ProposerEngine(
+            SimHost(self),
+            name=self.name,
+            identity=self.ident,
+            incarnation=self.incarnation,
+            state=sim.mutations.proposer_state_class()(self.ident, backoff=cfg.backoff),
+            rng=sim.rng,
+            default_timeout=sim.max_request_time,
+            attempt_timeout=cfg.round_timeout,
+            wait_interval=0.1 * cfg.lease,
+            thrifty_after=cfg.thrifty_after,
+            max_request_time=sim.max_request_time,
+            proposer_class=sim.mutations.proposer_class,
+            observe=True,
+        )
         self.tell_peers(ConfigHello(self.config, answer=True))  # as NodeUp makes peers say hello
         self.heartbeat()
         if self.voter:
@@ -365,7 +387,6 @@ class SimNode:
             self.sim.close_history(op, None)
             self.sim.liveness.abandoned(op.request)
         self.active.clear()
-        self.slot_queues.clear()
         self.sim.workload.node_crashed(self)
 
     def pause(self, length: float) -> None:
@@ -405,7 +426,10 @@ class SimNode:
 
     def receive(self, src: str, src_incarnation: int, msg: Any) -> None:
         now = self.local()
+        was_down = self.suspects(src)
         self.last_heard[src] = now
+        if was_down:  # as NodeUp reaches the production proposer
+            self.perform(self.engine.view_changed(now))
         if src_incarnation > self.known_incarnation.get(src, 0):
             self.known_incarnation[src] = src_incarnation
         kind = type(msg)
@@ -432,9 +456,7 @@ class SimNode:
             if self.lease.config_behind is not None:  # that voter knows a newer configuration
                 self.send(src, ConfigHello(self.config, answer=True))
         elif kind is Promise or kind is Accepted or kind is Nack:
-            if kind is Nack and self.config is not None and msg.config > self.config.version:
-                self.send(src, ConfigHello(self.config, answer=True))  # ask for it
-            self.route(src, msg)
+            self.perform(self.engine.on_reply(src, msg, now))
         elif kind is HandoffNotice:
             self.sim.workload.handoff_notice(self, msg)
         elif kind is TombstoneQuery:
@@ -456,25 +478,35 @@ class SimNode:
     def reply(
         self, dst: str, reply: Any, record: KeyRecord | PromiseFloor | None, accepted: Accept | None
     ) -> None:
-        """Send an acceptor reply once what it may depend on is synced (group commit): its
-        own record, else any pending record of its key or a pending promise floor."""
+        """Send an acceptor reply once what it may depend on is synced (`ReplyOrder`: its own
+        record, else any pending record of its key or a pending promise floor)."""
         slot = (reply.bucket, reply.key)
-        if record is not None:
-            self.pending_slots.add(FLOOR_SLOT if type(record) is PromiseFloor else slot)
-        elif slot not in self.pending_slots and FLOOR_SLOT not in self.pending_slots:
-            self.send_vote(dst, reply, accepted)
+        order = self.order
+        waiting = order.waiting_for(slot, record)
+        self.votes += 1
+        if waiting is None:
+            self.send_vote(dst, reply, accepted, self.votes)
             return
-        self.pending.append((dst, reply, record, accepted))
+        waiting.append((dst, reply, accepted, self.votes))
+        if record is not None:
+            self.append(record, order.slot_of(record, slot), waiting, accepted)
+
+    def append(self, record: Any, slot: Slot | None, waiting: list[Any], accepted: Accept | None = None) -> None:
+        """Append ``record`` to the log (``slot``: ordered under it; ``waiting``: goes once it is
+        synced); the log syncs every ``fsync_delay`` (group commit)."""
+        self.unsynced.append((record, accepted, slot, waiting))
+        if slot is not None:
+            self.order.appended(slot, waiting)
         if not self.flush_armed:
             self.flush_armed = True
             self.timer(self.sim.config.fsync_delay, self.flush)
 
     def flush(self) -> None:
+        """The fsync of everything appended so far: records first, then what waited, in order."""
         self.flush_armed = False
-        batch, self.pending = self.pending, []
-        self.pending_slots.clear()
+        batch, self.unsynced = self.unsynced, []
         chosen = self.sim.chosen
-        for _, _, record, accepted in batch:
+        for record, accepted, _, _ in batch:
             if type(record) is PromiseFloor:
                 self.durable[FLOOR_SLOT] = record
             elif type(record) is MemberState:
@@ -493,27 +525,30 @@ class SimNode:
                     accepted.config,
                     self.sim.q.now,
                 )
-        for dst, reply, _, accepted in batch:
-            if dst is not None:
-                self.send_vote(dst, reply, accepted)
-            elif reply is not None:
-                reply()  # a reply of `when_synced`, in its place among the others
+        order = self.order
+        for _, _, slot, waiting in batch:
+            for item in order.durable(slot, waiting) if slot is not None else waiting:
+                if type(item) is tuple:
+                    self.send_vote(*item)
+                else:
+                    item()  # a reply of `when_synced`, in its place among the others
 
     def log(self, record: Any, slot: Slot | None = None, accepted: Accept | None = None) -> None:
         """Append ``record`` to the log with no reply of its own (``slot``: replies that
         concern it wait for it; ``accepted``: the accept it records)."""
-        self.pending.append((None, None, record, accepted))
-        if slot is not None:
-            self.pending_slots.add(slot)
-        if not self.flush_armed:
-            self.flush_armed = True
-            self.timer(self.sim.config.fsync_delay, self.flush)
+        self.append(record, slot, [], accepted)
 
     def when_synced(self, fn: Callable[[], None], slots: tuple[Slot, ...] | None = None) -> None:
-        """Run ``fn`` (send a reply) once no record of ``slots`` (None: any record) is pending;
-        at once if none is."""
-        if bool(self.pending) if slots is None else any(slot in self.pending_slots for slot in slots):
-            self.pending.append((None, fn, None, None))
+        """Run ``fn`` (send a reply) once no record of ``slots`` is pending (None: once every
+        record appended so far is synced); at once if none is."""
+        if slots is not None:
+            waiting = self.order.latest(slots)
+            if waiting is None:
+                fn()
+            else:
+                waiting.append(fn)
+        elif self.unsynced:
+            self.unsynced.append((None, None, None, [fn]))  # a barrier: after every record before it
         else:
             fn()
 
@@ -564,7 +599,7 @@ class SimNode:
         held = []
         for key in msg.keys:
             ballot = self.acceptor.tombstone(msg.bucket, key)
-            if ballot is not None and (msg.bucket, key) not in self.pending_slots:  # durable only
+            if ballot is not None and not self.order.pending((msg.bucket, key)):  # durable only
                 held.append((key, ballot))
         self.send(src, TombstoneReport(msg.cid, tuple(held)))
 
@@ -589,14 +624,15 @@ class SimNode:
         self.sim.count("collected")
         self.log(record)  # no reply waits for it
 
-    def send_vote(self, dst: str, reply: Any, accepted: Accept | None) -> None:
-        """Send an acceptor reply, telling the promise checker what it promises."""
+    def send_vote(self, dst: str, reply: Any, accepted: Accept | None, seq: int) -> None:
+        """Send an acceptor reply, telling the promise checker what it promises (``seq``: the
+        reply's place in the order the acceptor made its votes)."""
         kind = type(reply)
         if kind is Promise:
-            self.sim.promises.voted(self.name, reply.bucket, reply.key, reply.ballot, reply.ballot)
+            self.sim.promises.voted(self.name, reply.bucket, reply.key, reply.ballot, reply.ballot, seq)
         elif kind is Accepted and accepted is not None:
             promised = accepted.next_ballot if reply.promised_next and accepted.next_ballot else reply.ballot
-            self.sim.promises.voted(self.name, reply.bucket, reply.key, reply.ballot, max(promised, reply.ballot))
+            self.sim.promises.voted(self.name, reply.bucket, reply.key, reply.ballot, max(promised, reply.ballot), seq)
         self.send(dst, reply)
 
     # -- leases and failure detection ------------------------------------------------
@@ -613,13 +649,13 @@ class SimNode:
             if name != self.name and name not in voters:
                 self.send(name, PING)
         self.timer(self.sim.config.heartbeat_every, self.heartbeat)
+        self.perform(self.engine.view_changed(self.local(), resume=False))  # peers given up on since
 
     def lease_events(self, events: list[LeaseEvent]) -> None:
         for event in events:
             if isinstance(event, LeaseLost):
                 self.sim.count("lease_lost_" + event.reason)
-                for pid in list(self.owners):
-                    self.kill(pid, "lease_expired")
+                self.kill_holders(self.holds.lost())
         if not self.lease_timer_armed and self.lease.expires_at is not None:
             self.lease_timer_armed = True
             self.timer(max(0.0, self.lease.expires_at - self.local()), self.lease_timer)
@@ -664,6 +700,7 @@ class SimNode:
             if record is not None:
                 self.log(record, MEMBER_SLOT)
         self.tell_peers(ConfigHello(config))
+        self.perform(self.engine.view_changed(self.local()))
         return True
 
     def voting_member(self) -> bool:
@@ -800,11 +837,13 @@ class SimNode:
             self.send(src, Answer(msg.tag, self.snapshot()))
             return
         record = self.acceptor.fence(ballot)
+        self.votes += 1
+        seq = self.votes
         if record is not None:
             self.log(record, FLOOR_SLOT)
 
         def answer() -> None:
-            self.sim.promises.fenced(self.name, ballot, self.sim.workload.slots())
+            self.sim.promises.fenced(self.name, ballot, self.sim.workload.slots(), seq)
             self.send(src, Answer(msg.tag, self.snapshot()))
 
         self.when_synced(answer)
@@ -816,6 +855,8 @@ class SimNode:
         refused: list[Slot] = []
         accepted: list[Accept] = []
         slots: list[Slot] = [FLOOR_SLOT]
+        self.votes += 1
+        seq = self.votes
         for bucket, key, register in msg.items:
             accept = Accept(bucket, key, msg.ballot, register, None, msg.config)
             reply, record = self.acceptor.on_accept(accept, now)
@@ -831,7 +872,7 @@ class SimNode:
 
         def answer() -> None:
             for accept in accepted:
-                self.sim.promises.voted(self.name, accept.bucket, accept.key, accept.ballot, accept.ballot)
+                self.sim.promises.voted(self.name, accept.bucket, accept.key, accept.ballot, accept.ballot, seq)
             self.send(src, Answer(msg.tag, tuple(refused)))
 
         self.when_synced(answer, tuple(slots))
@@ -863,126 +904,77 @@ class SimNode:
             self.serial += 1
             self.submit(Op(bucket, key, ("get",), ("migrate", self.name, self.incarnation, self.serial), done))
 
-    # -- rounds ----------------------------------------------------------------------
+    # -- rounds: the production proposer engine, fed by this node -----------------------
 
     def submit(self, op: Op) -> None:
+        """Invoke ``op``: the engine runs it (queued behind the requests on its key)."""
         sim = self.sim
         if op.request == 0:
             op.request = sim.liveness.invoked(str(op.input[0]), self.name, sim.q.now)
         self.active[op.request] = op
         op.history = sim.open_history(op)  # invoked now, even if it waits for its key
-        queue = self.slot_queues.get(op.slot)
-        if queue is not None:
-            queue.append(op)
-            return
-        self.slot_queues[op.slot] = deque()
-        self.start_round(op)
+        self._propose(op)
 
-    def next_on_slot(self, slot: Slot) -> None:
-        """The request served on ``slot`` is done: start the next one queued there."""
-        queue = self.slot_queues.get(slot)
-        if queue is None:
-            return
-        if queue:
-            self.start_round(queue.popleft())
-        else:
-            del self.slot_queues[slot]
-
-    def start_round(self, op: Op) -> None:
-        sim = self.sim
+    def _propose(self, op: Op) -> None:
         if op.keep_going is not None and not op.keep_going():
             self.give_up(op)
             return
-        now = self.local()
-        term = self.lease.term_at(now)
-        if (op.needs_lease and term is None) or self.config is None:
-            # grant nothing without a lease; propose nothing before a configuration is known
-            self.timer(0.1 * sim.config.lease, self.start_round, op)
-            return
-        if op.once is not None and now - op.since > sim.max_request_time:
-            # like the driver, a request gives up (maybe applied) before a collector could
-            # drop its op mark; the client sends the same operation again as a new request
-            sim.close_history(op, None)
-            op.once = None
         if op.history is None:
-            op.history = sim.open_history(op)
-        if op.once is None:
-            op.once = ExactlyOnce(op.change, (self.name, self.incarnation))
-            op.since = now
-        self.op_seq += 1
-        mark = op.once.begin(self.op_seq, term)
-        rnd = self.proposer.new_round(
-            op.bucket,
-            op.key,
-            op.once,
-            self.config,
-            ended=op.ended,
-            attempt=op.attempt,
-            backoff_draw=sim.rng.random(),
-            known_promised=self.acceptor.state(op.bucket, op.key).promised if self.voter else None,
-            proposer_class=sim.mutations.proposer_class(op.ended is not None),
-            op=mark,
+            op.history = self.sim.open_history(op)
+        request = ProposeRequest(
+            op.bucket, op.key, op.change, ended=op.ended, claims_local=op.needs_lease, checked=True, attempt=op.attempt
         )
-        op.round = rnd
-        op.term = term
-        self.round_seq += 1
-        rid = self.round_seq
-        self.rounds[rid] = op
-        self.by_key.setdefault(op.slot, []).append(rid)
-        self.timer(sim.config.round_timeout, self.round_timeout, rid)
-        self.step(rid, rnd.start())
+        self.perform(self.engine.submit(request, op, self.local()))
 
-    def step(self, rid: int, step: Any) -> None:
-        for voter, msg in step.send:
-            self.send(voter, msg)
-        if step.decision is not None:
-            self.decided(rid, step.decision)
+    def _resubmit(self, op: Op) -> None:
+        if self.active.get(op.request) is op:
+            self._propose(op)
 
-    def route(self, src: str, msg: Promise | Accepted | Nack) -> None:
-        rids = self.by_key.get((msg.bucket, msg.key))
-        if not rids:
-            return
-        for rid in list(rids):
-            op = self.rounds.get(rid)
-            if op is None or op.round is None:
-                continue
-            kind = type(msg)
-            if kind is Promise:
-                step = op.round.on_promise(src, msg)  # type: ignore[arg-type]
-            elif kind is Accepted:
-                step = op.round.on_accepted(src, msg)  # type: ignore[arg-type]
-            else:
-                step = op.round.on_nack(src, msg)  # type: ignore[arg-type]
-            self.step(rid, step)
+    def engine_timer(self, token: Any) -> None:
+        self.perform(self.engine.on_timer(token, self.local()))
 
-    def round_timeout(self, rid: int) -> None:
-        op = self.rounds.get(rid)
-        if op is not None and op.round is not None:
-            self.step(rid, op.round.on_timeout())
-
-    def decided(self, rid: int, decision: Decision) -> None:
+    def perform(self, effects: list[Any]) -> None:
+        """Carry out the proposer engine's effects (see `paxtor.paxos.proposer_engine`)."""
         sim = self.sim
-        op = self.rounds.pop(rid)
-        rids = self.by_key[op.slot]
-        rids.remove(rid)
-        if not rids:
-            del self.by_key[op.slot]
-        assert op.round is not None
-        self.proposer.on_decision(op.round, decision)
-        sim.count(decision.outcome)
-        if op.round.cached is not None:
-            sim.count("one_rtt_" + decision.outcome)
-        if decision.outcome == REJECTED:
-            sim.violations.append(f"{self.name}: change rejected for {op.input!r}: {decision.error}")
-            self.give_up(op)
-            return
-        if decision.ok:
-            assert decision.register is not None and op.once is not None
-            adopted = op.once.adopted
-            if adopted is not None:  # an earlier attempt's change was adopted: its result, its term
-                register, op.term = adopted.result, adopted.term
-            else:
-                register = decision.register.visible()
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send:
+                self.send(effect.voter, effect.msg)
+            elif kind is StartTimer:
+                self.timer(effect.delay, self.engine_timer, effect.token)
+            elif kind is Finish:
+                self.finished(effect)
+            elif kind is Started:
+                effect.token.round = effect.round
+            elif kind is Decided:
+                sim.count(effect.decision.outcome)
+                if effect.round.cached is not None:
+                    sim.count("one_rtt_" + effect.decision.outcome)
+                effect.token.retry_after = effect.decision.retry_after
+                if not effect.decision.ok:
+                    effect.token.attempt += 1
+                if effect.decision.maybe_applied:
+                    sim.note_accepts(effect.token)  # the request retries as one operation: exactly once
+            elif kind is Kill:
+                self.kill(effect.pid, effect.reason)
+            elif kind is VouchRelease:
+                self.vouched((effect.bucket, effect.key), effect.fence, effect.reason)
+            elif kind is AskConfig:
+                self.send(effect.voter, ConfigHello(self.config, answer=True))
+            elif kind is TenureNow:  # a holder here that lost its tenure unawares dies
+                self.kill_holders(self.holds.tenure_now((effect.bucket, effect.key), effect.epoch, effect.owner))
+            # CancelTimer: a stale firing is ignored by the engine. HoldOrKill, WatchTenure:
+            # a claim is granted when it finishes (`grant`), a dead owner's key released by
+            # its node (`kill`). Learner: `able` reads who votes directly.
+
+    def finished(self, effect: Finish) -> None:
+        sim = self.sim
+        op: Op = effect.token
+        error = effect.error
+        if error is None:
+            assert effect.register is not None
+            register = effect.register.visible()
+            op.term = effect.term
             sim.close_history(op, register)
             sim.liveness.completed(op.request, sim.q.now)
             del self.active[op.request]
@@ -992,25 +984,20 @@ class SimNode:
                 self.notify_handoff(op, register)
             if op.on_done is not None:
                 op.on_done(op, register)
-            self.next_on_slot(op.slot)
-            return
-        if decision.maybe_applied:
-            sim.note_accepts(op)  # the request retries as one operation: exactly once
-        if decision.outcome == VETOED and decision.proposed is not None:
-            self.vouch(op.slot, decision.proposed)
-        op.attempt += 1
-        delay = decision.retry_after
-        if decision.outcome == NEW_CONFIG and self.config is not None and self.config.version < decision.config_version:
-            delay = None  # not here yet (this node asked for it): back off
-        if delay is None:
-            delay = sim.config.backoff.delay(op.attempt, sim.rng.random())
-        self.timer(delay, self.start_round, op)
+        elif isinstance(error, ChangeRejected):
+            sim.violations.append(f"{self.name}: change rejected for {op.input!r}: {error}")
+            self.give_up(op)
+        else:
+            # gave up at its deadline (kept short of a collection of its op mark): maybe
+            # applied; the client sends the same operation again as a new request, after
+            # the wait its last round asked for (a backoff, or a veto's wait for a lease)
+            sim.close_history(op, None)
+            self.timer(op.retry_after or 0.0, self._resubmit, op)
 
     def give_up(self, op: Op) -> None:
         self.sim.close_history(op, None)
         self.sim.liveness.abandoned(op.request)
         self.active.pop(op.request, None)
-        self.next_on_slot(op.slot)
 
     # -- processes and ownership -----------------------------------------------------
 
@@ -1029,7 +1016,9 @@ class SimNode:
         if pid not in self.procs:
             self.release(op.slot, register.epoch, binding, "noproc")
             return
-        if op.term is not None and self.lease.term_at(self.local()) == op.term:
+        # the lease keeper's engine: held only within the term the round started in
+        held, _ = self.holds.hold(pid, op.slot, register.epoch, op.term, self.lease.term_at(self.local()), True)
+        if held:
             self.owners[pid] = Owner(op.slot, register.epoch, binding)
             self.sim.owner_checker.start(op.slot, pid, register.epoch, self.sim.q.now)
             self.sim.workload.granted(self, pid)
@@ -1037,8 +1026,15 @@ class SimNode:
             self.release(op.slot, register.epoch, binding, "lease_expired")
             self.kill(pid, "lease_expired")
 
+    def kill_holders(self, effects: list[Any]) -> None:
+        """Carry out the lease keeper engine's kills (`LeaseHolds`)."""
+        for effect in effects:
+            if type(effect) is KillHolder:
+                self.kill(effect.pid, "lease_expired")
+
     def kill(self, pid: Pid, reason: str) -> None:
         """``pid`` exits with ``reason``; if it owned a key, release it (this node saw it die)."""
+        self.holds.forget(pid)
         owner = self.owners.pop(pid, None)
         if owner is not None:
             self.sim.owner_checker.stop(owner.slot, pid)
@@ -1056,6 +1052,19 @@ class SimNode:
             process=("release", self.name, self.incarnation, self.serial),
         )
         self.submit(op)
+
+    def withdraw(self, slot: Slot, pid: Pid, ref: Ref) -> None:
+        """A waiter died: withdraw its lock request, and release the lock if it reached it
+        (`paxtor.locks.agent`'s duty)."""
+        self.serial += 1
+
+        def done(_op: Op, register: Register) -> None:
+            binding = register.binding
+            if register.filled and binding is not None and binding.pid == pid:
+                self.release(slot, register.epoch, binding, "noproc")
+
+        process = ("withdraw", self.name, self.incarnation, self.serial)
+        self.submit(Op(slot[0], slot[1], ("withdraw", pid, ref), process, done))
 
     def reap(self, slot: Slot, register: Register) -> None:
         """Release a binding whose owner this node believes gone (noconnection, vetoed)."""
@@ -1087,36 +1096,71 @@ class SimNode:
         op.on_done = lambda _op, _reg: self.reaping.pop(mark, None)
         self.submit(op)
 
-    def vouch(self, slot: Slot, proposed: Register) -> None:
-        """End, for a real reason, fenced tenures of this node's pids that it never granted.
-
-        A vetoed round carries a noconnection release of a tenure bound to one
-        of our pids that is not a live owner here (a waiter handed the key
-        while we were cut off): only we can vouch for it, so kill the waiter
-        and release the tenure, or every round on the key stays vetoed.
-        """
-        for fence in proposed.lease_fences:
-            pid = fence.binding.pid
-            if pid is None or pid.node != self.name or pid.incarnation != self.incarnation:
-                continue
-            owner = self.owners.get(pid)
-            if owner is not None and owner.slot == slot and owner.epoch == fence.epoch:
-                continue  # a live owner of that very tenure: the veto is right
-            mark = (slot, fence.epoch)
-            if mark in self.reaping:
-                continue
-            self.reaping[mark] = True
-            if owner is None:
-                # a waiter: a claim round still in flight could otherwise grant it
-                # the tenure we are about to end
-                self.kill(pid, "lease_expired")
-            self.release(slot, fence.epoch, fence.binding, "lease_expired")
+    def vouched(self, slot: Slot, fence: LeaseFence, reason: str) -> None:
+        """Release a fenced tenure of this node's pid for ``reason`` (the engine vouched for it:
+        the pid is dead or was never granted here), once per tenure."""
+        mark = (slot, fence.epoch)
+        if mark in self.reaping:
+            return
+        self.reaping[mark] = True
+        self.release(slot, fence.epoch, fence.binding, reason)
 
     def notify_handoff(self, op: Op, register: Register) -> None:
         binding = register.binding
         if binding is not None and binding.pid is not None and op.ended is not None:
             if register.epoch == op.ended.epoch + 1:
                 self.send(binding.pid.node, HandoffNotice(op.bucket, op.key))
+
+
+class SimHost:
+    """What the proposer engine reads of a simulated node (`ProposerHost`)."""
+
+    def __init__(self, node: SimNode) -> None:
+        self.node = node
+
+    def voter_config(self) -> VoterConfig | None:
+        return self.node.config
+
+    def able(self) -> list[str]:
+        config = self.node.config
+        return self.node.able(config) if config is not None else []
+
+    def has_quorum(self) -> bool:
+        config = self.node.config
+        return config is not None and config.is_quorum(self.node.able(config))
+
+    def connected_others(self) -> list[str]:
+        name = self.node.name
+        return [v for v in self.able() if v != name]
+
+    def down_members(self) -> list[str]:
+        config = self.node.config
+        if config is None:
+            return []
+        able = self.able()
+        return [v for v in config.members if v not in able]
+
+    def votes_here(self) -> bool:
+        return self.node.voting_member()
+
+    def lease_term(self, now: float) -> int | None:
+        return self.node.lease.term_at(now)
+
+    def promised(self, bucket: str, key: Hashable) -> Ballot | None:
+        node = self.node
+        return node.acceptor.promised(bucket, key) if node.voter else None
+
+    def is_local(self, pid: Pid) -> bool:
+        return pid.node == self.node.name and pid.incarnation == self.node.incarnation
+
+    def holds_key(self, slot: Slot) -> bool:
+        return slot in self.node.holds.held_by
+
+    def holds_tenure(self, pid: Pid, bucket: str, key: Hashable, epoch: int) -> bool:
+        return self.node.holds.holds_tenure(pid, (bucket, key), epoch)
+
+    def is_alive(self, pid: Pid) -> bool:
+        return pid in self.node.procs
 
 
 class Cluster:
@@ -1129,7 +1173,7 @@ class Cluster:
         mutations: Mutations = Mutations(),
         plan: FaultPlan | None = None,
     ) -> None:
-        from paxtor.paxos.sim.workload import Workload  # workload drives nodes: import late
+        from paxtor.sim.workload import Workload  # workload drives nodes: import late
 
         self.seed = seed
         self.config = config

@@ -40,7 +40,7 @@ from paxtor.paxos.register import Register
 from paxtor.paxos.voter_config import VoterConfig
 
 if TYPE_CHECKING:
-    from paxtor.paxos.sim.cluster import SimNode
+    from paxtor.sim.cluster import SimNode
 
 __all__ = [
     "AdoptFloors",

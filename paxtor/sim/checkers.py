@@ -61,7 +61,9 @@ class BallotChecker:
 class PromiseChecker:
     def __init__(self) -> None:
         self.violations: list[str] = []
-        self._promised: dict[tuple[str, str, Hashable], Ballot] = {}
+        # per (voter, bucket, key): the highest ballot promised in a reply sent, and the place
+        # of that reply in the order the voter made its votes
+        self._promised: dict[tuple[str, str, Hashable], tuple[Ballot, int]] = {}
 
     def forget(self, voter: str) -> None:
         """``voter`` lost its disk: its promises are ended by a new configuration version
@@ -69,25 +71,29 @@ class PromiseChecker:
         for slot in [s for s in self._promised if s[0] == voter]:
             del self._promised[slot]
 
-    def fenced(self, voter: str, ballot: Ballot, slots: Iterable[Slot]) -> None:
-        """``voter`` promised ``ballot`` for every key at once (a bulk round's phase 1); keys
-        it had promised higher keep their promise."""
+    def fenced(self, voter: str, ballot: Ballot, slots: Iterable[Slot], seq: int) -> None:
+        """``voter`` promised ``ballot`` for every key at once (a bulk round's phase 1, its
+        vote number ``seq``); keys it had promised higher keep their promise."""
         for bucket, key in slots:
             slot = (voter, bucket, key)
             before = self._promised.get(slot)
-            if before is None or ballot > before:
-                self._promised[slot] = ballot
+            if before is None or ballot > before[0]:
+                self._promised[slot] = (ballot, seq)
 
-    def voted(self, voter: str, bucket: str, key: Hashable, ballot: Ballot, promised: Ballot) -> None:
-        """``voter`` sent a vote for ``ballot`` that promises ``promised`` (>= ``ballot``)."""
+    def voted(self, voter: str, bucket: str, key: Hashable, ballot: Ballot, promised: Ballot, seq: int) -> None:
+        """``voter`` sent a vote for ``ballot`` that promises ``promised`` (>= ``ballot``).
+
+        ``seq`` numbers the voter's votes in the order it made them (across restarts): a
+        vote made before a promise may be sent after it (it waited for the sync of another
+        record of the key), and breaks nothing; one made after it must respect it."""
         slot = (voter, bucket, key)
         before = self._promised.get(slot)
-        if before is not None and ballot < before:
+        if before is not None and ballot < before[0] and seq > before[1]:
             self.violations.append(
-                f"{voter} voted for {bucket}/{key} at {ballot!r} after promising {before!r}"
+                f"{voter} voted for {bucket}/{key} at {ballot!r} after promising {before[0]!r}"
             )
-        if before is None or promised > before:
-            self._promised[slot] = promised
+        if before is None or promised > before[0]:
+            self._promised[slot] = (promised, seq)
 
 
 @dataclass

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from paxtor.paxos.sim import MUTATIONS, Mutations, SimConfig, SimResult, replay_command, run_seed, scenario
-from paxtor.paxos.sim.faults import FAULT_KINDS, plan_faults
+from paxtor.sim import CONTROLS, MUTATIONS, UNCAUGHT, SimConfig, SimResult, first_catch, replay_command, run_seed
+from paxtor.sim.faults import FAULT_KINDS, plan_faults
 
 CHUNK = 50
 CHUNKS = 10  # 500 seeds in `make test`
@@ -80,7 +80,7 @@ def test_same_seed_same_trace() -> None:
 
 
 def test_trace_does_not_depend_on_hash_randomization() -> None:
-    code = "from paxtor.paxos.sim import run_seed; print(run_seed(7).trace_hash)"
+    code = "from paxtor.sim import run_seed; print(run_seed(7).trace_hash)"
     hashes = set()
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
@@ -114,65 +114,31 @@ def test_clocks_beyond_the_drift_bound_can_break_ownership() -> None:
 
 # -- negative controls --------------------------------------------------------------
 
-# (mutation, checkers that may catch it, scenario: None for the swarm, else a fault plan
-# written by hand in `paxtor.paxos.sim.faults.SCENARIOS`)
-NEGATIVE_CONTROLS = [
-    ("forget_on_restart", {"epochs", "linearizability", "owners", "promises"}, None),
-    ("wiped_voter_votes", {"epochs", "linearizability", "owners"}, None),
-    ("unfloored_promises", {"promises", "epochs", "linearizability"}, None),
-    ("naive_delete", {"linearizability", "owners"}, None),
-    ("wrong_ballot_promise", {"linearizability", "epochs", "ballot"}, None),
-    ("no_lease_veto", {"owners"}, None),
-    ("no_op_marks", {"linearizability"}, None),
-    ("collect_on_quorum", {"linearizability", "epochs"}, None),
-    ("unfloored_collection", {"promises", "linearizability", "epochs"}, None),
-    ("no_epoch_floor", {"epochs", "linearizability"}, None),
-    ("no_migration", {"linearizability", "epochs"}, None),
-    ("no_joint", {"linearizability", "epochs"}, None),
-    ("readd_with_state", {"linearizability", "epochs"}, "readd"),
-    ("no_change_wait", {"owners"}, "owner_cut"),
-]
-
-
-@pytest.mark.parametrize(("mutation", "checkers", "name"), NEGATIVE_CONTROLS)
-def test_negative_control_is_caught(mutation: str, checkers: set[str], name: str | None) -> None:
-    mutations = Mutations.only(mutation)
-    config, plan = scenario(name) if name is not None else (SimConfig(), None)
-    for seed in range(300):
-        result = run_seed(seed, config, mutations, plan)
-        if checkers & set(result.checkers()):
-            # the same seed without the bug is clean: the catch is the bug's
-            assert run_seed(seed, config, plan=plan).ok
-            return
-    pytest.fail(f"{mutation} was not caught in 300 seeds")
-
-
-#: deliberate bugs the swarm catches too rarely for this test (none in 600 seeds), kept in
-#: `mutations` all the same: one_rtt_across_configs needs a key emptied and collected while
-#: a node keeps a 1-RTT promise for it, then a change, then that node's next round on it
-#: (seed 4424 of 5000 is one; tests/paxos/test_voter_config.py shows it without the simulator)
-UNCAUGHT = {"no_heartbeat_fence", "one_rtt_across_configs"}
+@pytest.mark.parametrize("mutation", sorted(CONTROLS))
+def test_negative_control_is_caught(mutation: str) -> None:
+    catch = first_catch(mutation, 300)  # a catch is on a seed that is clean without the bug
+    assert catch.seed is not None, f"{mutation} was not caught in 300 seeds"
 
 
 def test_every_mutation_is_a_negative_control() -> None:
-    assert {m for m, _, _ in NEGATIVE_CONTROLS} == set(MUTATIONS) - UNCAUGHT
+    assert set(CONTROLS) == set(MUTATIONS) - UNCAUGHT
 
 
 def test_cli_summary_and_replay_command() -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "paxtor.paxos.sim", "--seeds", "2"],
+        [sys.executable, "-m", "paxtor.sim", "--seeds", "2"],
         capture_output=True,
         text=True,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "2 seeds, 2 ok, 0 failed" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "paxtor.paxos.sim", "--seed", "1", "--mutation", "naive_delete"],
+        [sys.executable, "-m", "paxtor.sim", "--seed", "1", "--mutation", "naive_delete"],
         capture_output=True,
         text=True,
     )
     assert bad.returncode == 1
-    assert "replay: python -m paxtor.paxos.sim --seed 1 --mutation naive_delete" in bad.stdout
+    assert "replay: python -m paxtor.sim --seed 1 --mutation naive_delete" in bad.stdout
 
 
 @pytest.mark.slow

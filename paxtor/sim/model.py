@@ -10,9 +10,14 @@ Inputs:
   ("put", v)                         put_if_empty(v)
   ("get",)                           identity (a linearizable read)
   ("delete",)                        empty an unbound value (no-op otherwise)
-  ("claim", pid)                     lock-style claim: take it if empty, else queue pid
-  ("release", epoch, binding, why)   release_if_bound, handing off to the first waiter
-Outputs are the visible register after the operation (`Register.visible`).
+  ("claim", pid, ref)                the lock register's `acquire` (`paxtor.locks.register`):
+                                     take a free lock, else queue the request
+  ("withdraw", pid, ref)             the lock register's `withdraw`: leave the queue
+  ("release", epoch, binding, why)   the lock register's `release`: end the tenure if it
+                                     is still in place and hand the lock to the first waiter
+Outputs are the visible register after the operation (`Register.visible`). The
+lock operations are the production lock register's change functions, so the
+simulator checks its FIFO handoff and queue, not a model of them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from paxtor.actors.ids import Pid
+from paxtor.locks.register import acquire, release, withdraw
 from paxtor.paxos.register import (
     Binding,
     ChangeFunction,
@@ -29,10 +34,9 @@ from paxtor.paxos.register import (
     check_transition,
     identity,
     put_if_empty,
-    release_if_bound,
 )
 
-__all__ = ["RegisterModel", "change_for", "claim_or_queue", "delete_unbound", "fifo_handoff"]
+__all__ = ["RegisterModel", "change_for", "delete_unbound"]
 
 
 def delete_unbound(register: Register) -> Register:
@@ -40,35 +44,6 @@ def delete_unbound(register: Register) -> Register:
     if register.filled and register.binding is None:
         return register.release()
     return register
-
-
-def claim_or_queue(pid: Pid) -> ChangeFunction:
-    """A lock claim: empty -> owned by ``pid``; held by another -> ``pid`` joins the queue.
-
-    The value of a lock register is its FIFO tuple of waiting pids, the way
-    the lock layer queues waiters in the register itself.
-    """
-
-    def change(register: Register) -> Register:
-        if register.is_empty:
-            return register.claim((), pid=pid)
-        binding = register.binding
-        if binding is not None and binding.pid == pid:
-            return register
-        waiters = register.value
-        if pid in waiters:
-            return register
-        return register.with_value((*waiters, pid))
-
-    return change
-
-
-def fifo_handoff(register: Register, ended: EndedBinding) -> Register:
-    """Release policy: hand the lock to the first waiter in the same round, else empty it."""
-    waiters = register.value
-    if waiters:
-        return register.handoff(tuple(waiters[1:]), pid=waiters[0])
-    return register.release()
 
 
 def change_for(op: tuple[Any, ...]) -> tuple[ChangeFunction, EndedBinding | None]:
@@ -81,10 +56,12 @@ def change_for(op: tuple[Any, ...]) -> tuple[ChangeFunction, EndedBinding | None
     if kind == "delete":
         return delete_unbound, None
     if kind == "claim":
-        return claim_or_queue(op[1]), None
+        return acquire(op[1], op[2]), None
+    if kind == "withdraw":
+        return withdraw(op[1], op[2]), None
     if kind == "release":
         ended = EndedBinding(op[1], op[2], op[3])
-        return release_if_bound(ended, fifo_handoff), ended
+        return release(ended), ended
     raise ValueError(f"unknown operation {op!r}")
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from paxtor.paxos.sim.network import Link, NetworkFaults, bridge, halves, isolate, one_way, ring
+from paxtor.sim.network import Link, NetworkFaults, bridge, halves, isolate, one_way, ring
 
 __all__ = ["CHANGE_KINDS", "FAULT_KINDS", "SCENARIOS", "FaultPlan", "owner_cut_plan", "plan_faults", "readd_plan"]
 
@@ -41,7 +41,7 @@ FAULT_KINDS = (
     "reconfigure",
 )
 
-#: What a planned change of the voters does (`paxtor.paxos.sim.reconfig.pick_voters`):
+#: What a planned change of the voters does (`paxtor.sim.reconfig.pick_voters`):
 #: add spare acceptors, remove voters, swap voters for spares, swap out a voter that was
 #: just crashed (it stays down until the final heal), or voters just after a node was cut
 #: off by a partition (alive and holding a lock if any node holds one; if it is a voter,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paxtor.paxos.sim.linearizability import CheckResult, Operation, check_history
+from paxtor.sim.linearizability import CheckResult, Operation, check_history
 
 IMPOSSIBLE = "impossible-output"
 

@@ -5,7 +5,9 @@ Per node (each incarnation), one key-value client loops over ``put``/``get``/
 at the start and never again, so that its value lives only where that first
 round put it (a hot key is rewritten every moment, which would hide a value
 that a change of the voters failed to copy). One lock client spawns a process at a time that
-claims a lock key with its pid (queueing in the register if it is held),
+claims a lock key with its pid (queueing in the register if it is held, as the
+production lock register `paxtor.locks.register` does: the sim runs its
+change functions),
 holds it for a while once granted, then exits; its node then releases the key,
 handing it to the first waiter in the same round. A waiter retries its claim
 periodically (and at once on a handoff notice); when the claim shows the key
@@ -18,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paxtor.actors.ids import Pid
+from paxtor.actors.ids import Pid, Ref
 from paxtor.paxos.register import Register
-from paxtor.paxos.sim.cluster import Cluster, HandoffNotice, Op, SimNode
+from paxtor.sim.cluster import Cluster, HandoffNotice, Op, SimNode
 
 __all__ = ["Workload"]
 
@@ -41,6 +43,7 @@ class LockProc:
     key: str
     spawned: float
     pid: Pid | None = None
+    ref: Ref | None = None  # its lock request (`paxtor.locks.register.acquire`)
     claiming: bool = False
     token: int = 0  # invalidates a pending retry timer
 
@@ -107,6 +110,7 @@ class Workload:
             return
         proc = LockProc(client, self.rng.choice(self.lock_keys), self.sim.q.now)
         proc.pid = node.spawn(proc)
+        proc.ref = Ref(node.name, node.incarnation, proc.pid.serial)
         self.waiting[proc.pid] = (node, node.incarnation, proc)
         self.claim(node, proc)
 
@@ -124,7 +128,7 @@ class Workload:
             Op(
                 bucket_of(LOCK, proc.key),
                 proc.key,
-                ("claim", pid),
+                ("claim", pid, proc.ref),
                 ("claim", pid),
                 done,
                 grant_pid=pid,
@@ -162,7 +166,9 @@ class Workload:
             node.kill(pid, "normal")
 
     def proc_exited(self, node: SimNode, pid: Pid, proc: LockProc, reason: str) -> None:
-        self.waiting.pop(pid, None)
+        if self.waiting.pop(pid, None) is not None and proc.ref is not None:
+            # as the lock agent does for a waiter that dies: a dead waiter never blocks a lock
+            node.withdraw((bucket_of(LOCK, proc.key), proc.key), pid, proc.ref)
         node.timer(self.rng.uniform(0.0, 0.5) * self.lease, self.lock_loop, node, proc.client)
 
     # -- end of run -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The simulator's command line.
 
-``python -m paxtor.paxos.sim --seeds N [--seed S] [--verbose] [--mutation NAME]
+``python -m paxtor.sim --seeds N [--seed S] [--verbose] [--mutation NAME]
 [--faults KIND,...] [--scenario NAME]``.
 
 Runs seeds S, S+1, ..., S+N-1 (S defaults to 0; ``--seed S`` alone runs just
@@ -15,12 +15,12 @@ import dataclasses
 import sys
 import time
 
-from paxtor.paxos.sim import MUTATIONS, Mutations, SimConfig, replay_command, run_seed, scenario
-from paxtor.paxos.sim.faults import FAULT_KINDS, SCENARIOS
+from paxtor.sim import MUTATIONS, UNCAUGHT, Mutations, SimConfig, first_catch, replay_command, run_seed, scenario
+from paxtor.sim.faults import FAULT_KINDS, SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paxtor.paxos.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m paxtor.sim", description=__doc__)
     parser.add_argument("--seeds", type=int, default=None, help="how many seeds to run")
     parser.add_argument("--seed", type=int, default=None, help="first seed (alone: only it)")
     parser.add_argument("--verbose", action="store_true", help="one line per seed")
@@ -49,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a fault plan written by hand instead of each seed's draw (the seed draws the workload)",
     )
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="for every negative control: the checker that first catches it, and after how many of --seeds",
+    )
     args = parser.parse_args(argv)
+    if args.controls:
+        return controls(args.seeds if args.seeds is not None else 300, args.seed or 0)
     first = args.seed if args.seed is not None else 0
     count = args.seeds if args.seeds is not None else (1 if args.seed is not None else 100)
     config = SimConfig()
@@ -106,6 +113,28 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print("failing seeds: " + " ".join(str(r.seed) for r in failed))
     return 1 if failed else 0
+
+
+def controls(seeds: int, first: int) -> int:
+    """Print one line per negative control: who catches it, on which seed; 1 if one that
+    should be caught was not."""
+    missed = []
+    print(f"{'mutation':<24} {'caught by':<32} {'first seed':>10} {'seeds run':>10}  scenario")
+    for mutation in MUTATIONS:
+        started = time.perf_counter()
+        catch = first_catch(mutation, seeds, first)
+        by = ",".join(catch.checkers) if catch.seed is not None else "UNCAUGHT"
+        seed = "-" if catch.seed is None else str(catch.seed)
+        print(
+            f"{mutation:<24} {by:<32} {seed:>10} {catch.seeds:>10}  {catch.scenario or 'swarm'}"
+            f"  ({time.perf_counter() - started:.0f}s)",
+            flush=True,
+        )
+        if catch.seed is None and mutation not in UNCAUGHT:
+            missed.append(mutation)
+    if missed:
+        print("not caught: " + " ".join(missed))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ runs it in virtual time and returns a `SimResult` with every checker's
 violations and a trace hash: the same seed gives the same hash, in any
 process, under any ``PYTHONHASHSEED``.
 
-Checkers (see `paxtor.paxos.sim.checkers`): one value per ballot, promises
+Checkers (see `paxtor.sim.checkers`): one value per ballot, promises
 kept across restarts, epochs along
 the chosen values, at most one live owner per key, linearizability of every
-client operation against `paxtor.paxos.sim.model.RegisterModel`, and liveness
+client operation against `paxtor.sim.model.RegisterModel`, and liveness
 after the final heal. The linearizability search has a budget per key
 (`SimConfig.linearizability_budget`); a history it cannot decide within it is
 reported in `SimResult.undecided`, never as a pass or a failure.
 
-Command line: ``python -m paxtor.paxos.sim --seeds N [--seed S] [--verbose]
+Command line: ``python -m paxtor.sim --seeds N [--seed S] [--verbose]
 [--mutation NAME] [--faults KIND,...] [--scenario NAME]``.
 """
 
@@ -24,13 +24,25 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from paxtor.paxos.sim.cluster import Cluster, SimConfig
-from paxtor.paxos.sim.faults import SCENARIOS, FaultPlan
-from paxtor.paxos.sim.linearizability import Operation, check_history
-from paxtor.paxos.sim.model import RegisterModel
-from paxtor.paxos.sim.mutations import MUTATIONS, Mutations
+from paxtor.sim.cluster import Cluster, SimConfig
+from paxtor.sim.faults import SCENARIOS, FaultPlan
+from paxtor.sim.linearizability import Operation, check_history
+from paxtor.sim.model import RegisterModel
+from paxtor.sim.mutations import CONTROLS, MUTATIONS, UNCAUGHT, Mutations
 
-__all__ = ["MUTATIONS", "Mutations", "SimConfig", "SimResult", "replay_command", "run_seed", "scenario"]
+__all__ = [
+    "CONTROLS",
+    "MUTATIONS",
+    "UNCAUGHT",
+    "Catch",
+    "Mutations",
+    "SimConfig",
+    "SimResult",
+    "first_catch",
+    "replay_command",
+    "run_seed",
+    "scenario",
+]
 
 
 @dataclass
@@ -63,7 +75,7 @@ def replay_command(seed: int, mutations: Mutations = Mutations(), scenario: str 
     extra = "".join(f" --mutation {m}" for m in mutations.active())
     if scenario is not None:
         extra += f" --scenario {scenario}"
-    return f"python -m paxtor.paxos.sim --seed {seed}{extra} --verbose"
+    return f"python -m paxtor.sim --seed {seed}{extra} --verbose"
 
 
 def scenario(name: str, config: SimConfig = SimConfig()) -> tuple[SimConfig, FaultPlan]:
@@ -117,3 +129,28 @@ def run_seed(
         undecided=undecided,
         stats=dict(cluster.stats),
     )
+
+
+@dataclass(frozen=True)
+class Catch:
+    """Where a negative control was first caught: by which checkers, on which seed, after how many."""
+
+    mutation: str
+    seed: int | None  # None: not caught in ``seeds`` seeds
+    checkers: tuple[str, ...]
+    seeds: int  # seeds run (up to and including the catch)
+    scenario: str | None
+
+
+def first_catch(mutation: str, seeds: int, first: int = 0) -> Catch:
+    """Run seeds with ``mutation`` on (in its scenario, `CONTROLS`) until a checker that
+    should catch it reports it; a seed that catches it must be clean without the bug."""
+    checkers, name = CONTROLS.get(mutation, (frozenset(), None))
+    config, plan = scenario(name) if name is not None else (SimConfig(), None)
+    mutations = Mutations.only(mutation)
+    for i, seed in enumerate(range(first, first + seeds), 1):
+        found = run_seed(seed, config, mutations, plan).checkers()
+        caught = [c for c in found if not checkers or c in checkers]
+        if caught and run_seed(seed, config, plan=plan).ok:
+            return Catch(mutation, seed, tuple(caught), i, name)
+    return Catch(mutation, None, (), seeds, name)

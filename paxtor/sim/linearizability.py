@@ -182,7 +182,7 @@ class _Frame:
 
     __slots__ = ("choices", "position", "state", "w", "rel", "used", "forced", "parent", "depth")
 
-    def __init__(self, choices, position, state, w, rel, used, forced, parent):  # noqa: ANN001
+    def __init__(self, choices, position, state, w, rel, used, forced, parent):
         self.choices = choices
         self.position = position
         self.state = state

@@ -1,0 +1,193 @@
+"""The proposer engine: per-key queues, waiting for a quorum, deadlines, thrifty phases and the
+ballot skip after a conflict, driven by hand with real in-memory acceptors."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from paxtor.actors.ids import Pid
+from paxtor.paxos.acceptor import Accept, Acceptor, Prepare
+from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.errors import NoQuorum
+from paxtor.paxos.lease import SilenceTracker
+from paxtor.paxos.proposer import ProposerState
+from paxtor.paxos.proposer_engine import (
+    BALLOT_SKIP,
+    Finish,
+    ProposerEngine,
+    ProposeRequest,
+    Send,
+    StartTimer,
+)
+from paxtor.paxos.register import Register, put_if_empty
+from paxtor.paxos.voter_config import VoterConfig
+
+VOTERS = ("a", "b", "c")
+
+
+class Host:
+    """A node named ``p`` (no acceptor of its own) that sees ``able`` voters."""
+
+    def __init__(self, able: Iterable[str] = VOTERS) -> None:
+        self.config = VoterConfig.initial(VOTERS)
+        self.able_now = list(able)
+
+    def voter_config(self) -> VoterConfig | None:
+        return self.config
+
+    def able(self) -> list[str]:
+        return self.able_now
+
+    def has_quorum(self) -> bool:
+        return self.config.is_quorum(self.able_now)
+
+    def connected_others(self) -> list[str]:
+        return [v for v in self.config.members if v in self.able_now]
+
+    def down_members(self) -> list[str]:
+        return [v for v in self.config.members if v not in self.able_now]
+
+    def votes_here(self) -> bool:
+        return False
+
+    def lease_term(self, now: float) -> int | None:
+        return 1
+
+    def promised(self, bucket: str, key: Hashable) -> Ballot | None:
+        return None
+
+    def is_local(self, pid: Pid) -> bool:
+        return False
+
+    def holds_key(self, slot: Any) -> bool:
+        return False
+
+    def holds_tenure(self, pid: Pid, bucket: str, key: Hashable, epoch: int) -> bool:
+        return False
+
+    def is_alive(self, pid: Pid) -> bool:
+        return False
+
+
+def engine(host: Host, thrifty_after: float | None = None) -> ProposerEngine:
+    return ProposerEngine(
+        host,
+        name="p",
+        identity=("p", 1),
+        incarnation=1,
+        state=ProposerState(("p", 1)),
+        rng=random.Random(1),
+        default_timeout=5.0,
+        attempt_timeout=1.0,
+        wait_interval=0.25,
+        thrifty_after=thrifty_after,
+    )
+
+
+class Voters:
+    """In-memory acceptors that answer every `Send` at once (``muted``: never)."""
+
+    def __init__(self) -> None:
+        self.acceptors = {v: Acceptor((v, 1), SilenceTracker(4.0, 0.0), voting=True) for v in VOTERS}
+        self.muted: set[str] = set()
+        self.sent: list[Send] = []
+
+    def run(self, eng: ProposerEngine, effects: list[Any], now: float = 0.0) -> list[Any]:
+        """Deliver sends and their answers until none is left; the other effects, in order."""
+        rest: list[Any] = []
+        queue = list(effects)
+        while queue:
+            effect = queue.pop(0)
+            if type(effect) is not Send:
+                rest.append(effect)
+                continue
+            self.sent.append(effect)
+            if effect.voter in self.muted:
+                continue
+            acceptor = self.acceptors[effect.voter]
+            msg = effect.msg
+            answer = acceptor.on_prepare(msg, now)[0] if type(msg) is Prepare else acceptor.on_accept(msg, now)[0]
+            queue.extend(eng.on_reply(effect.voter, answer, now))
+        return rest
+
+
+def put(key: str, value: Any) -> ProposeRequest:
+    return ProposeRequest("b", key, put_if_empty(value))
+
+
+def finishes(effects: list[Any]) -> list[Finish]:
+    return [e for e in effects if type(e) is Finish]
+
+
+def test_requests_on_one_key_run_one_at_a_time_and_a_stalled_one_yields():
+    voters, eng = Voters(), engine(Host())
+    voters.muted = set(VOTERS)  # the first request's round hangs: the second must wait for it
+    first = voters.run(eng, eng.submit(put("k", 1), "first", 0.0))
+    second = voters.run(eng, eng.submit(put("k", 2), "second", 0.0))
+    assert finishes(first) == finishes(second) == []
+    assert {type(e.msg) for e in voters.sent} == {Prepare}
+    assert len(voters.sent) == 3  # only the first request's prepare went out
+    voters.muted = set()
+    timer = next(e for e in first if type(e) is StartTimer)
+    done = finishes(voters.run(eng, eng.on_timer(timer.token, 1.0), 1.0))
+    # the first timed out before any accept went out: the request queued behind it goes first
+    assert [(d.token, d.register.value) for d in done] == [("second", 2), ("first", 2)]
+    assert [d.applied for d in done] == [True, False]
+
+
+def test_a_request_without_a_quorum_sends_nothing_and_fails_at_its_deadline():
+    host = Host(able=["a"])
+    voters, eng = Voters(), engine(host)
+    effects = voters.run(eng, eng.submit(put("k", 1), "t", 0.0))
+    assert voters.sent == []
+    timer = next(e for e in effects if type(e) is StartTimer)
+    assert timer.delay == 0.25  # waits for a quorum, re-checked each wait_interval
+    done = finishes(voters.run(eng, eng.on_timer(timer.token, 5.0), 5.0))
+    assert len(done) == 1 and isinstance(done[0].error, NoQuorum)
+    assert not done[0].error.maybe_applied
+
+
+def test_a_quorum_coming_back_resumes_a_waiting_request_at_once():
+    host = Host(able=["a"])
+    voters, eng = Voters(), engine(host)
+    voters.run(eng, eng.submit(put("k", 1), "t", 0.0))
+    host.able_now = list(VOTERS)
+    done = finishes(voters.run(eng, eng.view_changed(0.1), 0.1))
+    assert [d.register.value for d in done] == [1]
+
+
+def test_thrifty_phases_go_to_a_quorum_first_and_to_the_rest_on_a_timer():
+    voters, eng = Voters(), engine(Host(), thrifty_after=0.01)
+    voters.muted = {"a", "b", "c"}
+    effects = voters.run(eng, eng.submit(put("k", 1), "t", 0.0))
+    assert len(voters.sent) == 2  # a majority of three
+    thrifty = [e for e in effects if type(e) is StartTimer and e.token[0] == "thrifty"]
+    assert [e.delay for e in thrifty] == [0.01]
+    voters.run(eng, eng.on_timer(thrifty[0].token, 0.01), 0.01)
+    assert sorted(e.voter for e in voters.sent) == sorted(VOTERS)
+
+
+def test_a_conflict_skips_the_ballot_counter_past_the_winner_by_blocks():
+    voters, eng = Voters(), engine(Host())
+    winner = Ballot(7 * BALLOT_SKIP + 3, ("q", 1))
+    for acceptor in voters.acceptors.values():
+        acceptor.on_prepare(Prepare("b", "k", winner), 0.0)
+    effects = voters.run(eng, eng.submit(put("k", 1), "t", 0.0))
+    retry = next(e for e in effects if type(e) is StartTimer and e.token[0] == "retry")
+    voters.sent.clear()
+    done = finishes(voters.run(eng, eng.on_timer(retry.token, retry.delay), retry.delay))
+    ballot = voters.sent[0].msg.ballot
+    assert ballot.counter >= 8 * BALLOT_SKIP  # past the winner's block, not just one above it
+    assert [d.register.value for d in done] == [1]
+
+
+def test_a_proposed_value_too_large_fails_the_request_and_sends_no_accept():
+    voters = Voters()
+    eng = engine(Host())
+    eng.max_request_bytes = 1024
+    done = finishes(voters.run(eng, eng.submit(put("k", "x" * 4096), "t", 0.0)))
+    assert len(done) == 1 and isinstance(done[0].error, ValueError)
+    assert not any(type(e.msg) is Accept for e in voters.sent)
+    assert Register.empty().is_empty
