@@ -370,7 +370,7 @@ class ProposerEngine:
             # late: the round is over, chosen by the others. Its refusal still tells how far
             # to fast-forward, or the next round (a spread to bring this voter level) is
             # refused again
-            self.state.observe(msg.promised)
+            self.state.refused(msg.bucket, msg.key, msg.promised)
         return self._flush()
 
     def on_timer(self, token: tuple[str, Slot, int], now: float) -> list[Any]:
