@@ -479,6 +479,14 @@ class ProposerState:
         if ballot.counter > self._counter:
             self._counter = ballot.counter
 
+    def refused(self, bucket: str, key: Hashable, promised: Ballot) -> None:
+        """A voter promised ``promised`` on the key (a refusal after its round was chosen):
+        the next round goes above it, and not by a cached 1-RTT ballot below it."""
+        self.observe(promised)
+        entry = self._cache.get((bucket, key))
+        if entry is not None and entry[0] < promised:
+            del self._cache[(bucket, key)]
+
     def cached(self, bucket: str, key: Hashable) -> Register | None:
         entry = self._cache.get((bucket, key))
         return entry[1] if entry is not None else None

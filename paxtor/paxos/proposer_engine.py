@@ -364,8 +364,13 @@ class ProposerEngine:
         """A `Promise`, `Accepted` or `Nack` from ``voter``'s acceptor."""
         slot_key = (msg.bucket, msg.key)
         slot = self.slots.get(slot_key)
-        if slot is not None and slot.round is not None:  # else late: the round is over
+        if slot is not None and slot.round is not None:
             self._on_vote(slot_key, slot, voter, msg, now)
+        elif msg.__class__ is Nack:
+            # late: the round is over, chosen by the others. Its refusal still tells how far
+            # to fast-forward, or the next round (a spread to bring this voter level) is
+            # refused again
+            self.state.refused(msg.bucket, msg.key, msg.promised)
         return self._flush()
 
     def on_timer(self, token: tuple[str, Slot, int], now: float) -> list[Any]:

@@ -15,6 +15,7 @@ import paxtor
 from paxtor.actors import receive, spawn
 from paxtor.observe import web
 from paxtor.observe.web import parse_address
+from paxtor.paxos.config import PaxosConfig
 from paxtor.testing import Cluster, wait_node_down, wait_until
 
 from . import browser
@@ -34,7 +35,9 @@ def _blocking_get(url: str) -> tuple[int, str, bytes]:
 
 
 def _start_with_web(cluster: Cluster) -> paxtor.Node:
-    cluster.configure(distribution={"http": "127.0.0.1:0"})
+    # the deployed lease, not the tests' short one: a held lock must stay held while the
+    # page is read (a node starved past a 0.5 s lease kills its owners, by design)
+    cluster.configure(distribution={"http": "127.0.0.1:0"}, lease=PaxosConfig.lease)
     node1 = cluster.start(1)
     del cluster.distribution["http"]
     cluster.start(2)

@@ -8,7 +8,7 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from paxtor.actors.ids import Pid
-from paxtor.paxos.acceptor import Accept, Acceptor, Prepare
+from paxtor.paxos.acceptor import Accept, Acceptor, Nack, Prepare
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.lease import SilenceTracker
@@ -21,7 +21,7 @@ from paxtor.paxos.proposer_engine import (
     Send,
     StartTimer,
 )
-from paxtor.paxos.register import Register, put_if_empty
+from paxtor.paxos.register import Register, identity, put_if_empty
 from paxtor.paxos.voter_config import VoterConfig
 
 VOTERS = ("a", "b", "c")
@@ -181,6 +181,27 @@ def test_a_conflict_skips_the_ballot_counter_past_the_winner_by_blocks():
     ballot = voters.sent[0].msg.ballot
     assert ballot.counter >= 8 * BALLOT_SKIP  # past the winner's block, not just one above it
     assert [d.register.value for d in done] == [1]
+
+
+def test_a_refusal_after_the_round_was_chosen_still_lifts_the_next_ballot_above_it():
+    """A voter that lags on a key refuses the round the others choose; the next round (a
+    spread that must reach that voter too) goes above its promise, not 1-RTT below it."""
+    voters, eng = Voters(), engine(Host())
+    high = Ballot(50, ("q", 1))
+    voters.acceptors["c"].on_prepare(Prepare("b", "k", high), 0.0)
+    voters.muted = {"c"}  # c answers only after a and b chose the value
+    assert [d.register.value for d in finishes(voters.run(eng, eng.submit(put("k", 1), "t", 0.0)))] == [1]
+    accept = next(s.msg for s in voters.sent if s.voter == "c" and type(s.msg) is Accept)
+    refusal = voters.acceptors["c"].on_accept(accept, 0.0)[0]
+    assert type(refusal) is Nack
+    assert voters.run(eng, eng.on_reply("c", refusal, 0.0)) == []
+    voters.muted, voters.sent = set(), []
+    spread = ProposeRequest("b", "k", identity, spread=True)
+    done = finishes(voters.run(eng, eng.submit(spread, "s", 0.0)))
+    assert voters.sent[0].msg.ballot > high
+    assert [d.register.value for d in done] == [1]
+    # every voter, c too, now holds the value at the spread's ballot
+    assert {a.state("b", "k").accepted_ballot for a in voters.acceptors.values()} == {voters.sent[-1].msg.ballot}
 
 
 def test_a_proposed_value_too_large_fails_the_request_and_sends_no_accept():

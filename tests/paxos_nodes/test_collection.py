@@ -9,11 +9,16 @@ from paxtor.actors import call
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.bucket import DEFAULT_BUCKET
 from paxtor.paxos.register import Register
-from paxtor.testing import wait_until
+from paxtor.testing import TEST_LEASE, wait_until
 
 from .conftest import WAIT, Cluster
 
-TTL = 0.3
+#: Every request (the collector's spread rounds too) may retry for `max_request_time(TTL)`
+#: only: this TTL leaves it one whole attempt of a round, not a fraction of one.
+TTL = TEST_LEASE["attempt_timeout"] * 2 * (1 + TEST_LEASE["max_drift"]) ** 2
+#: A key is examined once a tombstone for TTL (a pass every TTL/4); a lagging one is spread
+#: and examined again a TTL later. WAIT is for the rounds themselves.
+COLLECTED_WITHIN = 2 * (TTL + TTL / 4) + WAIT
 
 
 def _ready(*nodes: Any) -> None:
@@ -46,7 +51,7 @@ def test_emptied_keys_leave_every_voter_and_a_new_tenure_gets_a_larger_epoch(clu
     epochs = _put_and_delete(nodes[0], keys)
     kept = ("kept", 1)
     nodes[1].run(paxos.put, kept, "here")
-    wait_until(lambda: not any(_held(n, k) for n in nodes for k in keys), timeout=WAIT)
+    wait_until(lambda: not any(_held(n, k) for n in nodes for k in keys), timeout=COLLECTED_WITHIN)
     assert sum(_held(n, kept) for n in nodes) >= 2  # a value is never collected
     assert nodes[2].run(paxos.get, kept) == "here"
     for i, key in enumerate(keys[:6]):
@@ -62,7 +67,7 @@ def test_collected_keys_stay_collected_and_fenced_across_a_whole_cluster_restart
     _ready(*nodes)
     keys = [("restart", i) for i in range(5)]
     epochs = _put_and_delete(nodes[1], keys)
-    wait_until(lambda: not any(_held(n, k) for n in nodes for k in keys), timeout=WAIT)
+    wait_until(lambda: not any(_held(n, k) for n in nodes for k in keys), timeout=COLLECTED_WITHIN)
     for name in list(cluster.nodes):
         cluster.stop(name)
     nodes = cluster.start_all(durability="fsync", tombstone_ttl=None)  # nothing collected now
@@ -89,4 +94,7 @@ def test_nothing_is_collected_while_a_voter_is_away(cluster: Cluster):
     assert nodes[0].run(call, "paxos_collector", "stats")["collected"] == stats["collected"]
     cluster.start(3, durability="fsync", tombstone_ttl=TTL)
     cluster.wait_ready()
-    wait_until(lambda: not any(_held(n, k) for n in (nodes[0], nodes[1], cluster["node3"]) for k in keys))
+    wait_until(
+        lambda: not any(_held(n, k) for n in (nodes[0], nodes[1], cluster["node3"]) for k in keys),
+        timeout=COLLECTED_WITHIN,
+    )
