@@ -23,6 +23,7 @@ from paxtor.observe.events import EventServer
 from paxtor.observe.server import ObserveServer
 from paxtor.paxos.config import numbered_voters
 from paxtor.paxos.node_meta import NodeMeta
+from paxtor.paxos.paxos_node import ACCEPTOR_DIR
 from paxtor.paxos.services import (
     PaxosConfig,
     PaxosNode,
@@ -280,7 +281,7 @@ def start_node(
         options["hosts"] = host_map(hosts)
     options.update(distribution)
     if name is None or name == "_":
-        name, sock = _bind_lowest_free(options, voters, voter)
+        name, sock = _bind_lowest_free(options, voters, voter, data_dir)
         if voter and name not in voters:
             log.warning("joined_as_client", node=name, reason=f"the voters {', '.join(voters)} are running")
             voter = False
@@ -359,17 +360,24 @@ def _bind(options: dict[str, Any], name: str) -> Any:
     return bind_listener(_listen_host(options, name), port)
 
 
-def _bind_lowest_free(options: dict[str, Any], voters: tuple[str, ...], voter: bool) -> tuple[str, Any]:
+def _bind_lowest_free(
+    options: dict[str, Any], voters: tuple[str, ...], voter: bool, data_dir: Any = None
+) -> tuple[str, Any]:
     """The first ``nodeN`` whose port this process can bind, and the bound socket.
 
     Binding is the claim: two processes starting at once never get one name,
     and the name's data directory is only touched once its port is ours. A
-    client skips the configured voters' names.
+    client skips the founding voters' names, and the name of any node that
+    has voted from this data root (its ``acceptor`` directory is there): a
+    voter added later (``node4 --voter``) keeps its name while it is down.
     """
+    root = Path(data_dir if data_dir is not None else "paxtor-data").expanduser()
     for number in range(1, MAX_AUTO_NUMBER + 1):
         name = numbered_name(number)
-        if (not voter and name in voters) or get_node(name) is not None:
-            continue  # a voter's name, or running in this OS process
+        if not voter and (name in voters or (root / name / ACCEPTOR_DIR).is_dir()):
+            continue  # a voter's name
+        if get_node(name) is not None:
+            continue  # running in this OS process
         try:
             return name, _bind(dict(options), name)
         except ListenError as exc:

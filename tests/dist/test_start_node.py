@@ -111,3 +111,20 @@ def _started(log: Path) -> str | None:
         if '"node_started"' in line and '"voter"' in line:
             return json.loads(line)["node"]
     return None
+
+
+def test_a_client_with_a_free_number_never_takes_the_name_of_a_voter_added_later(tmp_path: Path):
+    """node4 was started as a voter from this data root (as `node 4 --voter` adds one) and is
+    down now: a `_` client skips its name, and the voter can start again under it."""
+    base = free_port_block(6)
+    added = paxtor.start_node("node4", voter=True, base_port=base, data_dir=tmp_path, durability="fsync", **FAST)
+    assert (tmp_path / "node4" / "acceptor").is_dir()
+    added.stop()
+    client = paxtor.start_node("_", base_port=base, voter=False, data_dir=tmp_path, **FAST)
+    try:
+        assert client.name == "node5"
+        again = paxtor.start_node("node4", voter=True, base_port=base, data_dir=tmp_path, durability="fsync", **FAST)
+        assert again.name == "node4" and again.voter
+        again.stop()
+    finally:
+        client.stop()
