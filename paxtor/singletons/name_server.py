@@ -23,12 +23,16 @@ through a partition cannot get through, and waiting would end in a timeout
 that names the wrong cause. When nobody reaches that node any more, it is
 presumed down: the binding is released once its lease must have run out,
 and the next use starts the singleton elsewhere.
+
+The server's policy (who waits on which resolver or keeper, what is cached,
+what is answered) is the pure `NameServerEngine` (`paxtor.singletons.name_engine`);
+`NameServer` is its adapter. The resolvers' work (rounds, asking a home
+node to start the key, reachability) is here.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +77,7 @@ from paxtor.singletons.keeper import (
     allowed_here,
     keeper_child_spec,
 )
+from paxtor.singletons.name_engine import NameCache, NameServerEngine, Reply, SpawnResolver, StartKeeper, Watch
 from paxtor.singletons.register import ended_binding, running_pid, starting_keeper
 
 __all__ = [
@@ -96,8 +101,6 @@ SINGLETON_SUPERVISOR = "paxtor_singletons"
 RESOLVE_TIMEOUT = 30.0
 #: Longest single wait for a node to start a singleton (a slow ``init``).
 START_CALL_TIMEOUT = 15.0
-#: How many dead pids a node remembers (to refuse them after their Down).
-DEAD_MEMORY = 4096
 #: Backoff bounds between looks at a key whose state cannot move yet.
 BACKOFF_MIN, BACKOFF_MAX = 0.02, 1.0
 #: A stale binding whose node is unreachable is released once that node's lease
@@ -155,34 +158,15 @@ class _Resolved:
     outcome: tuple
 
 
-class NameCache:
-    """key -> pid of the singletons this node has looked up (read without messages)."""
-
-    __slots__ = ("server", "pids", "dead", "hosted", "since", "__weakref__")
-
-    def __init__(self, server: Pid) -> None:
-        self.server = server
-        self.pids: dict[bytes, Pid] = {}
-        #: recently dead pids -> exit reason (bounded)
-        self.dead: OrderedDict[Pid, Any] = OrderedDict()
-        #: singletons whose keeper runs here: key -> (user key, child pid)
-        self.hosted: dict[bytes, tuple[Any, Pid]] = {}
-        #: key -> when (wall clock, s) its hosted singleton took the key
-        self.since: dict[bytes, float] = {}
-
-    def remember_dead(self, pid: Pid, reason: Any) -> None:
-        self.dead[pid] = reason
-        while len(self.dead) > DEAD_MEMORY:
-            self.dead.popitem(last=False)
-
-
 def name_cache(node: LocalNode | None = None) -> NameCache:
     """The name cache of `node` (default: the current node)."""
     return (node or current_node()).require(NAME_CACHE, "name service")
 
 
 class NameServer(GenServer):
-    """See the module docstring."""
+    """The gevent adapter of `NameServerEngine` (`paxtor.singletons.name_engine`), which
+    decides. This process answers the gates of a `Start` (does this node host singletons,
+    is its start function allowed here) and carries out the engine's effects."""
 
     @classmethod
     def child_spec(cls, arg: Any = None) -> ChildSpec:
@@ -195,37 +179,20 @@ class NameServer(GenServer):
     def init(self) -> None:
         trap_exits(True)
         self.node = current_node()
-        self.cache = NameCache(self_pid())
+        self.me = self_pid()
+        self.cache = NameCache(self.me)
         self.node.install(NAME_CACHE, self.cache)
-        self.watching: dict[Ref, tuple[bytes, Pid]] = {}  # monitors of cached pids
-        self.watched: dict[Pid, Ref] = {}
-        self.resolving: dict[bytes, tuple[Pid, list[Caller], Any]] = {}  # resolver, callers, name
-        self.starting: dict[bytes, tuple[Pid, list[Caller], Any]] = {}  # keeper, callers, user key
-        self.keepers: dict[Pid, bytes] = {}
-
-    # -- requests ---------------------------------------------------------------
+        self.engine = NameServerEngine(self.cache, _known_death)
+        self.watches: dict[Ref, Pid] = {}  # monitors of cached pids (any other Down: a keeper's)
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         cls = request.__class__
         if cls is Resolve:
-            return self._resolve(request, caller)
+            self._perform(self.engine.resolve(caller, request.key, request.name))
+            return NoReply
         if cls is Start:
             return self._start(request, caller)
         raise ValueError(f"unknown request {request!r}")
-
-    def _resolve(self, request: Resolve, caller: Caller) -> Any:
-        pid = self.cache.pids.get(request.key)
-        if pid is not None and _known_death(pid) is None:
-            return ("ok", pid)
-        pending = self.resolving.get(request.key)
-        if pending is not None and (request.name is None or pending[2] is not None):
-            pending[1].append(caller)
-            return NoReply
-        resolver = spawn_link(resolver_main, self_pid(), request.key, request.name)
-        waiting = pending[1] if pending is not None else []
-        waiting.append(caller)
-        self.resolving[request.key] = (resolver, waiting, request.name)
-        return NoReply
 
     def _start(self, request: Start, caller: Caller) -> Any:
         if self.node.name not in singleton_hosts():
@@ -236,99 +203,46 @@ class NameServer(GenServer):
             log.warning("singleton_start_refused", node=self.node.name, start=str(request.start)[:200],
                         caller=repr(caller.pid), reason=str(exc))
             return ("error", exc)
-        pending = self.starting.get(request.key)
-        if pending is not None:
-            pending[1].append(caller)
-            return NoReply
-        spec = keeper_child_spec(request.key, request.start, request.args, request.user_key, self_pid())
-        try:
-            keeper = start_child(SINGLETON_SUPERVISOR, spec)
-        except Exception as exc:  # noqa: BLE001 - the supervisor refused: the caller's error
-            return ("error", exc)
-        assert keeper is not None
-        monitor(keeper)
-        self.keepers[keeper] = request.key
-        self.starting[request.key] = (keeper, [caller], request.user_key)
+        self._perform(self.engine.start(caller, request.key, request.start, request.args, request.user_key))
         return NoReply
-
-    # -- messages ---------------------------------------------------------------------
 
     def handle_info(self, msg: Any) -> None:
         cls = msg.__class__
         if cls is _Resolved:
-            self._resolved(msg)
+            self._perform(self.engine.resolved(msg.key, msg.resolver, msg.outcome))
         elif cls is KeeperReport:
-            self._keeper_report(msg)
+            self._perform(self.engine.keeper_report(msg.key, msg.keeper, msg.outcome, time.time()))
         elif cls is Down:
-            self._down(msg)
+            pid = self.watches.pop(msg.ref, None)
+            if pid is not None:
+                self.engine.pid_down(pid, msg.reason)
+            else:
+                self._perform(self.engine.keeper_down(msg.pid, msg.reason))
         elif cls is Exit:
-            self._resolver_exit(msg)
+            self._perform(self.engine.resolver_exit(msg.pid, msg.reason))
         else:
             super().handle_info(msg)
 
-    def _resolved(self, msg: _Resolved) -> None:
-        pending = self.resolving.get(msg.key)
-        if pending is None or pending[0] != msg.resolver:
-            return
-        del self.resolving[msg.key]
-        outcome = msg.outcome
-        if outcome[0] == "ok" and outcome[1] is not None:
-            self._cache(msg.key, outcome[1])
-        for caller in pending[1]:
-            reply(caller, outcome)
-
-    def _resolver_exit(self, msg: Exit) -> None:
-        for key, (resolver, callers, _) in list(self.resolving.items()):
-            if resolver == msg.pid:
-                if msg.reason == "normal":
-                    return  # its _Resolved is already handled (sent before it exited)
-                del self.resolving[key]
-                for caller in callers:
-                    reply(caller, ("error", RuntimeError(f"singleton lookup crashed: {msg.reason!r}")))
-                return
-
-    def _keeper_report(self, msg: KeeperReport) -> None:
-        pending = self.starting.pop(msg.key, None)
-        if pending is None or pending[0] != msg.keeper:
-            if pending is not None:
-                self.starting[msg.key] = pending
-            return
-        outcome = msg.outcome
-        if outcome[0] == "ok":
-            child = outcome[1]
-            self.cache.hosted[msg.key] = (pending[2], child)  # until the child's Down
-            self.cache.since[msg.key] = time.time()
-            self._cache(msg.key, child)
-        for caller in pending[1]:
-            reply(caller, outcome)
-
-    def _down(self, msg: Down) -> None:
-        watched = self.watching.pop(msg.ref, None)
-        if watched is not None:
-            key, pid = watched
-            self.watched.pop(pid, None)
-            self.cache.remember_dead(pid, msg.reason)
-            if self.cache.pids.get(key) == pid:
-                del self.cache.pids[key]
-            hosted = self.cache.hosted.get(key)
-            if hosted is not None and hosted[1] == pid:
-                del self.cache.hosted[key]
-                self.cache.since.pop(key, None)
-            return
-        key = self.keepers.pop(msg.pid, None)  # a keeper ended
-        if key is not None:
-            pending = self.starting.get(key)
-            if pending is not None and pending[0] == msg.pid:
-                del self.starting[key]  # it died before reporting: let the callers look again
-                for caller in pending[1]:
-                    reply(caller, ("retry", f"keeper exited: {msg.reason!r}"))
-
-    def _cache(self, key: bytes, pid: Pid) -> None:
-        self.cache.pids[key] = pid
-        if pid not in self.watched:
-            ref = monitor(pid)
-            self.watched[pid] = ref
-            self.watching[ref] = (key, pid)
+    def _perform(self, effects: list[Any]) -> None:
+        for effect in effects:
+            cls = effect.__class__
+            if cls is Reply:
+                reply(effect.token, effect.outcome)
+            elif cls is Watch:
+                self.watches[monitor(effect.pid)] = effect.pid
+            elif cls is SpawnResolver:
+                resolver = spawn_link(resolver_main, self.me, effect.key, effect.name)
+                self.engine.resolver_spawned(effect.key, resolver)
+            elif cls is StartKeeper:
+                spec = keeper_child_spec(effect.key, effect.start, effect.args, effect.user_key, self.me)
+                try:
+                    keeper = start_child(SINGLETON_SUPERVISOR, spec)
+                except Exception as exc:  # noqa: BLE001 - the supervisor refused: the caller's error
+                    self._perform(self.engine.keeper_failed(effect.key, exc))
+                    continue
+                assert keeper is not None
+                monitor(keeper)  # its Down: `keeper_down`
+                self.engine.keeper_started(effect.key, keeper)
 
     def terminate(self, reason: Any) -> None:
         self.node.uninstall(NAME_CACHE, self.cache)
