@@ -62,6 +62,20 @@ def _positive(text: str) -> float:
     return value
 
 
+def _request_bytes(text: str) -> int:
+    """--max-request-bytes: checked here, so a bad value is a one-line error before the node starts."""
+    from paxtor.paxos.config import MIN_REQUEST_BYTES
+    from paxtor.paxos.wire_format import MAX_ENCODED_SIZE
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
+    if not MIN_REQUEST_BYTES <= value <= MAX_ENCODED_SIZE:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_REQUEST_BYTES} to {MAX_ENCODED_SIZE} bytes, got {text!r}")
+    return value
+
+
 def _host_of(text: str) -> tuple[int, str]:
     """``N=ADDRESS`` (``nodeN=ADDRESS`` too) for --hosts."""
     number_text, sep, address = text.strip().partition("=")
@@ -159,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="drop keys emptied this long ago from every voter (default 60)")
     node.add_argument("--http", default=None, metavar="[HOST:]PORT",
                       help="serve the read-only web view and /metrics there (host default 127.0.0.1)")
-    node.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
-                      help="largest key and value of one request, encoded (default 1572864: 1.5 MiB)")
+    node.add_argument("--max-request-bytes", type=_request_bytes, default=None, metavar="BYTES",
+                      help="largest key and value of one request, encoded (default 1572864: 1.5 MiB; "
+                           "every node of a cluster must use the same)")
     commands.add_parser("demo", help="the lock and counter examples on a local 3-node cluster")
     add_status_parser(commands, _positive, "nodes to connect to (and to ask)")
     from paxtor.cluster_command import add_cluster_parser

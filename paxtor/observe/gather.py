@@ -140,7 +140,10 @@ def gather(deadline: float, *, locks: bool = True, singletons: bool = True) -> C
     scanned: list[str] = []
     buckets = [b for b, wanted in ((LOCKS_BUCKET, locks), (NAMES_BUCKET, singletons)) if wanted]
     if buckets:
-        merged, scanned, scan_errors = _scan_voters([v for v in voters if v in answered], buckets, deadline)
+        # a learner (a voter that lost its state and catches up) is not read: it votes on
+        # nothing yet, so its rows must not count towards `complete`
+        voting = [v for v in voters if v in answered and answered[v]["role"] == "voter"]
+        merged, scanned, scan_errors = _scan_voters(voting, buckets, deadline)
         errors += scan_errors
         if locks:
             lock_list = _locks(merged[LOCKS_BUCKET])

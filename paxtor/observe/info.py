@@ -116,7 +116,8 @@ class ClusterInfo:
     """The cluster seen from `observer` at `taken_at` (wall clock).
 
     ``complete``: the locks and singletons come from a quorum of voters (each
-    key as the highest ballot they accepted); False: fewer answered, and a key
+    key as the highest ballot they accepted; a learner is not read, as it does
+    not vote yet); False: fewer answered, and a key
     released on the others may still show. Not a linearizable snapshot: a round
     in flight may show on one key and not on another.
     """

@@ -7,7 +7,9 @@ it can, to gather `cluster_info` (the result streams back in parts, so a
 cluster with 100,000 held locks is read in pages, never in one message).
 Text output lists the first ``--limit`` locks (those with waiters first) and
 singletons; ``--json`` prints everything. ``--watch`` repeats every few
-seconds until Ctrl-C (one JSON document per line with ``--json``).
+seconds until Ctrl-C or SIGTERM (one JSON document per line with ``--json``):
+either signal ends it as a clean stop of its node, so its peers log a
+leaving node, not a lost connection.
 
 Exit status: 0, 1 when no node could be reached or asked in time, 2 for bad
 flags.
@@ -19,11 +21,14 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import gevent
+from greenlet import getcurrent
 
 from paxtor.observe.gather import cluster_info
 from paxtor.observe.info import ClusterInfo
@@ -67,6 +72,7 @@ def run_status(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     except (OSError, ValueError, TypeError) as exc:
         sys.stderr.write(f"paxtor status: error: {exc}\n")
         return 2
+    disarm = _interrupt_on_signals()
     try:
         via = _first_peer(node, args.cluster_size, args.timeout)
         if via is None:
@@ -93,7 +99,30 @@ def run_status(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        disarm()
         node.stop()
+
+
+def _interrupt_on_signals() -> Callable[[], None]:
+    """Make SIGINT and SIGTERM a KeyboardInterrupt in this (the main) greenlet, so the
+    client node stops cleanly (without this SIGTERM killed the process mid-connection,
+    and gevent printed the interrupt to stderr); returns the function that undoes it."""
+    main = getcurrent()
+    loop = gevent.get_hub().loop
+    armed = [True]
+
+    def interrupt() -> None:
+        if armed[0]:
+            main.throw(KeyboardInterrupt)
+
+    handlers = [gevent.signal_handler(sig, loop.run_callback, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)]
+
+    def disarm() -> None:
+        armed[0] = False
+        for handler in handlers:
+            handler.cancel()
+
+    return disarm
 
 
 def _gather_via(via: str, timeout: float) -> ClusterInfo:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 import paxtor
 from paxtor.actors import Pid, call, receive, spawn
 from paxtor.observe import gather
-from paxtor.testing import Cluster, wait_node_down, wait_until
+from paxtor.observe.status import format_status
+from paxtor.testing import Cluster, wait_node_down, wait_node_up, wait_until
 
 
 def _hold_forever(keys: list) -> None:
@@ -117,3 +121,37 @@ def test_the_json_form_names_pids_and_keys(cluster: Cluster) -> None:
     data = _info(cluster["node1"]).to_json()
     assert data["locks"] == [{"key": "('a', 1)", "holder": repr(holder), "node": "node1", "token": 1, "waiters": []}]
     assert data["has_quorum"] is True and data["voters_up"] == 3
+
+
+def test_a_wiped_voter_shows_as_a_learner_until_it_has_caught_up(tmp_path: Path) -> None:
+    """A voter started again with an empty directory is a learner while it cannot catch up
+    (README "Voters that lose their disk"): status shows its role, does not count it towards
+    the quorum, and does not read its (lost) state; once it has caught up it is a voter."""
+    with Cluster(3, durability="fsync", data_dir=tmp_path) as cluster:
+        cluster.start_all()
+        cluster.wait_ready()
+        cluster.stop("node3")  # a learner catches up from the others: with node3 down it cannot
+        cluster.stop("node2")
+        shutil.rmtree(tmp_path / "node2")
+        node2 = cluster.start(2)
+        node1 = cluster["node1"]
+        wait_node_up(node1, "node2")
+        assert node2.paxos.role == "learner"
+
+        info = _info(node1)
+        roles = {n.name: (n.role, n.up) for n in info.nodes}
+        assert roles == {"node1": ("voter", True), "node2": ("learner", True), "node3": ("voter", False)}
+        assert info.voters_up == 1 and not info.has_quorum
+        assert info.scanned == ("node1",) and not info.complete  # the learner's rows do not count
+        text = format_status(info)
+        assert "3 voters, quorum 2: 1 up, NO QUORUM; DOWN: node3" in text
+        assert "(INCOMPLETE: fewer than a quorum of voters read)" in text
+        assert re.search(r"^node2\s+up\s+learner\s", text, re.MULTILINE), text
+        assert _info(node2).nodes[1].role == "learner"  # its own report says so too
+
+        cluster.start(3)
+        wait_until(lambda: node2.paxos.role == "voter")  # caught up from node1 and node3
+        cluster.wait_ready()  # node1 may see node3 after node2 caught up: they dial on their own
+        info = _info(node1)
+        assert [(n.name, n.role, n.up) for n in info.nodes] == [(v, "voter", True) for v in cluster.voters]
+        assert info.complete and info.has_quorum and info.scanned == ("node1", "node2", "node3")

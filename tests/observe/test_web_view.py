@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import paxtor
-from paxtor.actors import receive, spawn
+from paxtor import paxos
+from paxtor.actors import Pid, call, receive, self_pid, send, spawn
 from paxtor.observe import web
 from paxtor.observe.web import parse_address
 from paxtor.paxos.config import PaxosConfig
@@ -192,3 +194,97 @@ def test_the_page_in_headless_chromium(cluster: Cluster, monkeypatch: pytest.Mon
         assert shot.stat().st_size > 10_000
     finally:
         page.close()
+
+
+def _relay(parent: Pid, key: str) -> None:
+    """Take `key`'s lock when told ("take"), say so, give it up when told ("give"); again and again."""
+    while True:
+        receive(lambda m: m == "take")
+        send(parent, ("holding", self_pid(), paxtor.lock(key)))
+        receive(lambda m: m == "give")
+        paxtor.unlock(key)
+
+
+def _holding(pid: Pid) -> int:
+    return receive(lambda m: isinstance(m, tuple) and m[:2] == ("holding", pid), timeout=10)[2]
+
+
+def _waiters(node: paxtor.Node, key: str) -> tuple[Pid, ...]:
+    locks = node.run(lambda: paxtor.cluster_info(singletons=False)).locks
+    return next((lock.waiters for lock in locks if lock.key == key), ())
+
+
+def _scrape(nodes: list[paxtor.Node]) -> dict[str, tuple[dict[str, float], str]]:
+    """Each node's /metrics: its samples, and the text itself."""
+    scraped = {}
+    for node in nodes:
+        text = _get(node.web.url + "metrics")[2].decode()
+        scraped[node.name] = (_samples(text), text)
+    return scraped
+
+
+def _counter(text: str, name: str) -> int:
+    """A counter's value, which must be written as an integer."""
+    (value,) = re.findall(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert value.isdigit(), f"{name} {value}"
+    return int(value)
+
+
+def test_metrics_and_the_plot_count_handoffs_singletons_nacks_and_retries(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A known workload: `handoffs` handoffs of one lock between a process on node1 and one on
+    node4 (each queued behind the other before it lets go), one singleton, and puts on one
+    key from node4 and node1 in turn. Every node serves /metrics; node1's plot shows handoffs."""
+    handoffs = 10
+    monkeypatch.setattr(web, "SAMPLE_INTERVAL", 0.2)
+    cluster.configure(distribution={"http": "127.0.0.1:0"}, lease=PaxosConfig.lease)  # see _start_with_web
+    cluster.start_all()
+    node4 = cluster.start(4, voter=False)
+    cluster.wait_ready()
+    nodes = list(cluster.nodes.values())
+    node1 = cluster["node1"]
+    api = node1.web.url + "api/cluster"
+    sampled = len(json.loads(_get(api)[2])["rates"])
+    wait_until(lambda: len(json.loads(_get(api)[2])["rates"]) >= sampled + 2)  # node4 in two samples: a base
+    before = _scrape(nodes)
+
+    me = self_pid()
+    a, b = spawn(_relay, me, "baton", node="node1"), spawn(_relay, me, "baton", node="node4")
+    send(a, "take")
+    tokens = [_holding(a)]
+    holder, other = a, b
+    for _ in range(handoffs):
+        send(other, "take")
+        wait_until(lambda other=other: _waiters(node1, "baton") == (other,))  # queued: a handoff, not a new lock
+        send(holder, "give")
+        tokens.append(_holding(other))
+        holder, other = other, holder
+    assert tokens == list(range(tokens[0], tokens[0] + handoffs + 1))  # each handoff: the next fencing token
+    node1.run(call, paxtor.name("apple", "paxtor.demo:Counter"), "inc")
+    after = _scrape(nodes)
+    # contention the lock home does not absorb: puts on one key from node4 and node1 in turn.
+    # node4 is a client (no acceptor of its own to tell it better): the one-round-trip ballot
+    # it keeps from its last put is below the one node1 won since, so the voters refuse it
+    for i in range(5):
+        node4.run(paxos.put, "duel", i)
+        node1.run(paxos.put, "duel", -i)
+    dueled = _scrape(nodes)
+
+    def grew(name: str, counter: str, since: dict = before, until: dict = after) -> int:
+        return _counter(until[name][1], counter) - _counter(since[name][1], counter)
+
+    assert grew("node1", "paxtor_lock_handoffs_total") >= handoffs // 2  # b handed to a, node1
+    assert grew("node4", "paxtor_lock_handoffs_total") >= handoffs // 2  # a handed to b, node4
+    assert sum(grew(n.name, "paxtor_lock_handoffs_total") for n in nodes) >= handoffs
+    assert sum(grew(n.name, "paxtor_locks_acquired_total") for n in nodes) >= handoffs + 1
+    assert sum(samples["paxtor_singletons"] for samples, _ in after.values()) == 1
+    for counter in ("nacks", "retries", "conflicts"):  # 10, 5 and 5 on node1 and on node4 when measured
+        assert sum(grew(n.name, f"paxtor_paxos_{counter}_total", after, dueled) for n in nodes) >= 1, counter
+    for name, (_, text) in dueled.items():
+        for counter in ("rounds", "chosen", "nacks", "retries", "conflicts", "no_quorum", "vetoed"):
+            assert _counter(text, f"paxtor_paxos_{counter}_total") >= 0, name
+
+    # the plot's handoff line: (wall time, rounds/s, handoffs/s) per sample, summed over the nodes
+    rates = wait_until(lambda: [r for r in json.loads(_get(api)[2])["rates"] if r[2] > 0])
+    assert all(r[1] > 0 for r in rates)  # a handoff takes rounds

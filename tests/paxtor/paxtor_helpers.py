@@ -108,3 +108,15 @@ def call_singleton(key: Any, spec: Any, request: Any, reply_to: Any) -> None:
     via = paxtor.name(key, spec)
     answer = call(via, request)
     send(reply_to, ("called", key, node(), answer, paxtor.whereis(via)))
+
+
+def put_sized(key: Any, size: int, reply_to: Any) -> None:
+    """``paxos.put(key, b"x" * size)`` here; report ("put", key, node, None) or the ValueError's text."""
+    from paxtor import paxos
+
+    try:
+        paxos.put(key, b"x" * size, timeout=10)
+    except ValueError as exc:
+        send(reply_to, ("put", key, node(), str(exc)))
+    else:
+        send(reply_to, ("put", key, node(), None))

@@ -4,12 +4,14 @@ the same node keeps its lease, and nothing a caller passes crashes the proposer.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.subprocess
 import pytest
 from paxtor_cluster import WAIT, Cluster
-from paxtor_helpers import lock_and_park
+from paxtor_helpers import lock_and_park, put_sized
 from structlog.testing import capture_logs
 
 import paxtor
@@ -17,7 +19,9 @@ from paxtor import paxos
 from paxtor.actors import Down, ReceiveTimeout, monitor, receive, self_pid, spawn, whereis
 from paxtor.paxos.config import MAX_REQUEST_BYTES, PaxosConfig
 from paxtor.paxos.wire_format import MAX_ENCODED_SIZE
-from paxtor.testing import free_base_port
+from paxtor.testing import LocalCluster, free_base_port, wait_for_nodes, wait_for_quorum
+
+HERE = Path(__file__).resolve().parent
 
 LIMIT = MAX_REQUEST_BYTES
 TOO_LARGE = "max_request_bytes=1572864"
@@ -91,3 +95,44 @@ def test_a_change_over_the_limit_fails_its_caller_and_the_proposer_serves_on(clu
     assert unrelated.get(timeout=WAIT) == "small"
     assert node.run(whereis, "paxos_proposer") == proposer  # not crashed and restarted
     assert cluster["node2"].run(paxos.epoch_of, "k" * 100) == 0  # nothing was written
+
+
+def _put_on(node: str, key: str, size: int) -> str | None:
+    """Run a put of `size` bytes on `node`; None if it went through, else the ValueError's text."""
+    me = self_pid()
+    spawn(put_sized, key, size, me, node=node)
+    return receive(lambda m: isinstance(m, tuple) and m[:3] == ("put", key, node), timeout=WAIT)[3]
+
+
+@pytest.mark.subprocess
+def test_the_max_request_bytes_flag_bounds_the_requests_of_a_node_process(tmp_path: Path) -> None:
+    """``python -m paxtor node ... --max-request-bytes 4096``: a put on that node over the
+    limit is refused with ValueError, one under it is chosen; a client that set the same
+    limit refuses the same puts itself; a limit out of range is a one-line error, exit 2."""
+    flags = ["--durability", "memory", "--max-request-bytes", "4096"]
+    with LocalCluster(3, workdir=tmp_path, pythonpath=[HERE], flags=flags) as voters:
+        for proc in voters.start_all():
+            proc.wait_for_log("quorum_reached", WAIT)
+        client = voters.join("tester", durability="memory", paxos={"max_request_bytes": 4096})
+        wait_for_nodes(client, voters.voters, WAIT)
+        wait_for_quorum([client], WAIT)
+
+        refused = _put_on("node1", "big", 5000)  # on the node process that took the flag
+        assert refused is not None and "max_request_bytes=4096" in refused
+        assert _put_on("node1", "small", 3000) is None
+        assert len(client.run(paxos.get, "small")) == 3000
+        assert client.run(paxos.get, "big", default=None) is None  # nothing was written
+        with pytest.raises(ValueError, match="max_request_bytes=4096"):
+            client.run(paxos.put, "big", b"x" * 5000)
+        with pytest.raises(ValueError, match="max_request_bytes=4096"):
+            client.run(paxtor.lock, b"L" * 5000)
+
+        for bad, error in (("100", "must be from 4096 to 66060288 bytes, got '100'"),
+                           ("lots", "not a whole number of bytes: 'lots'")):  # fmt: skip
+            done = gevent.subprocess.run(
+                voters.node_argv(5, "--client", "--max-request-bytes", bad), env=voters.env,
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            lines = done.stderr.strip().splitlines()
+            # refused by the parser: before, a value out of range started the node's listener first
+            assert done.returncode == 2 and lines == [f"paxtor node: error: argument --max-request-bytes: {error}"]
