@@ -195,6 +195,16 @@ def _check_settings(cluster_size: Any, durability: Any, voter: Any, singletons: 
         raise ValueError("a hidden node hosts no singletons (singletons=True with hidden=True)")
 
 
+def _check_paxos_settings(paxos: Any, cluster_size: int) -> None:
+    """Refuse bad PaxosKV settings before anything is bound, opened or started
+    (the same check the node's `PaxosConfig` makes once its data directory is known)."""
+    if paxos is None:
+        return
+    if not isinstance(paxos, dict):
+        raise TypeError(f"paxos must be a dict of PaxosKV settings, got {paxos!r}")
+    PaxosConfig(voters=configured_voters(cluster_size), voter=False, durability="memory", **paxos)
+
+
 def _resolve_data_dir(data_dir: Any, name: str, durability: str) -> Path | None:
     """The node's own directory: `data_dir`/<name>, created for "fsync";
     None for "memory" without a data_dir (nothing is written)."""
@@ -269,6 +279,7 @@ def start_node(
     the module prefixes peers may spawn and start singletons from here, ...).
     """
     _check_settings(cluster_size, durability, voter, singletons, hidden)
+    _check_paxos_settings(paxos, cluster_size)
     if join:
         paxos = {**(paxos or {}), "found": False}
     voters = configured_voters(cluster_size)

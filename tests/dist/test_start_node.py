@@ -128,3 +128,19 @@ def test_a_client_with_a_free_number_never_takes_the_name_of_a_voter_added_later
         again.stop()
     finally:
         client.stop()
+
+
+@pytest.mark.parametrize(
+    "paxos, error",
+    [({"lease": -1}, ValueError), ({"max_request_bytes": 100}, ValueError), ({"no_such_setting": 1}, TypeError)],
+)
+def test_bad_paxos_settings_are_refused_before_the_port_or_the_data_directory_is_touched(
+    tmp_path: Path, paxos: dict, error: type
+):
+    base = free_port_block(2)
+    with pytest.raises(error):
+        paxtor.start_node("node1", base_port=base, data_dir=tmp_path, durability="fsync", paxos=paxos, **FAST)
+    assert list(tmp_path.iterdir()) == []  # no node directory, no node.meta
+    with socket.socket() as probe:  # the port was never bound, or was let go
+        probe.bind(("127.0.0.1", base + 1))
+    assert all_distributed() == []
