@@ -69,12 +69,13 @@ def _call(name: str, request: Any, timeout: float | None) -> Any:
 
 def _check_key(key: Any, limit: int) -> tuple[Any, int]:
     """The key as PaxosKV keeps it (`canonical_key`) and its encoded size; TypeError for a key
-    that is not hashable or not encodable, ValueError for a NaN in it or one over ``limit``."""
+    that is not hashable or not encodable, ValueError for a NaN in it or one over ``limit``.
+    The lengths come first: hashing a key, as encoding it, costs as much as the key is long."""
+    check_length(key, limit, "the key")
     try:
         hash(key)
     except TypeError:
         raise TypeError(f"a PaxosKV key must be hashable (use a tuple, not a list), got {key!r}") from None
-    check_length(key, limit, "the key")
     key = canonical_key(key)
     try:
         data = encode_within(key, limit, "the key")

@@ -3,23 +3,33 @@
 A key and its value travel in every message of a round and land in every
 voter's log. `PaxosConfig.max_request_bytes` (1.5 MiB by default) bounds them
 together, so that no caller can make the node's one loop encode, send, decode
-and fsync tens of megabytes while leases wait on it. `encode_within` looks at
-what is cheap first (the length of a str, bytes or container is a lower bound
-of its encoding) and encodes at most once.
+and fsync tens of megabytes while leases wait on it.
+
+A refusal must cost next to nothing whatever its size: the node's loop runs
+the caller, and every lease on the node waits while it does. `check_length`
+therefore sums what the lengths inside a value promise (a str or bytes of n
+takes at least n bytes, any item at least one) without encoding or hashing
+anything, looking at no more than `WALK_ITEMS` items; `encode_within` encodes
+(once) only a value that this look could not refuse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from paxtor.actors.node import current_node
-from paxtor.actors.wire import encode
+from paxtor.actors.wire import encode, registered_name
 from paxtor.paxos.config import MAX_REQUEST_BYTES
 from paxtor.paxos.paxos_node import open_paxos_node
 
-__all__ = ["node_request_limit", "check_length", "encode_within", "too_large"]
+__all__ = ["WALK_ITEMS", "node_request_limit", "check_length", "encode_within", "size_at_least", "too_large"]
 
-_SIZED = (str, bytes, bytearray, memoryview, tuple, list, dict, set, frozenset)
+#: The most items `size_at_least` looks into (tens of microseconds); the rest count one byte each.
+WALK_ITEMS = 256
+
+_TEXT = (str, bytes, bytearray)
+_SEQUENCES = (tuple, list, set, frozenset)
 
 
 def node_request_limit() -> int:
@@ -37,16 +47,55 @@ def too_large(what: str, size: int, limit: int, *, at_least: bool = False) -> Va
     )
 
 
+def size_at_least(value: Any, stop_above: int) -> int:
+    """A lower bound of ``value``'s encoded size, from lengths alone (no encoding, no hashing).
+
+    Every value takes at least one byte, a str or bytes of n at least n more.
+    Tuples, lists, sets, frozensets, dicts and registered dataclasses are
+    looked into, `WALK_ITEMS` items at most (the items not looked at count
+    one byte each); the sum stops growing once it passes ``stop_above``.
+    """
+    total = 0
+    budget = WALK_ITEMS
+    todo = [value]
+    while todo and total <= stop_above:
+        item = todo.pop()
+        total += 1
+        if isinstance(item, _TEXT):
+            total += len(item)
+            continue
+        if isinstance(item, memoryview):
+            total += item.nbytes
+            continue
+        if isinstance(item, _SEQUENCES):
+            items: Any = item
+        elif isinstance(item, dict):
+            items = [*item.keys(), *item.values()] if 2 * len(item) <= budget else range(2 * len(item))
+        elif registered_name(item.__class__) is not None:  # a dataclass: its fields travel
+            items = [getattr(item, f.name) for f in dataclasses.fields(item) if f.init]
+        else:
+            continue
+        if len(items) <= budget:
+            todo.extend(items)
+            budget -= len(items)
+        else:
+            total += len(items)  # not looked into: one byte each at least
+    return total
+
+
 def check_length(value: Any, limit: int, what: str, *, already: int = 0) -> None:
-    """ValueError if ``value`` is certain not to fit, judged by its length alone (no encoding)."""
-    if isinstance(value, _SIZED) and already + len(value) > limit:
-        raise too_large(what, already + len(value), limit, at_least=True)
+    """ValueError if ``value`` is certain not to fit, judged by the lengths inside it (`size_at_least`)."""
+    size = already + size_at_least(value, limit - already)
+    if size > limit:
+        raise too_large(what, size, limit, at_least=True)
 
 
 def encode_within(value: Any, limit: int, what: str, *, already: int = 0) -> bytes:
     """``value`` encoded, if it fits in ``limit`` with ``already`` bytes spent; else ValueError.
 
-    TypeError (from the wire codec) if it cannot be encoded at all.
+    A value that its lengths show to be too large is refused without being
+    encoded (`check_length`). TypeError (from the wire codec) if it cannot be
+    encoded at all.
     """
     check_length(value, limit, what, already=already)
     data = encode(value)

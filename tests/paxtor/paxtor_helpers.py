@@ -10,8 +10,11 @@ from typing import Any
 import gevent
 
 import paxtor
+from paxtor import paxos
 from paxtor.actors import GenServer, Stop, call, exit, receive, self_pid, send
 from paxtor.actors.distribution import node
+from paxtor.actors.primitives import is_alive
+from paxtor.paxos.config import MAX_REQUEST_BYTES
 
 
 def lock_and_park(key: Any, reply_to: Any) -> None:
@@ -120,3 +123,56 @@ def put_sized(key: Any, size: int, reply_to: Any) -> None:
         send(reply_to, ("put", key, node(), str(exc)))
     else:
         send(reply_to, ("put", key, node(), None))
+
+
+class LoopStall:
+    """The longest this node's loop went without running a 10 ms timer, from now until `stop`
+    (a greenlet of its own: what every lease keeper and connection of the node waited)."""
+
+    def __init__(self, tick: float = 0.01) -> None:
+        self.tick = tick
+        self.longest = 0.0
+        self._since = time.monotonic()
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(self.tick)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - self._since - self.tick)
+            self._since = now
+
+    def stop(self) -> float:
+        """The longest stall, the one under way included."""
+        self._greenlet.kill()
+        return max(self.longest, time.monotonic() - self._since - self.tick)
+
+
+def large_then_too_large(reply_to: Any, holder: Any) -> None:
+    """On the holder's node: four requests just under the default `max_request_bytes`, then
+    five over it. Reports ("large_done", pid, what each refusal said (or "accepted"), the
+    node's lease term before and after, whether `holder` still lives, the longest loop stall)."""
+    stall = LoopStall()
+    term = paxos.lease_term()
+    for i in range(4):  # large but allowed: about 1.4 MiB each, key and value
+        assert paxos.put(("large", i), b"v" * (MAX_REQUEST_BYTES - 100_000)) is not None
+        assert len(paxos.get(("large", i))) == MAX_REQUEST_BYTES - 100_000
+    refused = []
+    for request in (
+        lambda: paxos.put("too large", b"v" * (MAX_REQUEST_BYTES + 1)),  # the value alone
+        lambda: paxos.put("k" * (MAX_REQUEST_BYTES + 1), 1),  # the key alone
+        lambda: paxos.put(b"k" * (MAX_REQUEST_BYTES // 2), "v" * (MAX_REQUEST_BYTES // 2 + 10)),  # together
+        lambda: paxos.put(("k", bytes(40 * 2**20)), 1),  # the issue's 40 MiB key (zeros: calloc, no cost here)
+        lambda: paxtor.lock(b"L" * (MAX_REQUEST_BYTES + 1)),
+    ):
+        try:
+            request()
+            refused.append("accepted")
+        except ValueError as exc:
+            refused.append(str(exc))
+    send(reply_to, ("large_done", self_pid(), refused, term, paxos.lease_term(), is_alive(holder), stall.stop()))
+
+
+def try_lock_and_report(key: Any, reply_to: Any) -> None:
+    """Report ("try_lock", pid, what `paxtor.try_lock(key)` returned)."""
+    send(reply_to, ("try_lock", self_pid(), paxtor.try_lock(key)))
