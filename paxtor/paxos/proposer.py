@@ -27,8 +27,9 @@ Contract for the driver (the proposer process):
      round after ``decision.retry_after`` seconds. The backoff is
      ``Backoff.delay(attempt, draw)``; the driver supplies the random
      ``draw`` in [0, 1) and the ``attempt`` number, so nothing here is hidden.
-     On VETOED, look at ``decision.proposed.lease_fences``: a fence whose
-     binding is a pid of THIS node incarnation that is not a live, granted
+     On VETOED, and on a CONFLICT after phase 2 started (a ballot refusal
+     among the vetoes makes it one), look at ``decision.proposed.lease_fences``:
+     a fence whose binding is a pid of THIS node incarnation that is not a live, granted
      owner here (a waiter handed the key while this node was cut off, or a
      pid already dead) must be released by this node with a real reason
      (kill the waiter first, e.g. ``"lease_expired"``). Only the owner's

@@ -633,7 +633,10 @@ class ProposerEngine:
             return
         if decision.maybe_applied:
             pending.maybe_applied = True
-        if outcome == VETOED:
+        if outcome == VETOED or outcome == CONFLICT:
+            # a fence of this node's own is vouched for whatever else refused the round: with
+            # rivals on the key, a ballot refusal among the vetoes makes it a CONFLICT, and
+            # the key stayed fenced for as long as they kept trying
             self._vouch(pending, decision)
         if outcome != CONFLICT and slot.queue and not pending.maybe_applied and now < pending.deadline:
             # a veto, or a prepare some voters do not answer (they veto it or are cut off),
@@ -702,7 +705,8 @@ class ProposerEngine:
             self._out.append(WatchTenure(request.bucket, request.key, register))
 
     def _vouch(self, pending: _Pending, decision: Decision) -> None:
-        """A VETOED round carries fences; vouch for those naming this node's dead or ungranted pids."""
+        """A VETOED (or CONFLICT) round's value carries fences; vouch for those naming this
+        node's dead or ungranted pids."""
         proposed = decision.proposed
         if proposed is None:
             return

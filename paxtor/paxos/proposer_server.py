@@ -33,8 +33,8 @@ Per request, until its deadline (default 5 s):
 - thrifty phases: each phase goes first to a quorum only (this node and
   voters picked by the key's hash until they make a quorum), the other voters
   get it on a refusal or after ``thrifty_after`` without a decision;
-- on VETOED, a lease fence naming a pid of THIS node that is not a live,
-  granted owner here is vouched for: the pid is killed if alive (it was
+- on VETOED or CONFLICT, a lease fence naming a pid of THIS node that is not
+  a live, granted owner here is vouched for: the pid is killed if alive (it was
   handed the key while this node was cut off) and the binding watcher
   releases the tenure with that real reason (`proposer.py`'s contract);
 - a round that claims a key for a local pid holds it with the lease keeper

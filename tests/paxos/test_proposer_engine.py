@@ -8,8 +8,9 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from paxtor.actors.ids import Pid
-from paxtor.paxos.acceptor import Accept, Acceptor, Nack, Prepare
+from paxtor.paxos.acceptor import Accept, Accepted, Acceptor, Nack, Prepare
 from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.envelopes import VouchRelease
 from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.lease import SilenceTracker
 from paxtor.paxos.proposer import ProposerState
@@ -21,7 +22,7 @@ from paxtor.paxos.proposer_engine import (
     Send,
     StartTimer,
 )
-from paxtor.paxos.register import Register, identity, put_if_empty
+from paxtor.paxos.register import Binding, LeaseFence, Register, identity, put_if_empty
 from paxtor.paxos.voter_config import VoterConfig
 
 VOTERS = ("a", "b", "c")
@@ -212,3 +213,26 @@ def test_a_proposed_value_too_large_fails_the_request_and_sends_no_accept():
     assert len(done) == 1 and isinstance(done[0].error, ValueError)
     assert not any(type(e.msg) is Accept for e in voters.sent)
     assert Register.empty().is_empty
+
+
+def test_a_fence_of_this_nodes_own_is_vouched_for_when_a_ballot_refusal_joins_the_vetoes():
+    """A key left fenced with a pid of this node (bound while it was cut off) is freed only
+    by this node's vouching. Voters that hear the node veto the fenced value; with rivals on
+    the key another voter refuses it by ballot, and the round decides CONFLICT, not VETOED:
+    it must vouch all the same, or the key stays fenced for as long as the rivals try."""
+    voters, eng = Voters(), engine(Host())
+    fence = LeaseFence(3, Binding(pid=Pid("p", 1, 5)))  # a pid of this node, not alive here
+    fenced = Register(epoch=3, filled=False, lease_fences=(fence,))
+    old = Ballot(2, ("q", 1))
+    for name in ("a", "c"):  # a noconnection release accepted by two, chosen by none known
+        voters.acceptors[name].on_prepare(Prepare("b", "k", old), 10.0)
+        assert type(voters.acceptors[name].on_accept(Accept("b", "k", old, fenced), 10.0)[0]) is Accepted
+    for acceptor in voters.acceptors.values():
+        acceptor.heard("p", 1, 10.0)  # they hear p again: they veto the release
+    eng.state.observe(Ballot(50, ("q", 1)))
+    voters.acceptors["c"].on_prepare(Prepare("b", "k", Ballot(99, ("q", 1))), 10.0)  # a rival
+    effects = voters.run(eng, eng.submit(ProposeRequest("b", "k", identity), "t", 10.5), 10.5)
+    assert [type(e.msg) for e in voters.sent].count(Accept) == 3  # phase 2 went out, and ...
+    retry = [e for e in effects if type(e) is StartTimer and e.token[0] == "retry"]
+    assert retry  # ... the round lost: a CONFLICT (a and b vetoed, c refused by ballot)
+    assert [(e.fence, e.reason) for e in effects if type(e) is VouchRelease] == [(fence, "noproc")]
