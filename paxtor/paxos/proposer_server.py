@@ -17,8 +17,11 @@ Per request, until its deadline (default 5 s):
   (NEW_CONFIG) is asked for its configuration (through the membership
   server), and the request retries once it is installed;
 - CONFLICT and VETOED are retried after the core's randomized backoff (the
-  random draws come from this process's own `random.Random`); an attempt
-  with no quorum of answers within ``attempt_timeout`` is retried too; a
+  random draws come from this process's own `random.Random`); from the
+  second attempt on it waits at least a round's time as this node measures
+  it (twice the median of its recent phase-1 times), so that a loser's retry
+  does not preempt the round that beat it; an attempt with no quorum of
+  answers within ``attempt_timeout`` is retried too (same backoff); a
   request that failed so (not a conflict) while others are queued on its
   key goes behind them instead (a release vetoed by acceptors that still
   hear the owner, as in a one-way partition, fails until its deadline: it

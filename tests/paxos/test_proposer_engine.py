@@ -184,6 +184,43 @@ def test_a_conflict_skips_the_ballot_counter_past_the_winner_by_blocks():
     assert [d.register.value for d in done] == [1]
 
 
+def timed_round(voters: Voters, eng: ProposerEngine, key: str, start: float, took: float) -> None:
+    """A request on ``key`` whose prepares are answered ``took`` seconds after they went out
+    (its accepts at once): phase 1 takes ``took``."""
+    voters.muted, voters.sent = set(VOTERS), []
+    voters.run(eng, eng.submit(put(key, 1), key, start), start)
+    voters.muted, now = set(), start + took
+    effects: list[Any] = []
+    for send in voters.sent:
+        effects += eng.on_reply(send.voter, voters.acceptors[send.voter].on_prepare(send.msg, now)[0], now)
+    assert [d.register.value for d in finishes(voters.run(eng, effects, now))] == [1]
+
+
+def test_a_request_that_lost_again_retries_only_after_the_round_that_beat_it_can_be_done():
+    """Rounds here take 0.2 s (phase 1 alone 0.1 s). A loser's retry goes out at a ballot
+    skipped above the winner's: sent within the backoff window alone (0.02 s after a second
+    loss), it lands while the winner's round runs and preempts it, and contenders on a slow
+    key only take turns preempting each other. The first retry goes at once (a collision);
+    after a second loss the request waits a round."""
+    voters, eng = Voters(), engine(Host())
+    for i in range(3):
+        timed_round(voters, eng, f"w{i}", start=float(i), took=0.1)
+
+    def rival(counter: int, now: float) -> None:  # q's round on k is under way
+        for acceptor in voters.acceptors.values():
+            acceptor.on_prepare(Prepare("b", "k", Ballot(counter, ("q", 1))), now)
+
+    def retry_timer(effects: list[Any]) -> StartTimer:
+        return next(e for e in effects if type(e) is StartTimer and e.token[0] == "retry")
+
+    rival(7 * BALLOT_SKIP, 5.0)
+    first = retry_timer(voters.run(eng, eng.submit(put("k", 1), "t", 5.0), 5.0))
+    assert first.delay <= 0.01
+    rival(100 * BALLOT_SKIP, 5.0 + first.delay)
+    second = retry_timer(voters.run(eng, eng.on_timer(first.token, 5.0 + first.delay), 5.0 + first.delay))
+    assert 0.2 <= second.delay <= 0.2 + 0.02
+
+
 def test_a_refusal_after_the_round_was_chosen_still_lifts_the_next_ballot_above_it():
     """A voter that lags on a key refuses the round the others choose; the next round (a
     spread that must reach that voter too) goes above its promise, not 1-RTT below it."""
