@@ -274,6 +274,7 @@ class _KeySlot:
     thrifty: bool = False
     first: set[str] | None = None  # the voters a phase goes to first ...
     first_of: list[str] | None = None  # ... computed for this list of connected voters
+    started: float = 0.0  # when the current round started (the engine's clock)
 
 
 @dataclass
@@ -446,6 +447,7 @@ class ProposerEngine:
             **extra,
         )
         slot.round = round_
+        slot.started = now
         if self.observe:
             self._out.append(Started(pending.token, round_))
         self._set_timer(slot_key, slot, min(remaining, self.attempt_timeout), ATTEMPT)
@@ -478,6 +480,8 @@ class ProposerEngine:
             step = round_.on_accepted(voter, msg)
         elif cls is Promise:
             step = round_.on_promise(voter, msg)
+            if step.send or step.decision is not None:  # phase 1 has its quorum: time it
+                self.state.phase_took(min(now - slot.started, self.attempt_timeout))
         elif cls is Nack:
             self.counters.nacks += 1
             self._learn_from(voter, msg)
@@ -633,7 +637,10 @@ class ProposerEngine:
             return
         if decision.maybe_applied:
             pending.maybe_applied = True
-        if outcome == VETOED:
+        if outcome == VETOED or outcome == CONFLICT:
+            # a fence of this node's own is vouched for whatever else refused the round: with
+            # rivals on the key, a ballot refusal among the vetoes makes it a CONFLICT, and
+            # the key stayed fenced for as long as they kept trying
             self._vouch(pending, decision)
         if outcome != CONFLICT and slot.queue and not pending.maybe_applied and now < pending.deadline:
             # a veto, or a prepare some voters do not answer (they veto it or are cut off),
@@ -648,7 +655,7 @@ class ProposerEngine:
             if config is None or config.version < decision.config_version:
                 delay = None  # not here yet (the membership server asked for it): back off
         if delay is None:  # NO_QUORUM: an attempt got too few answers; back off a little
-            delay = self.state.backoff.delay(pending.attempt, self.rng.random())
+            delay = self.state.retry_backoff.delay(pending.attempt, self.rng.random())
         pending.attempt += 1
         if now + delay >= pending.deadline:
             why = {CONFLICT: "competing proposals", VETOED: "lease veto", NO_QUORUM: "no quorum",
@@ -702,7 +709,8 @@ class ProposerEngine:
             self._out.append(WatchTenure(request.bucket, request.key, register))
 
     def _vouch(self, pending: _Pending, decision: Decision) -> None:
-        """A VETOED round carries fences; vouch for those naming this node's dead or ungranted pids."""
+        """A VETOED (or CONFLICT) round's value carries fences; vouch for those naming this
+        node's dead or ungranted pids."""
         proposed = decision.proposed
         if proposed is None:
             return

@@ -17,8 +17,11 @@ Per request, until its deadline (default 5 s):
   (NEW_CONFIG) is asked for its configuration (through the membership
   server), and the request retries once it is installed;
 - CONFLICT and VETOED are retried after the core's randomized backoff (the
-  random draws come from this process's own `random.Random`); an attempt
-  with no quorum of answers within ``attempt_timeout`` is retried too; a
+  random draws come from this process's own `random.Random`); from the
+  second attempt on it waits at least a round's time as this node measures
+  it (twice the median of its recent phase-1 times), so that a loser's retry
+  does not preempt the round that beat it; an attempt with no quorum of
+  answers within ``attempt_timeout`` is retried too (same backoff); a
   request that failed so (not a conflict) while others are queued on its
   key goes behind them instead (a release vetoed by acceptors that still
   hear the owner, as in a one-way partition, fails until its deadline: it
@@ -33,8 +36,8 @@ Per request, until its deadline (default 5 s):
 - thrifty phases: each phase goes first to a quorum only (this node and
   voters picked by the key's hash until they make a quorum), the other voters
   get it on a refusal or after ``thrifty_after`` without a decision;
-- on VETOED, a lease fence naming a pid of THIS node that is not a live,
-  granted owner here is vouched for: the pid is killed if alive (it was
+- on VETOED or CONFLICT, a lease fence naming a pid of THIS node that is not
+  a live, granted owner here is vouched for: the pid is killed if alive (it was
   handed the key while this node was cut off) and the binding watcher
   releases the tenure with that real reason (`proposer.py`'s contract);
 - a round that claims a key for a local pid holds it with the lease keeper

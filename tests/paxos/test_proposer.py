@@ -242,6 +242,28 @@ def test_backoff_is_a_pure_function_of_its_inputs() -> None:
         b.delay(1, 1.5)
 
 
+def test_the_backoff_floor_is_a_round_time_once_a_few_phases_were_timed() -> None:
+    """A retry after the first waits at least a round's time (twice the median phase 1): a
+    phase stretched by a pause of the node does not set it, and none is waited before three
+    phases were timed."""
+    state = ProposerState(("p", 1), backoff=Backoff(base=0.01, cap=0.1))
+    state.phase_took(0.05)
+    state.phase_took(4.0)  # this node was paused while its promises came in
+    assert state.round_time == 0.0 and state.retry_backoff.delay(1, 0.0) == 0.0
+    for took in (0.06, 0.05, 0.04):
+        state.phase_took(took)
+    assert state.round_time == 0.1
+    backoff = state.retry_backoff
+    assert backoff.delay(0, 1.0) == 0.01  # a first loss may be a collision: retry at once
+    assert (backoff.delay(1, 0.0), backoff.delay(10, 1.0)) == (0.1, pytest.approx(0.2))
+    rnd = state.new_round(BK, KEY, put_if_empty("v"), CONFIG, attempt=1, backoff_draw=0.0)
+    rnd.start()
+    winner = Ballot(10**9, ("q", 1))
+    steps = [rnd.on_nack(voter, Nack(BK, KEY, rnd.ballot, winner, "ballot")) for voter in ("a", "b")]
+    decision = steps[-1].decision
+    assert decision is not None and decision.outcome == CONFLICT and decision.retry_after == 0.1
+
+
 @pytest.mark.parametrize(("phase2", "maybe_applied"), [(False, False), (True, True)])
 def test_timeout_means_no_quorum(phase2: bool, maybe_applied: bool) -> None:
     rnd = round_(put_if_empty("v"))

@@ -8,8 +8,9 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from paxtor.actors.ids import Pid
-from paxtor.paxos.acceptor import Accept, Acceptor, Nack, Prepare
+from paxtor.paxos.acceptor import Accept, Accepted, Acceptor, Nack, Prepare
 from paxtor.paxos.ballot import Ballot
+from paxtor.paxos.envelopes import VouchRelease
 from paxtor.paxos.errors import NoQuorum
 from paxtor.paxos.lease import SilenceTracker
 from paxtor.paxos.proposer import ProposerState
@@ -21,7 +22,7 @@ from paxtor.paxos.proposer_engine import (
     Send,
     StartTimer,
 )
-from paxtor.paxos.register import Register, identity, put_if_empty
+from paxtor.paxos.register import Binding, LeaseFence, Register, identity, put_if_empty
 from paxtor.paxos.voter_config import VoterConfig
 
 VOTERS = ("a", "b", "c")
@@ -183,6 +184,43 @@ def test_a_conflict_skips_the_ballot_counter_past_the_winner_by_blocks():
     assert [d.register.value for d in done] == [1]
 
 
+def timed_round(voters: Voters, eng: ProposerEngine, key: str, start: float, took: float) -> None:
+    """A request on ``key`` whose prepares are answered ``took`` seconds after they went out
+    (its accepts at once): phase 1 takes ``took``."""
+    voters.muted, voters.sent = set(VOTERS), []
+    voters.run(eng, eng.submit(put(key, 1), key, start), start)
+    voters.muted, now = set(), start + took
+    effects: list[Any] = []
+    for send in voters.sent:
+        effects += eng.on_reply(send.voter, voters.acceptors[send.voter].on_prepare(send.msg, now)[0], now)
+    assert [d.register.value for d in finishes(voters.run(eng, effects, now))] == [1]
+
+
+def test_a_request_that_lost_again_retries_only_after_the_round_that_beat_it_can_be_done():
+    """Rounds here take 0.2 s (phase 1 alone 0.1 s). A loser's retry goes out at a ballot
+    skipped above the winner's: sent within the backoff window alone (0.02 s after a second
+    loss), it lands while the winner's round runs and preempts it, and contenders on a slow
+    key only take turns preempting each other. The first retry goes at once (a collision);
+    after a second loss the request waits a round."""
+    voters, eng = Voters(), engine(Host())
+    for i in range(3):
+        timed_round(voters, eng, f"w{i}", start=float(i), took=0.1)
+
+    def rival(counter: int, now: float) -> None:  # q's round on k is under way
+        for acceptor in voters.acceptors.values():
+            acceptor.on_prepare(Prepare("b", "k", Ballot(counter, ("q", 1))), now)
+
+    def retry_timer(effects: list[Any]) -> StartTimer:
+        return next(e for e in effects if type(e) is StartTimer and e.token[0] == "retry")
+
+    rival(7 * BALLOT_SKIP, 5.0)
+    first = retry_timer(voters.run(eng, eng.submit(put("k", 1), "t", 5.0), 5.0))
+    assert first.delay <= 0.01
+    rival(100 * BALLOT_SKIP, 5.0 + first.delay)
+    second = retry_timer(voters.run(eng, eng.on_timer(first.token, 5.0 + first.delay), 5.0 + first.delay))
+    assert 0.2 <= second.delay <= 0.2 + 0.02
+
+
 def test_a_refusal_after_the_round_was_chosen_still_lifts_the_next_ballot_above_it():
     """A voter that lags on a key refuses the round the others choose; the next round (a
     spread that must reach that voter too) goes above its promise, not 1-RTT below it."""
@@ -212,3 +250,26 @@ def test_a_proposed_value_too_large_fails_the_request_and_sends_no_accept():
     assert len(done) == 1 and isinstance(done[0].error, ValueError)
     assert not any(type(e.msg) is Accept for e in voters.sent)
     assert Register.empty().is_empty
+
+
+def test_a_fence_of_this_nodes_own_is_vouched_for_when_a_ballot_refusal_joins_the_vetoes():
+    """A key left fenced with a pid of this node (bound while it was cut off) is freed only
+    by this node's vouching. Voters that hear the node veto the fenced value; with rivals on
+    the key another voter refuses it by ballot, and the round decides CONFLICT, not VETOED:
+    it must vouch all the same, or the key stays fenced for as long as the rivals try."""
+    voters, eng = Voters(), engine(Host())
+    fence = LeaseFence(3, Binding(pid=Pid("p", 1, 5)))  # a pid of this node, not alive here
+    fenced = Register(epoch=3, filled=False, lease_fences=(fence,))
+    old = Ballot(2, ("q", 1))
+    for name in ("a", "c"):  # a noconnection release accepted by two, chosen by none known
+        voters.acceptors[name].on_prepare(Prepare("b", "k", old), 10.0)
+        assert type(voters.acceptors[name].on_accept(Accept("b", "k", old, fenced), 10.0)[0]) is Accepted
+    for acceptor in voters.acceptors.values():
+        acceptor.heard("p", 1, 10.0)  # they hear p again: they veto the release
+    eng.state.observe(Ballot(50, ("q", 1)))
+    voters.acceptors["c"].on_prepare(Prepare("b", "k", Ballot(99, ("q", 1))), 10.0)  # a rival
+    effects = voters.run(eng, eng.submit(ProposeRequest("b", "k", identity), "t", 10.5), 10.5)
+    assert [type(e.msg) for e in voters.sent].count(Accept) == 3  # phase 2 went out, and ...
+    retry = [e for e in effects if type(e) is StartTimer and e.token[0] == "retry"]
+    assert retry  # ... the round lost: a CONFLICT (a and b vetoed, c refused by ballot)
+    assert [(e.fence, e.reason) for e in effects if type(e) is VouchRelease] == [(fence, "noproc")]
