@@ -909,7 +909,12 @@ class SimNode:
     def on_state_query(self, src: str, msg: StateQuery) -> None:
         """A snapshot; with a ballot, promised for every key first (`Acceptor.fence`): the
         answer then waits until every record logged so far is durable (the floor that
-        covers the promise, and the accepts whose values the snapshot reports)."""
+        covers the promise, and the accepts whose values the snapshot reports). A learner
+        answers nothing: wiped since it was asked its floor, its blank state would hide the
+        values only it held."""
+        if not self.acceptor.voting:
+            self.send(src, Answer(msg.tag, None))
+            return
         ballot = msg.ballot
         if ballot is None:
             self.send(src, Answer(msg.tag, self.snapshot()))

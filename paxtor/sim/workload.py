@@ -72,6 +72,7 @@ class LockProc:
     busy: bool = False  # not in its ``receive`` for a wake-up (a round or a lease wait of its own)
     wake: LockWake | None = None  # a wake-up that came while it was busy (its mailbox)
     token: int = 0  # invalidates a pending recheck
+    seen: int = 0  # the epoch of the last answer that showed it queued
     epoch: int = 0  # its tenure, once granted
 
 
@@ -255,6 +256,7 @@ class Workload:
             self.with_term(node, proc, self.enqueue)
             return
         node.reap((bucket_of(LOCK, proc.key), proc.key), register)
+        proc.seen = register.epoch
         self.await_wakeup(node, proc)
 
     def await_wakeup(self, node: SimNode, proc: LockProc) -> None:
@@ -287,9 +289,12 @@ class Workload:
             self.withdraw(node, proc.key, wake.pid, wake.ref, ABANDONED)  # it gave up on it
 
     def woken(self, node: SimNode, proc: LockProc, wake: LockWake) -> None:
+        """A wake-up for a handoff the process's last answer already showed it queued after is
+        stale (the lock reached the request, then left it: released for noconnection while
+        its node's lease had lapsed); any other is trusted if the lease is still in the term."""
         proc.token += 1
         self.sim.count("lock_wakes")
-        if not self.hold(node, proc, wake.epoch):
+        if wake.epoch <= proc.seen or not self.hold(node, proc, wake.epoch):
             self.with_term(node, proc, self.reread)  # a wake-up that cannot be trusted in this term
 
     def hold(self, node: SimNode, proc: LockProc, epoch: int) -> bool:
