@@ -8,13 +8,16 @@ node's clock and messages, its effects carried out here. A request that gives
 up at its deadline (kept short of a collection of its op mark) is sent again
 by its client as a new request. Its lock home is
 `paxtor.locks.home_engine.LockHomeEngine` itself, adapted as
-`paxtor.locks.home.LockHome` adapts it: lock operations (`SimNode.lock_call`)
-go to the key's home (rendezvous hashing over the acceptor nodes the caller
-hears, as `LockRouting.home_of` does for a contended key), which batches them
-per key, one round at a time; a batch's round is a request to the home's
-proposer engine with the engine's own change, recorded in the history as one
-operation (``("batch", ops)``); its answers go back to the callers, its
-wake-ups to the new owner's node. A call unanswered within
+`paxtor.locks.home.LockHome` adapts it. Lock operations run as
+`paxtor.locks.home.run_op` runs them (`SimNode.run_lock_op`): a key the node
+has seen contended goes to its home (`SimNode.lock_call`: rendezvous hashing
+over the acceptor nodes the caller hears, as `LockRouting.home_of` does),
+which batches its operations, one round at a time; any other is proposed
+where the caller runs, within ``local_attempt`` (a round that cannot land
+marks the key contended). A batch's round is a request to the home's proposer
+engine with the engine's own change, recorded in the history as one operation
+(``("batch", ops)``; a local round is a batch of one); its answers go back to
+the callers, its wake-ups to the new owner's node. A call unanswered within
 ``lock_call_timeout`` counts as no quorum, and its caller sends it again. The
 rest of the driver's duties are modelled against the pure cores as their
 docstrings ask:
@@ -90,10 +93,10 @@ from typing import Any
 
 from paxtor.actors.ids import Pid
 from paxtor.locks.home_engine import Answer as HomeAnswer
-from paxtor.locks.home_engine import CancelDelay, ProposeBatch, StartDelay, Wake
+from paxtor.locks.home_engine import CancelDelay, ProposeBatch, StartDelay, Wake, wake_for_batch
 from paxtor.locks.messages import LockWake
 from paxtor.locks.register import Op as LockOp
-from paxtor.locks.register import grant_of, owner_of
+from paxtor.locks.register import batch_change, grant_of, has_waiters, owner_of
 from paxtor.paxos.acceptor import (
     Accept,
     Accepted,
@@ -108,7 +111,7 @@ from paxtor.paxos.acceptor import (
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.envelopes import VouchRelease
-from paxtor.paxos.errors import ChangeRejected
+from paxtor.paxos.errors import ChangeRejected, NoQuorum
 from paxtor.paxos.lease import (
     Heartbeat,
     HeartbeatAck,
@@ -214,6 +217,8 @@ class SimConfig:
     lock_enqueue_delay: float = 0.002  # a lock home's wait for a release to share (`ENQUEUE_DELAY`)
     lock_call_timeout: float = 1.0  # a call to a lock's home waits this long for its answer
     quorum_wait: float = 0.1  # a lock request that got no quorum is sent again after this long
+    local_attempt: float = 0.2  # a lock round proposed by its caller's node gives up this soon
+    hot_ttl: float = 2.0  # a lock key seen contended goes to its home this long after
     name_keys: int = 1
     resolve_every: float = 3.0  # each node looks a singleton up about this often (leases)
     singleton_hold_max: float = 2.0  # a singleton runs up to this many leases, then exits
@@ -409,6 +414,7 @@ class SimNode:
         self.lock_home = sim.mutations.lock_home_class()(sim.config.lock_enqueue_delay)
         self.home_delays: dict[bytes, int] = {}
         self.lock_calls: dict[int, Callable[[tuple[Any, ...]], None]] = {}
+        self.hot: dict[bytes, float] = {}  # lock keys seen contended, until when (`LockRouting`)
         self.reaping: dict[tuple[Slot, int], bool] = {}
         self.serial = 0
         self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -1278,6 +1284,70 @@ class SimNode:
             self.send(wake.pid.node, wake)
 
     # -- lock rounds: the keys' homes and their batching engine (paxtor.locks.home) ----------
+
+    def run_lock_op(
+        self, key: bytes, op: LockOp, then: Callable[[Register], None], alive: Callable[[], bool]
+    ) -> None:
+        """`paxtor.locks.home.run_op`: ``op`` on lock ``key``, ``then`` gets the chosen register.
+
+        A key this node has seen contended lately (an answer with waiters, or a round of its
+        own that could not land within ``local_attempt``) goes to its home; any other is
+        proposed here. Sent again after ``quorum_wait`` while no quorum answers, as long as
+        its caller is ``alive``."""
+        if not alive():
+            return
+        local = not self.is_hot(key)
+
+        def answered(outcome: tuple[Any, ...]) -> None:
+            if not alive():
+                return
+            kind = outcome[0]
+            if kind == "ok":
+                if has_waiters(outcome[1]):
+                    self.mark_hot(key)
+                then(outcome[1])
+            elif kind == "no_quorum" and local:
+                self.mark_hot(key)  # most likely dueling with the home's rounds: join them
+                self.run_lock_op(key, op, then, alive)
+            elif kind == "no_quorum":
+                self.timer(self.sim.config.quorum_wait * self.sim.config.lease, self.run_lock_op, key, op, then, alive)
+            else:
+                self.sim.violations.append(f"{self.name}: lock operation {op!r} failed: {outcome[1]!r}")
+
+        if local:
+            self.apply_batch(key, op, answered)
+        else:
+            self.lock_call(key, op, answered)
+
+    def is_hot(self, key: bytes) -> bool:
+        until = self.hot.get(key)
+        return until is not None and until > self.local()
+
+    def mark_hot(self, key: bytes) -> None:
+        self.hot[key] = self.local() + self.sim.config.hot_ttl * self.sim.config.lease
+
+    def apply_batch(self, key: bytes, op: LockOp, then: Callable[[tuple[Any, ...]], None]) -> None:
+        """`paxtor.locks.home.apply_batch` of ``op`` alone, proposed here within
+        ``local_attempt``; a release that hands the lock on wakes the new owner."""
+        cfg = self.sim.config
+        self.sim.count("lock_local_rounds")
+
+        def done(_op: Op, register: Register) -> None:
+            wake = wake_for_batch(key, [op], register)
+            if wake is not None:
+                self.send_wake(wake)
+            then(("ok", register))
+
+        def failed(_op: Op, error: BaseException) -> None:
+            then(("no_quorum", str(error)) if isinstance(error, NoQuorum) else ("error", error))
+
+        self.serial += 1
+        self.submit(
+            Op(
+                bucket_of(LOCK, key), key, ("batch", (op,)), ("local", self.name, self.incarnation, self.serial),
+                done, given=batch_change([op]), timeout=cfg.local_attempt * cfg.lease, on_fail=failed,
+            )
+        )  # fmt: skip
 
     def lock_home_of(self, key: bytes) -> str:
         """The node whose lock home proposes ``key``'s rounds: rendezvous hashing over the

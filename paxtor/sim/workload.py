@@ -8,14 +8,15 @@ Per node (each incarnation):
   key is rewritten every moment, which would hide a value that a change of
   the voters failed to copy).
 - One lock client spawns a process at a time that locks a key as
-  `paxtor.locks.api.lock` does: it reads its node's lease term, sends an
-  ``acquire`` to the key's home (`SimNode.lock_call`: the home's
+  `paxtor.locks.api.lock` does: it reads its node's lease term, runs an
+  ``acquire`` as `paxtor.locks.home.run_op` does (`SimNode.run_lock_op`: at the
+  key's home once the key is contended, where the home's
   `paxtor.locks.home_engine.LockHomeEngine` batches it with the other requests
   on the key), and owns the lock if the answer binds it and the lease is still
   in that term; else, queued, it waits for the wake-up (`LockWake`, from the
-  home's batch or from the release round of an owner's node) and holds the
-  lock on it in the same way, or re-reads the lock after ``claim_retry``
-  leases without one. It holds the lock for a while, then either unlocks (a
+  round that handed it the lock) and holds the lock on it in the same way (a
+  wake-up for an epoch no later than its last answer is stale), or re-reads
+  the lock after ``claim_retry`` leases without one. It holds the lock for a while, then either unlocks (a
   release at the home, the lease keeper told first) and exits, or just exits
   and its node releases the lock (PaxosKV's binding machinery). A waiter that
   dies is withdrawn, and the lock released if it had reached it, as
@@ -221,24 +222,13 @@ class Workload:
     def run_op(
         self, node: SimNode, proc: LockProc, op: LockOp, then: Callable[[SimNode, LockProc, Register], None]
     ) -> None:
-        """`paxtor.locks.home.run_op` for a process: at the key's home, sent again after a
-        wait while no quorum answers; a process that died takes its call with it."""
+        """`paxtor.locks.home.run_op` for a process (`SimNode.run_lock_op`); a process that
+        died takes its call with it."""
         pid = proc.pid
         if pid not in node.procs:
             return
         proc.busy = True
-
-        def answered(result: tuple[Any, ...]) -> None:
-            if pid not in node.procs:
-                return
-            if result[0] == "ok":
-                then(node, proc, result[1])
-            elif result[0] == "no_quorum":
-                node.timer(self.sim.config.quorum_wait * self.lease, self.run_op, node, proc, op, then)
-            else:
-                self.sim.violations.append(f"{node.name}: lock operation {op!r} failed: {result[1]!r}")
-
-        node.lock_call(proc.key, op, answered)
+        node.run_lock_op(proc.key, op, lambda register: then(node, proc, register), lambda: pid in node.procs)
 
     def acquired(self, node: SimNode, proc: LockProc, register: Register) -> None:
         """One pass of ``lock``'s loop over the answer of its last round."""
@@ -339,15 +329,7 @@ class Workload:
         self.agent_op(node, key, ("withdraw", pid, ref), withdrawn)
 
     def agent_op(self, node: SimNode, key: bytes, op: LockOp, then: Callable[[Register], None]) -> None:
-        def answered(result: tuple[Any, ...]) -> None:
-            if result[0] == "ok":
-                then(result[1])
-            elif result[0] == "no_quorum":
-                node.timer(self.sim.config.quorum_wait * self.lease, self.agent_op, node, key, op, then)
-            else:
-                self.sim.violations.append(f"{node.name}: lock operation {op!r} failed: {result[1]!r}")
-
-        node.lock_call(key, op, answered)
+        node.run_lock_op(key, op, then, lambda: True)
 
     # -- singletons (paxtor.singletons: the resolver and the keeper) -------------------------
 
