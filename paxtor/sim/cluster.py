@@ -220,8 +220,8 @@ class SimConfig:
     local_attempt: float = 0.2  # a lock round proposed by its caller's node gives up this soon
     hot_ttl: float = 2.0  # a lock key seen contended goes to its home this long after
     name_keys: int = 1
-    resolve_every: float = 3.0  # each node looks a singleton up about this often (leases)
-    singleton_hold_max: float = 2.0  # a singleton runs up to this many leases, then exits
+    resolve_every: float = 5.0  # each node looks a singleton up about this often (leases)
+    singleton_hold_max: float = 3.0  # a singleton runs up to this many leases, then exits
     faults: tuple[str, ...] | None = None  # None: swarm (a random subset per seed)
     backoff: Backoff = Backoff(base=0.01, cap=0.2, veto=1.0)
     linearizability_budget: int = 5000  # explored configurations per key before "undecided"

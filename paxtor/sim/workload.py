@@ -111,9 +111,13 @@ class Workload:
         self.lease = cfg.lease
         self.waiting: dict[Pid, tuple[SimNode, int, LockProc]] = {}
         self.violations: list[str] = []
+        self._slots = self._all_slots()
 
     def slots(self) -> list[tuple[str, Any]]:
         """Every (bucket, key) the clients use."""
+        return self._slots
+
+    def _all_slots(self) -> list[tuple[str, Any]]:
         kv = self.kv_keys + self.cold_keys
         return (
             [(bucket_of(KV, k), k) for k in kv]
