@@ -237,7 +237,11 @@ def _acquire(table: LockTable, request: _Request, deadline: Deadline) -> int:
             reg = request.run(enqueue, deadline)
             continue
         grant = _await_wakeup(k, ref, deadline, _recheck_after(reg))
-        if grant is not None:
+        # a wake-up for a handoff no later than the last answer, which showed the request
+        # queued, is stale: the lock reached the request, then left it (released for
+        # noconnection while this node's lease had lapsed); trusted in this term, it
+        # would grant a tenure that is over
+        if grant is not None and grant.epoch > reg.epoch:
             token = _hold(table, me, k, grant.epoch, term)
             if token is not None:
                 table.handoffs += 1

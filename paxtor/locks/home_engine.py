@@ -31,13 +31,16 @@ __all__ = ["Answer", "CancelDelay", "LockHomeEngine", "ProposeBatch", "StartDela
 
 @dataclass(frozen=True, slots=True)
 class ProposeBatch:
-    """Propose ``change`` on lock ``key`` (justified by ``ended``); answer `round_done(key, tag, ...)`."""
+    """Propose ``change`` on lock ``key`` (justified by ``ended``); answer `round_done(key, tag, ...)`.
+
+    ``ops``: the operations the change applies, in order (``batch_change(ops)``)."""
 
     key: bytes
     tag: int
     change: ChangeFunction
     ended: EndedBinding | None
     timeout: float | None
+    ops: tuple[Op, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,7 @@ class LockHomeEngine:
         except Exception as exc:  # noqa: BLE001 - a bad op: its callers get the error
             self._done(key, tag, ("error", exc))
             return
-        self._out.append(ProposeBatch(key, tag, change, ended, min(timeouts) if timeouts else None))
+        self._out.append(ProposeBatch(key, tag, change, ended, min(timeouts) if timeouts else None, tuple(ops)))
 
     def _done(self, key: bytes, tag: int, result: tuple[Any, ...]) -> None:
         state = self.keys.get(key)

@@ -27,8 +27,10 @@ bucket, ((key, ballot), ...))`` (drop those). Voter changes and catch-up
 - ``("bulk_accept", ballot, config_version, items)``: accept each
   ``(bucket, key, register)`` at ``ballot``; the ``(bucket, key)`` refused.
 
-A learner (its acceptor does not vote) answers no heartbeat and no call of
-the collectors, and refuses rounds with "learner".
+A learner (its acceptor does not vote) answers no heartbeat, no call of
+the collectors and no ``floor`` or ``snapshot`` (None: a voter wiped since a
+change asked its floor must not report its blank state), and refuses rounds
+with "learner".
 """
 
 from __future__ import annotations
@@ -158,6 +160,8 @@ class AcceptorServer(GenServer):
                 self.node.install_config(config, lambda: reply(caller, voting.acceptor.config_version))
                 return NoReply
             case ("snapshot", ballot) if ballot is None or isinstance(ballot, Ballot):
+                if not voting.acceptor.voting:
+                    return None  # a learner's state says nothing (wiped since it was asked its floor)
                 if ballot is None:
                     return self._snapshot()
                 voting.fence(ballot, lambda: reply(caller, self._snapshot()))

@@ -466,7 +466,10 @@ def _read_source(reply_to: Pid, token: int, source: str, ballot: Ballot | None) 
     """Read ``source``'s snapshot page by page; each page's records go to ``reply_to`` as
     (log fields, log bytes) pairs (then None), or the error that stopped the read."""
     try:
-        snapshot, _count = call((ACCEPTOR_NAME, source), ("snapshot", ballot), timeout=CALL_TIMEOUT)
+        answer = call((ACCEPTOR_NAME, source), ("snapshot", ballot), timeout=CALL_TIMEOUT)
+        if answer is None:
+            raise CallError("learner", (ACCEPTOR_NAME, source), ("snapshot", ballot))  # it does not vote
+        snapshot, _count = answer
         index: int | None = 0
         while index is not None:
             page, index = call((ACCEPTOR_NAME, source), ("page", snapshot, index), timeout=CALL_TIMEOUT)

@@ -7,11 +7,19 @@ runs it in virtual time and returns a `SimResult` with every checker's
 violations and a trace hash: the same seed gives the same hash, in any
 process, under any ``PYTHONHASHSEED``.
 
+The cluster runs the production engines and registers: the proposer engine,
+the lock home's batching engine, the lock register's and the name register's
+change functions (`paxtor.sim.cluster`, `paxtor.sim.workload`).
+
 Checkers (see `paxtor.sim.checkers`): one value per ballot, promises
 kept across restarts, epochs along
-the chosen values, at most one live owner per key, linearizability of every
-client operation against `paxtor.sim.model.RegisterModel`, and liveness
-after the final heal. The linearizability search has a budget per key
+the chosen values, at most one live owner per key (``owners``: lock owners
+and singletons bound to their child), at most one live singleton per key
+(``singletons``: a singleton's child counts from its start, before the key is
+handed to it), linearizability of every client operation (a lock home's batch
+is one) against `paxtor.sim.model.RegisterModel`, and liveness
+after the final heal. ``driver`` reports what the cluster itself refused (a
+change rejected by the register rules, a lock operation that failed). The linearizability search has a budget per key
 (`SimConfig.linearizability_budget`); a history it cannot decide within it is
 reported in `SimResult.undecided`, never as a pass or a failure.
 
@@ -103,6 +111,7 @@ def run_seed(
         ("promises", cluster.promises.violations),
         ("epochs", cluster.chosen.violations),
         ("owners", cluster.owner_checker.violations),
+        ("singletons", cluster.singleton_checker.violations),
         ("liveness", cluster.liveness.violations),
         ("liveness", cluster.workload.violations),
     )

@@ -15,7 +15,9 @@
   the node's lease held in one term since the round started) until it exits,
   is killed (lease lost, node crash) or its node is paused (a frozen process
   does nothing; what it could do after waking is what fencing tokens are for,
-  and the node kills it first thing if its lease ran out meanwhile).
+  and the node kills it first thing if its lease ran out meanwhile). The
+  cluster keeps a second one for singletons: a singleton's child is live from
+  its start (under its keeper's held claim) until it exits or is killed.
 - `LivenessChecker`: after the final heal (plus a settle time), every client
   request completes within a bound, and every lock waiter is eventually served.
   A change of the voters still under way at the heal moves the start to its

@@ -1,13 +1,26 @@
 """A simulated cluster: N nodes, each an Acceptor + LeaseClock + the production
-`ProposerEngine`, driven over the simulated network.
+`ProposerEngine` and `LockHomeEngine`, driven over the simulated network.
 
 `SimNode` is the simulator's adapter of the production engines: its rounds are
 run by `paxtor.paxos.proposer_engine.ProposerEngine` itself (per-key queues,
 deadlines, backoff, thrifty phases, the ballot skip, vouching), fed with the
 node's clock and messages, its effects carried out here. A request that gives
 up at its deadline (kept short of a collection of its op mark) is sent again
-by its client as a new request. The rest of the driver's duties are modelled
-against the pure cores as their docstrings ask:
+by its client as a new request. Its lock home is
+`paxtor.locks.home_engine.LockHomeEngine` itself, adapted as
+`paxtor.locks.home.LockHome` adapts it. Lock operations run as
+`paxtor.locks.home.run_op` runs them (`SimNode.run_lock_op`): a key the node
+has seen contended goes to its home (`SimNode.lock_call`: rendezvous hashing
+over the acceptor nodes the caller hears, as `LockRouting.home_of` does),
+which batches its operations, one round at a time; any other is proposed
+where the caller runs, within ``local_attempt`` (a round that cannot land
+marks the key contended). A batch's round is a request to the home's proposer
+engine with the engine's own change, recorded in the history as one operation
+(``("batch", ops)``; a local round is a batch of one); its answers go back to
+the callers, its wake-ups to the new owner's node. A call unanswered within
+``lock_call_timeout`` counts as no quorum, and its caller sends it again. The
+rest of the driver's duties are modelled against the pure cores as their
+docstrings ask:
 
 - acceptor replies wait for a group-committed "fsync" (``fsync_delay``) of
   their record, or of a pending record of their key or promise floor (a
@@ -40,12 +53,19 @@ against the pure cores as their docstrings ask:
   every node pings the nodes its heartbeats do not reach (the distribution
   layer's heartbeat). Heartbeats go to every member each ``heartbeat_every``;
 - when the lease is lost, every local owner is killed (``"lease_expired"``)
-  and its key released; a claim is granted only if the lease held in one
-  term from the start of the round that chose it;
-- an owner's node releases its key when the owner exits; a node that sees a
-  key bound to a pid on a node it suspects (or on a dead incarnation)
-  proposes a release for ``"noconnection"``, which acceptors veto until the
-  owner's lease must have run out; a node whose round is vetoed because of
+  and its key released; a claim is held (`SimNode.hold`, the production
+  lease keeper's `LeaseHolds`) only if the lease held in one term from the
+  start of the round that chose it (a lock waiter: from when it sent its
+  request);
+- an owner's node releases its key when the owner exits (by the bucket's
+  policy: a lock goes to its first waiter, whose node is woken, a
+  singleton's key is emptied); a node that sees a key bound to a pid on a
+  node it suspects (or on a dead incarnation) proposes a release for
+  ``"noconnection"``, which acceptors veto until the owner's lease must have
+  run out; a voter whose acceptor durably accepts a tenure of a pid already
+  dead releases it for ``"noproc"`` (the binding watchers of
+  `paxtor.paxos.bindings`, staggered by rank, stopping once their acceptor
+  holds a register without it); a node whose round is vetoed because of
   a fence on one of its own pids that it never granted vouches for it (kills
   the waiter, releases the tenure for a real reason), or the key stays stuck;
 - every ``collect_every`` each voter coordinates the collection of the
@@ -68,10 +88,15 @@ import hashlib
 import random
 import struct
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from paxtor.actors.ids import Pid, Ref
+from paxtor.actors.ids import Pid
+from paxtor.locks.home_engine import Answer as HomeAnswer
+from paxtor.locks.home_engine import CancelDelay, ProposeBatch, StartDelay, Wake, wake_for_batch
+from paxtor.locks.messages import LockWake
+from paxtor.locks.register import Op as LockOp
+from paxtor.locks.register import batch_change, grant_of, has_waiters, owner_of
 from paxtor.paxos.acceptor import (
     Accept,
     Accepted,
@@ -86,7 +111,7 @@ from paxtor.paxos.acceptor import (
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.collection import Collection, max_request_time
 from paxtor.paxos.envelopes import VouchRelease
-from paxtor.paxos.errors import ChangeRejected
+from paxtor.paxos.errors import ChangeRejected, NoQuorum
 from paxtor.paxos.lease import (
     Heartbeat,
     HeartbeatAck,
@@ -112,6 +137,7 @@ from paxtor.paxos.proposer_engine import (
 from paxtor.paxos.register import Binding, ChangeFunction, EndedBinding, LeaseFence, Register
 from paxtor.paxos.reply_order import FLOOR, MEMBER, ReplyOrder
 from paxtor.paxos.voter_config import VoterConfig
+from paxtor.placement import rendezvous_order
 from paxtor.sim.checkers import (
     BallotChecker,
     ChosenChecker,
@@ -139,10 +165,25 @@ from paxtor.sim.reconfig import (
     pick_voters,
 )
 
-__all__ = ["Cluster", "HandoffNotice", "Op", "SimConfig", "SimNode"]
+__all__ = ["LOCK", "NAME", "Cluster", "Op", "SimConfig", "SimNode", "bucket_of"]
 
 Slot = tuple[str, Hashable]
 FLOOR_SLOT: Slot = FLOOR  # where a node's synced `PromiseFloor` is kept
+
+KV = "kv"
+LOCK = "lock"
+NAME = "name"
+
+
+def bucket_of(kind: str, key: Hashable) -> str:
+    """Each key has a bucket of its own: the epoch floor a collection raises is per
+    bucket, so the key's own, and the register model stays exact (a shared floor
+    only makes epochs jump further up). ``kind``: `KV`, `LOCK` or `NAME`."""
+    return f"{kind}.{key.decode() if isinstance(key, bytes) else key}"
+
+
+def kind_of(bucket: str) -> str:
+    return bucket.partition(".")[0]
 
 
 @dataclass(frozen=True)
@@ -170,7 +211,17 @@ class SimConfig:
     cold_keys: int = 2  # written once at the start, then only read
     lock_keys: int = 2
     hold_max: float = 1.0  # a granted lock is held up to this many leases (owner's clock)
-    claim_retry: float = 1.5  # a lock waiter claims again after this many leases (and reaps)
+    claim_retry: float = 1.5  # a lock waiter re-reads its lock after this many leases without a wake-up
+    release_stagger: float = 0.1  # voters release a dead pid's tenure this far apart, by rank
+    unlock_share: float = 0.5  # how many owners unlock (a round at the home) before they exit
+    lock_enqueue_delay: float = 0.002  # a lock home's wait for a release to share (`ENQUEUE_DELAY`)
+    lock_call_timeout: float = 1.0  # a call to a lock's home waits this long for its answer
+    quorum_wait: float = 0.1  # a lock request that got no quorum is sent again after this long
+    local_attempt: float = 0.2  # a lock round proposed by its caller's node gives up this soon
+    hot_ttl: float = 2.0  # a lock key seen contended goes to its home this long after
+    name_keys: int = 1
+    resolve_every: float = 5.0  # each node looks a singleton up about this often (leases)
+    singleton_hold_max: float = 3.0  # a singleton runs up to this many leases, then exits
     faults: tuple[str, ...] | None = None  # None: swarm (a random subset per seed)
     backoff: Backoff = Backoff(base=0.01, cap=0.2, veto=1.0)
     linearizability_budget: int = 5000  # explored configurations per key before "undecided"
@@ -187,11 +238,21 @@ class SimConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class HandoffNotice:
-    """Sim-only: "the lock on this key was handed to one of your processes"."""
+class LockCall:
+    """Sim-only: a lock operation for the key's home (production: a call to `LOCK_HOME`)."""
 
-    bucket: str
-    key: Hashable
+    tag: int
+    key: bytes
+    op: LockOp
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LockReply:
+    """Sim-only: the home's answer to `LockCall` ``tag`` (``("ok", register)``, ...)."""
+
+    tag: int
+    result: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +303,11 @@ class Op:
     grant_pid: Pid | None = None  # a claim: grant ownership to this pid if the result binds it
     needs_lease: bool = False
     keep_going: Callable[[], bool] | None = None
+    # the change the cluster runs (default: `change_for(input)`, what the model runs too)
+    given: InitVar[tuple[ChangeFunction, EndedBinding | None] | None] = None
+    timeout: float | None = None  # each request's (None: the engine's default)
+    # a request that fails goes here, not again to the engine as a new request
+    on_fail: Callable[[Op, BaseException], None] | None = None
     change: ChangeFunction = field(init=False)
     ended: EndedBinding | None = field(init=False)
     attempt: int = 0  # its rounds that failed, over all the requests it was sent as
@@ -251,8 +317,8 @@ class Op:
     history: list[Any] | None = None
     request: int = 0
 
-    def __post_init__(self) -> None:
-        self.change, self.ended = change_for(self.input)
+    def __post_init__(self, given: tuple[ChangeFunction, EndedBinding | None] | None) -> None:
+        self.change, self.ended = given if given is not None else change_for(self.input)
 
     @property
     def slot(self) -> Slot:
@@ -264,6 +330,7 @@ class Owner:
     slot: Slot
     epoch: int
     binding: Binding
+    checked: bool = True  # counted by the owner checker (a singleton's keeper is not: see `hold`)
 
 
 class SimNode:
@@ -341,6 +408,13 @@ class SimNode:
         self.procs: dict[Pid, Any] = {}
         self.holds = LeaseHolds()  # the production lease keeper's engine: who holds what
         self.owners: dict[Pid, Owner] = {}  # the same holders, with what the owner checker needs
+        self.unlocking: dict[Pid, Owner] = {}  # owners that unlocked, until their release is answered
+        # the lock home (`paxtor.locks.home_engine`), its delayed batches (key -> timer serial)
+        # and this node's calls to homes waiting for their answer (tag -> what gets it)
+        self.lock_home = sim.mutations.lock_home_class()(sim.config.lock_enqueue_delay)
+        self.home_delays: dict[bytes, int] = {}
+        self.lock_calls: dict[int, Callable[[tuple[Any, ...]], None]] = {}
+        self.hot: dict[bytes, float] = {}  # lock keys seen contended, until when (`LockRouting`)
         self.reaping: dict[tuple[Slot, int], bool] = {}
         self.serial = 0
         self.deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -395,6 +469,7 @@ class SimNode:
         self.paused = True
         for pid, owner in self.owners.items():
             self.sim.owner_checker.stop(owner.slot, pid)
+        self.sim.workload.node_paused(self)
         self.sim.q.after(length, self.resume, self.incarnation)
 
     def resume(self, incarnation: int) -> None:
@@ -404,7 +479,9 @@ class SimNode:
         self.sim.count("pauses")
         self.lease_events(self.lease.poll(self.local()))  # before anything else
         for pid, owner in self.owners.items():
-            self.sim.owner_checker.start(owner.slot, pid, owner.epoch, self.sim.q.now)
+            if owner.checked:
+                self.sim.owner_checker.start(owner.slot, pid, owner.epoch, self.sim.q.now)
+        self.sim.workload.node_resumed(self)
         deferred, self.deferred = self.deferred, []
         for fn, args in deferred:
             if not self.alive or self.paused:
@@ -457,8 +534,12 @@ class SimNode:
                 self.send(src, ConfigHello(self.config, answer=True))
         elif kind is Promise or kind is Accepted or kind is Nack:
             self.perform(self.engine.on_reply(src, msg, now))
-        elif kind is HandoffNotice:
-            self.sim.workload.handoff_notice(self, msg)
+        elif kind is LockCall:
+            self.perform_home(self.lock_home.request(msg.key, (src, msg.tag), msg.op, msg.timeout))
+        elif kind is LockReply:
+            self.lock_answered(msg.tag, msg.result)
+        elif kind is LockWake:
+            self.sim.workload.lock_wake(self, msg)
         elif kind is TombstoneQuery:
             self.on_tombstone_query(src, msg)
         elif kind is TombstoneReport:
@@ -525,6 +606,9 @@ class SimNode:
                     accepted.config,
                     self.sim.q.now,
                 )
+                binding = accepted.register.binding
+                if binding is not None and binding.pid is not None:
+                    self.watch_binding((accepted.bucket, accepted.key), accepted.register.epoch, binding)
         order = self.order
         for _, _, slot, waiting in batch:
             for item in order.durable(slot, waiting) if slot is not None else waiting:
@@ -831,7 +915,12 @@ class SimNode:
     def on_state_query(self, src: str, msg: StateQuery) -> None:
         """A snapshot; with a ballot, promised for every key first (`Acceptor.fence`): the
         answer then waits until every record logged so far is durable (the floor that
-        covers the promise, and the accepts whose values the snapshot reports)."""
+        covers the promise, and the accepts whose values the snapshot reports). A learner
+        answers nothing: wiped since it was asked its floor, its blank state would hide the
+        values only it held."""
+        if not self.acceptor.voting:
+            self.send(src, Answer(msg.tag, None))
+            return
         ballot = msg.ballot
         if ballot is None:
             self.send(src, Answer(msg.tag, self.snapshot()))
@@ -922,8 +1011,9 @@ class SimNode:
         if op.history is None:
             op.history = self.sim.open_history(op)
         request = ProposeRequest(
-            op.bucket, op.key, op.change, ended=op.ended, claims_local=op.needs_lease, checked=True, attempt=op.attempt
-        )
+            op.bucket, op.key, op.change, op.timeout,
+            ended=op.ended, claims_local=op.needs_lease, checked=True, attempt=op.attempt,
+        )  # fmt: skip
         self.perform(self.engine.submit(request, op, self.local()))
 
     def _resubmit(self, op: Op) -> None:
@@ -980,13 +1070,20 @@ class SimNode:
             del self.active[op.request]
             if op.grant_pid is not None:
                 self.grant(op, register)
-            if op.ended is not None:
-                self.notify_handoff(op, register)
+            if op.ended is not None and op.input[0] == "release":
+                self.wake_new_owner(op, register)
             if op.on_done is not None:
                 op.on_done(op, register)
         elif isinstance(error, ChangeRejected):
             sim.violations.append(f"{self.name}: change rejected for {op.input!r}: {error}")
             self.give_up(op)
+            if op.on_fail is not None:
+                op.on_fail(op, error)
+        elif op.on_fail is not None:  # its client decides what comes next (a lock home's batch)
+            sim.close_history(op, None)
+            sim.liveness.completed(op.request, sim.q.now)
+            del self.active[op.request]
+            op.on_fail(op, error)
         else:
             # gave up at its deadline (kept short of a collection of its op mark): maybe
             # applied; the client sends the same operation again as a new request, after
@@ -1016,15 +1113,43 @@ class SimNode:
         if pid not in self.procs:
             self.release(op.slot, register.epoch, binding, "noproc")
             return
-        # the lease keeper's engine: held only within the term the round started in
-        held, _ = self.holds.hold(pid, op.slot, register.epoch, op.term, self.lease.term_at(self.local()), True)
-        if held:
-            self.owners[pid] = Owner(op.slot, register.epoch, binding)
-            self.sim.owner_checker.start(op.slot, pid, register.epoch, self.sim.q.now)
-            self.sim.workload.granted(self, pid)
-        else:
+        if not self.hold(pid, op.slot, register.epoch, binding, op.term):
             self.release(op.slot, register.epoch, binding, "lease_expired")
             self.kill(pid, "lease_expired")
+
+    def hold(self, pid: Pid, slot: Slot, epoch: int, binding: Binding, term: int | None) -> bool:
+        """The lease keeper's ``hold``: local ``pid`` owns tenure ``epoch`` of ``slot`` if it
+        is alive and this node's lease is still in ``term`` (the one its round started in).
+        A holder of an earlier tenure of the key here (a keeper whose claim passed to its
+        child) holds it no more.
+
+        The owner checker counts the holder from now on, unless its process says otherwise
+        (``checked = False``: a singleton's keeper, whose claim protects the start of its
+        child, not a singleton; it may go on holding the claim after its bind was chosen,
+        until its node hears so. The singleton checker counts the child instead)."""
+        proc = self.procs.get(pid)
+        held, _ = self.holds.hold(pid, slot, epoch, term, self.lease.term_at(self.local()), proc is not None)
+        if not held:
+            return False
+        checker = self.sim.owner_checker
+        for other in [p for p, owner in self.owners.items() if owner.slot == slot and p != pid]:
+            del self.owners[other]
+            checker.stop(slot, other)
+        checked = getattr(proc, "checked", True)
+        self.owners[pid] = Owner(slot, epoch, binding, checked)
+        if checked:
+            checker.start(slot, pid, epoch, self.sim.q.now)
+        return True
+
+    def unhold(self, pid: Pid) -> Owner | None:
+        """``pid`` gives its tenure up (``unlock``): it holds nothing here any more, and its
+        tenure ends with its unlock round, or with its exit if that comes first."""
+        owner = self.owners.pop(pid, None)
+        if owner is not None:
+            self.holds.unhold(pid, owner.slot, owner.epoch)
+            self.sim.owner_checker.stop(owner.slot, pid)
+            self.unlocking[pid] = owner
+        return owner
 
     def kill_holders(self, effects: list[Any]) -> None:
         """Carry out the lease keeper engine's kills (`LeaseHolds`)."""
@@ -1038,33 +1163,32 @@ class SimNode:
         owner = self.owners.pop(pid, None)
         if owner is not None:
             self.sim.owner_checker.stop(owner.slot, pid)
+        else:
+            owner = self.unlocking.pop(pid, None)
+        if owner is not None:
             self.release(owner.slot, owner.epoch, owner.binding, reason)
         proc = self.procs.pop(pid, None)
         if proc is not None:
             self.sim.workload.proc_exited(self, pid, proc, reason)
 
-    def release(self, slot: Slot, epoch: int, binding: Binding, reason: str) -> None:
+    def release(
+        self, slot: Slot, epoch: int, binding: Binding, reason: str, keep_going: Callable[[], bool] | None = None
+    ) -> None:
+        """End tenure ``epoch`` bound to ``binding`` (PaxosKV's binding machinery: the owner
+        exited, or is gone), by the bucket's release policy: a lock goes to its first waiter
+        (``"release"``), a singleton's key is emptied (``"end"``)."""
+        if self.releasing(slot, epoch):
+            return  # one release of a tenure at a time here: it goes on until it is done
         self.serial += 1
+        kind = "end" if kind_of(slot[0]) == NAME else "release"
         op = Op(
             slot[0],
             slot[1],
-            ("release", epoch, binding, reason),
+            (kind, epoch, binding, reason),
             process=("release", self.name, self.incarnation, self.serial),
+            keep_going=keep_going,
         )
         self.submit(op)
-
-    def withdraw(self, slot: Slot, pid: Pid, ref: Ref) -> None:
-        """A waiter died: withdraw its lock request, and release the lock if it reached it
-        (`paxtor.locks.agent`'s duty)."""
-        self.serial += 1
-
-        def done(_op: Op, register: Register) -> None:
-            binding = register.binding
-            if register.filled and binding is not None and binding.pid == pid:
-                self.release(slot, register.epoch, binding, "noproc")
-
-        process = ("withdraw", self.name, self.incarnation, self.serial)
-        self.submit(Op(slot[0], slot[1], ("withdraw", pid, ref), process, done))
 
     def reap(self, slot: Slot, register: Register) -> None:
         """Release a binding whose owner this node believes gone (noconnection, vetoed)."""
@@ -1075,7 +1199,7 @@ class SimNode:
         if not (self.superseded(pid) or self.suspects(pid.node)):
             return
         mark = (slot, register.epoch)
-        if mark in self.reaping:
+        if mark in self.reaping or self.releasing(slot, register.epoch):
             return
         self.reaping[mark] = True
 
@@ -1089,12 +1213,50 @@ class SimNode:
         op = Op(
             slot[0],
             slot[1],
-            ("release", register.epoch, binding, "noconnection"),
+            ("end" if kind_of(slot[0]) == NAME else "release", register.epoch, binding, "noconnection"),
             process=("reap", self.name, self.incarnation, self.serial),
             keep_going=still_gone,
         )
         op.on_done = lambda _op, _reg: self.reaping.pop(mark, None)
         self.submit(op)
+
+    def releasing(self, slot: Slot, epoch: int) -> bool:
+        """Whether a release of tenure ``epoch`` of ``slot`` is under way here."""
+        return any(
+            op.input[0] in ("release", "end") and op.input[1] == epoch and op.slot == slot
+            for op in self.active.values()
+        )
+
+    def watch_binding(self, slot: Slot, epoch: int, binding: Binding) -> None:
+        """A voter's binding watcher (`paxtor.paxos.bindings`) on a tenure its acceptor
+        accepted: a pid found dead by its node (its monitor says "noproc": gone, or of an
+        earlier incarnation) has its tenure released, staggered by this voter's rank. A
+        lock request that reaches the home after its process died can bind a dead pid."""
+        pid = binding.pid
+        assert pid is not None
+        owner_node = self.sim.nodes[pid.node]
+        if not owner_node.alive or (pid.node != self.name and self.suspects(pid.node)):
+            return  # its monitor would say "noconnection": the clients' reaping covers that
+        if pid.incarnation == owner_node.incarnation and pid in owner_node.procs:
+            return
+        mark = (slot, epoch)
+        if mark in self.reaping:
+            return
+        self.reaping[mark] = True
+        config = self.config
+        others = sorted(v for v in config.members if v != pid.node) if config is not None else []
+        rank = others.index(self.name) if self.name in others else len(others)
+        self.timer(self.sim.config.release_stagger * rank, self.release_dead, slot, epoch, binding)
+
+    def release_dead(self, slot: Slot, epoch: int, binding: Binding) -> None:
+        """The watcher's release, unless this voter's acceptor has accepted a register without
+        that tenure meanwhile (another voter's release got there); it goes on while that holds."""
+
+        def still_bound() -> bool:
+            return self.acceptor.state(*slot).accepted.is_bound_to(epoch, binding)
+
+        if still_bound():
+            self.release(slot, epoch, binding, "noproc", still_bound)
 
     def vouched(self, slot: Slot, fence: LeaseFence, reason: str) -> None:
         """Release a fenced tenure of this node's pid for ``reason`` (the engine vouched for it:
@@ -1105,11 +1267,165 @@ class SimNode:
         self.reaping[mark] = True
         self.release(slot, fence.epoch, fence.binding, reason)
 
-    def notify_handoff(self, op: Op, register: Register) -> None:
-        binding = register.binding
-        if binding is not None and binding.pid is not None and op.ended is not None:
-            if register.epoch == op.ended.epoch + 1:
-                self.send(binding.pid.node, HandoffNotice(op.bucket, op.key))
+    def wake_new_owner(self, op: Op, register: Register) -> None:
+        """The locks bucket's ``on_release`` (`paxtor.locks.home.wake_new_owner`) after a
+        release round of this node that handed the lock on: wake the new owner."""
+        if op.ended is None or register.epoch != op.ended.epoch + 1 or kind_of(op.bucket) != LOCK:
+            return
+        owner, grant = owner_of(register), grant_of(register)
+        if owner is not None and grant is not None:
+            self.send_wake(LockWake(owner, op.key, register.epoch, grant))  # type: ignore[arg-type]
+
+    def send_wake(self, wake: LockWake) -> None:
+        """To the lock agent of the new owner's node (`paxtor.locks.messages.send_wake`)."""
+        if wake.pid.node == self.name:
+            self.sim.workload.lock_wake(self, wake)
+        else:
+            self.send(wake.pid.node, wake)
+
+    # -- lock rounds: the keys' homes and their batching engine (paxtor.locks.home) ----------
+
+    def run_lock_op(
+        self, key: bytes, op: LockOp, then: Callable[[Register], None], alive: Callable[[], bool]
+    ) -> None:
+        """`paxtor.locks.home.run_op`: ``op`` on lock ``key``, ``then`` gets the chosen register.
+
+        A key this node has seen contended lately (an answer with waiters, or a round of its
+        own that could not land within ``local_attempt``) goes to its home; any other is
+        proposed here. Sent again after ``quorum_wait`` while no quorum answers, as long as
+        its caller is ``alive``."""
+        if not alive():
+            return
+        local = not self.is_hot(key)
+
+        def answered(outcome: tuple[Any, ...]) -> None:
+            if not alive():
+                return
+            kind = outcome[0]
+            if kind == "ok":
+                if has_waiters(outcome[1]):
+                    self.mark_hot(key)
+                then(outcome[1])
+            elif kind == "no_quorum" and local:
+                self.mark_hot(key)  # most likely dueling with the home's rounds: join them
+                self.run_lock_op(key, op, then, alive)
+            elif kind == "no_quorum":
+                self.timer(self.sim.config.quorum_wait * self.sim.config.lease, self.run_lock_op, key, op, then, alive)
+            else:
+                self.sim.violations.append(f"{self.name}: lock operation {op!r} failed: {outcome[1]!r}")
+
+        if local:
+            self.apply_batch(key, op, answered)
+        else:
+            self.lock_call(key, op, answered)
+
+    def is_hot(self, key: bytes) -> bool:
+        until = self.hot.get(key)
+        return until is not None and until > self.local()
+
+    def mark_hot(self, key: bytes) -> None:
+        self.hot[key] = self.local() + self.sim.config.hot_ttl * self.sim.config.lease
+
+    def apply_batch(self, key: bytes, op: LockOp, then: Callable[[tuple[Any, ...]], None]) -> None:
+        """`paxtor.locks.home.apply_batch` of ``op`` alone, proposed here within
+        ``local_attempt``; a release that hands the lock on wakes the new owner."""
+        cfg = self.sim.config
+        self.sim.count("lock_local_rounds")
+
+        def done(_op: Op, register: Register) -> None:
+            wake = wake_for_batch(key, [op], register)
+            if wake is not None:
+                self.send_wake(wake)
+            then(("ok", register))
+
+        def failed(_op: Op, error: BaseException) -> None:
+            then(("no_quorum", str(error)) if isinstance(error, NoQuorum) else ("error", error))
+
+        self.serial += 1
+        self.submit(
+            Op(
+                bucket_of(LOCK, key), key, ("batch", (op,)), ("local", self.name, self.incarnation, self.serial),
+                done, given=batch_change([op]), timeout=cfg.local_attempt * cfg.lease, on_fail=failed,
+            )
+        )  # fmt: skip
+
+    def lock_home_of(self, key: bytes) -> str:
+        """The node whose lock home proposes ``key``'s rounds: rendezvous hashing over the
+        acceptor nodes this one hears, itself included (`LockRouting.home_of` over the
+        connected voters); this node alone if it hears none."""
+        candidates = [
+            name
+            for name, node in self.sim.nodes.items()
+            if node.voter and (name == self.name or not self.suspects(name))
+        ]
+        return rendezvous_order(key, candidates or [self.name])[0]
+
+    def lock_call(self, key: bytes, op: LockOp, then: Callable[[tuple[Any, ...]], None]) -> None:
+        """One try of `paxtor.locks.home.run_op` for a contended key: ``op`` goes to the key's
+        home, and ``then`` gets its answer, or ``("no_quorum", why)`` if none comes within
+        ``lock_call_timeout``."""
+        sim = self.sim
+        sim.call_seq += 1
+        tag = sim.call_seq
+        self.lock_calls[tag] = then
+        self.timer(sim.config.lock_call_timeout, self.lock_answered, tag, ("no_quorum", "no answer from the home"))
+        home = self.lock_home_of(key)
+        if home == self.name:
+            self.perform_home(self.lock_home.request(key, (self.name, tag), op, None))
+        else:
+            self.send(home, LockCall(tag, key, op, None))
+
+    def lock_answered(self, tag: int, result: tuple[Any, ...]) -> None:
+        then = self.lock_calls.pop(tag, None)
+        if then is not None:
+            then(result)
+
+    def perform_home(self, effects: list[Any]) -> None:
+        """Carry out the lock home engine's effects, as `paxtor.locks.home.LockHome` does."""
+        for effect in effects:
+            kind = type(effect)
+            if kind is ProposeBatch:
+                self.propose_batch(effect)
+            elif kind is HomeAnswer:
+                dst, tag = effect.token
+                if dst == self.name:
+                    self.lock_answered(tag, effect.result)
+                else:
+                    self.send(dst, LockReply(tag, effect.result))
+            elif kind is Wake:
+                self.send_wake(effect.wake)
+            elif kind is StartDelay:
+                self.sim.call_seq += 1
+                self.home_delays[effect.key] = self.sim.call_seq
+                self.timer(effect.delay, self.home_deferred, effect.key, self.sim.call_seq)
+            elif kind is CancelDelay:
+                self.home_delays.pop(effect.key, None)
+
+    def home_deferred(self, key: bytes, serial: int) -> None:
+        if self.home_delays.get(key) == serial:
+            del self.home_delays[key]
+            self.perform_home(self.lock_home.deferred(key))
+
+    def propose_batch(self, batch: ProposeBatch) -> None:
+        """A batch's round, by this node's proposer engine: the engine's own change, recorded
+        in the history as one operation (``("batch", ops)``: the model applies
+        ``batch_change(ops)``)."""
+        key, tag = batch.key, batch.tag
+        self.sim.count("lock_batches")
+        if len(batch.ops) > 1:
+            self.sim.count("lock_batches_shared")
+
+        def done(_op: Op, register: Register) -> None:
+            self.perform_home(self.lock_home.round_done(key, tag, register, None))
+
+        def failed(_op: Op, error: BaseException) -> None:
+            self.perform_home(self.lock_home.round_done(key, tag, None, error))
+
+        op = Op(
+            bucket_of(LOCK, key), key, ("batch", batch.ops), ("home", self.name, self.incarnation, tag), done,
+            given=(batch.change, batch.ended), timeout=batch.timeout, on_fail=failed,
+        )  # fmt: skip
+        self.submit(op)
 
 
 class SimHost:
@@ -1200,6 +1516,7 @@ class Cluster:
         self.promises = PromiseChecker()
         self.chosen = ChosenChecker(self.configs)
         self.owner_checker = OwnerChecker()
+        self.singleton_checker = OwnerChecker()  # singletons alive (from their start), not holders
         self.liveness = LivenessChecker(config.fault_time + config.settle, config.op_bound)
         self.history: list[list[Any]] = []
         self.messages = 0

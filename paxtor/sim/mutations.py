@@ -1,8 +1,12 @@
 """Deliberate bugs (negative controls): the simulator must catch each of them.
 
-They live here, as subclasses, never in the production classes. A
-`Mutations` value switches them on for a run; ``python -m paxtor.sim
---mutation NAME`` runs seeds with one on.
+They live here, as subclasses of the production classes (the acceptor, the
+proposer, the lock home's engine, ...) or as the change function the cluster
+runs instead of the production one, never in the production code. The
+simulator builds its nodes from the classes and functions a `Mutations` value
+hands out, so a mutation runs in the real code path; the model of the
+linearizability checker always applies the production change functions.
+``python -m paxtor.sim --mutation NAME`` runs seeds with one on.
 
 - ``forget_on_restart``: a restarted acceptor comes back empty and votes at once
   (amnesia: the voter whose disk was wiped is not held back as a learner).
@@ -58,6 +62,20 @@ They live here, as subclasses, never in the production classes. A
   ones (chosen and installed where the joint configuration would be, keys
   then copied to it): until the copy is done, quorums of new voters decide
   without the values only old voters hold.
+- ``wake_next_waiter``: the lock home (`paxtor.locks.home_engine.LockHomeEngine`)
+  wakes the request queued behind the new owner instead of the new owner: a
+  woken process holds the lock on the wake-up alone, while the real owner
+  finds it owns the lock when it next reads it.
+- ``reversed_batch``: the lock home applies the requests of a batch newest
+  first (the batch still names them in arrival order): two queue-ups in one
+  batch join the queue swapped.
+- ``unchecked_bind``: the name register's ``bind_child`` does not check that
+  the keeper's claim (its pid and epoch) is still in place: a bind that comes
+  after the claim ended hands the key to the child all the same (claims it,
+  if it is free). A bind sent again after its first request timed out finds
+  the key bound to the child already: the register rules refuse the second
+  handoff (``driver``). One that comes after the child's tenure ended claims
+  the free key for a dead child (``linearizability``).
 """
 
 from __future__ import annotations
@@ -66,15 +84,19 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from paxtor.locks.register import hand_to_next
+from paxtor.actors.ids import Pid
+from paxtor.locks.home_engine import LockHomeEngine, ProposeBatch, Wake
+from paxtor.locks.messages import LockWake
+from paxtor.locks.register import batch_change, hand_to_next, waiters_of
 from paxtor.paxos.acceptor import Acceptor, Collected, Promise, PromiseFloor
 from paxtor.paxos.ballot import Ballot
 from paxtor.paxos.collection import Collection
 from paxtor.paxos.lease import HeartbeatAck, LeaseClock
 from paxtor.paxos.proposer import Proposer, ProposerState, Step
-from paxtor.paxos.register import ChangeFunction, EndedBinding, LeaseFence, Register
+from paxtor.paxos.register import ChangeFunction, EndedBinding, LeaseFence, Register, empty_released
 from paxtor.paxos.voter_config import VoterConfig
 from paxtor.sim.reconfig import VoterChange
+from paxtor.singletons.register import RUNNING, bind_child
 
 __all__ = ["CONTROLS", "MUTATIONS", "UNCAUGHT", "Mutations"]
 
@@ -97,6 +119,9 @@ class Mutations:
     readd_with_state: bool = False
     one_rtt_across_configs: bool = False
     no_joint: bool = False
+    wake_next_waiter: bool = False
+    reversed_batch: bool = False
+    unchecked_bind: bool = False
 
     @classmethod
     def only(cls, name: str | None) -> Mutations:
@@ -133,6 +158,17 @@ class Mutations:
             return UncheckedChange
         return DirectChange if self.no_joint else VoterChange
 
+    def lock_home_class(self) -> type[LockHomeEngine]:
+        if self.reversed_batch:
+            return ReversedBatchHomeEngine
+        return WrongWakeHomeEngine if self.wake_next_waiter else LockHomeEngine
+
+    def bind_child(self, epoch: int, keeper: Pid, child: Pid, node: str) -> ChangeFunction:
+        """The change a keeper proposes to hand its claim to its child."""
+        if self.unchecked_bind:
+            return unchecked_bind_child(epoch, keeper, child, node)
+        return bind_child(epoch, keeper, child, node)
+
     def proposer_state_class(self) -> type[ProposerState]:
         return AnyConfigProposerState if self.one_rtt_across_configs else ProposerState
 
@@ -165,6 +201,9 @@ CONTROLS: dict[str, tuple[frozenset[str], str | None]] = {
     "no_joint": (frozenset({"linearizability", "epochs"}), None),
     "readd_with_state": (frozenset({"linearizability", "epochs"}), "readd"),
     "no_change_wait": (frozenset({"owners"}), "owner_cut"),
+    "wake_next_waiter": (frozenset({"owners"}), None),
+    "reversed_batch": (frozenset({"linearizability"}), None),
+    "unchecked_bind": (frozenset({"linearizability", "driver"}), None),
 }
 
 #: Deliberate bugs the swarm catches too rarely to be a test (none in 600 seeds), kept all
@@ -234,7 +273,8 @@ class NaiveDeleteProposer(Proposer):
         if base.filled and base.binding is not None and self.ended is not None:
             self.ended = EndedBinding(base.epoch, base.binding, self.ended.reason)
             forged = self.ended
-            self.change = lambda r: hand_to_next(r, forged)
+            policy = hand_to_next if self.bucket.startswith("lock.") else empty_released
+            self.change = lambda r: policy(r, forged)
         return super()._propose(base, base_chosen, may_skip)
 
 
@@ -301,3 +341,38 @@ class DirectChange(VoterChange):
     def _copied(self) -> None:
         self.sim.count("changes_done")
         self.end()
+
+
+class WrongWakeHomeEngine(LockHomeEngine):
+    """Wakes the request queued behind the new owner (if any) instead of the new owner."""
+
+    def round_done(self, key: bytes, tag: int, register: Register | None, error: BaseException | None) -> list[Any]:
+        out = super().round_done(key, tag, register, error)
+        waiters = waiters_of(register.visible()) if register is not None else ()
+        if not waiters:
+            return out
+        pid, ref = waiters[0]
+        return [Wake(LockWake(pid, key, e.wake.epoch, ref)) if type(e) is Wake else e for e in out]
+
+
+def unchecked_bind_child(epoch: int, keeper: Pid, child: Pid, node: str) -> ChangeFunction:
+    """`bind_child` without its check that tenure ``epoch`` is still bound to ``keeper``."""
+
+    def change(register: Register) -> Register:
+        if register.is_empty:
+            return register.claim((RUNNING, node), pid=child)
+        return register.handoff((RUNNING, node), pid=child)
+
+    return change
+
+
+class ReversedBatchHomeEngine(LockHomeEngine):
+    """Applies the requests of a batch newest first (the batch still names them in arrival order)."""
+
+    def _start(self, key: bytes, state: Any) -> None:
+        super()._start(key, state)
+        out = self._out
+        if out and type(out[-1]) is ProposeBatch and len(out[-1].ops) > 1:
+            batch = out[-1]
+            change, _ = batch_change(list(reversed(batch.ops)))
+            out[-1] = ProposeBatch(batch.key, batch.tag, change, batch.ended, batch.timeout, batch.ops)

@@ -38,6 +38,7 @@ def test_requests_during_a_round_go_together_in_the_next_one():
     assert of(effects, StartDelay) == [StartDelay(KEY, 0.002)] and not of(effects, ProposeBatch)
     second = of(home.deferred(KEY), ProposeBatch)
     assert len(second) == 1 and second[0].timeout == 2.0  # the shortest of the batch
+    assert second[0].ops == (("acquire", B, RB), ("acquire", C, RC))  # named in arrival order
     queued = run(second[0], owned)
     done = home.round_done(KEY, second[0].tag, queued, None)
     assert [a.token for a in of(done, Answer)] == ["b", "c"]
@@ -57,6 +58,7 @@ def test_a_release_rides_with_the_queue_ups_and_wakes_the_next_owner():
     effects = home.request(KEY, "a2", ("release", owned.epoch, A, "unlocked"), None)
     batch = of(effects, ProposeBatch)
     assert len(batch) == 1 and batch[0].ended is not None  # at once, with b's queue-up
+    assert batch[0].ops == (("acquire", B, RB), ("release", owned.epoch, A, "unlocked"))
     chosen = run(batch[0], owned)
     done = home.round_done(KEY, batch[0].tag, chosen, None)
     assert [a.token for a in of(done, Answer)] == ["b", "a2"]

@@ -33,6 +33,10 @@ def test_seeds_are_safe_and_live(chunk: int) -> None:
     assert not failed, _describe(failed)
     # the runs did real work: rounds were chosen and locks were granted
     assert all(r.chosen > 20 and r.grants > 0 for r in results)
+    # locks were proposed where their client runs, and once contended by their homes in
+    # batches (some shared by several requests), with wake-ups; singletons started
+    for stat in ("lock_local_rounds", "lock_batches", "lock_batches_shared", "lock_wakes", "singletons_started"):
+        assert sum(r.stats.get(stat, 0) for r in results) > 0, stat
     # the linearizability search may give up on a hard history; it must stay rare
     undecided = [r.seed for r in results if r.undecided]
     assert len(undecided) <= 3, f"undecided seeds: {undecided}"
@@ -71,6 +75,37 @@ def test_voter_changes_run_under_load_and_a_voter_finishes_one_left_half_way() -
         "keys_by_round",
     ):
         assert total.get(name, 0) > 0, name
+
+
+def test_a_lock_home_batch_is_one_operation_of_the_history() -> None:
+    """A batch's round applies its requests in arrival order, and the history holds it as one
+    operation: the model applies the lock register's ``batch_change`` to it, so a batch that
+    changed the register as those requests one by one would not is not linearizable."""
+    from paxtor.sim.cluster import Cluster
+    from paxtor.sim.model import RegisterModel
+
+    model = RegisterModel()
+    shared = 0
+    for seed in range(10):
+        cluster = Cluster(seed)
+        cluster.run()
+        for _, slot, op_input, output, _, complete in cluster.client_history():
+            if op_input[0] != "batch" or complete is None:
+                continue
+            ops = op_input[1]
+            assert ops and all(op[0] in ("acquire", "withdraw", "release", "read") for op in ops)
+            shared += len(ops) > 1
+            assert slot[0].startswith("lock.") and output.epoch >= 0
+    assert shared > 0
+    # a queue-up and a release in one batch: one step of the model, in their order
+    from paxtor.actors.ids import Pid, Ref
+
+    a, b = Pid("n1", 1, 1), Pid("n2", 1, 2)
+    owned, _ = model.step(model.init(), ("batch", (("acquire", a, Ref("n1", 1, 1)),)))
+    handed, _ = model.step(owned, ("batch", (("acquire", b, Ref("n2", 1, 2)), ("release", 1, a, "unlocked"))))
+    assert handed.epoch == 2 and handed.binding.pid == b
+    freed, _ = model.step(owned, ("batch", (("release", 1, a, "unlocked"), ("read",))))
+    assert freed.is_empty and model.is_read_only(("batch", (("read",),)), freed)
 
 
 def test_same_seed_same_trace() -> None:
