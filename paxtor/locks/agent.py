@@ -142,23 +142,28 @@ def lock_table(node: LocalNode | None = None) -> LockTable:
     return (node or current_node()).require(LOCK_TABLE, "lock service")
 
 
-def withdraw_request(pid: Pid, key: bytes, ref: Ref | None, reason: Any, deadline: Deadline) -> None:
+def withdraw_request(
+    pid: Pid, key: bytes, ref: Ref | None, reason: Any, deadline: Deadline, *, epoch: int | None = None
+) -> None:
     """Take request ``(pid, ref)`` out of the queue; if it had already won the lock, release it.
 
     `reason` justifies the release (the waiter's exit reason, or that it gave up).
+    `epoch`: release only that tenure (the one a wake-up announced). A request
+    that left the queue without winning queues up again under the same ref, so
+    a late wake-up of an earlier tenure must not end the one it holds now.
     """
     routing = lock_table().routing
     reg = run_op(key, ("withdraw", pid, ref), deadline, routing)
-    if owner_of(reg) == pid and (ref is None or grant_of(reg) == ref):
+    if owner_of(reg) == pid and (ref is None or grant_of(reg) == ref) and epoch in (None, reg.epoch):
         run_op(key, ("release", reg.epoch, pid, reason), deadline, routing)
 
 
-def _withdraw_until_done(pid: Pid, key: bytes, ref: Ref, reason: Any) -> None:
+def _withdraw_until_done(pid: Pid, key: bytes, ref: Ref, reason: Any, epoch: int | None = None) -> None:
     """Body of a process that keeps trying `withdraw_request` (capped backoff)."""
     delay = RETRY_MIN
     while True:
         try:
-            withdraw_request(pid, key, ref, reason, Deadline(RETRY_ATTEMPT))
+            withdraw_request(pid, key, ref, reason, Deadline(RETRY_ATTEMPT), epoch=epoch)
             return
         except TimeoutError:
             log.info("lock_withdraw_retry", pid=repr(pid), delay=delay)
@@ -241,8 +246,9 @@ class LockAgent(GenServer):
         elif table.token(pid, wake.key) == wake.epoch:
             pass  # it knows: its own round told it
         elif self.node.is_local(pid) and is_alive(pid):
-            # it gave up on that request: the lock must not stay with it
-            spawn(_withdraw_until_done, pid, wake.key, wake.ref, ABANDONED)
+            # it gave up on that request: the lock must not stay with it (that tenure only:
+            # a late wake-up must not end a later one the same request holds now)
+            spawn(_withdraw_until_done, pid, wake.key, wake.ref, ABANDONED, wake.epoch)
         # a dead waiter's request is withdrawn by its Down
 
     def _process_down(self, msg: Down) -> None:

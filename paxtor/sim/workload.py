@@ -280,7 +280,7 @@ class Workload:
         elif proc.epoch == wake.epoch and wake.pid in node.owners:
             pass  # it knows: its own round told it
         else:
-            self.withdraw(node, proc.key, wake.pid, wake.ref, ABANDONED)  # it gave up on it
+            self.withdraw(node, proc.key, wake.pid, wake.ref, ABANDONED, wake.epoch)  # it gave up on it
 
     def woken(self, node: SimNode, proc: LockProc, wake: LockWake) -> None:
         """A wake-up for a handoff the process's last answer already showed it queued after is
@@ -322,12 +322,14 @@ class Workload:
         node.unlocking.pop(proc.pid, None)
         node.kill(proc.pid, "normal")
 
-    def withdraw(self, node: SimNode, key: bytes, pid: Pid, ref: Ref, reason: Any) -> None:
+    def withdraw(
+        self, node: SimNode, key: bytes, pid: Pid, ref: Ref, reason: Any, epoch: int | None = None
+    ) -> None:
         """The lock agent's ``withdraw_request``, until done: take the request out of the
-        queue, and release the lock if it had reached it."""
+        queue, and release the lock if it had reached it (at ``epoch``, if given)."""
 
         def withdrawn(register: Register) -> None:
-            if owner_of(register) == pid and grant_of(register) == ref:
+            if owner_of(register) == pid and grant_of(register) == ref and epoch in (None, register.epoch):
                 self.agent_op(node, key, ("release", register.epoch, pid, reason), lambda _r: None)
 
         self.agent_op(node, key, ("withdraw", pid, ref), withdrawn)

@@ -218,8 +218,13 @@ def test_withdrawing_a_request_that_won_releases_it(cluster: Cluster) -> None:
     cluster["node2"].run(withdraw_request, holder, key, ref, "lock_timeout", Deadline(WAIT))
     reg = read_lock(cluster, "withdrawn")
     assert owner_of(reg) == next_one and reg.epoch == msg[2]
-    # the owner's own request withdrawn as "timed out": released, it passes on
     grant = reg.value[0]
+    # the owner's own request withdrawn for an earlier tenure (a late wake-up's epoch): the
+    # tenure it holds now stays
+    cluster["node3"].run(withdraw_request, next_one, key, grant, "abandoned", Deadline(WAIT), epoch=reg.epoch - 1)
+    again = read_lock(cluster, "withdrawn")
+    assert owner_of(again) == next_one and again.epoch == msg[2]
+    # the owner's own request withdrawn as "timed out": released, it passes on
     waiter = spawn(lock_and_report, "withdrawn", self_pid(), node="node1")
     wait_until(lambda: len(waiters_of(read_lock(cluster, "withdrawn"))) == 1)
     cluster["node3"].run(withdraw_request, next_one, key, grant, "lock_timeout", Deadline(WAIT))
