@@ -15,7 +15,7 @@ import pytest
 import paxtor
 from paxtor import paxos
 from paxtor.actors import Down, call, monitor, receive, self_pid, send, spawn
-from paxtor.paxos.envelopes import MEMBERSHIP_NAME
+from paxtor.paxos.envelopes import ACCEPTOR_NAME, MEMBERSHIP_NAME
 from paxtor.paxos.node_meta import NodeMetaMismatch
 from paxtor.testing import wait_until
 
@@ -77,6 +77,9 @@ def test_a_wiped_voter_never_votes_while_it_cannot_catch_up(durable: Cluster):
         node1.run(lambda: paxos.get(KEYS[0], timeout=1.0))
     with pytest.raises(paxos.NoQuorum):
         node2.run(paxtor.try_lock, "job")
+    # a voter change that asked node2's floor before the wipe must not read its blank state
+    assert node1.run(call, (ACCEPTOR_NAME, "node2"), ("snapshot", None), timeout=WAIT) is None
+    assert node1.run(call, (ACCEPTOR_NAME, "node2"), ("floor",), timeout=WAIT) is None
     durable.start(3)  # node2 can catch up now
     wait_until(lambda: node2.paxos.role == "voter", WAIT)
     _ready(node2)
