@@ -195,6 +195,7 @@ class GenServer:
         me = current_process()
         receive = me.mailbox.receive
         deliver = me.node.deliver_message
+        deliver_reply = me.node.deliver_reply
         while True:
             msg = receive()
             cls = msg.__class__
@@ -208,8 +209,7 @@ class GenServer:
                 if cls is Call:
                     result = self.handle_call(msg.request, msg.caller)
                     if result is not NoReply:
-                        caller = msg.caller
-                        deliver(caller.pid, Reply(caller.ref, result))
+                        deliver_reply(me, msg.caller, result)
                 elif cls is Cast:
                     self.handle_cast(msg.msg)
                 else:

@@ -527,6 +527,28 @@ class LocalNode:
             self._edges(watcher.node).monitors_in[ref] = target
         proc.mailbox.put(Call(caller, request))
 
+    def deliver_reply(self, proc: Process, caller: Caller, value: Any) -> None:
+        """Local `proc` answers `caller`'s call with `value`: as
+        ``deliver_message(caller.pid, Reply(caller.ref, value))``. To a caller
+        of another node that monitors `proc` under the call's ref (a remote
+        GenServer call), the reply ends that monitor too, in one frame (as the
+        transport's `send` does for such a `Reply`)."""
+        to = caller.pid
+        if to.node != self.name:
+            ref = caller.ref
+            held = proc.monitored_by.get(ref)
+            remote = self.remote
+            if held is not None and remote is not None and self.running and ref.node == to.node:
+                watcher = held[0]
+                fast = getattr(remote, "reply_demonitored", None)
+                if (watcher is to or watcher == to) and fast is not None and fast(to, ref, value):
+                    del proc.monitored_by[ref]  # as if `to` had demonitored
+                    edges = self._peers.get(to.node)
+                    if edges is not None:
+                        edges.monitors_in.pop(ref, None)
+                    return
+        self.deliver_message(to, Reply(caller.ref, value))
+
     def deliver_reply_demonitored(self, incarnation: Any, serial: Any, ref: Ref, value: Any) -> None:
         """A call's reply for the local process (`incarnation`, `serial`) that
         also ends its monitor `ref` on the replier (`end_monitor`): delivered

@@ -42,6 +42,7 @@ from greenlet import getcurrent
 
 from paxtor.actors.connection import Connection
 from paxtor.actors.dist_protocol import (
+    REPLY_DEMONITORED,
     NotFromHere,
     call_request_frame,
     demonitor_frame,
@@ -175,6 +176,16 @@ class NodeTransport:
             raise
         if conn.busy:
             _wait_drained(conn)
+        return True
+
+    def reply_demonitored(self, to: Pid, ref: Ref, value: Any) -> bool:
+        """A call's reply for `to`, whose monitor under `ref` on the replying
+        process the caller (the node) drops as this is sent; False (nothing
+        sent) if `to`'s node is not connected."""
+        conn = self.up.get(to.node)
+        if conn is None:
+            return False
+        conn.send((REPLY_DEMONITORED, to.incarnation, to.serial, ref.incarnation, ref.serial, value))
         return True
 
     def send_frame(self, conn: Connection, frame: tuple[Any, ...]) -> None:
