@@ -382,8 +382,8 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     (None: wait forever). A reply arriving after a timeout is dropped. A
     bad `timeout` raises ValueError before the request is sent.
     """
-    if timeout is not None:
-        check_timeout(timeout)
+    if timeout is not None and not (timeout.__class__ is float and timeout >= 0):
+        check_timeout(timeout)  # the default timeout, a float, skips the call
     try:
         me = getcurrent()._paxtor_process
         if not me.alive:

@@ -423,7 +423,9 @@ class LocalNode:
             else:
                 self.deliver_named(target[0], node_name, msg)
             return
-        edges = self._edges(node_name)
+        edges = self._peers.get(node_name)
+        if edges is None:
+            edges = self._edges(node_name)
         edges.monitors_out[ref] = (caller, target)
         try:
             sent = self.running and fast(caller, target, ref, request)
