@@ -45,7 +45,6 @@ cross the wire as themselves inside other messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from paxtor.actors.errors import PaxtorError
@@ -73,7 +72,6 @@ __all__ = [
     "call_request_frame",
     "reply_demonitored_frame",
     "apply_frame",
-    "frame_handler",
     "SignalSink",
     "SPAWN",
     "SPAWN_REPLY",
@@ -476,34 +474,6 @@ _APPLY: tuple[Any, ...] = (
     _monitor, _monitor_name, _demonitor, _demonitor_name, _down, _down_name, _spawn, _spawn_reply, _goodbye,
     _call_monitor, _call_monitor_named, _reply_demonitored, _mesh,
 )
-
-
-def frame_handler(
-    here: str, node: SignalSink, control: Mapping[str, Callable[..., None]]
-) -> Callable[[Any, Any], None]:
-    """A connection's ``on_message(conn, frame)`` for node `here`: the frame,
-    from ``conn.peer``, applied to `node` as `apply_frame` does, and a control
-    frame's ``(operation, arguments)`` handed to ``control[operation](conn,
-    *arguments)``. The same as calling `apply_frame`, in one function: it runs
-    for every frame."""
-    table = _APPLY
-    count = len(table)
-
-    def on_message(conn: Any, frame: Any) -> None:
-        try:
-            op = frame[0] if frame.__class__ is tuple else None
-            if op.__class__ is not int or not 0 < op < count:
-                raise ProtocolError(f"not a frame: {str(frame)[:100]}")
-            result = table[op](frame, conn.peer.name, here, node)
-        except (IndexError, ValueError, TypeError) as exc:
-            if isinstance(exc, ProtocolError):
-                raise
-            raise ProtocolError(f"malformed frame: {exc}") from None
-        if result is not None:
-            operation, args = result
-            control[operation](conn, *args)
-
-    return on_message
 
 
 def apply_frame(frame: Any, peer: str, here: str, node: SignalSink) -> tuple[str, tuple] | None:

@@ -52,7 +52,7 @@ from paxtor.actors.connection import Connection
 from paxtor.actors.connection_config import ClusterId, ConnectionConfig
 from paxtor.actors.cookie import resolve_cookie
 from paxtor.actors.discovery import Target, dial_targets, listen_port, node_number
-from paxtor.actors.dist_protocol import frame_handler, goodbye_frame, mesh_frame, spawn_reply_frame
+from paxtor.actors.dist_protocol import apply_frame, goodbye_frame, mesh_frame, spawn_reply_frame
 from paxtor.actors.faults import FaultInjector
 from paxtor.actors.function_ref import FunctionRefError, resolve_function_ref
 from paxtor.actors.function_ref import allowed_modules as normalise_allowed_modules
@@ -494,7 +494,16 @@ class DistributedNode:
         """The connections' on_message: apply each frame from a peer (in the hub
         for plain TCP, in the reader greenlet for TLS; it must not block). A frame
         that is not one of ours raises ProtocolError, which closes that connection."""
-        return frame_handler(self.name, self.local, self._control)
+        here, local = self.name, self.local
+        control_ops = self._control
+
+        def on_message(conn: Connection, frame: Any) -> None:
+            control = apply_frame(frame, conn.peer.name, here, local)  # type: ignore[union-attr]
+            if control is not None:
+                op, args = control
+                control_ops[op](conn, *args)
+
+        return on_message
 
     def _on_spawn(
         self, conn: Connection, request: int, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],

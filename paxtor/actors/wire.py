@@ -509,30 +509,7 @@ _unpackb = msgpack.unpackb
 
 def decode(data: bytes | bytearray | memoryview) -> Any:
     """Decode one value; raises WireError (and only WireError) on bad input."""
-    decoder = _per_thread.decoder  # `_decode(data, decoder)`, inlined: every frame comes here
-    outer = decoder.seen, decoder.used  # restored below: a re-entrant decode is harmless
-    decoder.seen = decoder.used = 0
-    try:
-        obj = _unpackb(
-            data,
-            ext_hook=decoder.ext_hook,
-            list_hook=decoder.list_hook,
-            use_list=False,
-            raw=False,
-            strict_map_key=False,
-            timestamp=3,
-        )
-        if decoder.seen != decoder.used:
-            raise WireError("type marker outside the head of an array")
-        return obj
-    except WireError:
-        raise
-    except RecursionError:
-        raise WireError("value nested too deeply") from None
-    except Exception as exc:  # noqa: BLE001 - msgpack's ValueError/TypeError/ExtraData/..., unhashable keys
-        raise WireError(f"malformed data: {type(exc).__name__}: {exc}") from None
-    finally:
-        decoder.seen, decoder.used = outer
+    return _decode(data, _per_thread.decoder)
 
 
 def decode_renamed(data: bytes | bytearray | memoryview, renamed: Mapping[str, str]) -> Any:
