@@ -283,6 +283,8 @@ class SignalSink(Protocol):
     def deliver_demonitor(self, watcher: Pid, target: Any, ref: Ref) -> None: ...
     def deliver_down(self, watcher: Pid, ref: Ref, target: Any, reason: Any) -> None: ...
     def end_monitor(self, watcher: Pid, ref: Ref) -> bool: ...
+    def deliver_call_monitor(self, caller: Caller, incarnation: int, serial: int, request: Any) -> None: ...
+    def deliver_reply_demonitored(self, incarnation: Any, serial: Any, ref: Ref, value: Any) -> None: ...
 
 
 def _bad_ids(*ids: Any) -> bool:
@@ -327,12 +329,12 @@ def _call_named(f: tuple, peer: str, here: str, node: SignalSink) -> None:
 
 def _call_monitor(f: tuple, peer: str, here: str, node: SignalSink) -> None:
     _, inc, serial, c_inc, c_serial, r_inc, r_serial, request = f
-    caller = _caller(peer, c_inc, c_serial, r_inc, r_serial)
+    if c_inc.__class__ is not int or c_serial.__class__ is not int or r_inc.__class__ is not int \
+            or r_serial.__class__ is not int:
+        raise ProtocolError("bad caller ids")
     if inc.__class__ is not int or serial.__class__ is not int:
         raise ProtocolError("bad process ids")
-    to = Pid(here, inc, serial)
-    node.deliver_monitor(caller.pid, to, caller.ref)
-    node.deliver_message(to, Call(caller, request))
+    node.deliver_call_monitor(Caller(Pid(peer, c_inc, c_serial), Ref(peer, r_inc, r_serial)), inc, serial, request)
 
 
 def _call_monitor_named(f: tuple, peer: str, here: str, node: SignalSink) -> None:
@@ -349,9 +351,7 @@ def _reply(f: tuple, peer: str, here: str, node: SignalSink) -> None:
 
 def _reply_demonitored(f: tuple, peer: str, here: str, node: SignalSink) -> None:
     _, inc, serial, r_inc, r_serial, value = f
-    to, ref = Pid(here, inc, serial), Ref(here, r_inc, r_serial)
-    node.deliver_message(to, Reply(ref, value))  # delivered while the monitor holds
-    node.end_monitor(to, ref)
+    node.deliver_reply_demonitored(inc, serial, Ref(here, r_inc, r_serial), value)
 
 
 def _cast(f: tuple, peer: str, here: str, node: SignalSink) -> None:

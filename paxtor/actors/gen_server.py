@@ -195,6 +195,7 @@ class GenServer:
         me = current_process()
         receive = me.mailbox.receive
         deliver = me.node.deliver_message
+        deliver_reply = me.node.deliver_reply
         while True:
             msg = receive()
             cls = msg.__class__
@@ -208,8 +209,7 @@ class GenServer:
                 if cls is Call:
                     result = self.handle_call(msg.request, msg.caller)
                     if result is not NoReply:
-                        caller = msg.caller
-                        deliver(caller.pid, Reply(caller.ref, result))
+                        deliver_reply(me, msg.caller, result)
                 elif cls is Cast:
                     self.handle_cast(msg.msg)
                 else:
@@ -382,8 +382,8 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     (None: wait forever). A reply arriving after a timeout is dropped. A
     bad `timeout` raises ValueError before the request is sent.
     """
-    if timeout is not None:
-        check_timeout(timeout)
+    if timeout is not None and not (timeout.__class__ is float and timeout >= 0):
+        check_timeout(timeout)  # the default timeout, a float, skips the call
     try:
         me = getcurrent()._paxtor_process
         if not me.alive:

@@ -123,7 +123,11 @@ class Mailbox:
         if timeout is not None:
             return self._receive_any_timed(timeout)
         while not queue:
-            self._park()
+            self._waiting = True  # `_park`, inlined: a server waits here for every message
+            try:
+                self.hub.switch()
+            finally:
+                self._waiting = False
             if self.interrupt is not None:
                 self._raise_interrupt()
         return queue.popleft()
@@ -191,9 +195,29 @@ class Mailbox:
                     if hit:
                         return msg
                     saved.append(msg)
-                timer = self._wait(timeout, timer)
+                if timeout is not None:  # `_wait`, inlined: a call waits here once or twice
+                    if timer is None:
+                        if timeout <= 0:
+                            raise ReceiveTimeout(timeout)
+                        timer = self._start_timer(timeout)
+                    elif self._timed_out:
+                        raise ReceiveTimeout(timeout)
+                self._waiting = True  # `_park`, inlined
+                try:
+                    self.hub.switch()
+                finally:
+                    self._waiting = False
+                if self.interrupt is not None:
+                    self._raise_interrupt()
         finally:
-            self._settle(timer)
+            if saved:  # `_settle`, inlined
+                queue.extendleft(reversed(saved))
+                saved.clear()
+            if timer is not None:
+                if timer is self._timer:
+                    timer.stop()  # kept for the next timed receive
+                else:
+                    timer.close()
 
     def _wait(self, timeout: float | None, timer: Any) -> Any:
         """Nothing matched: park until a message comes; ReceiveTimeout once `timeout` passed.
@@ -248,9 +272,29 @@ class Mailbox:
                     if (cls is Reply or cls is Down) and (msg.ref is ref or msg.ref == ref):
                         return msg
                     saved.append(msg)
-                timer = self._wait(timeout, timer)
+                if timeout is not None:  # `_wait`, inlined: a call waits here once or twice
+                    if timer is None:
+                        if timeout <= 0:
+                            raise ReceiveTimeout(timeout)
+                        timer = self._start_timer(timeout)
+                    elif self._timed_out:
+                        raise ReceiveTimeout(timeout)
+                self._waiting = True  # `_park`, inlined
+                try:
+                    self.hub.switch()
+                finally:
+                    self._waiting = False
+                if self.interrupt is not None:
+                    self._raise_interrupt()
         finally:
-            self._settle(timer)
+            if saved:  # `_settle`, inlined
+                queue.extendleft(reversed(saved))
+                saved.clear()
+            if timer is not None:
+                if timer is self._timer:
+                    timer.stop()  # kept for the next timed receive
+                else:
+                    timer.close()
 
     def remove_if(self, pred: Callable[[Any], bool]) -> int:
         """Drop every queued message for which `pred` is true; return how many."""

@@ -423,7 +423,9 @@ class LocalNode:
             else:
                 self.deliver_named(target[0], node_name, msg)
             return
-        edges = self._edges(node_name)
+        edges = self._peers.get(node_name)
+        if edges is None:
+            edges = self._edges(node_name)
         edges.monitors_out[ref] = (caller, target)
         try:
             sent = self.running and fast(caller, target, ref, request)
@@ -510,6 +512,62 @@ class LocalNode:
         if remote is None or not self.running or not remote.monitor(watcher, target, ref):
             edges.monitors_out.pop(ref, None)
             self.deliver_down(watcher, ref, target, NOCONNECTION)
+
+    def deliver_call_monitor(self, caller: Caller, incarnation: int, serial: int, request: Any) -> None:
+        """A remote GenServer call's request for the local process
+        (`incarnation`, `serial`): ``caller.pid`` monitors it under
+        ``caller.ref``, then it gets ``Call(caller, request)``. The same as
+        `deliver_monitor` then `deliver_message`, with one lookup."""
+        proc = self.processes.get(serial) if incarnation == self.incarnation else None
+        watcher, ref = caller.pid, caller.ref
+        if proc is None:
+            self.deliver_down(watcher, ref, Pid(self.name, incarnation, serial), NOPROC)
+            return
+        target = proc.pid
+        proc.monitored_by[ref] = (watcher, target)
+        if watcher.node != self.name:
+            self._edges(watcher.node).monitors_in[ref] = target
+        proc.mailbox.put(Call(caller, request))
+
+    def deliver_reply(self, proc: Process, caller: Caller, value: Any) -> None:
+        """Local `proc` answers `caller`'s call with `value`: as
+        ``deliver_message(caller.pid, Reply(caller.ref, value))``. To a caller
+        of another node that monitors `proc` under the call's ref (a remote
+        GenServer call), the reply ends that monitor too, in one frame (as the
+        transport's `send` does for such a `Reply`)."""
+        to = caller.pid
+        if to.node != self.name:
+            ref = caller.ref
+            held = proc.monitored_by.get(ref)
+            remote = self.remote
+            if held is not None and remote is not None and self.running and ref.node == to.node:
+                watcher = held[0]
+                fast = getattr(remote, "reply_demonitored", None)
+                if (watcher is to or watcher == to) and fast is not None and fast(to, ref, value):
+                    del proc.monitored_by[ref]  # as if `to` had demonitored
+                    edges = self._peers.get(to.node)
+                    if edges is not None:
+                        edges.monitors_in.pop(ref, None)
+                    return
+        self.deliver_message(to, Reply(caller.ref, value))
+
+    def deliver_reply_demonitored(self, incarnation: Any, serial: Any, ref: Ref, value: Any) -> None:
+        """A call's reply for the local process (`incarnation`, `serial`) that
+        also ends its monitor `ref` on the replier (`end_monitor`): delivered
+        only if the process still holds that monitor, as `deliver_message`
+        does for a `Reply`; one lookup for both."""
+        if incarnation != self.incarnation:
+            return
+        proc = self.processes.get(serial)
+        if proc is None:
+            return
+        target = proc.monitors.pop(ref, _MISSING)
+        if target is _MISSING:
+            return  # the call was given up: the reply is dropped
+        proc.mailbox.put(Reply(ref, value))
+        edges = self._peers.get(target.node if target.__class__ is Pid else target[1])
+        if edges is not None:
+            edges.monitors_out.pop(ref, None)
 
     def deliver_demonitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
         """`watcher` drops its monitor `ref` on `target` (already dropped its half)."""

@@ -42,6 +42,8 @@ from greenlet import getcurrent
 
 from paxtor.actors.connection import Connection
 from paxtor.actors.dist_protocol import (
+    CALL_MONITOR,
+    REPLY_DEMONITORED,
     NotFromHere,
     call_request_frame,
     demonitor_frame,
@@ -163,8 +165,13 @@ class NodeTransport:
         (name, node)) under `ref`, and the Call follows, in one frame."""
         if caller.node != self.name or ref.node != self.name:
             raise NotFromHere(f"{caller!r} / {ref!r}: not a caller of node {self.name!r}")
-        node_name = _target_node(target)
-        frame = call_request_frame(target, caller, ref, request)
+        if target.__class__ is Pid:  # `call_request_frame`, inlined
+            node_name = target.node
+            frame: tuple[Any, ...] = (CALL_MONITOR, target.incarnation, target.serial, caller.incarnation,
+                                      caller.serial, ref.incarnation, ref.serial, request)
+        else:
+            node_name = target[1]
+            frame = call_request_frame(target, caller, ref, request)
         conn = self.up.get(node_name)
         if conn is None:
             return self._hold(node_name, frame)
@@ -175,6 +182,16 @@ class NodeTransport:
             raise
         if conn.busy:
             _wait_drained(conn)
+        return True
+
+    def reply_demonitored(self, to: Pid, ref: Ref, value: Any) -> bool:
+        """A call's reply for `to`, whose monitor under `ref` on the replying
+        process the caller (the node) drops as this is sent; False (nothing
+        sent) if `to`'s node is not connected."""
+        conn = self.up.get(to.node)
+        if conn is None:
+            return False
+        conn.send((REPLY_DEMONITORED, to.incarnation, to.serial, ref.incarnation, ref.serial, value))
         return True
 
     def send_frame(self, conn: Connection, frame: tuple[Any, ...]) -> None:

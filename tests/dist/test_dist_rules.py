@@ -214,14 +214,14 @@ def test_every_frame_decodes_to_the_call_it_stands_for(frame, expected):
 def test_a_monitor_and_its_call_in_one_frame():
     call = Call(Caller(a_pid, a_ref), ("get", 1))
     assert through_wire(proto.call_monitor_frame(b_pid, call)) == (
-        ("deliver_monitor", (a_pid, b_pid, a_ref)), ("deliver_message", (b_pid, call)))
+        "deliver_call_monitor", (call.caller, b_pid.incarnation, b_pid.serial, call.request))
     assert through_wire(proto.call_monitor_frame(("srv", B), call)) == (
         ("deliver_monitor", (a_pid, ("srv", B), a_ref)), ("deliver_named", ("srv", B, call)))
 
 
 def test_a_reply_that_ends_the_callers_monitor():
     assert through_wire(proto.reply_demonitored_frame(A, b_pid, Reply(b_ref, [5]))) == (
-        ("deliver_message", (b_pid, Reply(b_ref, [5]))), ("end_monitor", (b_pid, b_ref)))
+        "deliver_reply_demonitored", (b_pid.incarnation, b_pid.serial, b_ref, [5]))
     with pytest.raises(proto.NotFromHere):
         proto.reply_demonitored_frame(A, b_pid, Reply(a_ref, 0))
 
