@@ -195,7 +195,7 @@ class Mailbox:
                     if hit:
                         return msg
                     saved.append(msg)
-                if timeout is not None:  # `_wait`, inlined: a call waits here once or twice
+                if timeout is not None:  # wait for more (inlined: a call waits here once or twice)
                     if timer is None:
                         if timeout <= 0:
                             raise ReceiveTimeout(timeout)
@@ -210,7 +210,7 @@ class Mailbox:
                 if self.interrupt is not None:
                     self._raise_interrupt()
         finally:
-            if saved:  # `_settle`, inlined
+            if saved:  # put back what was passed over, in order
                 queue.extendleft(reversed(saved))
                 saved.clear()
             if timer is not None:
@@ -218,30 +218,6 @@ class Mailbox:
                     timer.stop()  # kept for the next timed receive
                 else:
                     timer.close()
-
-    def _wait(self, timeout: float | None, timer: Any) -> Any:
-        """Nothing matched: park until a message comes; ReceiveTimeout once `timeout` passed.
-        Returns the receive's timer (started on its first wait)."""
-        if timeout is not None:
-            if timer is None:
-                if timeout <= 0:
-                    raise ReceiveTimeout(timeout)
-                timer = self._start_timer(timeout)
-            elif self._timed_out:
-                raise ReceiveTimeout(timeout)
-        self._park()
-        if self.interrupt is not None:
-            self._raise_interrupt()
-        return timer
-
-    def _settle(self, timer: Any) -> None:
-        """A receive is over: the messages it passed over go back in front, in order."""
-        saved = self._saved
-        if saved:
-            self._queue.extendleft(reversed(saved))
-            saved.clear()
-        if timer is not None:
-            self._stop_timer(timer)
 
     def mark(self) -> int:
         """A position for `receive_answer`: what is queued now comes before it."""
@@ -272,7 +248,7 @@ class Mailbox:
                     if (cls is Reply or cls is Down) and (msg.ref is ref or msg.ref == ref):
                         return msg
                     saved.append(msg)
-                if timeout is not None:  # `_wait`, inlined: a call waits here once or twice
+                if timeout is not None:  # wait for more (inlined: a call waits here once or twice)
                     if timer is None:
                         if timeout <= 0:
                             raise ReceiveTimeout(timeout)
@@ -287,7 +263,7 @@ class Mailbox:
                 if self.interrupt is not None:
                     self._raise_interrupt()
         finally:
-            if saved:  # `_settle`, inlined
+            if saved:  # put back what was passed over, in order
                 queue.extendleft(reversed(saved))
                 saved.clear()
             if timer is not None:
