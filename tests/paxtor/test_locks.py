@@ -446,3 +446,21 @@ def test_keys_equal_in_python_are_one_lock_and_a_nan_key_is_refused(cluster: Clu
         with pytest.raises(ValueError, match="NaN"):
             cluster["node1"].run(paxtor.lock, bad, 1.0)
     exit(holder, "kill")
+
+
+def test_a_wake_up_no_later_than_the_queued_answer_is_not_trusted(cluster: Cluster) -> None:
+    """A wake-up for a handoff no later than the register the waiter last saw it queued
+    in is stale (the lock reached the request, then left it): it must not grant."""
+    holder, token = park_holder(cluster, "stale-wake", "node1")
+    waiter = spawn(lock_and_report, "stale-wake", self_pid(), node="node2")
+    wait_until(lambda: len(waiters_of(read_lock(cluster, "stale-wake"))) == 1)
+    reg = read_lock(cluster, "stale-wake")
+    ((pid, ref),) = waiters_of(reg)
+    assert pid == waiter
+    # the holder's own epoch, from the waiter's node (a local message, as the agent sends it)
+    cluster["node2"].run(send, waiter, LockGranted(paxos_key("stale-wake"), reg.epoch, ref))
+    with pytest.raises(ReceiveTimeout):  # without the check it answers at once, with the holder's token
+        receive(locked_msg(waiter), timeout=1.0)
+    assert owner_of(read_lock(cluster, "stale-wake")) == holder
+    send(holder, ("exit", "normal"))
+    assert expect(locked_msg(waiter))[2] == token + 1
