@@ -565,7 +565,7 @@ class LocalNode:
         if target is _MISSING:
             return  # the call was given up: the reply is dropped
         proc.mailbox.put(Reply(ref, value))
-        edges = self._peers.get(target.node if target.__class__ is Pid else target[1])
+        edges = self._peers.get(_node_of(target))
         if edges is not None:
             edges.monitors_out.pop(ref, None)
 
