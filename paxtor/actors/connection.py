@@ -257,6 +257,11 @@ class Connection:
             return f"{self._claimed_peer}?"
         return f"{self.address[0]}:{self.address[1]}" if self.address else "?"
 
+    @property
+    def unwritten_bytes(self) -> int:
+        """Bytes queued on this connection and not yet written to its socket."""
+        return self._writer.queued_bytes
+
     def liveness_counters(self) -> tuple[int, int, bool]:
         """For the heartbeat: chunks received, blocking writes done, whether a write is under way."""
         writer = self._writer

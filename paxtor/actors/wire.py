@@ -237,6 +237,12 @@ def registered_name(cls: type) -> str | None:
     return record.name if record else None
 
 
+def registered_fields(cls: type) -> tuple[str, ...] | None:
+    """The fields a registered dataclass sends, in wire order, or None if it is not registered."""
+    record = _RECORDS_BY_TYPE.get(cls)
+    return record.fields if record else None
+
+
 def registered_types() -> dict[str, tuple[str, ...]]:
     """Every registered wire name and its fields, in wire order (what the protocol pins)."""
     with _REGISTRY_LOCK:

@@ -75,6 +75,9 @@ ATTEMPT = "attempt"  # an attempt's wait for replies ran out
 RETRY = "retry"  # start the next attempt
 NOQUORUM_WAIT = "wait"  # re-check quorum/lease for a waiting request
 THRIFTY = "thrifty"  # the voters a phase first skipped get its message after all
+#: Keys whose first voters the engine remembers (forgotten all at once past it, and on a view change).
+FIRST_CACHE_SIZE = 4096
+_UNKNOWN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +342,9 @@ class ProposerEngine:
         self.slots: dict[Slot, _KeySlot] = {}
         self._op = first_op  # op numbers never repeat within this node incarnation
         self._others: list[str] = host.connected_others()
+        # the voters each key's phases go to first, for this list of connected voters
+        self._first: dict[Slot, set[str] | None] = {}
+        self._first_of: list[str] | None = None
         self._out: list[Any] = []
 
     # -- events ---------------------------------------------------------------------------
@@ -563,8 +569,13 @@ class ProposerEngine:
             return None
         if slot.first_of is self._others:  # replaced on every view change
             return slot.first
-        slot.first, slot.first_of = self._pick_first(slot_key), self._others
-        return slot.first
+        if self._first_of is not self._others or len(self._first) > FIRST_CACHE_SIZE:
+            self._first, self._first_of = {}, self._others
+        first = self._first.get(slot_key, _UNKNOWN)
+        if first is _UNKNOWN:
+            first = self._first[slot_key] = self._pick_first(slot_key)
+        slot.first, slot.first_of = first, self._others
+        return first
 
     def _pick_first(self, slot_key: Slot) -> set[str] | None:
         config = self.host.voter_config()

@@ -195,6 +195,7 @@ class ProposerServer(GenServer):
         self.deliver = node.local.deliver_message
         self.deliver_named = node.local.deliver_named
         self.voting = node.local_acceptor  # this node's own vote: no message hop
+        self._run_callback = node.local.hub().loop.run_callback
 
     # -- events in ----------------------------------------------------------------------
 
@@ -221,6 +222,8 @@ class ProposerServer(GenServer):
             if held is not None and held[0] == token:
                 del self.timers[group]
             self._perform(engine.on_timer(token, time.monotonic()))
+        elif cls is _LocalVote:
+            self._vote(msg.msg)
         elif cls is ProposeRequest:
             self._perform(engine.submit(msg, None, time.monotonic()))
         elif cls is NodeUp:
@@ -244,6 +247,10 @@ class ProposerServer(GenServer):
                 if effect.msg is not last:
                     last, envelope = effect.msg, pack_request(self.me, effect.msg)
                 self.deliver_named(ACCEPTOR_NAME, effect.voter, envelope)
+            elif cls is Vote and last is not None:
+                # the other voters' messages are written at the end of this loop turn: vote
+                # after that write, so their write+fsync starts before this node's vote work
+                self._run_callback(self.deliver, self.me, _LocalVote(effect.msg))
             elif cls is StartTimer:
                 self._start_timer(effect)
             elif cls is CancelTimer:
@@ -251,14 +258,17 @@ class ProposerServer(GenServer):
                 if held is not None:
                     held[1].cancel()
             elif cls is Vote:
-                # this node's acceptor votes at once; its answer comes back now, or once durable
-                answer = self.voting.handle(self.me, effect.msg)  # type: ignore[union-attr]
-                if answer is not None:
-                    self._perform(self.engine.on_reply(self.node.name, answer, time.monotonic()))
+                self._vote(effect.msg)
             elif cls is Finish:
                 self._finish(effect)
             else:
                 self._duty(effect)
+
+    def _vote(self, msg: Any) -> None:
+        """This node's acceptor votes at once; its answer comes back now, or once durable."""
+        answer = self.voting.handle(self.me, msg)  # type: ignore[union-attr]
+        if answer is not None:
+            self._perform(self.engine.on_reply(self.node.name, answer, time.monotonic()))
 
     def _start_timer(self, effect: StartTimer) -> None:
         token = effect.token
@@ -308,6 +318,16 @@ class ProposerServer(GenServer):
             self.deliver_named(MEMBERSHIP_NAME, node.name, ("ask", effect.voter))
         elif cls is Learner:
             self.deliver_named(MEMBERSHIP_NAME, node.name, ("learner", effect.voter))
+
+
+class _LocalVote:
+    """This node's vote on a message of a round, taken once the round's writes to the
+    other voters are out (`ProposerServer._perform`)."""
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
 
 
 def _start(node: PaxosNode) -> Pid | None:

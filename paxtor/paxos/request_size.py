@@ -15,11 +15,10 @@ anything, looking at no more than `WALK_ITEMS` items; `encode_within` encodes
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from paxtor.actors.node import current_node
-from paxtor.actors.wire import encode, registered_name
+from paxtor.actors.wire import encode, registered_fields
 from paxtor.paxos.config import MAX_REQUEST_BYTES
 from paxtor.paxos.paxos_node import open_paxos_node
 
@@ -30,6 +29,7 @@ WALK_ITEMS = 256
 
 _TEXT = (str, bytes, bytearray)
 _SEQUENCES = (tuple, list, set, frozenset)
+_SCALARS = frozenset((int, float, bool, type(None)))  # nothing to look into: one byte at least
 
 
 def node_request_limit() -> int:
@@ -61,6 +61,8 @@ def size_at_least(value: Any, stop_above: int) -> int:
     while todo and total <= stop_above:
         item = todo.pop()
         total += 1
+        if item.__class__ in _SCALARS:
+            continue
         if isinstance(item, _TEXT):
             total += len(item)
             continue
@@ -71,10 +73,11 @@ def size_at_least(value: Any, stop_above: int) -> int:
             items: Any = item
         elif isinstance(item, dict):
             items = [*item.keys(), *item.values()] if 2 * len(item) <= budget else range(2 * len(item))
-        elif registered_name(item.__class__) is not None:  # a dataclass: its fields travel
-            items = [getattr(item, f.name) for f in dataclasses.fields(item) if f.init]
         else:
-            continue
+            fields = registered_fields(item.__class__)
+            if fields is None:
+                continue
+            items = [getattr(item, f) for f in fields]  # a registered dataclass: its fields travel
         if len(items) <= budget:
             todo.extend(items)
             budget -= len(items)

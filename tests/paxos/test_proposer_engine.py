@@ -170,6 +170,22 @@ def test_thrifty_phases_go_to_a_quorum_first_and_to_the_rest_on_a_timer():
     assert sorted(e.voter for e in voters.sent) == sorted(VOTERS)
 
 
+def test_a_keys_first_voters_are_remembered_until_the_voters_able_to_answer_change():
+    host = Host()
+    voters, eng = Voters(), engine(host, thrifty_after=0.01)
+    voters.run(eng, eng.submit(put("k", 1), "t", 0.0))
+    first = {e.voter for e in voters.sent}
+    assert len(first) == 2
+    voters.sent.clear()
+    voters.run(eng, eng.submit(put("k", 2), "t", 0.1), 0.1)  # a new round on the key: the same quorum
+    assert {e.voter for e in voters.sent} == first
+    host.able_now = [v for v in VOTERS if v not in first] + [sorted(first)[0]]  # one of them is gone
+    voters.run(eng, eng.view_changed(0.2), 0.2)
+    voters.sent.clear()
+    voters.run(eng, eng.submit(put("k", 3), "t", 0.3), 0.3)
+    assert {e.voter for e in voters.sent} == set(host.able_now)  # the gone voter is not asked first
+
+
 def test_a_conflict_skips_the_ballot_counter_past_the_winner_by_blocks():
     voters, eng = Voters(), engine(Host())
     winner = Ballot(7 * BALLOT_SKIP + 3, ("q", 1))

@@ -16,7 +16,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paxtor.actors.ids import Pid, Ref
-from paxtor.actors.wire import RemoteError, WireError, decode, encode, registered_name, type_name_of, wire_type
+from paxtor.actors.wire import (
+    RemoteError,
+    WireError,
+    decode,
+    encode,
+    registered_fields,
+    registered_name,
+    type_name_of,
+    wire_type,
+)
 
 
 def roundtrip(value: Any) -> Any:
@@ -170,6 +179,11 @@ def test_registry_names() -> None:
     assert registered_name(Ballot) == "test.Ballot"
     assert registered_name(KwOnly) == "test:KwOnly"
     assert registered_name(NotRegistered) is None
+
+
+def test_registered_fields_are_the_ones_that_travel() -> None:
+    assert registered_fields(Prepare) == ("key", "ballot", "voters")  # not ``cached`` (init=False)
+    assert registered_fields(NotRegistered) is None
 
 
 def test_registering_a_name_twice_for_another_class_fails() -> None:
