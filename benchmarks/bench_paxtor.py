@@ -92,14 +92,15 @@ def node_main(number: int, base_port: int, data_dir: str, durability: str = "fsy
 
 
 class Voters:
-    """The three voter OS processes."""
+    """The three voter OS processes (``module``'s ``--node`` entry runs each)."""
 
-    def __init__(self, base_port: int, data_dir: str, durability: str = "fsync") -> None:
+    def __init__(
+        self, base_port: int, data_dir: str, durability: str = "fsync", module: str = "benchmarks.bench_paxtor"
+    ) -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.bench_paxtor", "--node", str(n), str(base_port), data_dir,
-                 durability],
+                [sys.executable, "-m", module, "--node", str(n), str(base_port), data_dir, durability],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
             for n in (1, 2, 3)

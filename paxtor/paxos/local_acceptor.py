@@ -19,8 +19,9 @@ Duties (from `paxtor.paxos.acceptor`'s contract):
 
 Two processes use it, in the one hub thread of the node (a call never
 yields, so calls never interleave): the acceptor process, for rounds of
-other nodes, and this node's own proposer, which skips a message hop for
-its local vote (`handle` answers at once when nothing needs to be synced).
+other nodes, and this node's own proposer, which votes here without going
+through the acceptor process (`handle` answers at once when nothing needs
+to be synced), once a round's messages to the other voters are written.
 It also tells the binding watcher about durable accepts of bound registers
 (or of keys it watches): voters watch every binding cluster-wide.
 

@@ -35,7 +35,9 @@ Per request, until its deadline (default 5 s):
   on this;
 - thrifty phases: each phase goes first to a quorum only (this node and
   voters picked by the key's hash until they make a quorum), the other voters
-  get it on a refusal or after ``thrifty_after`` without a decision;
+  get it on a refusal or after ``thrifty_after`` without a decision; this
+  node votes once the phase's messages to the others are written, so their
+  write+fsync, the longest leg of a round, starts first;
 - on VETOED or CONFLICT, a lease fence naming a pid of THIS node that is not
   a live, granted owner here is vouched for: the pid is killed if alive (it was
   handed the key while this node was cut off) and the binding watcher
@@ -194,7 +196,7 @@ class ProposerServer(GenServer):
         self.timers: dict[tuple[bool, Slot], tuple[Any, TimerHandle]] = {}
         self.deliver = node.local.deliver_message
         self.deliver_named = node.local.deliver_named
-        self.voting = node.local_acceptor  # this node's own vote: no message hop
+        self.voting = node.local_acceptor  # this node's own vote, not through the acceptor process
         self._run_callback = node.local.hub().loop.run_callback
 
     # -- events in ----------------------------------------------------------------------
