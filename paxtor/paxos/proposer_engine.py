@@ -75,7 +75,8 @@ ATTEMPT = "attempt"  # an attempt's wait for replies ran out
 RETRY = "retry"  # start the next attempt
 NOQUORUM_WAIT = "wait"  # re-check quorum/lease for a waiting request
 THRIFTY = "thrifty"  # the voters a phase first skipped get its message after all
-#: Keys whose first voters the engine remembers (forgotten all at once past it, and on a view change).
+#: Keys whose first voters the engine remembers (forgotten all at once past it, on a view change
+#: and on a new voter configuration).
 FIRST_CACHE_SIZE = 4096
 _UNKNOWN: Any = object()
 
@@ -342,9 +343,10 @@ class ProposerEngine:
         self.slots: dict[Slot, _KeySlot] = {}
         self._op = first_op  # op numbers never repeat within this node incarnation
         self._others: list[str] = host.connected_others()
-        # the voters each key's phases go to first, for this list of connected voters
+        # the voters each key's phases go to first, for this list of connected voters and config
         self._first: dict[Slot, set[str] | None] = {}
         self._first_of: list[str] | None = None
+        self._first_config: VoterConfig | None = None
         self._out: list[Any] = []
 
     # -- events ---------------------------------------------------------------------------
@@ -569,8 +571,10 @@ class ProposerEngine:
             return None
         if slot.first_of is self._others:  # replaced on every view change
             return slot.first
-        if self._first_of is not self._others or len(self._first) > FIRST_CACHE_SIZE:
-            self._first, self._first_of = {}, self._others
+        config = self.host.voter_config()
+        stale = self._first_of is not self._others or self._first_config is not config
+        if stale or len(self._first) > FIRST_CACHE_SIZE:
+            self._first, self._first_of, self._first_config = {}, self._others, config
         first = self._first.get(slot_key, _UNKNOWN)
         if first is _UNKNOWN:
             first = self._first[slot_key] = self._pick_first(slot_key)

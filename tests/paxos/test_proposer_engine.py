@@ -186,6 +186,20 @@ def test_a_keys_first_voters_are_remembered_until_the_voters_able_to_answer_chan
     assert {e.voter for e in voters.sent} == set(host.able_now)  # the gone voter is not asked first
 
 
+def test_a_new_voter_configuration_forgets_the_remembered_first_voters():
+    host = Host()
+    voters, eng = Voters(), engine(host, thrifty_after=0.01)
+    voters.run(eng, eng.submit(put("k", 1), "t", 0.0))
+    assert len({e.voter for e in voters.sent}) == 2  # a majority of three
+    host.config = VoterConfig.initial(("a", "b", "c", "d", "e"))  # before any view change says so
+    voters.muted = set(VOTERS)
+    voters.sent.clear()
+    voters.run(eng, eng.submit(put("k2", 1), "t", 0.1), 0.1)
+    voters.sent.clear()
+    voters.run(eng, eng.submit(put("k", 2), "t", 0.2), 0.2)
+    assert len({e.voter for e in voters.sent}) == 3  # a majority of five, not the two remembered
+
+
 def test_a_conflict_skips_the_ballot_counter_past_the_winner_by_blocks():
     voters, eng = Voters(), engine(Host())
     winner = Ballot(7 * BALLOT_SKIP + 3, ("q", 1))
