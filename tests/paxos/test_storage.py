@@ -38,6 +38,7 @@ from paxtor.paxos.storage import (
     AcceptorLogFailed,
     SyncPlacement,
 )
+from paxtor.paxos.storage.log import ALLOCATE_AHEAD
 
 RECORDS = [b"promise:a:1", b"accept:a:1:v", b"", b"promise:b:7" * 5]
 
@@ -822,3 +823,64 @@ def test_node_meta_in_memory_uses_the_clock_and_writes_nothing(tmp_path):
     assert NodeMeta.open(directory, "memory", clock=lambda: next(ticks)).incarnation == 2_000
     assert NodeMeta.open(directory, "memory").incarnation > 1_600_000_000 * 10**9  # the real clock
     assert not directory.exists()
+
+
+# -- space allocated ahead of the writes ---------------------------------------------------
+
+
+def _framed_size(records) -> int:
+    return log_format.HEADER_SIZE + sum(len(encode_record(r)) for r in records)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate on this platform")
+def test_the_active_segment_is_allocated_ahead_and_cut_back_to_its_records_on_close(tmp_path):
+    with AcceptorLog.open(tmp_path) as alog:
+        assert all(alog.append(r).wait(10) for r in RECORDS)
+        # the records went into space the file already had: it is longer than they are
+        assert only_segment(tmp_path).stat().st_size >= _framed_size(RECORDS) + ALLOCATE_AHEAD // 2
+    assert only_segment(tmp_path).stat().st_size == _framed_size(RECORDS)
+    assert replay(tmp_path) == RECORDS
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate on this platform")
+def test_a_crash_with_space_allocated_ahead_loses_nothing_and_warns_of_nothing(tmp_path):
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    with AcceptorLog.open(live) as alog:
+        assert all(alog.append(r).wait(10) for r in RECORDS)
+        shutil.copytree(live, crashed)  # the directory as a crash would leave it: zeros after the records
+    (crashed / "LOCK").unlink(missing_ok=True)
+    with capture_logs() as logs:
+        assert replay(crashed) == RECORDS
+    assert events(logs, "acceptor_log_truncated") == []
+    (cut,) = events(logs, "acceptor_log_allocated_tail_cut")
+    assert cut["offset"] == _framed_size(RECORDS)
+    fill(crashed, [b"after"])  # appends go after the records, not after the zeros
+    assert replay(crashed) == RECORDS + [b"after"]
+
+
+def test_rotation_cuts_the_older_segment_back_to_its_records_before_the_next_exists(tmp_path):
+    steps: list[tuple[str, dict[str, int]]] = []
+
+    def at_step(name: str) -> None:
+        steps.append((name, {p.name: p.stat().st_size for p in tmp_path.glob("segment-*.log")}))
+
+    with AcceptorLog.open(tmp_path, step_hook=at_step) as alog:
+        assert all(alog.append(r).wait(10) for r in RECORDS)
+        assert alog.compact(RECORDS).wait(10)
+        assert alog.append(b"later").wait(10)
+    sizes = dict(steps)["segment_rotated"]
+    assert sizes[segment_name(1)] == _framed_size(RECORDS)  # only the last segment may end in zeros
+    assert replay(tmp_path) == RECORDS + [b"later"]
+
+
+def test_a_filesystem_that_cannot_allocate_leaves_plain_appends(tmp_path):
+    def refuse(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "no fallocate here")
+
+    with capture_logs() as logs:
+        with AcceptorLog.open(tmp_path, allocate=refuse) as alog:
+            assert all(alog.append(r).wait(10) for r in RECORDS)
+            assert only_segment(tmp_path).stat().st_size == _framed_size(RECORDS)
+            assert all(alog.append(r).wait(10) for r in RECORDS)
+    assert len(events(logs, "acceptor_log_allocation_off")) == 1  # said once, not at every write
+    assert replay(tmp_path) == RECORDS + RECORDS

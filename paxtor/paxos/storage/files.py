@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 LOCK_FILE = "LOCK"
+#: How this platform allocates file space ahead of writes (``posix_fallocate``), if it can.
+PLATFORM_ALLOCATE: Callable[[int, int, int], None] | None = getattr(os, "posix_fallocate", None)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Disk:
     write: Callable[[int, memoryview], int] = os.write
     fsync: Callable[[int], None] = os.fsync
     step_hook: Callable[[str], None] | None = None
+    #: allocates (fd, offset, length) ahead of the writes; None where the platform has no way
+    allocate: Callable[[int, int, int], None] | None = PLATFORM_ALLOCATE
 
     def step(self, name: str) -> None:
         if self.step_hook is not None:
@@ -109,8 +113,9 @@ def make_directory_durably(directory: Path, fsync: Callable[[int], None] = os.fs
 
 
 def create_segment(directory: Path, generation: int, fsync: Callable[[int], None]) -> int:
-    """Create segment <generation> with its header, durably; return it open for appending."""
-    fd = os.open(directory / segment_name(generation), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+    """Create segment <generation> with its header, durably; return it open for writing after
+    the header (writes go at the file offset, not at the end: the file may be allocated ahead)."""
+    fd = os.open(directory / segment_name(generation), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         header = encode_header(FileHeader(KIND_SEGMENT, generation))
         if os.write(fd, header) != len(header):

@@ -17,6 +17,14 @@ records for it (the caller encodes them) and tells it when they are durable.
 - Where the fsync runs: in the hub while the disk is fast, else on the log's
   own sync thread (`paxtor.paxos.storage.sync_thread`).
   ``inline_sync_limit=0`` keeps every fsync on the thread.
+- Space allocated ahead: the active segment's file is allocated `ALLOCATE_AHEAD`
+  bytes past its end at a time (``posix_fallocate``), so a write lands in space
+  the file already has and its fsync commits no new file size: 30-40 us less
+  per fsync on the disk docs/speed.md measures. The file is cut back to its
+  records when the segment is closed or rotated (rotation makes the cut
+  durable first: only the last segment may end in anything but records);
+  recovery cuts the zeros a crash leaves. Where the filesystem cannot
+  allocate, the log says so once and writes go on without it.
 - Fail-stop: if a write or fsync fails (ENOSPC, EIO), no callback of the
   failed batch or any later one fires, the log logs `acceptor_log_failed` and
   every further `append` raises `AcceptorLogFailed`. An acceptor that cannot
@@ -62,17 +70,26 @@ from gevent.hub import Waiter
 from paxtor.paxos.log_format import HEADER_SIZE, encode_record
 from paxtor.paxos.storage.compaction import install_snapshot
 from paxtor.paxos.storage.errors import AcceptorLogClosed, AcceptorLogError, AcceptorLogFailed
-from paxtor.paxos.storage.files import Disk, create_segment, lock_directory, make_directory_durably, record_frames
+from paxtor.paxos.storage.files import (
+    PLATFORM_ALLOCATE,
+    Disk,
+    create_segment,
+    lock_directory,
+    make_directory_durably,
+    record_frames,
+)
 from paxtor.paxos.storage.recovery import Recovered, rebuild, recover
 from paxtor.paxos.storage.sync_thread import INLINE_SYNC_LIMIT, SyncPlacement, SyncThread
 
-__all__ = ["AcceptorLog", "Durability", "SETTLE_LIMIT", "SYNC_BUCKETS", "Ticket"]
+__all__ = ["ALLOCATE_AHEAD", "AcceptorLog", "Durability", "SETTLE_LIMIT", "SYNC_BUCKETS", "Ticket"]
 
 log = structlog.get_logger(__name__)
 
 Durability = Literal["fsync", "memory"]
 
 SETTLE_LIMIT = 0.0005
+#: How far past its end the active segment's file is allocated at a time.
+ALLOCATE_AHEAD = 1 << 20
 
 #: upper bounds (seconds) of the write+fsync latency histogram (`AcceptorLog.sync_histogram`)
 SYNC_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -194,6 +211,8 @@ class AcceptorLog:
         self._generation = recovered.generation if recovered else 0
         self._fd = recovered.fd if recovered else None
         self._segment_bytes = recovered.segment_bytes if recovered else {}
+        self._allocate = disk.allocate  # None once the filesystem refused
+        self._allocated_end = 0  # the active segment's file is allocated up to here
         self._snapshot_bytes = recovered.snapshot_bytes if recovered else 0
         self._queue: deque[_Batch | _Rotation] = deque()
         self._failure: AcceptorLogFailed | None = None
@@ -224,6 +243,7 @@ class AcceptorLog:
         step_hook: Callable[[str], None] | None = None,
         inline_sync_limit: float = INLINE_SYNC_LIMIT,
         settle_limit: float = SETTLE_LIMIT,
+        allocate: Callable[[int, int, int], None] | None = PLATFORM_ALLOCATE,
     ) -> AcceptorLog:
         """Open (creating if needed) the log in `directory` and replay it.
 
@@ -233,7 +253,7 @@ class AcceptorLog:
         """
         if durability not in ("fsync", "memory"):
             raise ValueError(f"durability must be 'fsync' or 'memory', got {durability!r}")
-        disk = Disk(write, fsync, step_hook)
+        disk = Disk(write, fsync, step_hook, allocate)
         options: dict[str, Any] = dict(
             disk=disk,
             on_failure=on_failure,
@@ -348,6 +368,11 @@ class AcceptorLog:
                 self._sync_thread.stop()
                 self._sync_thread = None
             if self._fd is not None:
+                if self._failure is None:
+                    try:
+                        self._cut_allocated(self._fd)
+                    except OSError:  # the zeros left are cut by the next recovery
+                        pass
                 os.close(self._fd)
                 self._fd = None
 
@@ -382,17 +407,50 @@ class AcceptorLog:
     def _timed_write_and_sync(self, fd: int, data: bytes) -> float:
         """`Disk.write_and_sync`, returning how long it took (measured where it ran)."""
         started = time.perf_counter()
+        self._allocate_ahead(fd, len(data))
         self._disk.write_and_sync(fd, data)
         return time.perf_counter() - started
+
+    def _data_end(self) -> int:
+        """Where the active segment's records end (and the next write goes)."""
+        return HEADER_SIZE + self._segment_bytes[self._generation]
+
+    def _allocate_ahead(self, fd: int, size: int) -> None:
+        """Allocate the active segment `ALLOCATE_AHEAD` further if a write of `size` would pass
+        what it has (where it runs: the hub or the sync thread, as the write)."""
+        allocate = self._allocate
+        start = self._data_end()
+        if allocate is None or start + size <= self._allocated_end:
+            return
+        length = max(ALLOCATE_AHEAD, size)
+        try:
+            allocate(fd, start, length)
+        except OSError as error:  # not supported here, or no space: the write says which
+            self._allocate = None
+            log.info("acceptor_log_allocation_off", directory=str(self.directory), error=repr(error))
+            return
+        self._allocated_end = start + length
+
+    def _cut_allocated(self, fd: int, durably: bool = False) -> None:
+        """Cut the active segment's file back to its records (what was allocated ahead goes)."""
+        if self._allocated_end <= self._data_end():
+            return
+        os.ftruncate(fd, self._data_end())
+        if durably:
+            self._disk.fsync(fd)
+        self._allocated_end = 0
 
     def _rotate(self, rotation: _Rotation) -> None:
         """Start segment <g+1> (durably) for every later append."""
         if self.durability == "fsync":
+            assert self._fd is not None
+            # durably, before the next segment exists: only the last one may end in zeros
+            self._hub.threadpool.apply(self._cut_allocated, (self._fd, True))
             generation = self._generation + 1
             fd = self._hub.threadpool.apply(create_segment, (self.directory, generation, self._disk.fsync))
-            assert self._fd is not None
             os.close(self._fd)
             self._fd, self._generation = fd, generation
+            self._allocated_end = 0
             self._segment_bytes[generation] = 0
             self._disk.step("segment_rotated")
         rotation.generation = self._generation
@@ -438,6 +496,7 @@ class AcceptorLog:
             raise AcceptorLogClosed("the acceptor log is closed")
         self._fd, self._generation = fd, generation + 1
         self._segment_bytes = {generation + 1: 0}
+        self._allocate, self._allocated_end = self._disk.allocate, 0
         self._snapshot_bytes = size
         self._placement = SyncPlacement(self._placement.limit)
         self._failure = None

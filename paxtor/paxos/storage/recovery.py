@@ -71,7 +71,7 @@ def recover(directory: Path, disk: Disk) -> Recovered:
     records: list[bytes] = []
     snapshot_bytes = 0
     if layout.snapshot is not None:
-        parsed, snapshot_bytes = _parse(
+        parsed, snapshot_bytes, _ = _parse(
             directory / snapshot_name(layout.snapshot),
             kind=KIND_SNAPSHOT,
             generation=layout.snapshot,
@@ -79,9 +79,9 @@ def recover(directory: Path, disk: Disk) -> Recovered:
         )
         records.extend(parsed.records)
     segment_bytes: dict[int, int] = {}
-    last: tuple[int, ParsedFile, int] | None = None
+    last: tuple[int, ParsedFile, int, bool] | None = None
     for generation in layout.segments:
-        parsed, size = _parse(
+        parsed, size, zero_tail = _parse(
             directory / segment_name(generation),
             kind=KIND_SEGMENT,
             generation=generation,
@@ -89,7 +89,7 @@ def recover(directory: Path, disk: Disk) -> Recovered:
         )
         records.extend(parsed.records)
         segment_bytes[generation] = max(parsed.good_end - HEADER_SIZE, 0)
-        last = (generation, parsed, size)
+        last = (generation, parsed, size, zero_tail)
 
     for name in layout.temporaries + layout.obsolete:
         (directory / name).unlink(missing_ok=True)
@@ -140,24 +140,37 @@ def rebuild(directory: Path, disk: Disk, frames: list[bytes], generation: int, d
     return fd, size
 
 
-def _parse(path: Path, *, kind: int, generation: int | None, tail_may_be_torn: bool) -> tuple[ParsedFile, int]:
+def _parse(
+    path: Path, *, kind: int, generation: int | None, tail_may_be_torn: bool
+) -> tuple[ParsedFile, int, bool]:
+    """The file parsed, its size, and whether all of it past the last good record is zeros."""
     data = path.read_bytes()
     try:
-        return parse_file(data, kind=kind, generation=generation, tail_may_be_torn=tail_may_be_torn), len(data)
+        parsed = parse_file(data, kind=kind, generation=generation, tail_may_be_torn=tail_may_be_torn)
     except LogCorrupt as error:
         raise AcceptorLogCorrupt(
             f"{path}: {error}. Refusing to start: replaying around it could forget "
             "acknowledged promises. Restore the directory or retire this voter."
         ) from error
+    tail = len(data) - parsed.good_end
+    return parsed, len(data), tail > 0 and data[parsed.good_end :] == bytes(tail)
 
 
-def _reopen_last_segment(directory: Path, last: tuple[int, ParsedFile, int] | None, disk: Disk) -> int | None:
-    """Cut the last segment's torn tail and open it for appending; None if it must be recreated."""
+def _reopen_last_segment(
+    directory: Path, last: tuple[int, ParsedFile, int, bool] | None, disk: Disk
+) -> int | None:
+    """Cut the last segment's torn tail and open it for writing at its end; None if it must be
+    recreated. A tail of zeros held nothing ever written there: space allocated ahead of the
+    writes (`AcceptorLog`), or a file a crash extended; it is cut without a warning."""
     if last is None:
         return None
-    generation, parsed, size = last
+    generation, parsed, size, zero_tail = last
     path = directory / segment_name(generation)
-    if parsed.torn is not None:
+    if parsed.torn is not None and zero_tail and parsed.header is not None:
+        log.info(
+            "acceptor_log_allocated_tail_cut", file=str(path), offset=parsed.good_end, bytes=size - parsed.good_end
+        )
+    elif parsed.torn is not None:
         log.warning(
             "acceptor_log_truncated",
             file=str(path),
@@ -168,11 +181,12 @@ def _reopen_last_segment(directory: Path, last: tuple[int, ParsedFile, int] | No
     if parsed.header is None:  # torn while being created: holds nothing
         path.unlink()
         return None
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    fd = os.open(path, os.O_WRONLY)
     try:
         if parsed.torn is not None:
             os.ftruncate(fd, parsed.good_end)
             disk.fsync(fd)
+        os.lseek(fd, parsed.good_end, os.SEEK_SET)
     except BaseException:
         os.close(fd)
         raise
