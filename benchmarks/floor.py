@@ -5,9 +5,14 @@
 - **RTT**: a raw loopback round trip between two OS processes: plain
   blocking sockets, TCP_NODELAY, a 64-byte message echoed back, no gevent,
   no codec. Nothing that talks between two processes over TCP can go faster.
-- **fsync**: the median of write + ``fsync`` of a small append, with three
+- **fsync**: the median of write + ``fsync`` of a small record, with three
   processes syncing at once, each on its own file in ``DIR`` (the voters'
   data directory): the three voters of a 3-node cluster on one disk do this.
+  Each record goes into space the file has already allocated
+  (``posix_fallocate``, where the platform has it), so the fsync commits no
+  new file size, as the acceptor log writes; the median for plain appends
+  (``fsync_append_ms``), which also commit the file's size, is given beside
+  it.
 - **lock+unlock floor** = ``2 x (RTT + fsync)``: a lock and an unlock are one
   consensus round each, and a round needs at least one round trip to another
   voter and one fsync there before a majority has it.
@@ -66,10 +71,14 @@ def _echo_child() -> None:
         conn.sendall(buf)
 
 
-def _sync_child(path: str, count: int, start_at: float) -> None:
-    """Append `count` records to `path`, write+fsync each, from `start_at`: the durations (JSON)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def _sync_child(path: str, count: int, start_at: float, allocated: bool) -> None:
+    """Write `count` records to `path`, write+fsync each, from `start_at`: the durations (JSON).
+    `allocated`: into space allocated beforehand; else appends."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (0 if allocated else os.O_APPEND), 0o600)
     try:
+        if allocated:
+            os.posix_fallocate(fd, 0, count * len(SYNC_RECORD) + 4096)
+            os.fsync(fd)
         time.sleep(max(0.0, start_at - time.time()))
         samples = []
         for _ in range(count):
@@ -126,12 +135,20 @@ def _round_trip(sock: socket.socket) -> float:
     return time.perf_counter() - started
 
 
-def concurrent_fsyncs(directory: str | Path, count: int = DEFAULT_SYNCS, processes: int = SYNCERS) -> list[float]:
-    """`processes` children each append+fsync `count` records at once in `directory`: seconds each."""
+#: Whether the fsync floor writes into allocated space (the acceptor log's way) on this platform.
+ALLOCATED = hasattr(os, "posix_fallocate")
+
+
+def concurrent_fsyncs(
+    directory: str | Path, count: int = DEFAULT_SYNCS, processes: int = SYNCERS, allocated: bool = ALLOCATED
+) -> list[float]:
+    """`processes` children each write+fsync `count` records at once in `directory`: seconds each."""
     with tempfile.TemporaryDirectory(prefix="floor-fsync-", dir=directory) as where:
         start_at = time.time() + 0.3  # every child is running by then
+        mode = "allocated" if allocated else "append"
         children = [
-            _child("--sync", str(Path(where) / f"sync{i}"), str(count), repr(start_at)) for i in range(processes)
+            _child("--sync", str(Path(where) / f"sync{i}"), str(count), repr(start_at), mode)
+            for i in range(processes)
         ]
         samples: list[float] = []
         try:
@@ -152,11 +169,15 @@ def measure_floor(directory: str | Path | None = None, round_trip_count: int = D
                   sync_count: int = DEFAULT_SYNCS) -> dict[str, Any]:  # fmt: skip
     """The floor figures (milliseconds) of this machine now; fsyncs in `directory` (default: the temp dir)."""
     rtts = round_trips(round_trip_count)
-    syncs = concurrent_fsyncs(directory or tempfile.gettempdir(), sync_count)
+    where = directory or tempfile.gettempdir()
+    syncs = concurrent_fsyncs(where, sync_count)
+    appends = concurrent_fsyncs(where, sync_count, allocated=False) if ALLOCATED else syncs
     rtt, fsync = median_ms(rtts), median_ms(syncs)
     return {
         "rtt_ms": rtt,
         "fsync_ms": fsync,
+        "fsync_append_ms": median_ms(appends),
+        "fsync_allocated": ALLOCATED,
         "fsync_p90_ms": statistics.quantiles(syncs, n=10)[-1] * 1e3,
         "round_ms": rtt + fsync,
         "lock_unlock_ms": 2 * (rtt + fsync),
@@ -169,8 +190,10 @@ def measure_floor(directory: str | Path | None = None, round_trip_count: int = D
 def describe(floor: dict[str, Any]) -> str:
     return (
         f"floor: raw loopback RTT {floor['rtt_ms'] * 1e3:.1f} us, fsync {floor['fsync_ms']:.3f} ms "
-        f"(median of {floor['fsyncs']}, {floor['fsync_processes']} processes at once; p90 "
-        f"{floor['fsync_p90_ms']:.3f} ms); lock+unlock floor 2 x (RTT + fsync) = {floor['lock_unlock_ms']:.3f} ms"
+        f"(median of {floor['fsyncs']}, {floor['fsync_processes']} processes at once"
+        f"{', into allocated space' if floor.get('fsync_allocated') else ''}; p90 {floor['fsync_p90_ms']:.3f} ms; "
+        f"appends {floor.get('fsync_append_ms', floor['fsync_ms']):.3f} ms); "
+        f"lock+unlock floor 2 x (RTT + fsync) = {floor['lock_unlock_ms']:.3f} ms"
     )
 
 
@@ -179,13 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="where to fsync (the voters' disk); default: the temp directory")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--sync", nargs=3, metavar=("PATH", "COUNT", "START_AT"), help=argparse.SUPPRESS)
+    parser.add_argument("--sync", nargs=4, metavar=("PATH", "COUNT", "START_AT", "MODE"), help=argparse.SUPPRESS)
     args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.echo:
         _echo_child()
         return 0
     if args.sync:
-        _sync_child(args.sync[0], int(args.sync[1]), float(args.sync[2]))
+        _sync_child(args.sync[0], int(args.sync[1]), float(args.sync[2]), args.sync[3] == "allocated")
         return 0
     floor = measure_floor(args.dir)
     print(json.dumps(floor) if args.json else describe(floor))
